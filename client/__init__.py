@@ -1,0 +1,1 @@
+"""The Python SDK and command line (client/): filled in by its issue."""

@@ -1,0 +1,1 @@
+"""The gateway (proxy/): filled in by its issue."""
