@@ -1,0 +1,121 @@
+"""`python -m fakeserver` (or `segmind-fake`): serve the fake under uvicorn."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from pydantic import ValidationError
+
+from .settings import DEMO_KEY, FakeSettings
+
+__all__ = ["main", "parse_args"]
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m fakeserver",
+        description="A fake of Segmind's Consistent Character Video Generation workflow API.",
+    )
+    add = p.add_argument
+    add("--host", help="address to listen on (default 127.0.0.1)")
+    add("--port", type=int, help="port to listen on (default 8001; 0 picks a free one)")
+    add("--public-url", help="base URL put in poll_url and asset URLs (default: served address)")
+    add(
+        "--api-key",
+        dest="api_keys",
+        action="append",
+        metavar="KEY",
+        help=f"a key to accept; repeat for more (default: the demo key {DEMO_KEY!r})",
+    )
+    add(
+        "--restricted-key",
+        dest="restricted_keys",
+        action="append",
+        metavar="KEY",
+        help="a key that authenticates but may run no workflow (answers 403)",
+    )
+    add("--credits", type=float, help="starting credits of every key (default 1000)")
+    add("--price", type=float, help="credits a run costs (default 3.9674)")
+    add("--plan", help="rate limit: free (5/min), pro (50/min, default), unlimited, or a number")
+    add("--time-scale", type=float, help="multiply run durations (0.01 gives ~7 s runs)")
+    add("--duration-median", type=float, help="median run duration in seconds (default 673.9)")
+    add("--duration-sigma", type=float, help="lognormal spread of run durations (default 0.2)")
+    add("--duration-min", type=float, help="shortest run in seconds (default 300)")
+    add("--duration-max", type=float, help="longest run in seconds (default 1800)")
+    add("--result-ttl", type=float, help="seconds a result is kept after submit (default 3600)")
+    add("--failure-rate", type=float, help="chance that a run ends FAILED (default 0)")
+    add(
+        "--failure-key",
+        choices=["error_message", "error", "both"],
+        help="key of the FAILED reason (default error_message)",
+    )
+    add(
+        "--unknown-inputs",
+        choices=["reject", "ignore"],
+        help="unknown input names: 400 (reject, default) or ignored",
+    )
+    add(
+        "--output-key",
+        dest="output_keys",
+        action="append",
+        metavar="NAME",
+        help="output key name per scene, four times (default Scene_N_Video)",
+    )
+    add("--seed", type=int, help="seed for ids, durations and chaos: a reproducible run")
+    add("--admin-token", help="require X-Admin-Token on /__admin endpoints")
+    add(
+        "--clock",
+        choices=["system", "virtual"],
+        help="system (default) or virtual: time stands still until /__admin/clock/advance",
+    )
+    add("--chaos-error-rate", type=float, help="chance of a 500/502/504 per API request")
+    add("--chaos-fault-rate", type=float, help="chance of a network fault per API request")
+    add("--chaos-delay-rate", type=float, help="chance of a delay per API request")
+    add("--chaos-delay-ms", type=float, help="delay in ms (median, for lognormal)")
+    add("--chaos-delay-kind", choices=["fixed", "lognormal", "trickle"])
+    add("--config", metavar="FILE", help="a TOML file of settings (same names, underscores)")
+    add("--log-level", default="warning", help="uvicorn log level (default warning)")
+    return p
+
+
+def parse_args(argv: Sequence[str] | None = None) -> tuple[FakeSettings, str]:
+    args = vars(_parser().parse_args(argv))
+    log_level = args.pop("log_level")
+    config = args.pop("config")
+    if config:
+        os.environ["FAKESERVER_CONFIG"] = config
+    given: dict[str, Any] = {k: v for k, v in args.items() if v is not None}
+    return FakeSettings(**given), log_level
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    try:
+        settings, log_level = parse_args(argv)
+    except ValidationError as exc:
+        sys.exit(f"fakeserver: bad settings:\n{exc}")
+    import uvicorn
+
+    from .app import create_app
+
+    if settings.port == 0:
+        # A free port must be known before the app builds its poll URLs.
+        import socket
+
+        with socket.socket() as s:
+            s.bind((settings.host, 0))
+            settings = settings.model_copy(update={"port": s.getsockname()[1]})
+    app = create_app(settings)
+    keys = settings.api_keys or ([] if settings.restricted_keys else [DEMO_KEY])
+    print(f"fake Segmind listening on http://{settings.host}:{settings.port}", flush=True)
+    print(f"poll and asset URLs start with {settings.base_url}", flush=True)
+    if not settings.api_keys:
+        print(f"accepting the demo key: {keys[0]}", flush=True)
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level=log_level)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,138 @@
+"""The Segmind-shaped endpoints: submit, poll, credits and the output videos.
+
+Order of checks on a submit, each answered before the next is tried: key (401), rate limit
+(429), workflow (404), access (403), body and inputs (400), credits (406). Nothing that
+fails a check creates a job or costs a credit.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from importlib import resources
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.routing import Route
+
+from .accounts import Account
+from .errors import ApiError, InvalidInput
+from .jobs import poll_body, state_of
+from .journal import api_key_of
+from .prefer import parse_prefer
+from .state import FakeState
+
+__all__ = ["routes"]
+
+ASSET_NAME = re.compile(r"scene_[1-4]\.mp4")
+DIGEST = re.compile(r"[0-9a-f]{24}")
+QUEUED_MESSAGE = "The request is queued. Poll poll_url every 7 seconds until it is COMPLETED."
+
+
+def _state(request: Request) -> FakeState:
+    state: FakeState = request.app.state.fake
+    return state
+
+
+def _account(request: Request, state: FakeState) -> Account:
+    key = api_key_of(request.scope["headers"])
+    if key is None:
+        raise ApiError(
+            401,
+            "Unauthorized: no API key; send it as x-api-key: <key> or Authorization: Bearer <key>",
+        )
+    account = state.accounts.find(key)
+    if account is None:
+        raise ApiError(401, "Unauthorized: invalid API key; check the key you sent")
+    account.take_request(state.clock.now())
+    return account
+
+
+async def submit(request: Request) -> Response:
+    state = _state(request)
+    account = _account(request, state)
+    workflow_id = request.path_params["workflow_id"]
+    workflow = state.catalog.get(workflow_id)
+    if workflow is None:
+        raise ApiError(
+            404, f"Workflow not found: {workflow_id!r}; check the workflow id in the URL"
+        )
+    if not account.may_run(workflow.id):
+        raise ApiError(403, f"Forbidden: this API key has no access to workflow {workflow.id}")
+    raw = await request.body()
+    body: Any = {}
+    if raw.strip():
+        try:
+            body = json.loads(raw)
+        except ValueError as exc:
+            raise InvalidInput(
+                f"the request body is not valid JSON ({exc}); send a JSON object of inputs"
+            ) from None
+    inputs = workflow.canonical_inputs(body, state.settings.unknown_inputs)
+    prefs = parse_prefer(request.headers.getlist("prefer"))
+    state.accounts.charge(account, state.settings.price)
+    job = state.new_job(workflow, account.label, inputs, prefs)
+    return JSONResponse(
+        {
+            "status": "QUEUED",
+            "request_id": job.id,
+            "poll_url": f"{state.settings.base_url}/workflows/request/{job.id}",
+            "message": QUEUED_MESSAGE,
+        }
+    )
+
+
+async def poll(request: Request) -> Response:
+    state = _state(request)
+    account = _account(request, state)
+    request_id = request.path_params["request_id"]
+    job = state.jobs.get(request_id)
+    # Another account's job is answered exactly like one that never existed.
+    if job is None or job.account != account.label:
+        raise _not_found(request_id)
+    job.polls += 1
+    current = state_of(job, state.clock.now(), state.settings.result_ttl)
+    if current is None:
+        state.jobs.pop(request_id, None)
+        raise _not_found(request_id)
+    return JSONResponse(poll_body(job, current, state.settings.failure_key))
+
+
+def _not_found(request_id: str) -> ApiError:
+    return ApiError(
+        404,
+        f"Request {request_id!r} not found or expired; results are kept for one hour "
+        f"after submission, so submit again",
+    )
+
+
+async def credits(request: Request) -> Response:
+    state = _state(request)
+    account = _account(request, state)
+    return JSONResponse(
+        {"credits": round(account.credits, 4), "free-credits": round(account.free_credits, 4)}
+    )
+
+
+_ASSETS = resources.files("fakeserver") / "assets"
+
+
+async def asset(request: Request) -> Response:
+    digest, name = request.path_params["digest"], request.path_params["name"]
+    if not (DIGEST.fullmatch(digest) and ASSET_NAME.fullmatch(name)):
+        raise ApiError(404, f"no such asset {digest}/{name}; use the URLs a COMPLETED job gives")
+    return FileResponse(str(_ASSETS / name), media_type="video/mp4")
+
+
+async def healthz(request: Request) -> Response:
+    return JSONResponse({"status": "ok"})
+
+
+routes = [
+    Route("/workflows/request/{request_id}", poll, methods=["GET"]),
+    Route("/workflows/{workflow_id}", submit, methods=["POST"]),
+    Route("/v1/get-user-credits", credits, methods=["GET"]),
+    Route("/assets/{digest}/{name}", asset, methods=["GET"]),
+    Route("/healthz", healthz, methods=["GET"]),
+]

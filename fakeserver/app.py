@@ -1,0 +1,48 @@
+"""The app factory: `create_app(settings, clock=...)` for uvicorn and in-process tests."""
+
+from __future__ import annotations
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from . import admin, api
+from .clock import Clock
+from .errors import ApiError
+from .faults import FaultMiddleware
+from .journal import JournalMiddleware
+from .settings import FakeSettings
+from .state import FakeState
+
+__all__ = ["create_app"]
+
+
+async def _api_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ApiError)
+    return exc.response()
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 405:
+        message = f"{request.method} is not allowed on {request.url.path}"
+    else:
+        message = f"Not Found: no endpoint {request.url.path}; see the fake's README"
+    return JSONResponse({"error": message}, exc.status_code)
+
+
+def create_app(settings: FakeSettings | None = None, clock: Clock | None = None) -> Starlette:
+    """A fake Segmind server; `app.state.fake` holds its state for tests."""
+    state = FakeState(settings or FakeSettings(), clock)
+    app = Starlette(
+        routes=[*api.routes, *admin.routes],
+        middleware=[
+            Middleware(JournalMiddleware, journal=state.journal, accounts=state.accounts),
+            Middleware(FaultMiddleware, plan=state.faults),
+        ],
+        exception_handlers={ApiError: _api_error, HTTPException: _http_error},
+    )
+    app.state.fake = state
+    return app

@@ -1,0 +1,195 @@
+"""The workflows the fake knows: their inputs, defaults and validation rules.
+
+Validation here is the fake's own reading of Segmind's rules (see SEGMIND_API.md); it
+shares no code with the client on purpose, so a bug cannot hide on both sides.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+from urllib.parse import urlsplit
+
+from .errors import InvalidInput
+
+__all__ = [
+    "CHARACTER_VIDEO",
+    "CHARACTER_VIDEO_ID",
+    "InputKind",
+    "InputSpec",
+    "UnknownInputPolicy",
+    "Workflow",
+    "default_catalog",
+]
+
+CHARACTER_VIDEO_ID = "68628fe34727e611dfa219b4-v4"
+# Scenes longer than this are refused; the real limit is undocumented, so the fake picks
+# one that no sensible prompt reaches and documents it (README, "Validation").
+SCENE_MAX_LENGTH = 1000
+URL_MAX_LENGTH = 2048
+
+
+class InputKind(StrEnum):
+    URI = "uri"
+    TEXT = "text"
+
+
+class UnknownInputPolicy(StrEnum):
+    """What to do with an input name the workflow does not have."""
+
+    REJECT = "reject"  # 400: a typo like "scene_1" would otherwise silently cost a run
+    IGNORE = "ignore"
+
+    @classmethod
+    def parse(cls, value: str) -> UnknownInputPolicy:
+        try:
+            return cls(value)
+        except ValueError:
+            valid = ", ".join(repr(p.value) for p in cls)
+            raise ValueError(f"unknown-inputs must be one of {valid}; got {value!r}") from None
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    name: str
+    kind: InputKind
+    default: str
+    max_length: int
+
+    def check(self, value: Any) -> str:
+        if not isinstance(value, str):
+            raise InvalidInput(
+                f"{self.name} must be a string, got {_json_type(value)}; omit it to use the default"
+            )
+        if self.kind is InputKind.URI:
+            return _check_url(self.name, value, self.max_length)
+        if not value.strip():
+            raise InvalidInput(f"{self.name} must not be empty; omit it to use the default")
+        if len(value) > self.max_length:
+            raise InvalidInput(
+                f"{self.name} is {len(value)} characters long; the limit is {self.max_length}"
+            )
+        return value
+
+
+@dataclass(frozen=True)
+class Workflow:
+    id: str
+    title: str
+    inputs: tuple[InputSpec, ...]
+    output_keys: tuple[str, ...]
+    output_type: str = "video"
+    _names: frozenset[str] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_names", frozenset(i.name for i in self.inputs))
+
+    def canonical_inputs(self, body: Any, policy: UnknownInputPolicy) -> dict[str, str]:
+        """Validate a request body and fill in defaults; raises `InvalidInput`."""
+        if not isinstance(body, dict):
+            raise InvalidInput(
+                f"the request body must be a JSON object of workflow inputs, got {_json_type(body)}"
+            )
+        unknown = sorted(set(body) - self._names)
+        if unknown and policy is UnknownInputPolicy.REJECT:
+            valid = ", ".join(sorted(self._names))
+            raise InvalidInput(
+                f"unknown input {', '.join(map(repr, unknown))} for workflow {self.id}; "
+                f"valid inputs are {valid} (names are case-sensitive)"
+            )
+        return {
+            spec.name: spec.check(body[spec.name]) if spec.name in body else spec.default
+            for spec in self.inputs
+        }
+
+    def digest(self, inputs: dict[str, str]) -> str:
+        """A stable name for one canonical input set: same inputs, same output URLs."""
+        blob = json.dumps([self.id, inputs], sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(blob.encode()).hexdigest()[:24]
+
+
+def _check_url(name: str, value: str, max_length: int) -> str:
+    if len(value) > max_length:
+        raise InvalidInput(f"{name} is {len(value)} characters long; the limit is {max_length}")
+    try:
+        parts = urlsplit(value)
+        host = parts.hostname
+    except ValueError:
+        host = None
+        parts = None
+    if parts is None or parts.scheme not in ("http", "https") or not host:
+        raise InvalidInput(
+            f"{name} must be an http(s) URL of the character's photo, "
+            f"like https://example.com/face.jpg; got {value[:80]!r}"
+        )
+    return value
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    return "an object"
+
+
+CHARACTER_VIDEO = Workflow(
+    id=CHARACTER_VIDEO_ID,
+    title="Consistent Character Video Generation",
+    inputs=(
+        InputSpec(
+            "Character_Image",
+            InputKind.URI,
+            "https://segmind-inference-inputs.s3.amazonaws.com/"
+            "e698f341-23a1-465e-8164-16c577dfb4d0-5f184e74-c558-4b92-8696-722761fb3737.jpg",
+            URL_MAX_LENGTH,
+        ),
+        InputSpec(
+            "Scene_1",
+            InputKind.TEXT,
+            "Model on lighthouse rocks, hair streaming in gale",
+            SCENE_MAX_LENGTH,
+        ),
+        InputSpec(
+            "Scene_2",
+            InputKind.TEXT,
+            "Model emerging from colored smoke, dramatic pose",
+            SCENE_MAX_LENGTH,
+        ),
+        InputSpec(
+            "Scene_3",
+            InputKind.TEXT,
+            "Model by waterfall, mist creating natural wind effects",
+            SCENE_MAX_LENGTH,
+        ),
+        InputSpec(
+            "Scene_4",
+            InputKind.TEXT,
+            "Model against chain-link fence, rebellious lean",
+            SCENE_MAX_LENGTH,
+        ),
+    ),
+    output_keys=("Scene_1_Video", "Scene_2_Video", "Scene_3_Video", "Scene_4_Video"),
+)
+
+
+def default_catalog(output_keys: tuple[str, ...] | None = None) -> dict[str, Workflow]:
+    """The catalog, optionally with other output key names (the real ones are unknown)."""
+    workflow = CHARACTER_VIDEO
+    if output_keys is not None:
+        if len(output_keys) != len(workflow.output_keys):
+            raise ValueError(
+                f"output keys: expected {len(workflow.output_keys)} names (one per scene), "
+                f"got {len(output_keys)}"
+            )
+        workflow = Workflow(workflow.id, workflow.title, workflow.inputs, output_keys)
+    return {workflow.id: workflow}

@@ -1,0 +1,97 @@
+"""The fake's settings: one value object, from arguments, `FAKESERVER_*` variables or TOML.
+
+Precedence, highest first: values passed in code (the command line passes its flags this
+way), environment variables (`FAKESERVER_PRICE=2.5`; lists as JSON), the TOML file named by
+`FAKESERVER_CONFIG` or `--config`, then the defaults below.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from .accounts import parse_plan
+from .catalog import UnknownInputPolicy
+
+__all__ = ["DEMO_KEY", "FakeSettings"]
+
+# The key `make run` accepts when none is given: a fake's key, printed at start-up.
+DEMO_KEY = "fake-demo-key"
+PRICE = 3.9674  # dollars a run, from the product page
+MEDIAN_SECONDS = 673.9  # submit to COMPLETED, from the product page
+RESULT_TTL_SECONDS = 3600.0  # results are kept about an hour after submission
+
+
+class FakeSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="FAKESERVER_", extra="forbid", toml_file=None)
+
+    host: str = "127.0.0.1"
+    port: int = Field(8001, ge=0, le=65535)
+    public_url: str | None = Field(
+        None, description="base of poll and asset URLs; default: the address served on"
+    )
+    api_keys: list[str] = Field(default_factory=list)
+    restricted_keys: list[str] = Field(
+        default_factory=list, description="keys that authenticate but may run no workflow (403)"
+    )
+    credits: float = Field(1000.0, ge=0)
+    price: float = Field(PRICE, ge=0)
+    plan: str = Field("pro", description="free (5/min), pro (50/min), unlimited, or a number")
+    duration_median: float = Field(MEDIAN_SECONDS, gt=0)
+    duration_sigma: float = Field(0.2, ge=0)
+    duration_min: float = Field(300.0, ge=0)
+    duration_max: float = Field(1800.0, gt=0)
+    time_scale: float = Field(1.0, gt=0, description="multiplies run durations; 0.01: ~7 s runs")
+    queued_fraction: float = Field(0.03, ge=0, lt=1, description="share of a run spent QUEUED")
+    result_ttl: float = Field(RESULT_TTL_SECONDS, gt=0)
+    failure_rate: float = Field(0.0, ge=0, le=1, description="chance that a job ends FAILED")
+    failure_key: Literal["error_message", "error", "both"] = "error_message"
+    unknown_inputs: UnknownInputPolicy = UnknownInputPolicy.REJECT
+    output_keys: list[str] | None = None
+    seed: int | None = None
+    admin_token: str | None = None
+    clock: Literal["system", "virtual"] = "system"
+    journal_size: int = Field(10_000, ge=1)
+    chaos_error_rate: float = Field(0.0, ge=0, le=1)
+    chaos_fault_rate: float = Field(0.0, ge=0, le=1)
+    chaos_delay_rate: float = Field(0.0, ge=0, le=1)
+    chaos_delay_ms: float = Field(200.0, ge=0)
+    chaos_delay_kind: Literal["fixed", "lognormal", "trickle"] = "fixed"
+
+    @field_validator("plan")
+    @classmethod
+    def _known_plan(cls, value: str) -> str:
+        parse_plan(value)
+        return value
+
+    @property
+    def rate_limit(self) -> int:
+        return parse_plan(self.plan)
+
+    @property
+    def base_url(self) -> str:
+        return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        import os
+
+        toml = os.environ.get("FAKESERVER_CONFIG")
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if toml:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml))
+        return tuple(sources)

@@ -1,0 +1,124 @@
+"""Everything one fake server holds: accounts, jobs, journal, faults, on one clock."""
+
+from __future__ import annotations
+
+import random
+import threading
+import uuid
+
+from .accounts import Accounts
+from .catalog import Workflow, default_catalog
+from .clock import Clock, SystemClock, VirtualClock
+from .faults import ChaosSettings, FaultPlan
+from .jobs import FAILURE_REASONS, DurationModel, Job, JobPlan, Outcome, state_of
+from .journal import Journal
+from .prefer import Preferences
+from .settings import DEMO_KEY, FakeSettings
+
+__all__ = ["FakeState"]
+
+SWEEP_EVERY = 1000  # submits between sweeps of expired jobs
+
+
+class FakeState:
+    def __init__(self, settings: FakeSettings, clock: Clock | None = None) -> None:
+        self.settings = settings
+        self.clock: Clock = clock or (
+            VirtualClock() if settings.clock == "virtual" else SystemClock()
+        )
+        self.catalog: dict[str, Workflow] = default_catalog(
+            tuple(settings.output_keys) if settings.output_keys else None
+        )
+        self.accounts = Accounts()
+        keys = settings.api_keys or ([] if settings.restricted_keys else [DEMO_KEY])
+        for key in keys:
+            self.accounts.add(key, credits=settings.credits, rate_limit=settings.rate_limit)
+        for key in settings.restricted_keys:
+            self.accounts.add(
+                key, credits=settings.credits, rate_limit=settings.rate_limit, workflows=()
+            )
+        self.durations = DurationModel(
+            median=settings.duration_median,
+            sigma=settings.duration_sigma,
+            minimum=settings.duration_min,
+            maximum=settings.duration_max,
+            time_scale=settings.time_scale,
+        )
+        self.journal = Journal(self.clock, settings.journal_size)
+        self.faults = FaultPlan(
+            ChaosSettings(
+                error_rate=settings.chaos_error_rate,
+                fault_rate=settings.chaos_fault_rate,
+                delay_rate=settings.chaos_delay_rate,
+                delay_ms=settings.chaos_delay_ms,
+                delay_kind=settings.chaos_delay_kind,
+                seed=settings.seed,
+            )
+        )
+        self.jobs: dict[str, Job] = {}
+        self._rng = random.Random(settings.seed)
+        self._lock = threading.Lock()
+        self._submits = 0
+
+    def new_job(
+        self, workflow: Workflow, account: str, inputs: dict[str, str], prefs: Preferences
+    ) -> Job:
+        with self._lock:
+            rng = self._rng
+            request_id = (
+                f"{rng.getrandbits(128):032x}"
+                if self.settings.seed is not None
+                else uuid.uuid4().hex
+            )
+            duration = self.durations.sample(rng)
+            failed = rng.random() < self.settings.failure_rate
+            reason = rng.choice(FAILURE_REASONS)
+            self._submits += 1
+            if self._submits % SWEEP_EVERY == 0:
+                self._sweep()
+        if prefs.duration is not None:
+            duration = prefs.duration
+        outcome = prefs.outcome or (Outcome.FAILED if failed else Outcome.COMPLETED)
+        plan = JobPlan(
+            outcome=outcome,
+            duration=duration,
+            queued_for=duration * self.settings.queued_fraction,
+            polls_per_state=prefs.polls,
+            processing_status=prefs.status or "PROCESSING",
+            failure_reason=reason,
+        )
+        digest = workflow.digest(inputs)
+        job = Job(
+            id=request_id,
+            workflow_id=workflow.id,
+            account=account,
+            inputs=inputs,
+            digest=digest,
+            created_at=self.clock.now(),
+            plan=plan,
+            outputs=[
+                {
+                    "keyname": key,
+                    "value": {
+                        "data": f"{self.settings.base_url}/assets/{digest}/scene_{n}.mp4",
+                        "type": workflow.output_type,
+                    },
+                }
+                for n, key in enumerate(workflow.output_keys, start=1)
+            ],
+        )
+        self.jobs[request_id] = job
+        return job
+
+    def _sweep(self) -> None:
+        now, ttl = self.clock.now(), self.settings.result_ttl
+        for request_id in [j.id for j in self.jobs.values() if state_of(j, now, ttl) is None]:
+            self.jobs.pop(request_id, None)
+
+    def reset(self) -> None:
+        """Forget jobs, journal and scripts; credits and rate windows back to the start."""
+        with self._lock:
+            self.jobs.clear()
+        self.journal.reset()
+        self.faults.reset()
+        self.accounts.reset()
