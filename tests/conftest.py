@@ -1,0 +1,36 @@
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from tests.servers import ServerProcess, start_server
+
+
+@pytest.fixture(autouse=True)
+def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Settings read the environment: no test may see the developer's keys or overrides."""
+    for name in list(os.environ):
+        if name.startswith(("FAKESERVER_", "PROXY_", "SEGMIND_")):
+            monkeypatch.delenv(name)
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture
+def fake_process() -> Iterator[Callable[..., ServerProcess]]:
+    """Start `python -m fakeserver` with the given flags; every process is stopped after."""
+    started: list[ServerProcess] = []
+
+    def start(*args: str) -> ServerProcess:
+        server = start_server("fakeserver", *args)
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()

@@ -1,0 +1,72 @@
+"""Real server processes for tests: uvicorn on a free loopback port, stopped afterwards."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+
+import httpx
+
+__all__ = ["ServerProcess", "free_port", "start_server"]
+
+READY_SECONDS = 20.0
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@dataclass
+class ServerProcess:
+    url: str
+    port: int
+    proc: subprocess.Popen[str]
+    argv: list[str] = field(default_factory=list)
+    output: str | None = None
+
+    def stop(self) -> str:
+        """Stop the process (once) and return everything it printed."""
+        if self.output is None:
+            if self.proc.poll() is None:
+                self.proc.terminate()
+            try:
+                out, _ = self.proc.communicate(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                out, _ = self.proc.communicate()
+            self.output = out or ""
+        return self.output
+
+
+def start_server(module: str, *args: str, env: dict[str, str] | None = None) -> ServerProcess:
+    """`python -m <module> --host 127.0.0.1 --port <free> ...`, returned once /healthz answers."""
+    port = free_port()
+    argv = [sys.executable, "-m", module, "--host", "127.0.0.1", "--port", str(port), *args]
+    proc = subprocess.Popen(
+        argv,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, **(env or {})},
+    )
+    server = ServerProcess(f"http://127.0.0.1:{port}", port, proc, argv)
+    deadline = time.monotonic() + READY_SECONDS
+    # Waiting for a process to listen, not for a job: the clock of the fake is not involved.
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{module} exited early:\n{server.stop()}")
+        try:
+            if httpx.get(f"{server.url}/healthz", timeout=1.0).status_code == 200:
+                return server
+        except httpx.TransportError:
+            pass
+        time.sleep(0.05)
+    output = server.stop()
+    raise RuntimeError(f"{module} did not answer /healthz in {READY_SECONDS} s:\n{output}")
