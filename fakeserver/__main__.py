@@ -100,6 +100,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     import uvicorn
 
     from .app import create_app
+    from .catalog import CHARACTER_VIDEO_ID
 
     if settings.port == 0:
         # A free port must be known before the app builds its poll URLs.
@@ -114,6 +115,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     print(f"poll and asset URLs start with {settings.base_url}", flush=True)
     if not settings.api_keys:
         print(f"accepting the demo key: {keys[0]}", flush=True)
+    if keys:
+        print(
+            f"try: curl -s -X POST {settings.base_url}/workflows/{CHARACTER_VIDEO_ID} "
+            f"-H 'x-api-key: {keys[0] if not settings.api_keys else '<your key>'}' -d '{{}}'",
+            flush=True,
+        )
     uvicorn.run(app, host=settings.host, port=settings.port, log_level=log_level)
 
 

@@ -45,8 +45,8 @@ def api_key_of(headers: list[tuple[bytes, bytes]]) -> str | None:
     """The key a request carries: `x-api-key`, or `Authorization: Bearer <key>`."""
     bearer = None
     for name, value in headers:
-        if name == b"x-api-key":
-            return value.decode("latin-1").strip() or None
+        if name == b"x-api-key" and value.strip():
+            return value.decode("latin-1").strip()
         if name == b"authorization":
             scheme, _, token = value.decode("latin-1").partition(" ")
             if scheme.lower() == "bearer" and token.strip():
