@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -86,16 +85,14 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[FakeSettings, str]:
     args = vars(_parser().parse_args(argv))
     log_level = args.pop("log_level")
     config = args.pop("config")
-    if config:
-        os.environ["FAKESERVER_CONFIG"] = config
     given: dict[str, Any] = {k: v for k, v in args.items() if v is not None}
-    return FakeSettings(**given), log_level
+    return FakeSettings.load(config, **given), log_level
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     try:
         settings, log_level = parse_args(argv)
-    except ValidationError as exc:
+    except (ValidationError, ValueError) as exc:
         sys.exit(f"fakeserver: bad settings:\n{exc}")
     import uvicorn
 

@@ -7,7 +7,8 @@ way), environment variables (`FAKESERVER_PRICE=2.5`; lists as JSON), the TOML fi
 
 from __future__ import annotations
 
-from typing import Literal
+import os
+from typing import Any, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import (
@@ -88,10 +89,17 @@ class FakeSettings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        import os
+        return init_settings, env_settings, TomlConfigSettingsSource(settings_cls)
 
-        toml = os.environ.get("FAKESERVER_CONFIG")
-        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
-        if toml:
-            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml))
-        return tuple(sources)
+    @classmethod
+    def load(cls, config: str | None = None, **values: Any) -> FakeSettings:
+        """Settings from `values`, the environment and a TOML file (`FAKESERVER_CONFIG`)."""
+        config = config or os.environ.get("FAKESERVER_CONFIG")
+        if not config:
+            return cls(**values)
+        if not os.path.isfile(config):
+            raise ValueError(f"config file {config!r} does not exist")
+        with_file = type(
+            cls.__name__, (cls,), {"model_config": {**cls.model_config, "toml_file": config}}
+        )
+        return with_file(**values)  # type: ignore[no-any-return]
