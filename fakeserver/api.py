@@ -19,7 +19,7 @@ from starlette.routing import Route
 from .accounts import Account
 from .errors import ApiError, InvalidInput
 from .jobs import poll_body, state_of
-from .journal import api_key_of
+from .journal import ACCOUNT_KEY, api_key_of
 from .prefer import parse_prefer
 from .state import FakeState
 
@@ -36,17 +36,22 @@ def _state(request: Request) -> FakeState:
 
 
 def _account(request: Request, state: FakeState) -> Account:
+    # The journal layer has already looked the key up; do not hash it twice.
+    if ACCOUNT_KEY in request.scope and request.scope[ACCOUNT_KEY] is not None:
+        account: Account = request.scope[ACCOUNT_KEY]
+        account.take_request(state.clock.now())
+        return account
     key = api_key_of(request.scope["headers"])
     if key is None:
         raise ApiError(
             401,
             "Unauthorized: no API key; send it as x-api-key: <key> or Authorization: Bearer <key>",
         )
-    account = state.accounts.find(key)
-    if account is None:
+    found = state.accounts.find(key)
+    if found is None:
         raise ApiError(401, "Unauthorized: invalid API key; check the key you sent")
-    account.take_request(state.clock.now())
-    return account
+    found.take_request(state.clock.now())
+    return found
 
 
 async def submit(request: Request) -> Response:

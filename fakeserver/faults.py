@@ -27,7 +27,7 @@ from typing import Any
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .errors import DEFAULT_MESSAGES, InvalidInput, SimulatedNetworkFault
-from .journal import CONNECTION_KEY, ENTRY_KEY, route_of
+from .journal import CONNECTION_KEY, ENTRY_KEY, ROUTE_KEY, route_of
 from .prefer import FAULT_KINDS, parse_prefer
 
 __all__ = ["Action", "ChaosSettings", "FaultMiddleware", "FaultPlan"]
@@ -200,7 +200,7 @@ class FaultMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        route = route_of(scope["method"], scope["path"])
+        route = scope.get(ROUTE_KEY) or route_of(scope["method"], scope["path"])
         if route not in FAULTABLE_ROUTES:
             await self.app(scope, receive, send)
             return

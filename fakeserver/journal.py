@@ -17,13 +17,24 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from .accounts import Accounts
 from .clock import Clock
 
-__all__ = ["CONNECTION_KEY", "ENTRY_KEY", "Journal", "JournalMiddleware", "api_key_of", "route_of"]
+__all__ = [
+    "ACCOUNT_KEY",
+    "CONNECTION_KEY",
+    "ENTRY_KEY",
+    "ROUTE_KEY",
+    "Journal",
+    "JournalMiddleware",
+    "api_key_of",
+    "route_of",
+]
 
 ENTRY_KEY = "fakeserver.entry"  # the scope key under which a request's entry travels
 # Network faults need the connection. Under uvicorn, receive() is a method of the
 # request-response cycle that holds the asyncio transport; the outermost layer keeps that
 # cycle here before anything wraps receive().
 CONNECTION_KEY = "fakeserver.connection"
+ROUTE_KEY = "fakeserver.route"  # route_of(), computed once per request
+ACCOUNT_KEY = "fakeserver.account"  # the Account the key names, or None
 BODY_LIMIT = 4096  # bytes of a request body kept in the journal
 
 
@@ -120,12 +131,12 @@ class JournalMiddleware:
             await self.app(scope, receive, send)
             return
         scope[CONNECTION_KEY] = getattr(receive, "__self__", None)
-        route = route_of(scope["method"], scope["path"])
+        route = scope[ROUTE_KEY] = route_of(scope["method"], scope["path"])
         if route in ("admin", "asset"):
             await self.app(scope, receive, send)
             return
         key = api_key_of(scope["headers"])
-        account = self.accounts.find(key) if key else None
+        account = scope[ACCOUNT_KEY] = self.accounts.find(key) if key else None
         label = account.label if account else ("unknown" if key else None)
         entry = self.journal.open(scope["method"], scope["path"], route, label)
         scope[ENTRY_KEY] = entry
