@@ -1,0 +1,333 @@
+"""Every error the client raises, in one tree.
+
+```
+SegmindError                      base of everything below; .message, .status_code, .request_id
+├── ConfigError                   unusable settings (no API key, bad base URL, bad auth style)
+├── InvalidInput                  inputs rejected before anything was sent (also a ValueError)
+├── APIError                      the server answered with a non-2xx status
+│   ├── BadRequest                400
+│   ├── Unauthorized              401  (.auth_hint: header sent and key source, never the key)
+│   ├── Forbidden                 403
+│   ├── NotFound                  404  (unknown workflow, or unknown/expired request id)
+│   ├── InsufficientCredits       406
+│   ├── RateLimited               429  (.retry_after in seconds, when the server said)
+│   ├── ServerError               500
+│   ├── BadGateway                502
+│   └── GatewayTimeout            504
+├── UnexpectedResponse            a 2xx answer the client cannot read (not JSON, missing fields)
+├── GenerationFailed              the job ended FAILED (.reason)
+├── WaitTimeout                   the job was still running when `wait` gave up (.last_status)
+├── InvalidWebhook                a webhook whose signature, timestamp or body does not hold up
+└── TransportError                no answer: the exchange broke below HTTP
+    ├── ConnectError              the connection could not be opened: nothing was sent
+    │   └── ConnectTimeout        (also a TransportTimeout)
+    └── TransportTimeout          no answer in time (connect, read, write or pool)
+```
+
+The per-status classes live in one table, `STATUS_ERRORS`; codes it does not list become a
+plain `APIError`. httpx errors are translated to `TransportError` in one place
+(`client._boundary`). No message built here contains the API key: `scrub` removes it from
+anything the server echoes back.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+__all__ = [
+    "STATUS_ERRORS",
+    "APIError",
+    "BadGateway",
+    "BadRequest",
+    "ConfigError",
+    "ConnectError",
+    "ConnectTimeout",
+    "Forbidden",
+    "GatewayTimeout",
+    "GenerationFailed",
+    "InsufficientCredits",
+    "InvalidInput",
+    "InvalidWebhook",
+    "NotFound",
+    "RateLimited",
+    "SegmindError",
+    "ServerError",
+    "TransportError",
+    "TransportTimeout",
+    "Unauthorized",
+    "UnexpectedResponse",
+    "WaitTimeout",
+    "error_from_response",
+]
+
+_MAX_MESSAGE = 300
+
+
+class SegmindError(Exception):
+    """Base of every client error."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int | None = None,
+        request_id: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status_code = status_code
+        self.request_id = request_id
+
+    def __str__(self) -> str:
+        parts = [self.message]
+        if self.status_code is not None:
+            parts.append(f"HTTP {self.status_code}")
+        if self.request_id:
+            parts.append(f"request {self.request_id}")
+        if len(parts) == 1:
+            return self.message
+        return f"{parts[0]} ({', '.join(parts[1:])})"
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(message={self.message!r}, status_code={self.status_code!r}, "
+            f"request_id={self.request_id!r})"
+        )
+
+
+class ConfigError(SegmindError):
+    """The client's settings cannot work; fix them and retry."""
+
+
+class InvalidInput(SegmindError, ValueError):
+    """Inputs were rejected locally; no request was sent and nothing was paid."""
+
+    def __init__(self, message: str, *, problems: Mapping[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.problems: dict[str, str] = dict(problems or {})
+
+
+class APIError(SegmindError):
+    """The server answered with an error status."""
+
+    #: What the status means, used when the server sends no message of its own.
+    meaning = "the server answered with an error"
+    #: What a person can do about it.
+    advice = ""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int | None = None,
+        request_id: str | None = None,
+        body: Any = None,
+    ) -> None:
+        super().__init__(message, status_code=status_code, request_id=request_id)
+        self.body = body
+
+
+class BadRequest(APIError):
+    meaning = "bad request: invalid parameters or request format"
+    advice = "check the workflow inputs"
+
+
+class Unauthorized(APIError):
+    meaning = "unauthorized: missing or invalid API key"
+    advice = "check the API key"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int | None = 401,
+        request_id: str | None = None,
+        body: Any = None,
+        auth_hint: str = "",
+    ) -> None:
+        super().__init__(message, status_code=status_code, request_id=request_id, body=body)
+        self.auth_hint = auth_hint
+
+
+class Forbidden(APIError):
+    meaning = "forbidden: the key lacks permission for this"
+    advice = "ask for a key with access to this workflow"
+
+
+class NotFound(APIError):
+    meaning = "not found: unknown workflow, or a request id that is unknown or expired"
+    advice = "results are kept about one hour after submission; check the id"
+
+
+class InsufficientCredits(APIError):
+    meaning = "not enough credits to run this workflow"
+    advice = "top up the account's credits"
+
+
+class RateLimited(APIError):
+    meaning = "rate limited: too many requests"
+    advice = "slow down, or wait for the limit window to pass"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int | None = 429,
+        request_id: str | None = None,
+        body: Any = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message, status_code=status_code, request_id=request_id, body=body)
+        self.retry_after = retry_after
+
+
+class ServerError(APIError):
+    meaning = "the server failed internally"
+    advice = "try again later"
+
+
+class BadGateway(APIError):
+    meaning = "bad gateway: the service is temporarily unavailable"
+    advice = "try again later"
+
+
+class GatewayTimeout(APIError):
+    meaning = "gateway timeout: the service did not answer in time"
+    advice = "try again later"
+
+
+STATUS_ERRORS: dict[int, type[APIError]] = {
+    400: BadRequest,
+    401: Unauthorized,
+    403: Forbidden,
+    404: NotFound,
+    406: InsufficientCredits,
+    429: RateLimited,
+    500: ServerError,
+    502: BadGateway,
+    504: GatewayTimeout,
+}
+
+
+class UnexpectedResponse(SegmindError):
+    """A success status with a body the client cannot use."""
+
+
+class GenerationFailed(SegmindError):
+    """The job reached FAILED; `reason` is the server's explanation."""
+
+    def __init__(self, reason: str, *, request_id: str | None = None) -> None:
+        super().__init__(f"generation failed: {reason}", request_id=request_id)
+        self.reason = reason
+
+
+class WaitTimeout(SegmindError):
+    """`wait` gave up; the job may still finish and can be waited on again."""
+
+    def __init__(
+        self, message: str, *, request_id: str | None = None, last_status: str | None = None
+    ) -> None:
+        super().__init__(message, request_id=request_id)
+        self.last_status = last_status
+
+
+class InvalidWebhook(SegmindError):
+    """A received webhook failed verification or could not be read; answer it with 400."""
+
+
+class TransportError(SegmindError):
+    """No HTTP answer: the connection failed, broke or timed out."""
+
+    #: True when the request certainly never left this machine (safe to resend a submit).
+    nothing_sent = False
+
+
+class ConnectError(TransportError):
+    """The connection could not be opened; nothing was sent."""
+
+    nothing_sent = True
+
+
+class TransportTimeout(TransportError):
+    """No answer arrived in time."""
+
+
+class ConnectTimeout(ConnectError, TransportTimeout):
+    """Opening the connection timed out; nothing was sent."""
+
+
+def scrub(text: str, secret: str | None) -> str:
+    """`text` with every occurrence of `secret` masked (servers sometimes echo headers)."""
+    if secret and secret in text:
+        return text.replace(secret, "<redacted>")
+    return text
+
+
+def server_message(text: str) -> tuple[str | None, Any]:
+    """The message in an error body and the decoded body.
+
+    Segmind sends `{"error": "..."}` (the official SDK reads `error`); other spellings
+    (`message`, `detail`) and plain text are accepted too.
+    """
+    text = text.strip()
+    if not text:
+        return None, None
+    try:
+        decoded = json.loads(text)
+    except ValueError:
+        return _shorten(text), text
+    if isinstance(decoded, dict):
+        for key in ("error", "message", "detail", "error_message"):
+            value = decoded.get(key)
+            if isinstance(value, str) and value.strip():
+                return _shorten(value.strip()), decoded
+            if isinstance(value, dict | list) and value:
+                return _shorten(json.dumps(value)), decoded
+    return _shorten(text), decoded
+
+
+def _shorten(text: str) -> str:
+    return text if len(text) <= _MAX_MESSAGE else text[: _MAX_MESSAGE - 3] + "..."
+
+
+def error_from_response(
+    status_code: int,
+    body: bytes,
+    *,
+    action: str,
+    request_id: str | None = None,
+    retry_after: float | None = None,
+    auth_hint: str = "",
+    secret: str | None = None,
+) -> APIError:
+    """The error for a non-2xx answer; `action` says what was being done ("submit the job")."""
+    cls = STATUS_ERRORS.get(status_code, APIError)
+    said, decoded = server_message(scrub(body.decode("utf-8", errors="replace"), secret))
+    message = f"could not {action}: {cls.meaning}"
+    if said:
+        message += f"; the server said: {said}"
+    if cls is Unauthorized and auth_hint:
+        message += f"; {auth_hint}"
+    if cls is RateLimited and retry_after is not None:
+        message += f"; retry after {retry_after:g} s"
+    if cls.advice:
+        message += f". {cls.advice[0].upper()}{cls.advice[1:]}."
+    if cls is Unauthorized:
+        return Unauthorized(
+            message,
+            status_code=status_code,
+            request_id=request_id,
+            body=decoded,
+            auth_hint=auth_hint,
+        )
+    if cls is RateLimited:
+        return RateLimited(
+            message,
+            status_code=status_code,
+            request_id=request_id,
+            body=decoded,
+            retry_after=retry_after,
+        )
+    return cls(message, status_code=status_code, request_id=request_id, body=decoded)
