@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 import subprocess
 import sys
 from collections.abc import Callable
@@ -14,8 +13,7 @@ import pytest
 
 from tests.servers import ServerProcess
 
-SHARED = Path(__file__).resolve().parents[3] / "shared"
-SAMPLE = SHARED / "seed-consistent-character-video.txt"
+SAMPLE = Path(__file__).resolve().parents[1] / "data" / "product_page_sample.py.txt"
 SUBMIT = "/workflows/68628fe34727e611dfa219b4-v4"
 KEY = "test-key-live"
 
@@ -97,13 +95,10 @@ def test_a_submit_can_be_cut_off_after_the_job_was_created(fake_process: StartFa
 
 def _sample_script(url: str, key: str) -> str:
     """The product page's script, with only its URL and key changed."""
-    numbered = re.findall(r"^\s*\d+(.*)$", SAMPLE.read_text(), flags=re.MULTILINE)
-    code = "\n".join(numbered)
-    code = code.replace('"YOUR_API_KEY"', repr(key))
+    code = SAMPLE.read_text().replace('"YOUR_API_KEY"', repr(key))
     return code.replace("https://api.segmind.com/workflows/", f"{url}/workflows/")
 
 
-@pytest.mark.skipif(not SAMPLE.exists(), reason="the product page is not beside the repo")
 def test_the_product_page_sample_script_completes_unchanged(fake_process: StartFake) -> None:
     # Runs so short (a few ms) that the script's first poll already sees COMPLETED,
     # so the test does not sit through the script's own 7-second sleeps.
