@@ -1,0 +1,149 @@
+"""The admin HTTP API under /admin, guarded by the admin key (`PROXY_ADMIN_KEY`).
+
+Without an admin key configured, every /admin route answers 403 and says how to enable it.
+A created key is in the answer once; lists show key prefixes only.
+"""
+
+from __future__ import annotations
+
+import hmac
+from typing import Any
+
+from pydantic import ValidationError
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from .config import TeamLimits
+from .errors import BadInput, GatewayError, NotFound, Unauthenticated
+from .gateway import Gateway, parse_body
+from .teams import create_key, create_team, describe_team
+
+__all__ = ["routes"]
+
+
+def _gateway(request: Request) -> Gateway:
+    gateway: Gateway = request.app.state.gateway
+    admin_key = gateway.settings.admin_key
+    if admin_key is None:
+        raise GatewayError(
+            "the admin API is disabled: start the gateway with PROXY_ADMIN_KEY set, or use "
+            "`python -m proxy admin ...` on the gateway's host",
+            status_code=403,
+        )
+    given = request.headers.get("x-admin-key", "")
+    if not given:
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        given = token.strip() if scheme.lower() == "bearer" else ""
+    if not hmac.compare_digest(given.encode(), admin_key.get_secret_value().encode()):
+        raise Unauthenticated("the admin API needs the admin key in X-Admin-Key")
+    return gateway
+
+
+async def _object(request: Request) -> dict[str, Any]:
+    body = parse_body(await request.body())
+    if not isinstance(body, dict):
+        raise BadInput("the admin request body must be a JSON object")
+    return body
+
+
+def _limits(values: dict[str, Any], base: TeamLimits) -> TeamLimits:
+    try:
+        return TeamLimits.model_validate({**base.model_dump(), **values})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise BadInput(f"invalid limits: {first['loc']}: {first['msg']}") from None
+
+
+async def list_teams(request: Request) -> Response:
+    gateway = _gateway(request)
+    sync, now = gateway.store.sync, gateway.clock.now()
+    teams = gateway.store.read(sync.teams)
+    return JSONResponse({"teams": [describe_team(sync, t, now) for t in teams]})
+
+
+async def add_team(request: Request) -> Response:
+    gateway = _gateway(request)
+    body = await _object(request)
+    name = str(body.pop("name", ""))
+    limits = _limits(body.pop("limits", {}) or {}, gateway.settings.default_limits)
+    try:
+        made = await gateway.store.write(
+            create_team, gateway.store.sync, name, limits, gateway.clock.now()
+        )
+    except ValueError as exc:
+        raise BadInput(str(exc)) from None
+    return JSONResponse(
+        {
+            "team": describe_team(gateway.store.sync, made.team, gateway.clock.now()),
+            "api_key": made.key,
+            "note": "the key is shown once; store it now",
+        },
+        status_code=201,
+    )
+
+
+async def add_key(request: Request) -> Response:
+    gateway = _gateway(request)
+    made = await gateway.store.write(
+        create_key, gateway.store.sync, request.path_params["name"], gateway.clock.now()
+    )
+    return JSONResponse(
+        {"team": made.team.name, "api_key": made.key, "prefix": made.prefix}, status_code=201
+    )
+
+
+async def revoke_key(request: Request) -> Response:
+    gateway = _gateway(request)
+    prefix = request.path_params["prefix"]
+    count = await gateway.store.write(
+        gateway.store.sync.revoke_keys, gateway.clock.now(), prefix=prefix
+    )
+    if not count:
+        raise NotFound(f"no live key starts with {prefix!r}")
+    return JSONResponse({"revoked": count})
+
+
+async def revoke_team_keys(request: Request) -> Response:
+    gateway = _gateway(request)
+    count = await gateway.store.write(
+        gateway.store.sync.revoke_keys, gateway.clock.now(), team_name=request.path_params["name"]
+    )
+    return JSONResponse({"revoked": count})
+
+
+async def set_limits(request: Request) -> Response:
+    gateway = _gateway(request)
+    name = request.path_params["name"]
+    current = gateway.store.read(gateway.store.sync.team, name)
+    limits = _limits(await _object(request), current.limits)
+    team = await gateway.store.write(gateway.store.sync.set_limits, name, limits)
+    return JSONResponse(describe_team(gateway.store.sync, team, gateway.clock.now()))
+
+
+async def advance_clock(request: Request) -> Response:
+    """Virtual clock only: move time, then wait until every poll loop is asleep again."""
+    gateway = _gateway(request)
+    from .clock import VirtualClock
+
+    if not isinstance(gateway.clock, VirtualClock):
+        raise GatewayError("the gateway runs on the system clock; start it with --clock virtual",
+                           status_code=409)  # fmt: skip
+    body = await _object(request)
+    seconds = body.get("seconds")
+    if not isinstance(seconds, int | float) or isinstance(seconds, bool) or seconds < 0:
+        raise BadInput('advance needs {"seconds": <a number of 0 or more>}')
+    gateway.clock.advance(float(seconds))
+    await gateway.poller.settle()
+    return JSONResponse({"now": gateway.clock.now()})
+
+
+routes = [
+    Route("/admin/teams", list_teams, methods=["GET"]),
+    Route("/admin/teams", add_team, methods=["POST"]),
+    Route("/admin/teams/{name}/keys", add_key, methods=["POST"]),
+    Route("/admin/teams/{name}/revoke", revoke_team_keys, methods=["POST"]),
+    Route("/admin/teams/{name}/limits", set_limits, methods=["PATCH", "POST"]),
+    Route("/admin/keys/{prefix}", revoke_key, methods=["DELETE"]),
+    Route("/admin/clock/advance", advance_clock, methods=["POST"]),
+]

@@ -1,0 +1,206 @@
+"""The gateway's HTTP surface: Segmind's own endpoints, plus health, metrics and admin.
+
+Drop-in: `POST /workflows/{id}` and `GET /workflows/request/{id}` take and give Segmind's
+bodies and codes. Gateway extras ride on headers so they never collide with workflow
+inputs: `X-Webhook-Url`, `Idempotency-Key`, `Cache-Control: no-cache` in; `X-Cache-Status`,
+`RateLimit-Policy`, `RateLimit`, `Retry-After` and `X-Request-Id` out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from urllib.parse import urlsplit
+
+import httpx
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from . import admin
+from .auth import authenticate
+from .clock import Clock
+from .config import ProxySettings
+from .errors import BadInput, GatewayError, LimitExceeded
+from .gateway import Gateway, SubmitOptions, parse_body
+from .metrics import metrics_response
+from .middleware import TEAM_KEY, ObservabilityMiddleware
+from .quotas import RateDecision, ratelimit_headers
+from .store import Team
+
+__all__ = ["create_app"]
+
+MAX_IDEMPOTENCY_KEY = 255
+
+
+def _gateway(request: Request) -> Gateway:
+    gateway: Gateway = request.app.state.gateway
+    return gateway
+
+
+def _team(request: Request, gateway: Gateway) -> Team:
+    team = authenticate(gateway.store, request.headers)
+    request.scope[TEAM_KEY] = team.name
+    request.state.team = team
+    return team
+
+
+def _policy_headers(team: Team, name: str, decision: RateDecision | None) -> dict[str, str]:
+    return ratelimit_headers(name, decision) if decision is not None else {}
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise BadInput(
+            f"the body is {declared} bytes; the gateway takes at most {limit}", status_code=413
+        )
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BadInput(f"the body is over {limit} bytes, the gateway's limit", status_code=413)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _options(request: Request) -> SubmitOptions:
+    headers = request.headers
+    webhook = headers.get("x-webhook-url")
+    if webhook is not None:
+        parts = urlsplit(webhook.strip())
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise BadInput(f"X-Webhook-Url must be an http(s) URL; got {webhook[:100]!r}")
+        if parts.username or parts.password:
+            raise BadInput("X-Webhook-Url must not carry credentials; sign-in is by signature")
+    idempotency_key = headers.get("idempotency-key")
+    if idempotency_key is not None and not 0 < len(idempotency_key) <= MAX_IDEMPOTENCY_KEY:
+        raise BadInput(f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} characters")
+    no_cache = any(
+        d.strip().lower() in ("no-cache", "no-store")
+        for d in headers.get("cache-control", "").split(",")
+    )
+    return SubmitOptions(no_cache, webhook.strip() if webhook else None, idempotency_key)
+
+
+async def submit(request: Request) -> Response:
+    gateway = _gateway(request)
+    team = _team(request, gateway)
+    options = _options(request)
+    body = parse_body(await _read_body(request, gateway.settings.max_body_bytes))
+    try:
+        admission = await gateway.submit(team, request.path_params["workflow_id"], body, options)
+    except LimitExceeded as exc:
+        if exc.limit == "submits_per_minute":
+            limit = team.limits.submits_per_minute or 0
+            exc.headers.update({
+                "RateLimit-Policy": f'"submits";q={limit};w=60',
+                "RateLimit": f'"submits";r=0;t={exc.retry_after}',
+            })  # fmt: skip
+        raise
+    request_id = admission.request.id
+    status = admission.request.cache_status.value
+    headers = {"X-Cache-Status": status, **_policy_headers(team, "submits", admission.rate)}
+    if admission.replayed:
+        headers["Idempotent-Replayed"] = "true"
+    messages = {
+        "HIT": "The result is ready (cache hit, no cost). Poll poll_url to read it.",
+        "JOIN": "Joined an identical run already in progress (no cost). Poll poll_url.",
+        "MISS": "The request is queued. Poll poll_url, or wait for the webhook.",
+    }
+    return JSONResponse(
+        {
+            "status": "QUEUED",
+            "request_id": request_id,
+            "poll_url": f"{gateway.settings.base_url}/workflows/request/{request_id}",
+            "message": messages[status],
+        },
+        headers=headers,
+    )
+
+
+async def poll(request: Request) -> Response:
+    gateway = _gateway(request)
+    team = _team(request, gateway)
+    answer = gateway.poll(team, request.path_params["request_id"])
+    headers = {
+        "X-Cache-Status": answer.request.cache_status.value,
+        **_policy_headers(team, "polls", answer.rate),
+    }
+    return JSONResponse(answer.body, headers=headers)
+
+
+async def credits(request: Request) -> Response:
+    gateway = _gateway(request)
+    return JSONResponse(gateway.credits(_team(request, gateway)))
+
+
+async def healthz(request: Request) -> Response:
+    return JSONResponse({"status": "ok"})
+
+
+async def readyz(request: Request) -> Response:
+    gateway = _gateway(request)
+    try:
+        gateway.store.read(gateway.store.sync.teams)
+    except GatewayError:
+        return JSONResponse({"status": "unavailable", "store": "unreachable"}, 503)
+    return JSONResponse({"status": "ready", "polling": gateway.poller.tracked})
+
+
+async def metrics(request: Request) -> Response:
+    return metrics_response(_gateway(request).metrics)
+
+
+async def _gateway_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, GatewayError)
+    return exc.response()
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 405:
+        message = f"{request.method} is not allowed on {request.url.path}"
+    else:
+        message = f"no endpoint {request.url.path}; the gateway serves Segmind's workflow API"
+    return JSONResponse({"error": message}, exc.status_code)
+
+
+def create_app(
+    settings: ProxySettings | None = None,
+    *,
+    clock: Clock | None = None,
+    upstream_transport: httpx.AsyncBaseTransport | None = None,
+) -> Starlette:
+    """The gateway; `app.state.gateway` holds its service object (store, poller, clock)."""
+    gateway = Gateway(
+        settings or ProxySettings(), clock=clock, upstream_transport=upstream_transport
+    )
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await gateway.start()
+        try:
+            yield
+        finally:
+            await gateway.stop()
+
+    app = Starlette(
+        routes=[
+            Route("/workflows/request/{request_id}", poll, methods=["GET"]),
+            Route("/workflows/{workflow_id}", submit, methods=["POST"]),
+            Route("/v1/get-user-credits", credits, methods=["GET"]),
+            Route("/healthz", healthz, methods=["GET"]),
+            Route("/readyz", readyz, methods=["GET"]),
+            Route("/metrics", metrics, methods=["GET"]),
+            *admin.routes,
+        ],
+        middleware=[Middleware(ObservabilityMiddleware, metrics=gateway.metrics)],
+        exception_handlers={GatewayError: _gateway_error, HTTPException: _http_error},
+        lifespan=lifespan,
+    )
+    app.state.gateway = gateway
+    return app

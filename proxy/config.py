@@ -1,0 +1,108 @@
+"""The gateway's settings: one value object from flags, `PROXY_*` variables and TOML.
+
+The upstream key is read from `SEGMIND_API_KEY` (or `PROXY_UPSTREAM_KEY`) and held as a
+`SecretStr`, so printing the settings, or an error about them, never shows it.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Literal
+
+from pydantic import AliasChoices, BaseModel, Field, SecretStr
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from client import CHARACTER_VIDEO_WORKFLOW_ID
+
+__all__ = ["PRICE", "ProxySettings", "TeamLimits"]
+
+PRICE = 3.9674  # dollars a run, from the product page
+REAL_SEGMIND = "https://api.segmind.com"
+
+
+class TeamLimits(BaseModel):
+    """A team's quotas; None means no limit."""
+
+    submits_per_minute: int | None = Field(10, ge=0)
+    polls_per_minute: int | None = Field(600, ge=0)
+    max_concurrent: int | None = Field(10, ge=0)
+    daily_budget: float | None = Field(100.0, ge=0)
+    monthly_budget: float | None = Field(1000.0, ge=0)
+
+
+class ProxySettings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="PROXY_", extra="forbid", toml_file=None, populate_by_name=True
+    )
+
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    public_url: str | None = Field(None, description="base of poll URLs; default: served address")
+    db: str = Field("gateway.sqlite", description="path of the SQLite store")
+    upstream_url: str | None = Field(
+        None, description="Segmind's base URL; default: real Segmind when a key is set"
+    )
+    upstream_key: SecretStr | None = Field(
+        None, validation_alias=AliasChoices("upstream_key", "SEGMIND_API_KEY", "PROXY_UPSTREAM_KEY")
+    )
+    upstream_auth: Literal["x-api-key", "bearer"] = "x-api-key"
+    upstream_timeout: float = Field(30.0, gt=0)
+    upstream_requests_per_minute: int = Field(50, ge=1)
+    admin_key: SecretStr | None = None
+    workflows: list[str] = Field(default_factory=lambda: [CHARACTER_VIDEO_WORKFLOW_ID])
+    price: float = Field(PRICE, ge=0)
+    failed_runs: Literal["charge", "refund"] = Field(
+        "charge", description="what a FAILED run costs a team's budget"
+    )
+    cache_ttl: float = Field(3000.0, ge=0, description="seconds a COMPLETED result is reused")
+    cache_scope: Literal["team", "shared"] = "team"
+    idempotency_ttl: float = Field(86400.0, gt=0)
+    max_body_bytes: int = Field(65536, ge=1024)
+    poll_interval: float = Field(7.0, gt=0, description="seconds between upstream polls")
+    expected_run_seconds: float = Field(673.9, gt=0)
+    give_up_after: float = Field(
+        900.0, gt=0, description="seconds of failing upstream polls before a run is failed"
+    )
+    generation_deadline: float = Field(
+        7200.0, gt=0, description="seconds after submit when an unfinished run is given up"
+    )
+    default_limits: TeamLimits = Field(default_factory=TeamLimits)
+    clock: Literal["system", "virtual"] = "system"
+    log_level: str = "INFO"
+
+    @property
+    def base_url(self) -> str:
+        return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
+
+    @property
+    def upstream_base_url(self) -> str:
+        return (self.upstream_url or REAL_SEGMIND).rstrip("/")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return init_settings, env_settings, TomlConfigSettingsSource(settings_cls)
+
+    @classmethod
+    def load(cls, config: str | None = None, **values: Any) -> ProxySettings:
+        """Settings from `values`, the environment and a TOML file (`PROXY_CONFIG`)."""
+        config = config or os.environ.get("PROXY_CONFIG")
+        if not config:
+            return cls(**values)
+        if not os.path.isfile(config):
+            raise ValueError(f"config file {config!r} does not exist")
+        with_file = type(
+            cls.__name__, (cls,), {"model_config": {**cls.model_config, "toml_file": config}}
+        )
+        return with_file(**values)  # type: ignore[no-any-return]

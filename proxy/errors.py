@@ -1,0 +1,101 @@
+"""The gateway's exception tree; each error is an answer a team can act on.
+
+    GatewayError                 status code + {"error": message, ...} + headers
+    ├── BadInput                 400/413/422: the request itself is wrong; nothing was charged
+    ├── Unauthenticated          401: no team key, or one that is unknown or revoked
+    ├── NotFound                 404: no such workflow, or no such request for this team
+    ├── LimitExceeded            429 (rate, concurrency) or 406 (budget), names the limit
+    ├── UpstreamFailure          502/503/504: Segmind refused or failed; says what to do
+    └── StoreUnavailable         503: the gateway cannot check limits, so admits nothing
+
+No message ever contains the upstream key or a team key: messages are built from team
+names, key prefixes and the upstream's own error text, which `upstream.py` scrubs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.responses import JSONResponse
+
+__all__ = [
+    "BadInput",
+    "GatewayError",
+    "LimitExceeded",
+    "NotFound",
+    "StoreUnavailable",
+    "Unauthenticated",
+    "UpstreamFailure",
+]
+
+
+class GatewayError(Exception):
+    status_code = 500
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int | None = None,
+        headers: dict[str, str] | None = None,
+        **extra: Any,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        if status_code is not None:
+            self.status_code = status_code
+        self.headers = dict(headers or {})
+        self.extra = extra
+
+    def response(self, headers: dict[str, str] | None = None) -> JSONResponse:
+        return JSONResponse(
+            {"error": self.message, **self.extra},
+            self.status_code,
+            headers={**self.headers, **(headers or {})},
+        )
+
+
+class BadInput(GatewayError):
+    status_code = 400
+
+
+class Unauthenticated(GatewayError):
+    status_code = 401
+
+
+class NotFound(GatewayError):
+    status_code = 404
+
+
+class LimitExceeded(GatewayError):
+    status_code = 429
+
+    def __init__(
+        self, message: str, *, limit: str, retry_after: float, status_code: int = 429
+    ) -> None:
+        seconds = max(1, int(-(-retry_after // 1)))  # a whole number of seconds, rounded up
+        super().__init__(
+            message,
+            status_code=status_code,
+            headers={"Retry-After": str(seconds)},
+            limit=limit,
+            retry_after=seconds,
+        )
+        self.limit = limit
+        self.retry_after = seconds
+
+
+class UpstreamFailure(GatewayError):
+    status_code = 502
+
+
+class StoreUnavailable(GatewayError):
+    status_code = 503
+
+    def __init__(self, message: str = "") -> None:
+        super().__init__(
+            message
+            or "the gateway's store is unavailable, so no limit can be checked and nothing "
+            "was admitted or charged; retry in a few seconds",
+            headers={"Retry-After": "5"},
+        )

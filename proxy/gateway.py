@@ -1,0 +1,251 @@
+"""The gateway's service object: admission (HIT, JOIN or MISS), the paid submit, and poll
+answers from the store. The HTTP layer (`app.py`) only parses and formats around it.
+
+A request is one team's call; a generation is one paid upstream run. Many requests can
+share one generation, and only a MISS ever reaches the upstream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from .cache import canonical_inputs, generation_key, scoped_key
+from .clock import Clock, SystemClock, VirtualClock
+from .config import ProxySettings
+from .errors import BadInput, GatewayError, LimitExceeded, NotFound
+from .logs import configure_logging
+from .metrics import Metrics
+from .poller import Poller
+from .quotas import MemoryRateLimiter, RateDecision
+from .store import (
+    Admission,
+    AdmissionRequest,
+    AsyncStore,
+    CacheStatus,
+    Generation,
+    RequestRecord,
+    SQLiteStore,
+    Team,
+)
+from .upstream import Upstream, UpstreamBudget
+
+__all__ = ["Gateway", "PollAnswer", "SubmitOptions"]
+
+log = logging.getLogger("proxy.gateway")
+
+IN_FLIGHT_STATUSES = ("SUBMITTING", "QUEUED")
+
+
+@dataclass(frozen=True)
+class SubmitOptions:
+    no_cache: bool = False
+    webhook_url: str | None = None
+    idempotency_key: str | None = None
+
+
+@dataclass(frozen=True)
+class PollAnswer:
+    body: dict[str, Any]
+    request: RequestRecord
+    rate: RateDecision | None
+
+
+class Gateway:
+    def __init__(
+        self,
+        settings: ProxySettings,
+        *,
+        clock: Clock | None = None,
+        upstream_transport: httpx.AsyncBaseTransport | None = None,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self.settings = settings
+        self.clock: Clock = clock or (
+            VirtualClock() if settings.clock == "virtual" else SystemClock()
+        )
+        self.metrics = metrics or Metrics()
+        secrets = [settings.upstream_key.get_secret_value()] if settings.upstream_key else []
+        configure_logging(settings.log_level, secrets=secrets)
+        self.store = AsyncStore(SQLiteStore(settings.db))
+        self.budget = UpstreamBudget(self.clock, settings.upstream_requests_per_minute)
+        self.upstream = Upstream(
+            settings, self.clock, self.budget, upstream_transport, on_call=self.metrics.upstream
+        )
+        self.poller = Poller(
+            self.store, self.upstream, self.clock, settings, on_terminal=self._finished
+        )
+        self.poll_limits = MemoryRateLimiter()
+        self._submits: set[asyncio.Task[Generation]] = set()
+
+    async def start(self) -> None:
+        resumed = await self.poller.resume()
+        if resumed:
+            log.info("resumed polling of %d unfinished generations", resumed)
+        self._update_in_flight()
+
+    async def stop(self) -> None:
+        if self._submits:
+            await asyncio.gather(*self._submits, return_exceptions=True)
+        await self.poller.close()
+        await self.upstream.aclose()
+        self.store.close()
+
+    # -- submit -------------------------------------------------------------------------
+
+    async def submit(
+        self, team: Team, workflow_id: str, body: Any, options: SubmitOptions
+    ) -> Admission:
+        if workflow_id not in self.settings.workflows:
+            served = ", ".join(self.settings.workflows)
+            raise NotFound(
+                f"workflow {workflow_id!r} is not served by this gateway; it serves {served}"
+            )
+        inputs = canonical_inputs(workflow_id, body)
+        key = generation_key(workflow_id, inputs)
+        ask = AdmissionRequest(
+            team=team,
+            request_id=uuid.uuid4().hex,
+            generation_id=uuid.uuid4().hex,
+            scope_key=scoped_key(key, team.id, self.settings.cache_scope == "shared"),
+            workflow_id=workflow_id,
+            inputs=inputs,
+            price=self.settings.price,
+            no_cache=options.no_cache,
+            webhook_url=options.webhook_url,
+            idempotency_key=options.idempotency_key,
+            fingerprint=hashlib.sha256(f"{key}|{int(options.no_cache)}".encode()).hexdigest(),
+            idempotency_ttl=self.settings.idempotency_ttl,
+            expected_run_seconds=self.settings.expected_run_seconds,
+        )
+        admission = await self.store.write(self.store.sync.admit, ask, self.clock.now())
+        status = admission.request.cache_status
+        if admission.replayed:
+            return admission
+        self.metrics.cache(status.value, team.name)
+        if status is not CacheStatus.MISS:
+            self.metrics.saved(team.name, self.settings.price)
+            return admission
+        self.metrics.spent(team.name, self.settings.price)
+        # The paid submit runs as its own task: if the caller goes away mid-flight, the run
+        # is still recorded (and its concurrency slot released) rather than orphaned.
+        task = asyncio.get_running_loop().create_task(self._start(admission.generation, inputs))
+        self._submits.add(task)
+        task.add_done_callback(self._submits.discard)
+        # Retrieve the outcome even when the caller left, so no error goes unobserved.
+        task.add_done_callback(lambda t: t.cancelled() or t.exception())
+        generation = await asyncio.shield(task)
+        return Admission(admission.request, generation, admission.replayed, admission.rate)
+
+    async def _start(self, generation: Generation, inputs: dict[str, Any]) -> Generation:
+        try:
+            upstream_id = await self.upstream.submit(generation.workflow_id, inputs, generation.id)
+        except GatewayError as exc:
+            # Nothing ran (or nothing can be known to have run): the team gets its money
+            # and its concurrency slot back, and joined requests see the failure.
+            failed = await self.store.write(
+                self.store.sync.record_status,
+                generation.id,
+                "FAILED",
+                self.clock.now(),
+                error=exc.message,
+                terminal=True,
+                refund=True,
+            )
+            self._finished(failed)
+            raise
+        now = self.clock.now()
+        started = await self.store.write(
+            self.store.sync.mark_submitted,
+            generation.id,
+            upstream_id,
+            now,
+            now + self.settings.poll_interval,
+        )
+        self.poller.track(generation.id)
+        self._update_in_flight()
+        log.info(
+            "generation started",
+            extra={"generation_id": generation.id, "team_id": generation.owner_team_id},
+        )
+        return started
+
+    # -- poll ---------------------------------------------------------------------------
+
+    def poll(self, team: Team, request_id: str) -> PollAnswer:
+        rate = None
+        limit = team.limits.polls_per_minute
+        if limit is not None:
+            rate = self.poll_limits.take(team.id, limit, self.clock.now())
+            if not rate.allowed:
+                raise LimitExceeded(
+                    f"poll rate limit: team {team.name!r} may poll {limit} times a minute; "
+                    f"retry in {max(1, round(rate.retry_after))} s (one poll every 7 s is plenty)",
+                    limit="polls_per_minute",
+                    retry_after=rate.retry_after,
+                )
+        found = self.store.read(self.store.sync.request, team.id, request_id)
+        if found is None:
+            raise NotFound(
+                f"no request {request_id!r} for team {team.name!r}: check the id, and use the "
+                "poll_url the submit answered"
+            )
+        request, generation = found
+        return PollAnswer(poll_body(generation), request, rate)
+
+    def credits(self, team: Team) -> dict[str, float]:
+        """What the team can still spend, as Segmind's credits answer: min(day, month) left."""
+        day, month = self.store.read(self.store.sync.spent, team.id, self.clock.now())
+        left = [
+            budget - spent
+            for budget, spent in (
+                (team.limits.daily_budget, day),
+                (team.limits.monthly_budget, month),
+            )
+            if budget is not None
+        ]
+        return {"credits": round(max(min(left), 0.0), 4) if left else 1e9, "free-credits": 0.0}
+
+    # -- bookkeeping --------------------------------------------------------------------
+
+    def _finished(self, generation: Generation) -> None:
+        self._update_in_flight()
+        log.info(
+            "generation finished",
+            extra={"generation_id": generation.id, "status": generation.status},
+        )
+
+    def _update_in_flight(self) -> None:
+        self.metrics.set_in_flight(self.poller.tracked + len(self._submits))
+
+
+def poll_body(generation: Generation) -> dict[str, Any]:
+    """The exact shape Segmind answers a poll with, for a generation's current state."""
+    status = generation.status
+    if status in IN_FLIGHT_STATUSES:
+        return {"status": "QUEUED"}
+    if status == "COMPLETED":
+        return {"status": "COMPLETED", "output": generation.output or ""}
+    if status == "FAILED":
+        reason = generation.error or "the run failed"
+        # Both keys: the API docs read `error_message`, the product page's sample `error`.
+        return {"status": "FAILED", "error_message": reason, "error": reason}
+    return {"status": status, "output": ""}
+
+
+def parse_body(raw: bytes) -> Any:
+    if not raw.strip():
+        return {}
+    try:
+        return json.loads(raw)
+    except ValueError as exc:
+        raise BadInput(
+            f"the request body is not valid JSON ({exc}); send a JSON object of inputs"
+        ) from None

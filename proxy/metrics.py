@@ -1,0 +1,136 @@
+"""The gateway's Prometheus metrics, in a registry each `Metrics` object owns.
+
+Every gateway app gets its own `CollectorRegistry`, never prometheus_client's global one, so
+several apps can live in one process (tests) without "Duplicated timeseries" errors.
+
+Labels never carry keys: `team` is the team's *name* (or "-" before authentication), and
+`route`, `result` and `kind` come from small fixed sets checked here, so label cardinality
+stays bounded and no caller can smuggle a key or a path into a label by accident. Callers
+must pass team names, never team keys: the label is used verbatim.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from starlette.responses import Response
+
+__all__ = [
+    "CACHE_RESULTS",
+    "NO_TEAM",
+    "REQUEST_BUCKETS",
+    "ROUTES",
+    "UPSTREAM_KINDS",
+    "Metrics",
+    "metrics_response",
+]
+
+PREFIX = "segmind_gateway"
+ROUTES = ("submit", "poll", "credits", "admin", "other")
+CACHE_RESULTS = ("HIT", "JOIN", "MISS")
+UPSTREAM_KINDS = ("submit", "poll", "credits")
+NO_TEAM = "-"  # the team label of a request that was not (yet) authenticated
+# From a cache hit answered in a millisecond to an upstream call that takes seconds.
+REQUEST_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+def _one_of(what: str, value: str, valid: tuple[str, ...]) -> str:
+    value = str(value)  # a StrEnum member becomes its plain value
+    if value not in valid:
+        raise ValueError(f"unknown {what} {value!r}: expected one of {', '.join(valid)}")
+    return value
+
+
+def _team(team: str | None) -> str:
+    return NO_TEAM if team is None or team == "" else str(team)
+
+
+class Metrics:
+    """The gateway's counters, gauge and histogram, all in `self.registry`."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self._requests = Counter(
+            f"{PREFIX}_requests",
+            "Requests answered by the gateway, by route, HTTP status and team name.",
+            ["route", "status", "team"],
+            registry=self.registry,
+        )
+        self._cache = Counter(
+            f"{PREFIX}_cache",
+            "Submits by cache outcome (HIT: finished generation, JOIN: one in flight, MISS: paid).",
+            ["result", "team"],
+            registry=self.registry,
+        )
+        self._upstream = Counter(
+            f"{PREFIX}_upstream_calls",
+            "Calls to Segmind, by kind and HTTP status or error class name.",
+            ["kind", "status"],
+            registry=self.registry,
+        )
+        self._spent = Counter(
+            f"{PREFIX}_dollars_spent",
+            "Dollars charged upstream for generations, by team name.",
+            ["team"],
+            registry=self.registry,
+        )
+        self._saved = Counter(
+            f"{PREFIX}_dollars_saved",
+            "Dollars not spent thanks to cache hits and joins, by team name.",
+            ["team"],
+            registry=self.registry,
+        )
+        self._in_flight = Gauge(
+            f"{PREFIX}_generations_in_flight",
+            "Paid generations submitted upstream and not yet finished.",
+            registry=self.registry,
+        )
+        self._request_seconds = Histogram(
+            f"{PREFIX}_request_seconds",
+            "Time the gateway took to answer a request, by route.",
+            ["route"],
+            buckets=REQUEST_BUCKETS,
+            registry=self.registry,
+        )
+
+    def observe_request(
+        self, route: str, status: int | str, team: str | None, seconds: float
+    ) -> None:
+        """Count one answered request and its duration; `team` is a name, None if unknown."""
+        route = _one_of("route", route, ROUTES)
+        self._requests.labels(route=route, status=str(status), team=_team(team)).inc()
+        self._request_seconds.labels(route=route).observe(seconds)
+
+    def cache(self, result: str, team: str | None) -> None:
+        result = _one_of("cache result", result, CACHE_RESULTS)
+        self._cache.labels(result=result, team=_team(team)).inc()
+
+    def upstream(self, kind: str, status: int | str) -> None:
+        """Count one upstream call; `status` is the HTTP code or an error class name."""
+        kind = _one_of("upstream kind", kind, UPSTREAM_KINDS)
+        self._upstream.labels(kind=kind, status=str(status)).inc()
+
+    def spent(self, team: str | None, dollars: float) -> None:
+        self._spent.labels(team=_team(team)).inc(dollars)
+
+    def saved(self, team: str | None, dollars: float) -> None:
+        self._saved.labels(team=_team(team)).inc(dollars)
+
+    def set_in_flight(self, n: int) -> None:
+        self._in_flight.set(n)
+
+    def render(self) -> tuple[bytes, str]:
+        """The Prometheus text exposition of this registry, and its content type."""
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+
+def metrics_response(metrics: Metrics) -> Response:
+    """The answer to `GET /metrics`."""
+    body, content_type = metrics.render()
+    return Response(body, headers={"content-type": content_type})

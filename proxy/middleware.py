@@ -1,0 +1,70 @@
+"""Plain ASGI layers for the hot path (no BaseHTTPMiddleware): a request id on every
+answer and log line, and one metrics sample and access-log line per request."""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from .logs import bind_request_id
+from .metrics import Metrics
+
+__all__ = ["TEAM_KEY", "ObservabilityMiddleware", "route_of"]
+
+log = logging.getLogger("proxy.access")
+TEAM_KEY = "proxy.team"  # handlers put the team's name here once they know it
+
+
+def route_of(method: str, path: str) -> str:
+    if path.startswith("/workflows/request/"):
+        return "poll"
+    if path.startswith("/workflows/"):
+        return "submit"
+    if path == "/v1/get-user-credits":
+        return "credits"
+    if path.startswith("/admin"):
+        return "admin"
+    return "other"
+
+
+class ObservabilityMiddleware:
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        incoming = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")[:64]
+        request_id = incoming if incoming.isprintable() and incoming else uuid.uuid4().hex
+        start = time.perf_counter()
+        status = 500
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [*message.get("headers", []),
+                                      (b"x-request-id", request_id.encode())]  # fmt: skip
+            await send(message)
+
+        with bind_request_id(request_id):
+            try:
+                await self.app(scope, receive, send_with_id)
+            finally:
+                seconds = time.perf_counter() - start
+                route = route_of(scope["method"], scope["path"])
+                team = scope.get(TEAM_KEY)
+                self.metrics.observe_request(route, status, team, seconds)
+                log.info(
+                    "%s %s %s",
+                    scope["method"],
+                    scope["path"],
+                    status,
+                    extra={"route": route, "status": status, "team": team,
+                           "ms": round(seconds * 1000, 2)},
+                )  # fmt: skip

@@ -1,0 +1,223 @@
+"""One poll loop per running generation, never one per request.
+
+Each loop sleeps on the gateway's clock until the generation's `next_poll_at` (kept in the
+store, so a restart resumes the schedule), asks the upstream once through the global
+budget, and writes what it heard. Upstream 5xx, 429 and network errors are retried with
+backoff; a run is failed only after `give_up_after` seconds of failures in a row, or once
+it passes `generation_deadline`. A terminal state is written with its cache entry (or
+refund) in one transaction.
+
+`settle()` waits until every loop is asleep again: tests advance the virtual clock, then
+settle, and so never sleep for real.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Callable
+
+import client
+
+from .clock import Clock
+from .config import ProxySettings
+from .store import AsyncStore, Generation
+from .upstream import Upstream
+
+__all__ = ["Poller"]
+
+log = logging.getLogger("proxy.poller")
+
+MAX_BACKOFF = 120.0
+
+
+class Poller:
+    def __init__(
+        self,
+        store: AsyncStore,
+        upstream: Upstream,
+        clock: Clock,
+        settings: ProxySettings,
+        on_terminal: Callable[[Generation], None] | None = None,
+    ) -> None:
+        self.store = store
+        self.upstream = upstream
+        self.clock = clock
+        self.settings = settings
+        self.on_terminal = on_terminal or (lambda generation: None)
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._busy = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    @property
+    def tracked(self) -> int:
+        return len(self._tasks)
+
+    def track(self, generation_id: str) -> None:
+        if generation_id in self._tasks:
+            return
+        self._enter()
+        task = asyncio.get_running_loop().create_task(
+            self._run(generation_id), name=f"poll {generation_id}"
+        )
+        self._tasks[generation_id] = task
+        task.add_done_callback(lambda _: self._tasks.pop(generation_id, None))
+
+    async def resume(self) -> int:
+        """After a restart: poll every unfinished generation again; fail the ones cut off
+        mid-submit, since whether the upstream started them cannot be known."""
+        resumed = 0
+        for generation in self.store.read(self.store.sync.running_generations):
+            if generation.upstream_id is None:
+                await self._finish(
+                    generation,
+                    "FAILED",
+                    error="the gateway restarted while submitting this run; submit it again",
+                )
+                continue
+            self.track(generation.id)
+            resumed += 1
+        return resumed
+
+    async def settle(self) -> None:
+        """Return once every loop is asleep or finished.
+
+        Loops woken by a clock advance count as busy only once they run, so yield first.
+        """
+        await asyncio.sleep(0)
+        while self._busy:
+            await self._idle.wait()
+            await asyncio.sleep(0)
+
+    async def close(self) -> None:
+        tasks = list(self._tasks.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    # -- the loop -----------------------------------------------------------------------
+
+    def _enter(self) -> None:
+        self._busy += 1
+        self._idle.clear()
+
+    def _leave(self) -> None:
+        self._busy -= 1
+        if not self._busy:
+            self._idle.set()
+
+    async def _sleep(self, seconds: float) -> None:
+        self._leave()
+        try:
+            await self.clock.sleep(seconds)
+        finally:
+            self._enter()
+
+    async def _run(self, generation_id: str) -> None:
+        try:
+            while True:
+                generation = self.store.read(self.store.sync.generation, generation_id)
+                if generation.terminal:
+                    return
+                wait = (generation.next_poll_at or self.clock.now()) - self.clock.now()
+                if wait > 0:
+                    await self._sleep(wait)
+                await self._poll_once(generation)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            # A bug or a store outage: log it and let resume() pick the run up again.
+            log.exception("poll loop for generation %s stopped", generation_id)
+        finally:
+            self._leave()
+
+    async def _poll_once(self, generation: Generation) -> None:
+        settings, now = self.settings, self.clock.now()
+        assert generation.upstream_id is not None
+        if now - generation.created_at > settings.generation_deadline:
+            await self._finish(
+                generation,
+                "FAILED",
+                error=f"gave up: Segmind did not finish this run within "
+                f"{settings.generation_deadline:.0f} s of submission",
+            )
+            return
+        try:
+            status = await self.upstream.status(generation.upstream_id, self._sleep)
+        except client.NotFound:
+            await self._finish(
+                generation,
+                "FAILED",
+                error="Segmind no longer knows this run (its results expire an hour after "
+                "submission); submit it again",
+            )
+            return
+        except client.SegmindError as exc:
+            await self._failed_poll(generation, exc)
+            return
+        now = self.clock.now()
+        if status.state.terminal:
+            output = status.output
+            if output is not None and not isinstance(output, str):
+                output = json.dumps(output)
+            await self._finish(
+                generation,
+                status.state.value,
+                output=output,
+                error=status.error or ("Segmind reported the run FAILED" if status.state
+                                       is client.JobState.FAILED else None),
+            )  # fmt: skip
+            return
+        await self.store.write(
+            self.store.sync.record_status,
+            generation.id,
+            status.status,
+            now,
+            next_poll_at=now + settings.poll_interval,
+        )
+
+    async def _failed_poll(self, generation: Generation, exc: client.SegmindError) -> None:
+        now = self.clock.now()
+        failing_since = generation.failing_since or now
+        if now - failing_since >= self.settings.give_up_after:
+            await self._finish(
+                generation,
+                "FAILED",
+                error=f"gave up: Segmind could not be polled for "
+                f"{self.settings.give_up_after:.0f} s ({type(exc).__name__}: {exc.message})",
+            )
+            return
+        streak = max(now - failing_since, 0.0)
+        backoff = min(max(self.settings.poll_interval, streak / 2), MAX_BACKOFF)
+        retry_after = getattr(exc, "retry_after", None)
+        if retry_after:
+            backoff = max(backoff, float(retry_after))
+        log.warning(
+            "poll of generation %s failed (%s); retrying in %.0f s",
+            generation.id,
+            type(exc).__name__,
+            backoff,
+        )
+        await self.store.write(
+            self.store.sync.record_poll_failure, generation.id, now, now + backoff
+        )
+
+    async def _finish(
+        self, generation: Generation, status: str, *, output: str | None = None,
+        error: str | None = None,
+    ) -> None:  # fmt: skip
+        refund = status != "COMPLETED" and self.settings.failed_runs == "refund"
+        finished = await self.store.write(
+            self.store.sync.record_status,
+            generation.id,
+            status,
+            self.clock.now(),
+            output=output,
+            error=error,
+            terminal=True,
+            cache_ttl=self.settings.cache_ttl,
+            refund=refund,
+        )
+        self.on_terminal(finished)

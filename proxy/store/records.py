@@ -1,0 +1,76 @@
+"""The rows the store hands out: teams, keys, generations, requests, admissions."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from ..config import TeamLimits
+from ..quotas import RateDecision
+
+__all__ = ["Admission", "CacheStatus", "Generation", "RequestRecord", "Team", "TeamKey"]
+
+
+class CacheStatus(StrEnum):
+    HIT = "HIT"  # answered from a finished generation: no upstream call, no cost
+    JOIN = "JOIN"  # joined a generation already running: no cost
+    MISS = "MISS"  # started a new, paid generation
+
+
+@dataclass(frozen=True)
+class Team:
+    id: str
+    name: str
+    created_at: float
+    limits: TeamLimits
+    webhook_secret: str | None = None
+
+
+@dataclass(frozen=True)
+class TeamKey:
+    prefix: str  # enough to tell keys apart in lists and logs; never the whole key
+    team_name: str
+    created_at: float
+    revoked_at: float | None
+
+
+@dataclass(frozen=True)
+class Generation:
+    """One paid upstream job, possibly shared by many requests."""
+
+    id: str
+    scope_key: str
+    workflow_id: str
+    owner_team_id: str
+    upstream_id: str | None
+    status: str  # SUBMITTING, then the upstream's own status words
+    terminal: bool
+    output: str | None
+    error: str | None
+    created_at: float
+    updated_at: float
+    finished_at: float | None
+    next_poll_at: float | None
+    failing_since: float | None
+    cost: float
+
+
+@dataclass(frozen=True)
+class RequestRecord:
+    """One team's call; its id is what the team polls."""
+
+    id: str
+    team_id: str
+    generation_id: str
+    created_at: float
+    cache_status: CacheStatus
+    webhook_url: str | None
+    idempotency_key: str | None
+
+
+@dataclass(frozen=True)
+class Admission:
+    request: RequestRecord
+    generation: Generation
+    replayed: bool  # an Idempotency-Key replay of an earlier request
+    rate: RateDecision | None  # the submit-rate decision, for the RateLimit fields

@@ -1,0 +1,178 @@
+"""Every call to Segmind goes through here: the company key injected, the global request
+budget respected, and upstream errors turned into answers a team can act on.
+
+The gateway talks to Segmind through the project's own client (`client.AsyncClient`).
+The upstream key lives only inside that client; errors from it are already scrubbed of
+the key, and nothing here ever formats the key into a message.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import httpx
+
+import client
+
+from .clock import Clock
+from .config import ProxySettings
+from .errors import BadInput, GatewayError, UpstreamFailure
+from .quotas import gcra
+
+__all__ = ["Upstream", "UpstreamBudget", "UpstreamGone"]
+
+log = logging.getLogger("proxy.upstream")
+
+Sleep = Callable[[float], Awaitable[None]]
+
+
+class UpstreamGone(GatewayError):
+    """The upstream no longer knows a job (404): it expired or never existed."""
+
+    status_code = 502
+
+
+class UpstreamBudget:
+    """The company-wide cap on upstream calls (Segmind's limit is per account, shared by
+    every team): GCRA over the gateway's clock, submits served before polls, and a pause
+    for everyone after an upstream 429."""
+
+    def __init__(self, clock: Clock, per_minute: int) -> None:
+        self.clock = clock
+        self.per_minute = per_minute
+        self._tat: float | None = None
+        self._paused_until = 0.0
+        self._submits_waiting = 0
+
+    def pause(self, seconds: float) -> None:
+        self._paused_until = max(self._paused_until, self.clock.now() + seconds)
+
+    async def acquire(self, kind: str, sleep: Sleep | None = None) -> None:
+        sleep = sleep or self.clock.sleep
+        submit = kind == "submit"
+        if submit:
+            self._submits_waiting += 1
+        try:
+            while True:
+                now = self.clock.now()
+                if now < self._paused_until:
+                    await sleep(self._paused_until - now)
+                    continue
+                if not submit and self._submits_waiting:
+                    await sleep(60.0 / self.per_minute)
+                    continue
+                decision = gcra(self._tat, now, self.per_minute)
+                if decision.allowed:
+                    self._tat = decision.tat
+                    return
+                await sleep(decision.retry_after)
+        finally:
+            if submit:
+                self._submits_waiting -= 1
+
+
+class Upstream:
+    def __init__(
+        self,
+        settings: ProxySettings,
+        clock: Clock,
+        budget: UpstreamBudget,
+        transport: httpx.AsyncBaseTransport | None = None,
+        on_call: Callable[[str, str], None] | None = None,
+    ) -> None:
+        key = settings.upstream_key.get_secret_value() if settings.upstream_key else ""
+        common: dict[str, Any] = {
+            "base_url": settings.upstream_base_url,
+            "auth": settings.upstream_auth,
+            "timeout": settings.upstream_timeout,
+            "transport": transport,
+            "clock": clock,
+        }
+        # A submit retries only where no job can have started (the client's own rule);
+        # polls are retried by the poller's schedule, so the poll client tries once.
+        self._submitter = client.AsyncClient(
+            key, retry=client.RetryPolicy(max_attempts=3, base_delay=1.0, max_delay=10.0), **common
+        )
+        self._poller = client.AsyncClient(key, retry=client.RetryPolicy(max_attempts=1), **common)
+        self.budget = budget
+        self._on_call = on_call or (lambda kind, status: None)
+
+    async def aclose(self) -> None:
+        await self._submitter.aclose()
+        await self._poller.aclose()
+
+    async def submit(self, workflow_id: str, inputs: dict[str, Any], generation_id: str) -> str:
+        """Start one paid run; returns the upstream request id. Raises a GatewayError."""
+        await self.budget.acquire("submit")
+        try:
+            handle = await self._submitter.submit(
+                inputs, workflow_id=workflow_id, idempotency_key=generation_id
+            )
+        except client.SegmindError as exc:
+            self._on_call("submit", _status_label(exc))
+            raise self._translate(exc, "submit") from exc
+        self._on_call("submit", "200")
+        return handle.request_id
+
+    async def status(self, upstream_id: str, sleep: Sleep | None = None) -> client.JobStatus:
+        await self.budget.acquire("poll", sleep)
+        try:
+            status = await self._poller.status(upstream_id)
+        except client.SegmindError as exc:
+            self._on_call("poll", _status_label(exc))
+            if isinstance(exc, client.RateLimited):
+                self.budget.pause(exc.retry_after or 60.0)
+            raise
+        self._on_call("poll", "200")
+        return status
+
+    def _translate(self, exc: client.SegmindError, action: str) -> GatewayError:
+        if isinstance(exc, client.Unauthorized | client.Forbidden):
+            log.error(
+                "upstream rejected the gateway's own key (HTTP %s): check SEGMIND_API_KEY",
+                exc.status_code,
+            )
+            return UpstreamFailure(
+                "gateway misconfigured: Segmind rejected the gateway's own key; nothing was "
+                "charged to your team; the gateway operators must fix the upstream key",
+                status_code=502,
+            )
+        if isinstance(exc, client.InsufficientCredits):
+            log.error("upstream account is out of credits: %s", exc.message)
+            return UpstreamFailure(
+                "the company's Segmind account is out of credits; nothing was charged to your "
+                "team; tell the gateway operators to top it up, then retry",
+                status_code=503,
+                headers={"Retry-After": "300"},
+            )
+        if isinstance(exc, client.BadRequest):
+            return BadInput(f"Segmind refused the inputs: {exc.message}")
+        if isinstance(exc, client.RateLimited):
+            wait = exc.retry_after or 60.0
+            self.budget.pause(wait)
+            return UpstreamFailure(
+                f"Segmind's rate limit is reached for the whole company; nothing was charged "
+                f"to your team; retry in {int(wait)} s",
+                status_code=503,
+                headers={"Retry-After": str(max(1, int(wait)))},
+            )
+        if isinstance(exc, client.NotFound):
+            return UpstreamFailure(
+                f"Segmind does not know this workflow ({exc.message}); the gateway's workflow "
+                "list may be out of date",
+                status_code=502,
+            )
+        timeout = isinstance(exc, client.TransportTimeout | client.GatewayTimeout)
+        return UpstreamFailure(
+            f"Segmind failed to {action} ({type(exc).__name__}: {exc.message}); nothing was "
+            "charged to your team; retry in a minute",
+            status_code=504 if timeout else 502,
+            headers={"Retry-After": "60"},
+        )
+
+
+def _status_label(exc: client.SegmindError) -> str:
+    code = getattr(exc, "status_code", None)
+    return str(code) if code else type(exc).__name__
