@@ -5,11 +5,13 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 HOST ?= 127.0.0.1
-PORT ?= 8001
-# Runs of ~7 s instead of ~11 min, so a demo finishes while you watch; override freely.
+PORT ?= 8000
+DB ?= gateway.sqlite
+# With no SEGMIND_API_KEY, the fake upstream runs beside the gateway with ~7 s runs
+# instead of ~11 min, so a demo finishes while you watch; override freely.
 FAKE_FLAGS ?= --time-scale 0.01
 
-.PHONY: run test lint format bench clean
+.PHONY: run fake test lint format bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,7 +20,11 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/python -m fakeserver --host $(HOST) --port $(PORT) $(FAKE_FLAGS)
+	$(BIN)/python -m proxy serve --host $(HOST) --port $(PORT) --db $(DB) \
+		--with-fake --fake-args "$(FAKE_FLAGS)" --demo-team
+
+fake: $(STAMP)
+	$(BIN)/python -m fakeserver --host $(HOST) --port 8001 $(FAKE_FLAGS)
 
 test: lint
 	$(BIN)/python -m pytest

@@ -1,0 +1,224 @@
+"""`python -m proxy` (or `segmind-gateway`): serve the gateway, or administer its teams.
+
+    python -m proxy serve [--host H] [--port P] [--upstream-url URL] [--db PATH] [--config F]
+    python -m proxy admin create-team NAME [--db PATH] [--daily-budget 50 ...]
+    python -m proxy admin list-teams | create-key TEAM | revoke-key PREFIX |
+                          revoke-team TEAM | set-limits TEAM [...]
+
+Admin commands work on the same store file as the server (`--db`), so they need no
+running gateway. A new key is printed once and never again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from pydantic import ValidationError
+
+from .config import ProxySettings, TeamLimits
+from .errors import GatewayError
+from .store import SQLiteStore
+from .teams import create_key, create_team, describe_team
+
+__all__ = ["main"]
+
+LIMIT_FLAGS = (
+    ("submits_per_minute", int, "submits a minute (HIT, JOIN and MISS alike)"),
+    ("polls_per_minute", int, "polls a minute"),
+    ("max_concurrent", int, "unfinished paid runs at once"),
+    ("daily_budget", float, "dollars a UTC day"),
+    ("monthly_budget", float, "dollars a UTC month"),
+)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m proxy", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command")
+    serve = sub.add_parser("serve", help="run the gateway (the default command)")
+    add = serve.add_argument
+    add("--host")
+    add("--port", type=int)
+    add("--public-url", help="base URL of poll_url answers (default: the served address)")
+    add(
+        "--upstream-url",
+        help="Segmind's base URL (default: real Segmind; key from SEGMIND_API_KEY)",
+    )
+    add("--db", help="SQLite store file (default gateway.sqlite)")
+    add("--config", help="a TOML file of settings")
+    add("--clock", choices=["system", "virtual"])
+    add("--log-level")
+    add("--with-fake", action="store_true",
+        help="with no SEGMIND_API_KEY and no --upstream-url, start the fake upstream beside "
+             "the gateway on loopback")  # fmt: skip
+    add(
+        "--fake-args",
+        default="--time-scale 0.01",
+        help="flags for the embedded fake (default: '--time-scale 0.01', ~7 s runs)",
+    )
+    add(
+        "--demo-team",
+        action="store_true",
+        help="create (or add a key to) team 'demo' and print its key and a curl line",
+    )
+    admin = sub.add_parser("admin", help="create, list and revoke teams and keys")
+    admin_sub = admin.add_subparsers(dest="admin_command", required=True)
+
+    def with_db(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        parser.add_argument("--db", help="the store the server uses (default gateway.sqlite)")
+        parser.add_argument("--config", help="a TOML file of settings (for db and defaults)")
+        parser.add_argument("--json", action="store_true", help="print JSON")
+        return parser
+
+    def with_limits(parser: argparse.ArgumentParser) -> None:
+        for name, kind, what in LIMIT_FLAGS:
+            parser.add_argument(f"--{name.replace('_', '-')}", type=kind, help=what)
+
+    create = with_db(admin_sub.add_parser("create-team", help="a new team and its first key"))
+    create.add_argument("name")
+    with_limits(create)
+    with_db(admin_sub.add_parser("list-teams", help="teams, limits, key prefixes, spend"))
+    key = with_db(admin_sub.add_parser("create-key", help="another key for a team"))
+    key.add_argument("team")
+    revoke = with_db(admin_sub.add_parser("revoke-key", help="revoke one key by its prefix"))
+    revoke.add_argument("prefix")
+    revoke_all = with_db(admin_sub.add_parser("revoke-team", help="revoke all of a team's keys"))
+    revoke_all.add_argument("team")
+    limits = with_db(admin_sub.add_parser("set-limits", help="change a team's limits"))
+    limits.add_argument("team")
+    with_limits(limits)
+    return p
+
+
+def _settings(args: argparse.Namespace, **extra: Any) -> ProxySettings:
+    given = {k: v for k, v in extra.items() if v is not None}
+    if getattr(args, "db", None):
+        given["db"] = args.db
+    return ProxySettings.load(getattr(args, "config", None), **given)
+
+
+def _limits(args: argparse.Namespace, base: TeamLimits) -> TeamLimits:
+    changes = {name: getattr(args, name) for name, _, _ in LIMIT_FLAGS}
+    return TeamLimits.model_validate(
+        {**base.model_dump(), **{k: v for k, v in changes.items() if v is not None}}
+    )
+
+
+def _admin(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    store = SQLiteStore(settings.db)
+    now = time.time()
+    out: dict[str, Any]
+    command = args.admin_command
+    if command == "create-team":
+        made = create_team(store, args.name, _limits(args, settings.default_limits), now)
+        out = {"team": describe_team(store, made.team, now), "api_key": made.key}
+        text = f"team {made.team.name!r} created\napi key (shown once): {made.key}"
+    elif command == "create-key":
+        made = create_key(store, args.team, now)
+        out = {"team": made.team.name, "api_key": made.key, "prefix": made.prefix}
+        text = f"new key for {made.team.name!r} (shown once): {made.key}"
+    elif command == "list-teams":
+        teams = [describe_team(store, t, now) for t in store.teams()]
+        out = {"teams": teams}
+        text = "\n".join(_team_line(t) for t in teams) or "no teams yet: admin create-team NAME"
+    elif command in ("revoke-key", "revoke-team"):
+        if command == "revoke-key":
+            count = store.revoke_keys(now, prefix=args.prefix)
+        else:
+            count = store.revoke_keys(now, team_name=args.team)
+        out = {"revoked": count}
+        text = f"revoked {count} key(s)" if count else "no live key matched; nothing revoked"
+    else:  # set-limits
+        team = store.set_limits(args.team, _limits(args, store.team(args.team).limits))
+        out = describe_team(store, team, now)
+        text = _team_line(out)
+    print(json.dumps(out, indent=2) if args.json else text)
+    return 0
+
+
+def _team_line(team: dict[str, Any]) -> str:
+    live = [k["prefix"] for k in team["keys"] if k["revoked_at"] is None]
+    limits = ", ".join(f"{k}={v}" for k, v in team["limits"].items())
+    return (
+        f"{team['name']}: keys {', '.join(live) or 'none'}; {limits}; "
+        f"spent ${team['spent_today']:.2f} today, ${team['spent_this_month']:.2f} this month"
+    )
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from .app import create_app
+    from .embedded import start_fake
+
+    settings = _settings(
+        args, host=args.host, port=args.port, public_url=args.public_url,
+        upstream_url=args.upstream_url, clock=args.clock, log_level=args.log_level,
+    )  # fmt: skip
+    fake = None
+    if args.with_fake and settings.upstream_key is None and settings.upstream_url is None:
+        fake = start_fake(settings.host, args.fake_args.split())
+        settings = settings.model_copy(
+            update={"upstream_url": fake.url, "upstream_key": fake.key_secret()}
+        )
+        print(f"upstream: the fake Segmind at {fake.url} (no SEGMIND_API_KEY set)", flush=True)
+    elif settings.upstream_key is None:
+        print(
+            "no upstream key: set SEGMIND_API_KEY, or pass --with-fake to run against the fake",
+            file=sys.stderr,
+        )
+        return 4
+    else:
+        print(f"upstream: {settings.upstream_base_url}", flush=True)
+    try:
+        if args.demo_team:
+            _print_demo(settings)
+        print(f"gateway listening on http://{settings.host}:{settings.port}", flush=True)
+        uvicorn.run(
+            create_app(settings), host=settings.host, port=settings.port,
+            log_config=None, access_log=False,
+        )  # fmt: skip
+    finally:
+        if fake is not None:
+            fake.stop()
+    return 0
+
+
+def _print_demo(settings: ProxySettings) -> None:
+    store = SQLiteStore(settings.db)
+    now = time.time()
+    names = {t.name for t in store.teams()}
+    made = (
+        create_key(store, "demo", now)
+        if "demo" in names
+        else create_team(store, "demo", settings.default_limits, now)
+    )
+    store.close()
+    url = f"{settings.base_url}/workflows/68628fe34727e611dfa219b4-v4"
+    print(f"demo team key (shown once): {made.key}", flush=True)
+    print(f"try: curl -s -X POST {url} -H 'x-api-key: {made.key}' -d '{{}}'", flush=True)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0].startswith("-"):
+        argv.insert(0, "serve")  # `python -m proxy --port 8000` means serve
+    args = _parser().parse_args(argv)
+    try:
+        code = _admin(args) if args.command == "admin" else _serve(args)
+    except (GatewayError, ValueError, ValidationError) as exc:
+        message = exc.message if isinstance(exc, GatewayError) else str(exc)
+        print(f"proxy: {message}", file=sys.stderr)
+        code = 2
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    main()

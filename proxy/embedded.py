@@ -1,0 +1,66 @@
+"""The fake upstream, started beside the gateway when there is no Segmind key: the out-of-
+the-box `make run`. It runs as its own process (`python -m fakeserver`): the gateway never
+imports the fake, so the two cannot share a misreading of the contract."""
+
+from __future__ import annotations
+
+import secrets
+import socket
+import subprocess
+import sys
+import time
+
+import httpx
+from pydantic import SecretStr
+
+__all__ = ["EmbeddedFake", "start_fake"]
+
+READY_SECONDS = 20.0
+
+
+class EmbeddedFake:
+    def __init__(self, url: str, key: str, process: subprocess.Popen[bytes]) -> None:
+        self.url = url
+        self.key = key
+        self.process = process
+
+    def key_secret(self) -> SecretStr:
+        return SecretStr(self.key)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+
+
+def _free_port(host: str) -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def start_fake(host: str = "127.0.0.1", extra_args: list[str] | None = None) -> EmbeddedFake:
+    """Start the fake on a free loopback port with a fresh key; return once it answers."""
+    port = _free_port(host)
+    key = "fake-upstream-" + secrets.token_hex(12)
+    argv = [sys.executable, "-m", "fakeserver", "--host", host, "--port", str(port),
+            "--api-key", key, *(extra_args or [])]  # fmt: skip
+    # Our own interpreter running our own module; no outside input reaches argv[0:3].
+    process = subprocess.Popen(argv, stdout=subprocess.DEVNULL)  # noqa: S603
+    fake = EmbeddedFake(f"http://{host}:{port}", key, process)
+    deadline = time.monotonic() + READY_SECONDS
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the embedded fake exited with code {process.returncode}")
+        try:
+            if httpx.get(f"{fake.url}/healthz", timeout=1.0).status_code == 200:
+                return fake
+        except httpx.TransportError:
+            time.sleep(0.05)
+    fake.stop()
+    raise RuntimeError(f"the embedded fake did not answer within {READY_SECONDS:.0f} s")
