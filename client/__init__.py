@@ -52,7 +52,7 @@ from ._models import (
     JobStatus,
     Progress,
 )
-from ._output import OutputItem
+from ._output import OutputItem, decode_output
 from ._retry import RetryPolicy
 from ._webhooks import WebhookEvent, verify_webhook
 
@@ -105,5 +105,6 @@ __all__ = [
     "UnexpectedResponse",
     "WaitTimeout",
     "WebhookEvent",
+    "decode_output",
     "verify_webhook",
 ]

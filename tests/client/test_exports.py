@@ -13,7 +13,7 @@ def test_exported_names_are_pinned() -> None:
         "JobState", "JobStatus", "NotFound", "OutputItem", "Progress", "RateLimited",
         "RetryPolicy", "SegmindError", "ServerError", "SystemClock", "TransportError",
         "TransportTimeout", "Unauthorized", "UnexpectedResponse", "WaitTimeout",
-        "WebhookEvent", "verify_webhook",
+        "WebhookEvent", "decode_output", "verify_webhook",
     }  # fmt: skip
 
 
