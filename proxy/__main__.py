@@ -22,7 +22,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from .config import ProxySettings, TeamLimits
-from .errors import GatewayError
+from .errors import GatewayError, NotFound
 from .store import SQLiteStore
 from .teams import create_key, create_team, describe_team
 
@@ -130,6 +130,11 @@ def _admin(args: argparse.Namespace) -> int:
     elif command in ("revoke-key", "revoke-team"):
         if command == "revoke-key":
             count = store.revoke_keys(now, prefix=args.prefix)
+            if not count:  # a typo must not read as a revoked (leaked) key
+                raise NotFound(
+                    f"no live key starts with {args.prefix!r}; nothing was revoked "
+                    "(list-teams shows the live keys' prefixes)"
+                )
         else:
             count = store.revoke_keys(now, team_name=args.team)
         out = {"revoked": count}

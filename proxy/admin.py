@@ -47,7 +47,14 @@ async def _object(request: Request) -> dict[str, Any]:
     return body
 
 
-def _limits(values: dict[str, Any], base: TeamLimits) -> TeamLimits:
+def _limits(values: Any, base: TeamLimits) -> TeamLimits:
+    # A misspelt limit must not be ignored silently: the team would keep the old value.
+    if not isinstance(values, dict):
+        raise BadInput("limits must be a JSON object of limit names and values")
+    known = sorted(TeamLimits.model_fields)
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise BadInput(f"unknown limits {unknown}; the limits are {known}")
     try:
         return TeamLimits.model_validate({**base.model_dump(), **values})
     except ValidationError as exc:
@@ -66,7 +73,12 @@ async def add_team(request: Request) -> Response:
     gateway = _gateway(request)
     body = await _object(request)
     name = str(body.pop("name", ""))
-    limits = _limits(body.pop("limits", {}) or {}, gateway.settings.default_limits)
+    limits = _limits(body.pop("limits", None) or {}, gateway.settings.default_limits)
+    if body:
+        raise BadInput(
+            f'unknown fields {sorted(body)}: a new team takes "name" and "limits", '
+            'e.g. {"name": "video", "limits": {"daily_budget": 50}}'
+        )
     try:
         made = await gateway.store.write(
             create_team, gateway.store.sync, name, limits, gateway.clock.now()

@@ -52,6 +52,14 @@ def _policy_headers(team: Team, name: str, decision: RateDecision | None) -> dic
     return ratelimit_headers(name, decision) if decision is not None else {}
 
 
+def _refused_rate_headers(exc: LimitExceeded, name: str, limit: int | None) -> None:
+    """The RateLimit fields on a rate refusal too: none left, back after Retry-After."""
+    exc.headers.update({
+        "RateLimit-Policy": f'"{name}";q={limit or 0};w=60',
+        "RateLimit": f'"{name}";r=0;t={exc.retry_after}',
+    })  # fmt: skip
+
+
 async def _read_body(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
@@ -95,11 +103,7 @@ async def submit(request: Request) -> Response:
         admission = await gateway.submit(team, request.path_params["workflow_id"], body, options)
     except LimitExceeded as exc:
         if exc.limit == "submits_per_minute":
-            limit = team.limits.submits_per_minute or 0
-            exc.headers.update({
-                "RateLimit-Policy": f'"submits";q={limit};w=60',
-                "RateLimit": f'"submits";r=0;t={exc.retry_after}',
-            })  # fmt: skip
+            _refused_rate_headers(exc, "submits", team.limits.submits_per_minute)
         raise
     request_id = admission.request.id
     status = admission.request.cache_status.value
@@ -125,7 +129,12 @@ async def submit(request: Request) -> Response:
 async def poll(request: Request) -> Response:
     gateway = _gateway(request)
     team = _team(request, gateway)
-    answer = gateway.poll(team, request.path_params["request_id"])
+    try:
+        answer = gateway.poll(team, request.path_params["request_id"])
+    except LimitExceeded as exc:
+        if exc.limit == "polls_per_minute":
+            _refused_rate_headers(exc, "polls", team.limits.polls_per_minute)
+        raise
     headers = {
         "X-Cache-Status": answer.request.cache_status.value,
         **_policy_headers(team, "polls", answer.rate),

@@ -53,8 +53,12 @@ def authenticate(store: AsyncStore, headers: Headers) -> Team:
         )
     team = store.read(store.sync.team_for_key, hash_key(key))
     if team is None:
+        # Show a prefix only of what is shaped like a gateway key: of anything short (or
+        # of a Segmind key pasted by mistake) the "prefix" would be most or all of it.
+        shaped = key.startswith(KEY_PREFIX) and len(key) >= 3 * len(key_prefix(key))
+        which = f" (starting {key_prefix(key)!r})" if shaped else ""
         raise Unauthenticated(
-            f"the key sent in {header} (starting {key_prefix(key)!r}) is unknown or revoked; "
-            "use your team's current gateway key"
+            f"the key sent in {header}{which} is unknown or revoked; use your team's current "
+            f"gateway key (gateway keys start with {KEY_PREFIX!r})"
         )
     return team

@@ -84,6 +84,7 @@ class Gateway:
         )
         self.poll_limits = MemoryRateLimiter()
         self._submits: set[asyncio.Task[Generation]] = set()
+        self._admitting: set[asyncio.Task[Admission]] = set()
 
     async def start(self) -> None:
         resumed = await self.poller.resume()
@@ -92,6 +93,8 @@ class Gateway:
         self._update_in_flight()
 
     async def stop(self) -> None:
+        if self._admitting:
+            await asyncio.gather(*self._admitting, return_exceptions=True)
         if self._submits:
             await asyncio.gather(*self._submits, return_exceptions=True)
         await self.poller.close()
@@ -125,6 +128,16 @@ class Gateway:
             idempotency_ttl=self.settings.idempotency_ttl,
             expected_run_seconds=self.settings.expected_run_seconds,
         )
+        # Admission runs as its own task too: the store's writer thread commits it even if
+        # the caller is cancelled while waiting, and a paid run that was admitted must then
+        # still be started (and its slot released when it ends), never orphaned.
+        task = asyncio.get_running_loop().create_task(self._admit(ask, inputs, team))
+        self._admitting.add(task)
+        task.add_done_callback(self._admitting.discard)
+        task.add_done_callback(lambda t: t.cancelled() or t.exception())
+        return await asyncio.shield(task)
+
+    async def _admit(self, ask: AdmissionRequest, inputs: dict[str, Any], team: Team) -> Admission:
         admission = await self.store.write(self.store.sync.admit, ask, self.clock.now())
         status = admission.request.cache_status
         if admission.replayed:

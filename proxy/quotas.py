@@ -48,10 +48,17 @@ def gcra(tat: float | None, now: float, limit: int, window: float = 60.0) -> Rat
     current = max(tat if tat is not None else now, now)
     pushed = current + interval
     allowed_at = pushed - window
-    if now + EPSILON < allowed_at:
-        return RateDecision(False, current, limit, window, 0, allowed_at - now, current - now)
-    remaining = math.floor((window - (pushed - now)) / interval + EPSILON)
-    return RateDecision(True, pushed, limit, window, max(remaining, 0), 0.0, pushed - now)
+    # Rounding slack: at wall-clock magnitudes (~1.8e9 s) one float addition is off by up
+    # to ~1e-7 s and a burst of N adds N of them, so without it a burst of 9 a minute
+    # admitted only 8. It stays far below one interval, so it never admits an extra one;
+    # waits are reported half a slack early, which rounds float noise out of Retry-After.
+    slack = min(interval / 4, EPSILON + 4 * (limit + 2) * math.ulp(max(abs(pushed), window)))
+    if now + slack < allowed_at:
+        wait = allowed_at - now - slack / 2
+        return RateDecision(False, current, limit, window, 0, wait, current - now - slack / 2)
+    remaining = math.floor((window - (pushed - now) + slack) / interval)
+    reset = pushed - now - slack / 2
+    return RateDecision(True, pushed, limit, window, max(remaining, 0), 0.0, reset)
 
 
 def ratelimit_headers(name: str, decision: RateDecision) -> dict[str, str]:

@@ -8,6 +8,8 @@ the key, and nothing here ever formats the key into a message.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -19,6 +21,7 @@ import client
 from .clock import Clock
 from .config import ProxySettings
 from .errors import BadInput, GatewayError, UpstreamFailure
+from .logs import Redactor
 from .quotas import gcra
 
 __all__ = ["Upstream", "UpstreamBudget", "UpstreamGone"]
@@ -96,6 +99,7 @@ class Upstream:
             key, retry=client.RetryPolicy(max_attempts=3, base_delay=1.0, max_delay=10.0), **common
         )
         self._poller = client.AsyncClient(key, retry=client.RetryPolicy(max_attempts=1), **common)
+        self._redactor = Redactor([key] if key else [])
         self.budget = budget
         self._on_call = on_call or (lambda kind, status: None)
 
@@ -126,7 +130,21 @@ class Upstream:
                 self.budget.pause(exc.retry_after or 60.0)
             raise
         self._on_call("poll", "200")
-        return status
+        return self._scrubbed(status)
+
+    def _scrubbed(self, status: client.JobStatus) -> client.JobStatus:
+        """A poll answer is stored and served to teams: an upstream that echoes the key
+        in a FAILED reason or an output must not hand it on (errors the client scrubs)."""
+        redactor = self._redactor
+        text = json.dumps([status.error, status.output, status.body], default=str)
+        if not redactor.contains_secret(text):
+            return status
+        return dataclasses.replace(
+            status,
+            error=None if status.error is None else redactor.scrub(status.error),
+            output=redactor.scrub_value(status.output),
+            body=redactor.scrub_value(status.body),
+        )
 
     def _translate(self, exc: client.SegmindError, action: str) -> GatewayError:
         if isinstance(exc, client.Unauthorized | client.Forbidden):

@@ -6,14 +6,16 @@ upstream client and HTTP app run; only the paid upstream is the fake.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import asyncio
+from collections.abc import Awaitable
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 from starlette.applications import Starlette
 
-from fakeserver import FakeSettings
+from fakeserver import FakeSettings, SimulatedNetworkFault
 from fakeserver import VirtualClock as FakeClock
 from fakeserver import create_app as create_fake
 from fakeserver.state import FakeState
@@ -28,6 +30,52 @@ FAKE_URL = "http://fake.test"
 GATEWAY_URL = "http://gateway.test"
 WORKFLOW = "/workflows/68628fe34727e611dfa219b4-v4"
 
+T = TypeVar("T")
+
+
+class WatchedClock(VirtualClock):
+    """The gateway's virtual clock, plus a way to wait, without sleeping for real, until
+    something is asleep on it (a retried submit waiting out its backoff, a poll loop)."""
+
+    def __init__(self, start: float) -> None:
+        super().__init__(start)
+        self._slept = asyncio.Event()
+
+    async def sleep(self, seconds: float) -> None:
+        # Set before the sleeper is queued; a waiter runs only once this coroutine yields,
+        # by which time it is.
+        self._slept.set()
+        await super().sleep(seconds)
+
+    async def wait_for_sleepers(self, count: int = 1) -> None:
+        while self.sleepers < count:
+            self._slept.clear()
+            await self._slept.wait()
+
+
+class UpstreamTransport(httpx.ASGITransport):
+    """The fake in-process, with its network faults turned into the httpx errors a socket
+    would give (as tests/client/fake_upstream.py does), so the gateway's client sees what it
+    would see in production. `refuse_connections` makes that many next exchanges fail with
+    a connection refused (nothing sent), which never reaches the fake or its journal."""
+
+    def __init__(self, app: Starlette) -> None:
+        super().__init__(app=app)
+        self.refuse_connections = 0
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if self.refuse_connections > 0:
+            self.refuse_connections -= 1
+            raise httpx.ConnectError("connection refused", request=request)
+        try:
+            response = await super().handle_async_request(request)
+            await response.aread()
+        except SimulatedNetworkFault as exc:
+            if exc.fault == "reset":
+                raise httpx.ReadError("connection reset by peer", request=request) from exc
+            raise httpx.RemoteProtocolError(f"fault {exc.fault}", request=request) from exc
+        return response
+
 
 @dataclass
 class Harness:
@@ -35,8 +83,9 @@ class Harness:
     fake_clock: FakeClock
     app: Starlette
     gateway: Gateway
-    clock: VirtualClock
+    clock: WatchedClock
     http: httpx.AsyncClient
+    upstream_transport: UpstreamTransport = field(repr=False)
 
     @property
     def fake_state(self) -> FakeState:
@@ -70,6 +119,65 @@ class Harness:
     async def poll(self, key: str, request_id: str) -> httpx.Response:
         return await self.http.get(f"/workflows/request/{request_id}", headers={"x-api-key": key})
 
+    async def credits(self, key: str) -> float:
+        """What the team can still spend, from the gateway's own credits endpoint."""
+        answer = await self.http.get("/v1/get-user-credits", headers={"x-api-key": key})
+        assert answer.status_code == 200, answer.text
+        credits: float = answer.json()["credits"]
+        return credits
+
+    async def advance_until_done(
+        self, key: str, request_id: str, step: float = 7.0, limit: float = 4000.0
+    ) -> dict[str, Any]:
+        """Advance both clocks `step` at a time until the request's poll is terminal."""
+        moved = 0.0
+        while True:
+            body: dict[str, Any] = (await self.poll(key, request_id)).json()
+            if body.get("status") in ("COMPLETED", "FAILED") or moved >= limit:
+                return body
+            await self.advance(step)
+            moved += step
+
+    async def drive(self, work: Awaitable[T], step: float = 10.0, limit: float = 600.0) -> T:
+        """Await `work` that sleeps on the gateway's virtual clock (a retried submit): each
+        time it (or anything else) is found asleep on the clock and not yet done, move both
+        clocks `step`, at most `limit` seconds in all. Event-driven: no real sleep."""
+        task = asyncio.ensure_future(work)
+        moved = 0.0
+        while True:
+            asleep = asyncio.ensure_future(self.clock.wait_for_sleepers(1))
+            await asyncio.wait({task, asleep}, return_when=asyncio.FIRST_COMPLETED)
+            asleep.cancel()
+            if task.done():
+                return task.result()
+            if moved >= limit:
+                task.cancel()
+                raise AssertionError(f"still not done after {limit} s of virtual time")
+            await self.advance(step)
+            moved += step
+
+    async def submits_settled(self) -> None:
+        """Wait until every admission and every paid submit the gateway started has
+        finished (or failed), whether or not its caller is still waiting."""
+        # The gateway keeps these tasks privately; stop() waits on them the same way.
+        await asyncio.gather(*list(self.gateway._admitting), return_exceptions=True)
+        await asyncio.gather(*list(self.gateway._submits), return_exceptions=True)
+
+    async def restart(self) -> None:
+        """Stop this gateway and start a new one on the same store file and the same fake,
+        as a process restart would; the harness then talks to the new one."""
+        settings = self.gateway.settings
+        await self.http.aclose()
+        await self.gateway.stop()
+        self.clock = WatchedClock(start=self.fake_clock.now())
+        self.app = create_app(
+            settings, clock=self.clock, upstream_transport=self.upstream_transport
+        )
+        self.gateway = self.app.state.gateway
+        await self.gateway.start()
+        self.http = httpx.AsyncClient(transport=httpx.ASGITransport(app=self.app),
+                                      base_url=GATEWAY_URL)  # fmt: skip
+
 
 async def start_harness(db: Path, fake: dict[str, Any] | None = None,
                         **settings: Any) -> Harness:  # fmt: skip
@@ -81,7 +189,7 @@ async def start_harness(db: Path, fake: dict[str, Any] | None = None,
         ),
         clock=fake_clock,
     )  # fmt: skip
-    clock = VirtualClock(start=fake_clock.now())
+    clock = WatchedClock(start=fake_clock.now())
     settings.setdefault("db", str(db))
     gateway_settings = ProxySettings(
         upstream_url=FAKE_URL,
@@ -89,13 +197,12 @@ async def start_harness(db: Path, fake: dict[str, Any] | None = None,
         public_url=GATEWAY_URL,
         **settings,
     )
-    app = create_app(
-        gateway_settings, clock=clock, upstream_transport=httpx.ASGITransport(app=fake_app)
-    )
+    upstream = UpstreamTransport(fake_app)
+    app = create_app(gateway_settings, clock=clock, upstream_transport=upstream)
     gateway: Gateway = app.state.gateway
     await gateway.start()
     http = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=GATEWAY_URL)
-    return Harness(fake_app, fake_clock, app, gateway, clock, http)
+    return Harness(fake_app, fake_clock, app, gateway, clock, http, upstream)
 
 
 async def stop_harness(harness: Harness) -> None:

@@ -1,0 +1,269 @@
+"""Upstream faults on the paid submit, and bad input that must never reach the upstream.
+
+Segmind's answers are scripted on the real fake (`faults.script("submit", ...)`); network
+faults, which need a socket, reach the gateway's client as the httpx errors a socket would
+give (the harness's `UpstreamTransport`). Rules under test: a paid submit is never sent
+twice by accident, a team pays nothing for a run that did not start, and its concurrency
+slot comes back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import httpx
+import pytest
+
+from proxy.config import PRICE
+from tests.proxy.conftest import MakeHarness
+from tests.proxy.harness import UPSTREAM_KEY, WORKFLOW, Harness
+
+pytestmark = pytest.mark.anyio
+
+KNIGHT = {"Scene_1": "A knight crossing a frozen lake"}
+BUDGET = 100.0
+
+
+def upstream_submits(harness: Harness) -> list[dict[str, Any]]:
+    return harness.upstream_calls("submit")
+
+
+def error_of(answer: httpx.Response, status: int) -> str:
+    assert answer.status_code == status, answer.text
+    assert answer.headers["content-type"].startswith("application/json")
+    message = answer.json()["error"]
+    assert isinstance(message, str)
+    assert message
+    assert UPSTREAM_KEY not in answer.text
+    return message
+
+
+async def assert_nothing_charged_and_slot_free(harness: Harness, key: str) -> None:
+    """The team's budget is whole and its one concurrency slot is free again."""
+    assert await harness.credits(key) == pytest.approx(BUDGET)
+    submits = len(upstream_submits(harness))
+    answer = await harness.submit(key, {"Scene_1": "A fresh run after the failure"})
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["x-cache-status"] == "MISS"
+    assert len(upstream_submits(harness)) == submits + 1
+
+
+# -- Segmind refuses the submit -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("code", [401, 403])
+async def test_upstream_refusing_the_gateways_key_is_502_misconfigured(
+    harness: Harness, code: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    key = harness.team("alpha", max_concurrent=1)
+    harness.fake_state.faults.script("submit", [{"code": code}])
+    message = error_of(await harness.submit(key, KNIGHT), 502)
+    assert "gateway misconfigured" in message
+    assert [e["status"] for e in upstream_submits(harness)] == [code]  # not retried
+    # Logged loudly, for the operators, who must fix the key; never with the key.
+    loud = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert any("SEGMIND_API_KEY" in r.getMessage() for r in loud)
+    assert all(UPSTREAM_KEY not in r.getMessage() for r in caplog.records)
+    await assert_nothing_charged_and_slot_free(harness, key)
+
+
+async def test_upstream_out_of_credits_is_503(harness: Harness) -> None:
+    key = harness.team("alpha", max_concurrent=1)
+    harness.fake_state.faults.script("submit", [{"code": 406}])
+    answer = await harness.submit(key, KNIGHT)
+    message = error_of(answer, 503)
+    assert "out of credits" in message
+    assert int(answer.headers["retry-after"]) > 0
+    assert len(upstream_submits(harness)) == 1
+    await assert_nothing_charged_and_slot_free(harness, key)
+
+
+async def test_upstream_400_is_passed_through_with_its_message(harness: Harness) -> None:
+    key = harness.team("alpha", max_concurrent=1)
+    said = "Scene_1 was refused by the content policy"
+    harness.fake_state.faults.script("submit", [{"code": 400, "message": said}])
+    message = error_of(await harness.submit(key, KNIGHT), 400)
+    assert said in message
+    assert len(upstream_submits(harness)) == 1
+    await assert_nothing_charged_and_slot_free(harness, key)
+
+
+@pytest.mark.parametrize(("code", "answered"), [(500, 502), (502, 502), (504, 504)])
+async def test_an_upstream_5xx_on_submit_is_never_retried(
+    harness: Harness, code: int, answered: int
+) -> None:
+    key = harness.team("alpha", max_concurrent=1)
+    harness.fake_state.faults.script("submit", [{"code": code}])
+    answer = await harness.submit(key, KNIGHT)
+    error_of(answer, answered)
+    assert answer.headers["retry-after"]
+    # The job may have started: a second submit could be paid twice, so there is none,
+    # even once time has passed.
+    await harness.advance(120)
+    assert [e["status"] for e in upstream_submits(harness)] == [code]
+    await assert_nothing_charged_and_slot_free(harness, key)
+
+
+async def test_an_upstream_429_on_submit_is_retried_after_retry_after(harness: Harness) -> None:
+    key = harness.team("alpha")
+    harness.fake_state.faults.script("submit", [{"code": 429, "headers": {"Retry-After": "3"}}])
+    task = asyncio.ensure_future(harness.submit(key, KNIGHT))
+    await harness.clock.wait_for_sleepers(1)
+    await harness.advance(2)  # sooner than Segmind asked: no second try yet
+    assert not task.done()
+    assert len(upstream_submits(harness)) == 1
+    await harness.advance(8)
+    answer = await task
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["x-cache-status"] == "MISS"
+    assert [e["status"] for e in upstream_submits(harness)] == [429, 200]
+    done = await harness.advance_until_done(key, answer.json()["request_id"])
+    assert done["status"] == "COMPLETED"
+    assert await harness.credits(key) == pytest.approx(BUDGET - PRICE)
+
+
+async def test_an_upstream_429_that_persists_is_503_and_costs_nothing(harness: Harness) -> None:
+    key = harness.team("alpha", max_concurrent=1)
+    harness.fake_state.faults.script(
+        "submit", [{"code": 429, "headers": {"Retry-After": "1"}, "times": 3}]
+    )
+    answer = await harness.drive(harness.submit(key, KNIGHT))
+    message = error_of(answer, 503)
+    assert "rate limit" in message
+    assert int(answer.headers["retry-after"]) >= 1
+    assert [e["status"] for e in upstream_submits(harness)] == [429, 429, 429]
+    await harness.advance(60)  # the whole gateway paused for Segmind's Retry-After
+    await assert_nothing_charged_and_slot_free(harness, key)
+
+
+async def test_a_refused_connection_is_retried_since_nothing_was_sent(harness: Harness) -> None:
+    key = harness.team("alpha")
+    harness.upstream_transport.refuse_connections = 2
+    answer = await harness.drive(harness.submit(key, KNIGHT))
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["x-cache-status"] == "MISS"
+    assert [e["status"] for e in upstream_submits(harness)] == [200]
+    assert harness.upstream_transport.refuse_connections == 0
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        {"fault": "reset", "after": True},
+        {"fault": "empty", "after": True},
+        {"fault": "garbage", "after": True},
+        {"fault": "malformed", "after": True},
+        {"fault": "reset"},
+    ],
+    ids=["reset-after", "empty-after", "garbage-after", "malformed-after", "reset"],
+)
+async def test_a_broken_connection_on_submit_is_not_retried(
+    harness: Harness, fault: dict[str, Any]
+) -> None:
+    key = harness.team("alpha", max_concurrent=1)
+    harness.fake_state.faults.script("submit", [fault])
+    answer = await harness.submit(key, KNIGHT)
+    error_of(answer, 502)
+    await harness.advance(120)
+    # The request may have been (with `after`: was) served: once only.
+    assert len(upstream_submits(harness)) == 1
+    assert len(harness.fake_state.jobs) == (1 if fault.get("after") else 0)
+    await assert_nothing_charged_and_slot_free(harness, key)
+
+
+async def test_requests_joined_to_a_submit_that_fails_see_it_fail(harness: Harness) -> None:
+    key = harness.team("alpha")
+    # The first submit waits out a 429, so a second request can join it, then it fails.
+    harness.fake_state.faults.script(
+        "submit", [{"code": 429, "headers": {"Retry-After": "2"}}, {"code": 502}]
+    )
+    first = asyncio.ensure_future(harness.submit(key, KNIGHT))
+    await harness.clock.wait_for_sleepers(1)
+    joined = await harness.submit(key, KNIGHT)
+    assert joined.headers["x-cache-status"] == "JOIN"
+    await harness.advance(10)
+    error_of(await first, 502)
+    polled = (await harness.poll(key, joined.json()["request_id"])).json()
+    assert polled["status"] == "FAILED"
+    assert "Segmind failed to submit" in polled["error_message"]
+    assert UPSTREAM_KEY not in str(polled)
+    # Never cached: the same request is a fresh run.
+    again = await harness.submit(key, KNIGHT)
+    assert again.headers["x-cache-status"] == "MISS"
+
+
+async def test_a_teams_prefer_header_never_reaches_the_upstream(harness: Harness) -> None:
+    # The fake obeys Prefer; a team must not be able to steer the paid upstream with it.
+    key = harness.team("alpha")
+    answer = await harness.submit(key, KNIGHT, Prefer="code=500, outcome=failed, duration=1")
+    assert answer.status_code == 200, answer.text
+    done = await harness.advance_until_done(key, answer.json()["request_id"], step=60)
+    assert done["status"] == "COMPLETED"
+    assert harness.upstream_calls("submit")[0]["fault"] is None
+
+
+# -- bad input never reaches the upstream and never costs ----------------------------------
+
+TOO_LARGE = 65536 + 1  # the default max_body_bytes, plus one
+
+
+async def _chunks(data: bytes) -> Any:
+    for start in range(0, len(data), 4096):
+        yield data[start : start + 4096]
+
+
+BAD_REQUESTS: list[tuple[str, dict[str, Any], int]] = [
+    ("malformed JSON", {"content": b'{"Scene_1": "A knight'}, 400),
+    ("not JSON at all", {"content": b"Scene_1=A knight"}, 400),
+    ("a scene of the wrong type", {"json": {"Scene_1": 5}}, 400),
+    ("a null scene", {"json": {"Scene_2": None}}, 400),
+    ("an empty scene", {"json": {"Scene_3": "   "}}, 400),
+    ("a scene too long", {"json": {"Scene_4": "x" * 1001}}, 400),
+    ("an unknown input", {"json": {"Scene_5": "A fifth scene"}}, 400),
+    ("a bad Character_Image", {"json": {"Character_Image": "ftp://example.com/me.jpg"}}, 400),
+    ("a Character_Image that is no URL", {"json": {"Character_Image": "me.jpg"}}, 400),
+    ("an array body", {"json": [KNIGHT]}, 400),
+    ("a string body", {"json": "A knight"}, 400),
+    ("a null body", {"content": b"null"}, 400),
+    ("a body too large", {"json": {"Scene_1": "x" * TOO_LARGE}}, 413),
+    ("a streamed body too large", {"content": b"x" * TOO_LARGE, "stream": True}, 413),
+    ("an unknown workflow", {"json": KNIGHT, "path": "/workflows/no-such-workflow"}, 404),
+    ("a webhook URL that is no URL", {"json": KNIGHT, "headers": {"X-Webhook-Url": "x"}}, 400),
+    ("an Idempotency-Key too long", {"json": KNIGHT, "headers": {"Idempotency-Key": "k" * 256}},
+     400),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("request_", "status"),
+    [pytest.param(request, status, id=name) for name, request, status in BAD_REQUESTS],
+)
+async def test_bad_input_is_a_4xx_json_error_with_no_upstream_call_and_no_cost(
+    harness: Harness, request_: dict[str, Any], status: int
+) -> None:
+    key = harness.team("alpha")
+    request = dict(request_)
+    path = request.pop("path", WORKFLOW)
+    headers = {"x-api-key": key, **request.pop("headers", {})}
+    if request.pop("stream", False):
+        request["content"] = _chunks(request["content"])  # no Content-Length to go by
+    answer = await harness.http.post(path, headers=headers, **request)
+    error_of(answer, status)
+    assert harness.fake_state.journal.entries() == []  # not one upstream call of any kind
+    assert await harness.credits(key) == pytest.approx(BUDGET)
+    # Nor does it use up the team's submit rate: ten good submits still pass in a burst.
+    answers = [await harness.submit(key, {"Scene_1": f"run {n}"}) for n in range(10)]
+    assert [a.status_code for a in answers] == [200] * 10
+
+
+async def test_bad_input_is_refused_even_when_a_cached_run_would_answer(
+    make_harness: MakeHarness,
+) -> None:
+    harness = await make_harness()
+    key = harness.team("alpha")
+    first = await harness.submit(key, KNIGHT)
+    await harness.advance_until_done(key, first.json()["request_id"])
+    error_of(await harness.submit(key, {**KNIGHT, "Scene_2": 7}), 400)
+    assert len(upstream_submits(harness)) == 1
