@@ -11,6 +11,8 @@ must pass team names, never team keys: the label is used verbatim.
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -91,6 +93,7 @@ class Metrics:
             "Paid generations submitted upstream and not yet finished.",
             registry=self.registry,
         )
+        self._request_children: dict[tuple[str, int | str, str | None], tuple[Any, Any]] = {}
         self._request_seconds = Histogram(
             f"{PREFIX}_request_seconds",
             "Time the gateway took to answer a request, by route.",
@@ -103,9 +106,18 @@ class Metrics:
         self, route: str, status: int | str, team: str | None, seconds: float
     ) -> None:
         """Count one answered request and its duration; `team` is a name, None if unknown."""
-        route = _one_of("route", route, ROUTES)
-        self._requests.labels(route=route, status=str(status), team=_team(team)).inc()
-        self._request_seconds.labels(route=route).observe(seconds)
+        # The hot path: labelled children are looked up once per label set, then reused.
+        key = (route, status, team)
+        children = self._request_children.get(key)
+        if children is None:
+            checked = _one_of("route", route, ROUTES)
+            children = (
+                self._requests.labels(route=checked, status=str(status), team=_team(team)),
+                self._request_seconds.labels(route=checked),
+            )
+            self._request_children[key] = children
+        children[0].inc()
+        children[1].observe(seconds)
 
     def cache(self, result: str, team: str | None) -> None:
         result = _one_of("cache result", result, CACHE_RESULTS)
