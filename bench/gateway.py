@@ -1,0 +1,592 @@
+"""Benchmark: polls and cache-hit submits through the gateway, beside polls of the fake itself.
+
+    .venv/bin/python bench/gateway.py            # full run, about 25 s
+    .venv/bin/python bench/gateway.py --quick    # smoke run, about 8 s
+
+Both servers run as real processes under uvicorn: the fake Segmind (`python -m fakeserver`,
+runs shortened to a fraction of a second) and the gateway (`python -m proxy serve`, a fresh
+SQLite store in a temporary directory, upstream = the fake). Setup submits a few distinct
+jobs through the gateway and the same bodies directly to the fake, and waits (bounded) until
+every one is COMPLETED on both sides. A raw keep-alive HTTP/1.1 client in a process of its
+own then drives three kinds of phase, taking turns in alternating slices:
+
+    gw poll    GET /workflows/request/{id} on the gateway with the team key (from its store)
+    fake poll  GET /workflows/request/{upstream id} on the fake with the fake's key
+    gw hit     POST /workflows/{workflow} on the gateway with a completed job's body: a
+               cache hit (X-Cache-Status: HIT, no upstream call)
+
+and every figure is printed as a ratio to the fake's own polls measured in the same run: the
+ratio is the figure to compare across machines; the absolute rates only describe this one.
+The gateway runs as shipped (its default INFO log: one JSON access line per request) unless
+`--gateway-log-level` says otherwise.
+
+Goal (issue): polling through the gateway is at least as fast as polling the fake directly,
+since it is served from the store. A benchmark, not a timed test: it exits 0 whether or not
+the goal is met, and 2 when its own figures are invalid (an answer other than 200, a poll
+that is not COMPLETED, a submit that is not a cache hit, a paid upstream run during the
+measured phases).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import platform
+import re
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection as Pipe
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import httpx
+from _load import (
+    HOST,
+    PHASE_GRACE_SECONDS,
+    Connection,
+    PhaseResult,
+    Server,
+    build_request,
+    close_all,
+    free_port,
+    run_async,
+    run_phase,
+    start_server,
+    stop_server,
+    wait_until_answers,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+FAKE_KEY = "bench-upstream-key"  # the gateway's "company" key on the fake
+TEAM_NAME = "bench"
+WORKFLOW_ID = "68628fe34727e611dfa219b4-v4"
+SUBMIT_PATH = f"/workflows/{WORKFLOW_ID}"
+POLL_PREFIX = "/workflows/request/"
+GENEROUS = "10000000"  # per-minute limits and budgets no phase can reach
+MAX_RATE = 200_000  # requests/s no phase can reach: turns a duration into a count bound
+SETUP_SECONDS = 30.0  # the setup jobs must be COMPLETED on both sides this soon
+SETUP_SLEEP = 0.05
+HTTP_TIMEOUT = 10.0
+HEADER_SAMPLES = 20  # cache-hit submits whose X-Cache-Status is checked, before and after
+GOAL_RATIO = 1.0
+
+GW_POLL, FAKE_POLL, GW_HIT = "gw poll", "fake poll", "gw hit"
+PHASES = (GW_POLL, FAKE_POLL, GW_HIT)
+# What every answer of a phase must contain, beside its 200: polls read finished jobs,
+# submits are cache hits (the gateway's HIT message; the header is checked on samples).
+EXPECTED = {
+    GW_POLL: b'"status":"COMPLETED"',
+    FAKE_POLL: b'"status":"COMPLETED"',
+    GW_HIT: b"(cache hit, no cost)",
+}
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What the load process does, sent to it whole."""
+
+    gateway_port: int
+    fake_port: int
+    gateway_pid: int
+    fake_pid: int
+    team_key: str
+    gateway_polls: list[str]  # request paths, one per setup job
+    fake_polls: list[str]  # the same jobs' paths on the fake
+    bodies: list[bytes]  # the setup jobs' submit bodies: cache hits now
+    connections: int
+    seconds: float  # per phase kind, split into `rounds` slices
+    rounds: int
+    warmup: float  # seconds of warm-up before each kind of phase
+
+
+@dataclass
+class Results:
+    slices: dict[str, list[PhaseResult]]
+    unexpected: Counter[str] = field(default_factory=Counter)  # 200s without EXPECTED
+
+
+# --- the load process ---------------------------------------------------------------------
+
+
+RequestFor = Callable[[int, int], bytes]
+
+
+def _spread(requests: Sequence[bytes], n: int) -> RequestFor:
+    """Each connection walks the requests from its own offset: every one gets used."""
+    stride = max(1, len(requests) // n)
+
+    def request_for(index: int, seq: int) -> bytes:
+        return requests[(index * stride + seq) % len(requests)]
+
+    return request_for
+
+
+async def _drive(plan: Plan) -> Results:
+    n = plan.connections
+    gateway = [Connection(HOST, plan.gateway_port) for _ in range(n)]
+    fake = [Connection(HOST, plan.fake_port) for _ in range(n)]
+    team_auth = [("x-api-key", plan.team_key)]
+    json_type = ("content-type", "application/json")
+    kinds: dict[str, tuple[list[Connection], RequestFor, int]] = {
+        GW_POLL: (
+            gateway,
+            _spread([build_request("GET", p, HOST, team_auth) for p in plan.gateway_polls], n),
+            plan.gateway_pid,
+        ),
+        FAKE_POLL: (
+            fake,
+            _spread(
+                [build_request("GET", p, HOST, [("x-api-key", FAKE_KEY)]) for p in plan.fake_polls],
+                n,
+            ),
+            plan.fake_pid,
+        ),
+        GW_HIT: (
+            gateway,
+            _spread(
+                [
+                    build_request("POST", SUBMIT_PATH, HOST, [*team_auth, json_type], body)
+                    for body in plan.bodies
+                ],
+                n,
+            ),
+            plan.gateway_pid,
+        ),
+    }
+    results = Results({name: [] for name in PHASES})
+
+    def checker(name: str) -> Callable[[int, bytes], None]:
+        expected = EXPECTED[name]
+
+        def check(status: int, body: bytes) -> None:
+            if status == 200 and expected not in body:
+                results.unexpected[name] += 1
+
+        return check
+
+    slice_seconds = plan.seconds / plan.rounds
+    cap = max(1, int(slice_seconds * MAX_RATE))
+    try:
+        for name in PHASES:
+            conns, request_for, _ = kinds[name]
+            await run_phase(
+                f"warm-up {name}",
+                conns,
+                request_for,
+                seconds=plan.warmup,
+                max_requests=cap,
+                on_answer=checker(name),
+            )
+        for r in range(plan.rounds):
+            # Rotate which kind goes first, so none always follows another.
+            for name in PHASES[r % 3 :] + PHASES[: r % 3]:
+                conns, request_for, pid = kinds[name]
+                results.slices[name].append(
+                    await run_phase(
+                        name,
+                        conns,
+                        request_for,
+                        seconds=slice_seconds,
+                        max_requests=cap,
+                        server_pid=pid,
+                        on_answer=checker(name),
+                    )
+                )
+                close_all(conns)  # the next slice of this kind opens them afresh
+        return results
+    finally:
+        close_all(gateway)
+        close_all(fake)
+
+
+def _load_process(plan: Plan, out: Pipe) -> None:
+    """Entry point of the load process: run the plan, send back the results or the error."""
+    # Ctrl-C reaches the whole process group: the parent handles it and stops this process.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        out.send(("ok", run_async(_drive(plan))))
+    except BaseException:
+        out.send(("error", traceback.format_exc()))
+    finally:
+        out.close()
+
+
+# --- setup: servers, team, jobs -------------------------------------------------------------
+
+
+def _clean_env() -> dict[str, str]:
+    """The caller's environment minus anything that would change what is measured."""
+    prefixes = ("FAKESERVER_", "PROXY_", "SEGMIND_")
+    return {k: v for k, v in os.environ.items() if not k.startswith(prefixes)}
+
+
+def _create_team(db: str, env: dict[str, str]) -> str:
+    """A team with limits no phase reaches; returns its key."""
+    limits = []
+    for flag in ("--submits-per-minute", "--polls-per-minute", "--max-concurrent"):
+        limits += [flag, GENEROUS]
+    for flag in ("--daily-budget", "--monthly-budget"):
+        limits += [flag, "1e12"]
+    argv = [sys.executable, "-m", "proxy", "admin", "create-team", TEAM_NAME, "--db", db, "--json"]
+    done = subprocess.run(
+        [*argv, *limits], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"admin create-team failed ({done.returncode}):\n{done.stderr}")
+    key: str = json.loads(done.stdout)["api_key"]
+    return key
+
+
+def _job_body(i: int) -> bytes:
+    return json.dumps({"Scene_1": f"Benchmark scene {i}: a lighthouse keeper at dawn"}).encode()
+
+
+def _expect_200(answer: httpx.Response, what: str) -> httpx.Response:
+    if answer.status_code != 200:
+        raise RuntimeError(f"{what}: HTTP {answer.status_code} {answer.text[:300]}")
+    return answer
+
+
+def _setup_jobs(
+    http: httpx.Client, gateway_url: str, fake_url: str, team_key: str, jobs: int
+) -> tuple[list[str], list[str], list[bytes]]:
+    """Submit `jobs` distinct bodies through the gateway and directly to the fake; wait
+    until all are COMPLETED on both. Returns (gateway poll paths, fake poll paths, bodies)."""
+    team = {"x-api-key": team_key, "content-type": "application/json"}
+    upstream = {"x-api-key": FAKE_KEY, "content-type": "application/json"}
+    bodies = [_job_body(i) for i in range(jobs)]
+    gateway_polls, fake_polls = [], []
+    for body in bodies:
+        answer = _expect_200(
+            http.post(gateway_url + SUBMIT_PATH, content=body, headers=team), "gateway submit"
+        )
+        if answer.headers.get("x-cache-status") != "MISS":
+            raise RuntimeError(f"setup submit was not a MISS: {answer.headers!r}")
+        gateway_polls.append(POLL_PREFIX + answer.json()["request_id"])
+        answer = _expect_200(
+            http.post(fake_url + SUBMIT_PATH, content=body, headers=upstream), "fake submit"
+        )
+        path = urlsplit(answer.json()["poll_url"]).path
+        if not path.startswith(POLL_PREFIX):
+            raise RuntimeError(f"unexpected poll_url path {path!r}")
+        fake_polls.append(path)
+    pending = {(gateway_url, path, team_key) for path in gateway_polls}
+    pending |= {(fake_url, path, FAKE_KEY) for path in fake_polls}
+    deadline = time.monotonic() + SETUP_SECONDS
+    while pending and time.monotonic() < deadline:
+        for job in sorted(pending):
+            base, path, key = job
+            answer = _expect_200(http.get(base + path, headers={"x-api-key": key}), "setup poll")
+            status = answer.json()["status"]
+            if status == "COMPLETED":
+                pending.discard(job)
+            elif status == "FAILED":
+                raise RuntimeError(f"setup job {base}{path} FAILED: {answer.text[:300]}")
+        if pending:
+            time.sleep(SETUP_SLEEP)
+    if pending:
+        raise RuntimeError(
+            f"{len(pending)} setup jobs not COMPLETED within {SETUP_SECONDS:g} s: "
+            f"{sorted(pending)[:4]}"
+        )
+    return gateway_polls, fake_polls, bodies
+
+
+def _check_hit_headers(
+    http: httpx.Client, gateway_url: str, team_key: str, bodies: list[bytes]
+) -> list[str]:
+    """Cache-hit submits on a sample: 200 with X-Cache-Status HIT, or a problem each."""
+    headers = {"x-api-key": team_key, "content-type": "application/json"}
+    problems = []
+    for i in range(HEADER_SAMPLES):
+        answer = http.post(
+            gateway_url + SUBMIT_PATH, content=bodies[i % len(bodies)], headers=headers
+        )
+        cache = answer.headers.get("x-cache-status")
+        if answer.status_code != 200 or cache != "HIT":
+            problems.append(f"sample submit: HTTP {answer.status_code}, X-Cache-Status {cache}")
+    return problems
+
+
+METRIC_LINE = re.compile(r"^(segmind_gateway_\w+)\{([^}]*)\}\s+(\S+)$")
+
+
+def _metric(http: httpx.Client, gateway_url: str, name: str, **labels: str) -> float:
+    """Sum of a gateway metric's samples whose labels include `labels`."""
+    text = _expect_200(http.get(gateway_url + "/metrics"), "gateway /metrics").text
+    total = 0.0
+    for line in text.splitlines():
+        m = METRIC_LINE.match(line)
+        if m is None or m[1] != name:
+            continue
+        found = dict(re.findall(r'(\w+)="([^"]*)"', m[2]))
+        if all(found.get(k) == v for k, v in labels.items()):
+            total += float(m[3])
+    return total
+
+
+def _paid_runs(http: httpx.Client, gateway_url: str) -> tuple[float, float]:
+    """(MISS admissions, upstream submit calls) the gateway has counted so far."""
+    return (
+        _metric(http, gateway_url, "segmind_gateway_cache_total", result="MISS"),
+        _metric(http, gateway_url, "segmind_gateway_upstream_calls_total", kind="submit"),
+    )
+
+
+# --- the report ---------------------------------------------------------------------------
+
+
+def _merge(results: Sequence[PhaseResult]) -> PhaseResult:
+    total = results[0]
+    for r in results[1:]:
+        total = total.merged(r)
+    return total
+
+
+def _pct(cpu: float | None, seconds: float) -> str:
+    return "n/a" if cpu is None or seconds <= 0 else f"{100 * cpu / seconds:.0f}%"
+
+
+def _ratio(a: float, b: float) -> float:
+    return a / b if b else float("nan")
+
+
+def _per_request(cpu: float | None, requests: int) -> str:
+    return "n/a" if cpu is None or not requests else f"{1e6 * cpu / requests:.0f}"
+
+
+def _row(r: PhaseResult, fake_rate: float) -> str:
+    return (
+        f"{r.name:<10} {r.requests:>9,} {r.not_ok:>8,} {r.seconds:>8.2f} {r.rate:>9,.0f} "
+        f"{1000 * r.percentile(0.5):>7.2f} {1000 * r.percentile(0.99):>7.2f} "
+        f"{_ratio(r.rate, fake_rate):>12.2f}x {_pct(r.server_cpu, r.seconds):>7} "
+        f"{_per_request(r.server_cpu, r.requests):>8} {_pct(r.client_cpu, r.seconds):>7}"
+    )
+
+
+def report(results: Results, plan: Plan, setup_problems: Sequence[str]) -> bool:
+    """Print the table and the verdict; True if the run's figures are valid."""
+    merged = {name: _merge(results.slices[name]) for name in PHASES}
+    gw, fake = merged[GW_POLL], merged[FAKE_POLL]
+    print(
+        f"gateway benchmark: python {platform.python_version()}, {os.cpu_count()} CPUs, "
+        f"{plan.connections} connections, {plan.seconds:g} s of each phase kind in "
+        f"{plan.rounds} alternating slice(s), {len(plan.bodies)} completed jobs"
+    )
+    print(
+        f"{'phase':<10} {'requests':>9} {'non-200':>8} {'seconds':>8} {'req/s':>9} "
+        f"{'p50 ms':>7} {'p99 ms':>7} {'vs fake poll':>13} {'server':>7} {'us/req':>8} "
+        f"{'client':>7}"
+    )
+    for name in PHASES:
+        print(_row(merged[name], fake.rate))
+    print(
+        "server, client: CPU as % of one core during the phase (server: the gateway for gw "
+        "rows, the fake for fake poll; client: the load process); us/req: server CPU "
+        "microseconds per answer, steadier than req/s on a shared machine"
+    )
+    ratios = [
+        p.rate / f.rate
+        for p, f in zip(results.slices[GW_POLL], results.slices[FAKE_POLL], strict=True)
+        if p.rate and f.rate
+    ]
+    if len(ratios) > 1:
+        print(
+            f"gw poll/fake poll per slice: {'  '.join(f'{r:.2f}' for r in ratios)}; "
+            f"median {statistics.median(ratios):.2f}"
+        )
+    print(
+        f"poll latency through the gateway: p50 {1000 * gw.percentile(0.5):.2f} ms = "
+        f"{_ratio(gw.percentile(0.5), fake.percentile(0.5)):.2f}x the fake's, "
+        f"p99 {1000 * gw.percentile(0.99):.2f} ms = "
+        f"{_ratio(gw.percentile(0.99), fake.percentile(0.99)):.2f}x"
+    )
+    problems = list(setup_problems)
+    for name in PHASES:
+        r = merged[name]
+        if r.not_ok or r.timed_out:
+            bad = {str(k): v for k, v in sorted(r.statuses.items()) if k != 200}
+            bad.update(r.errors)
+            extra = " (phase timed out)" if r.timed_out else ""
+            problems.append(f"{name} had {r.not_ok:,} bad answers {bad}{extra}")
+        if results.unexpected[name]:
+            problems.append(
+                f"{name} had {results.unexpected[name]:,} answers without "
+                f"{EXPECTED[name].decode()!r}"
+            )
+    ratio = _ratio(gw.rate, fake.rate)
+    verdict = "met" if ratio >= GOAL_RATIO else "NOT met"
+    if problems:
+        verdict = "INVALID run, see below"
+    print(
+        f"gateway poll/s {gw.rate:,.0f} = {ratio:.2f}x the fake's poll/s {fake.rate:,.0f} "
+        f"(goal >= {GOAL_RATIO:.1f}: {verdict}); cache-hit submits/s "
+        f"{merged[GW_HIT].rate:,.0f} = {_ratio(merged[GW_HIT].rate, fake.rate):.2f}x"
+    )
+    for line in problems:
+        print(f"INVALID: {line}")
+    return not problems
+
+
+# --- main ---------------------------------------------------------------------------------
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="bench/gateway.py",
+        description="Polls and cache-hit submits through the gateway, beside polls of the "
+        "fake Segmind measured in the same run.",
+    )
+    p.add_argument("--connections", type=int, default=32, help="concurrent keep-alive connections")
+    p.add_argument(
+        "--seconds", type=float, default=6.0, help="seconds of each phase kind (gw poll, ...)"
+    )
+    p.add_argument("--rounds", type=int, default=6, help="alternating slices of each phase kind")
+    p.add_argument("--warmup", type=float, default=0.5, help="seconds of warm-up per phase kind")
+    p.add_argument("--jobs", type=int, default=16, help="distinct completed jobs to poll")
+    p.add_argument(
+        "--gateway-log-level",
+        help="the gateway's log level (default: its own, INFO, one access line per request)",
+    )
+    p.add_argument("--quick", action="store_true", help="a smoke run of about 8 s")
+    return p
+
+
+def _start_servers(
+    args: argparse.Namespace, db: str, servers: list[Server]
+) -> tuple[Server, Server]:
+    env = _clean_env()
+    fake_port, gateway_port = free_port(), free_port()
+    fake = start_server(
+        "fake",
+        [
+            sys.executable, "-m", "fakeserver", "--host", HOST, "--port", str(fake_port),
+            "--api-key", FAKE_KEY, "--plan", "unlimited", "--credits", "1e12",
+            "--time-scale", "0.0001", "--log-level", "warning",
+        ],
+        fake_port,
+        cwd=str(ROOT),
+        env=env,
+    )  # fmt: skip
+    servers.append(fake)
+    team_env = {
+        **env,
+        "SEGMIND_API_KEY": FAKE_KEY,
+        # The company-wide upstream budget and the poll schedule must not slow the setup.
+        "PROXY_UPSTREAM_REQUESTS_PER_MINUTE": GENEROUS,
+        "PROXY_POLL_INTERVAL": "0.05",
+    }
+    argv = [
+        sys.executable, "-m", "proxy", "serve", "--host", HOST, "--port", str(gateway_port),
+        "--db", db, "--upstream-url", f"http://{HOST}:{fake_port}",
+    ]  # fmt: skip
+    if args.gateway_log_level:
+        argv += ["--log-level", args.gateway_log_level]
+    gateway = start_server("gateway", argv, gateway_port, cwd=str(ROOT), env=team_env)
+    servers.append(gateway)
+    wait_until_answers(fake, "/healthz")
+    wait_until_answers(gateway, "/readyz")
+    return fake, gateway
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.quick:
+        args.seconds, args.rounds, args.warmup, args.jobs = 1.5, 1, 0.2, 4
+    if args.connections < 1 or args.rounds < 1 or args.seconds <= 0 or args.jobs < 1:
+        sys.exit("--connections, --rounds, --seconds and --jobs must be positive")
+
+    # A SIGTERM must still stop the servers: turn it into SystemExit, which runs `finally`.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    servers: list[Server] = []
+    worker: multiprocessing.process.BaseProcess | None = None
+    problems: list[str] = []
+    with tempfile.TemporaryDirectory(prefix="bench-gateway-") as tmp:
+        try:
+            db = str(Path(tmp) / "gateway.sqlite")
+            team_key = _create_team(db, _clean_env())
+            fake, gateway = _start_servers(args, db, servers)
+            gateway_url = f"http://{HOST}:{gateway.port}"
+            fake_url = f"http://{HOST}:{fake.port}"
+            with httpx.Client(timeout=HTTP_TIMEOUT) as http:
+                gateway_polls, fake_polls, bodies = _setup_jobs(
+                    http, gateway_url, fake_url, team_key, args.jobs
+                )
+                problems += _check_hit_headers(http, gateway_url, team_key, bodies)
+                paid_before = _paid_runs(http, gateway_url)
+            plan = Plan(
+                gateway_port=gateway.port,
+                fake_port=fake.port,
+                gateway_pid=gateway.pid,
+                fake_pid=fake.pid,
+                team_key=team_key,
+                gateway_polls=gateway_polls,
+                fake_polls=fake_polls,
+                bodies=bodies,
+                connections=args.connections,
+                seconds=args.seconds,
+                rounds=args.rounds,
+                warmup=args.warmup,
+            )
+            budget = (
+                len(PHASES) * (plan.warmup + PHASE_GRACE_SECONDS)
+                + len(PHASES) * plan.seconds
+                + len(PHASES) * plan.rounds * PHASE_GRACE_SECONDS
+                + 30.0
+            )
+            ctx = multiprocessing.get_context("spawn")
+            receiver, sender = ctx.Pipe(duplex=False)
+            worker = ctx.Process(target=_load_process, args=(plan, sender), name="bench-load")
+            worker.start()
+            sender.close()
+            if not receiver.poll(budget):
+                raise RuntimeError(f"the load process did not finish within {budget:.0f} s")
+            try:
+                kind, payload = receiver.recv()
+            except EOFError:
+                raise RuntimeError(
+                    f"the load process died (exit code {worker.exitcode}) without a result"
+                ) from None
+            worker.join(5)
+            for server in servers:
+                if server.proc.poll() is not None:
+                    problems.append(f"{server.name} exited during the run")
+                    print(f"{server.name} exited:\n{server.output()}", file=sys.stderr)
+            if kind != "ok":
+                print(f"the load process failed:\n{payload}", file=sys.stderr)
+                return 2
+            with httpx.Client(timeout=HTTP_TIMEOUT) as http:
+                problems += _check_hit_headers(http, gateway_url, team_key, bodies)
+                paid_after = _paid_runs(http, gateway_url)
+            if paid_after != paid_before:
+                problems.append(
+                    f"paid runs during the phases: (MISS, upstream submits) went from "
+                    f"{paid_before} to {paid_after}"
+                )
+        finally:
+            if worker is not None and worker.is_alive():
+                worker.terminate()
+                worker.join(5)
+                if worker.is_alive():
+                    worker.kill()
+                    worker.join(5)
+            for server in reversed(servers):
+                stop_server(server)
+    return 0 if report(payload, plan, problems) else 2
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        sys.exit(130)  # the servers and the load process are already stopped
