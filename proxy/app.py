@@ -44,7 +44,6 @@ def _gateway(request: Request) -> Gateway:
 def _team(request: Request, gateway: Gateway) -> Team:
     team = authenticate(gateway.store, request.headers)
     request.scope[TEAM_KEY] = team.name
-    request.state.team = team
     return team
 
 
@@ -139,7 +138,7 @@ async def poll(request: Request) -> Response:
         "X-Cache-Status": answer.request.cache_status.value,
         **_policy_headers(team, "polls", answer.rate),
     }
-    return JSONResponse(answer.body, headers=headers)
+    return Response(answer.body, headers=headers, media_type="application/json")
 
 
 async def credits(request: Request) -> Response:
@@ -207,7 +206,13 @@ def create_app(
             Route("/metrics", metrics, methods=["GET"]),
             *admin.routes,
         ],
-        middleware=[Middleware(ObservabilityMiddleware, metrics=gateway.metrics)],
+        middleware=[
+            Middleware(
+                ObservabilityMiddleware,
+                metrics=gateway.metrics,
+                log_polls=gateway.settings.log_polls,
+            )
+        ],
         exception_handlers={GatewayError: _gateway_error, HTTPException: _http_error},
         lifespan=lifespan,
     )

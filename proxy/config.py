@@ -74,6 +74,9 @@ class ProxySettings(BaseSettings):
     default_limits: TeamLimits = Field(default_factory=TeamLimits)
     clock: Literal["system", "virtual"] = "system"
     log_level: str = "INFO"
+    log_polls: bool = Field(
+        False, description="also log successful polls (every other request is always logged)"
+    )
 
     @property
     def base_url(self) -> str:

@@ -42,6 +42,7 @@ __all__ = ["Gateway", "PollAnswer", "SubmitOptions"]
 log = logging.getLogger("proxy.gateway")
 
 IN_FLIGHT_STATUSES = ("SUBMITTING", "QUEUED")
+FINISHED_ANSWERS = 10_000  # terminal poll answers kept in memory
 
 
 @dataclass(frozen=True)
@@ -53,7 +54,7 @@ class SubmitOptions:
 
 @dataclass(frozen=True)
 class PollAnswer:
-    body: dict[str, Any]
+    body: bytes  # the JSON answer, encoded as Starlette's JSONResponse would
     request: RequestRecord
     rate: RateDecision | None
 
@@ -83,6 +84,7 @@ class Gateway:
             self.store, self.upstream, self.clock, settings, on_terminal=self._finished
         )
         self.poll_limits = MemoryRateLimiter()
+        self._finished_answers: dict[tuple[str, str], tuple[bytes, RequestRecord]] = {}
         self._submits: set[asyncio.Task[Generation]] = set()
         self._admitting: set[asyncio.Task[Admission]] = set()
 
@@ -204,6 +206,9 @@ class Gateway:
                     limit="polls_per_minute",
                     retry_after=rate.retry_after,
                 )
+        finished = self._finished_answers.get((team.id, request_id))
+        if finished is not None:
+            return PollAnswer(finished[0], finished[1], rate)
         found = self.store.read(self.store.sync.request, team.id, request_id)
         if found is None:
             raise NotFound(
@@ -211,7 +216,14 @@ class Gateway:
                 "poll_url the submit answered"
             )
         request, generation = found
-        return PollAnswer(poll_body(generation), request, rate)
+        body = encode(poll_body(generation))
+        if generation.terminal:
+            # A terminal state never changes, so its answer can be kept and reused without
+            # asking the store again; bounded, oldest first out.
+            if len(self._finished_answers) >= FINISHED_ANSWERS:
+                self._finished_answers.pop(next(iter(self._finished_answers)))
+            self._finished_answers[(team.id, request_id)] = (body, request)
+        return PollAnswer(body, request, rate)
 
     def credits(self, team: Team) -> dict[str, float]:
         """What the team can still spend, as Segmind's credits answer: min(day, month) left."""
@@ -251,6 +263,10 @@ def poll_body(generation: Generation) -> dict[str, Any]:
         # Both keys: the API docs read `error_message`, the product page's sample `error`.
         return {"status": "FAILED", "error_message": reason, "error": reason}
     return {"status": status, "output": ""}
+
+
+def encode(document: dict[str, Any]) -> bytes:
+    return json.dumps(document, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
 
 
 def parse_body(raw: bytes) -> Any:

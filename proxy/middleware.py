@@ -4,8 +4,8 @@ answer and log line, and one metrics sample and access-log line per request."""
 from __future__ import annotations
 
 import logging
+import os
 import time
-import uuid
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -31,16 +31,20 @@ def route_of(method: str, path: str) -> str:
 
 
 class ObservabilityMiddleware:
-    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+    def __init__(self, app: ASGIApp, metrics: Metrics, log_polls: bool = False) -> None:
         self.app = app
         self.metrics = metrics
+        # Successful polls are most of the traffic and say nothing new (the metrics count
+        # them); logging each would cost more than answering it.
+        self.log_polls = log_polls
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        incoming = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")[:64]
-        request_id = incoming if incoming.isprintable() and incoming else uuid.uuid4().hex
+        incoming = next((v for k, v in scope["headers"] if k == b"x-request-id"), b"")
+        text = incoming.decode("latin-1")[:64]
+        request_id = text if text and text.isprintable() else os.urandom(16).hex()
         start = time.perf_counter()
         status = 500
 
@@ -60,11 +64,16 @@ class ObservabilityMiddleware:
                 route = route_of(scope["method"], scope["path"])
                 team = scope.get(TEAM_KEY)
                 self.metrics.observe_request(route, status, team, seconds)
-                log.info(
-                    "%s %s %s",
-                    scope["method"],
-                    scope["path"],
-                    status,
-                    extra={"route": route, "status": status, "team": team,
-                           "ms": round(seconds * 1000, 2)},
-                )  # fmt: skip
+                quiet = route == "poll" and status < 400 and not self.log_polls
+                if not quiet:
+                    self._log(scope, route, status, team, seconds)
+
+    @staticmethod
+    def _log(scope: Scope, route: str, status: int, team: str | None, seconds: float) -> None:
+        log.info(
+            "%s %s %s",
+            scope["method"],
+            scope["path"],
+            status,
+            extra={"route": route, "status": status, "team": team, "ms": round(seconds * 1000, 2)},
+        )

@@ -33,6 +33,8 @@ from .records import Admission, CacheStatus, Generation, RequestRecord, Team, Te
 
 __all__ = ["AdmissionRequest", "AsyncStore", "SQLiteStore", "TeamExists"]
 
+AUTH_CACHE_SIZE = 10_000  # key hashes remembered between auth changes
+
 P = ParamSpec("P")
 T = TypeVar("T")
 
@@ -104,6 +106,11 @@ CREATE TABLE IF NOT EXISTS rate_state (
     tat REAL NOT NULL,
     PRIMARY KEY (team_id, name)
 );
+CREATE TABLE IF NOT EXISTS meta (
+    name TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+);
+INSERT OR IGNORE INTO meta (name, value) VALUES ('auth_version', 0);
 CREATE TABLE IF NOT EXISTS spend (
     team_id TEXT NOT NULL,
     period TEXT NOT NULL,
@@ -193,6 +200,8 @@ class SQLiteStore:
         self.path = path
         self.busy_timeout = busy_timeout
         self._local = threading.local()
+        self._auth_version = -1
+        self._auth_cache: dict[str, Team | None] = {}
         # executescript manages its own transaction; CREATE ... IF NOT EXISTS is idempotent.
         self._connection().executescript(SCHEMA)
 
@@ -248,6 +257,7 @@ class SQLiteStore:
                 "VALUES (?, ?, ?, ?, ?)",
                 (team_id, name, now, limits.model_dump_json(), webhook_secret),
             )
+            _bump_auth_version(db)
         return Team(team_id, name, now, limits, webhook_secret)
 
     def add_key(self, team_name: str, key_hash: str, prefix: str, now: float) -> TeamKey:
@@ -257,6 +267,7 @@ class SQLiteStore:
                 "INSERT INTO api_keys (hash, team_id, prefix, created_at) VALUES (?, ?, ?, ?)",
                 (key_hash, team.id, prefix, now),
             )
+            _bump_auth_version(db)
         return TeamKey(prefix, team_name, now, None)
 
     def revoke_keys(
@@ -275,6 +286,7 @@ class SQLiteStore:
                     "UPDATE api_keys SET revoked_at = ? WHERE team_id = ? AND revoked_at IS NULL",
                     (now, team.id),
                 )
+            _bump_auth_version(db)
             return cursor.rowcount
 
     def set_limits(self, team_name: str, limits: TeamLimits) -> Team:
@@ -283,6 +295,7 @@ class SQLiteStore:
             db.execute(
                 "UPDATE teams SET limits = ? WHERE id = ?", (limits.model_dump_json(), team.id)
             )
+            _bump_auth_version(db)
         return Team(team.id, team.name, team.created_at, limits, team.webhook_secret)
 
     def _team_by_name(self, db: sqlite3.Connection, name: str) -> Team:
@@ -320,16 +333,31 @@ class SQLiteStore:
         return [TeamKey(*row) for row in rows]
 
     def team_for_key(self, key_hash: str) -> Team | None:
-        """The team a live key belongs to; a revoked key finds nothing."""
-        row = (
-            self._connection()
-            .execute(
-                "SELECT t.id, t.name, t.created_at, t.limits, t.webhook_secret FROM api_keys k "
-                "JOIN teams t ON t.id = k.team_id WHERE k.hash = ? AND k.revoked_at IS NULL",
-                (key_hash,),
-            )
-            .fetchone()
-        )
+        """The team a live key belongs to; a revoked key finds nothing.
+
+        Answers are remembered only while the store's auth version stands still; every
+        change to keys or teams bumps it in the same transaction, so a revocation (from
+        this process or another) takes effect on the very next request.
+        """
+        db = self._connection()
+        version = db.execute("SELECT value FROM meta WHERE name = 'auth_version'").fetchone()[0]
+        if version != self._auth_version:
+            self._auth_cache.clear()
+            self._auth_version = version
+        if key_hash in self._auth_cache:
+            return self._auth_cache[key_hash]
+        team = self._lookup_key(db, key_hash)
+        if len(self._auth_cache) >= AUTH_CACHE_SIZE:
+            self._auth_cache.clear()
+        self._auth_cache[key_hash] = team
+        return team
+
+    def _lookup_key(self, db: sqlite3.Connection, key_hash: str) -> Team | None:
+        row = db.execute(
+            "SELECT t.id, t.name, t.created_at, t.limits, t.webhook_secret FROM api_keys k "
+            "JOIN teams t ON t.id = k.team_id WHERE k.hash = ? AND k.revoked_at IS NULL",
+            (key_hash,),
+        ).fetchone()
         return None if row is None else _team(row)
 
     # -- admission ----------------------------------------------------------------------
@@ -456,7 +484,7 @@ class SQLiteStore:
 
     def _cached(self, db: sqlite3.Connection, scope_key: str, now: float) -> Generation | None:
         row = db.execute(
-            f"SELECT {', '.join('g.' + c.strip() for c in GENERATION_COLUMNS.split(','))} "
+            f"SELECT {_qualified('g', GENERATION_COLUMNS)} "
             "FROM cache c JOIN generations g ON g.id = c.generation_id "
             "WHERE c.scope_key = ? AND c.expires_at > ? AND g.status = 'COMPLETED'",
             (scope_key, now),
@@ -644,14 +672,17 @@ class SQLiteStore:
     def _request_with_generation(
         self, db: sqlite3.Connection, team_id: str, request_id: str
     ) -> tuple[RequestRecord, Generation] | None:
+        # One statement for both rows: this is every client poll's only query.
         row = db.execute(
-            f"SELECT {REQUEST_COLUMNS} FROM requests WHERE id = ? AND team_id = ?",
+            f"SELECT {_qualified('r', REQUEST_COLUMNS)}, {_qualified('g', GENERATION_COLUMNS)} "
+            "FROM requests r JOIN generations g ON g.id = r.generation_id "
+            "WHERE r.id = ? AND r.team_id = ?",
             (request_id, team_id),
         ).fetchone()
         if row is None:
             return None
-        request = _request(row)
-        return request, self._generation_by_id(db, request.generation_id)
+        width = len(REQUEST_COLUMNS.split(","))
+        return _request(row[:width]), _generation(row[width:])
 
     def request(self, team_id: str, request_id: str) -> tuple[RequestRecord, Generation] | None:
         """A team's request and its generation; another team's id finds nothing."""
@@ -663,6 +694,14 @@ class SQLiteStore:
             (generation_id,),
         )
         return [_request(row) for row in rows]
+
+
+def _bump_auth_version(db: sqlite3.Connection) -> None:
+    db.execute("UPDATE meta SET value = value + 1 WHERE name = 'auth_version'")
+
+
+def _qualified(alias: str, columns: str) -> str:
+    return ", ".join(f"{alias}.{c.strip()}" for c in columns.split(","))
 
 
 def _team(row: tuple[Any, ...]) -> Team:
