@@ -28,7 +28,7 @@ from .errors import BadInput, GatewayError, LimitExceeded
 from .gateway import Gateway, SubmitOptions, parse_body
 from .metrics import metrics_response
 from .middleware import TEAM_KEY, ObservabilityMiddleware
-from .quotas import RateDecision, ratelimit_headers
+from .quotas import RateDecision, gcra_state, ratelimit_headers
 from .store import Team
 
 __all__ = ["create_app"]
@@ -93,16 +93,41 @@ def _options(request: Request) -> SubmitOptions:
     return SubmitOptions(no_cache, webhook.strip() if webhook else None, idempotency_key)
 
 
+def _submit_state(gateway: Gateway, team: Team) -> RateDecision | None:
+    limit = team.limits.submits_per_minute
+    if limit is None:
+        return None
+    tat = gateway.store.read(gateway.store.sync.rate_tat, team.id, "submits")
+    return gcra_state(tat, gateway.clock.now(), limit)
+
+
+def _poll_state(gateway: Gateway, team: Team) -> RateDecision | None:
+    limit = team.limits.polls_per_minute
+    if limit is None:
+        return None
+    return gateway.poll_limits.peek(team.id, limit, gateway.clock.now())
+
+
+def _add_rate_fields(exc: GatewayError, name: str, state: RateDecision | None) -> None:
+    """Every answer to a known team carries the RateLimit fields, errors included."""
+    if state is not None and "RateLimit" not in exc.headers:
+        exc.headers.update(ratelimit_headers(name, state))
+
+
 async def submit(request: Request) -> Response:
     gateway = _gateway(request)
     team = _team(request, gateway)
-    options = _options(request)
-    body = parse_body(await _read_body(request, gateway.settings.max_body_bytes))
     try:
+        options = _options(request)
+        body = parse_body(await _read_body(request, gateway.settings.max_body_bytes))
         admission = await gateway.submit(team, request.path_params["workflow_id"], body, options)
     except LimitExceeded as exc:
         if exc.limit == "submits_per_minute":
             _refused_rate_headers(exc, "submits", team.limits.submits_per_minute)
+        _add_rate_fields(exc, "submits", _submit_state(gateway, team))
+        raise
+    except GatewayError as exc:
+        _add_rate_fields(exc, "submits", _submit_state(gateway, team))
         raise
     request_id = admission.request.id
     status = admission.request.cache_status.value
@@ -134,6 +159,9 @@ async def poll(request: Request) -> Response:
         if exc.limit == "polls_per_minute":
             _refused_rate_headers(exc, "polls", team.limits.polls_per_minute)
         raise
+    except GatewayError as exc:
+        _add_rate_fields(exc, "polls", _poll_state(gateway, team))
+        raise
     headers = {
         "X-Cache-Status": answer.request.cache_status.value,
         **_policy_headers(team, "polls", answer.rate),
@@ -143,7 +171,10 @@ async def poll(request: Request) -> Response:
 
 async def credits(request: Request) -> Response:
     gateway = _gateway(request)
-    return JSONResponse(gateway.credits(_team(request, gateway)))
+    team = _team(request, gateway)
+    state = _submit_state(gateway, team)
+    headers = ratelimit_headers("submits", state) if state is not None else {}
+    return JSONResponse(gateway.credits(team), headers=headers)
 
 
 async def healthz(request: Request) -> Response:

@@ -22,6 +22,7 @@ __all__ = [
     "RateDecision",
     "budget_periods",
     "gcra",
+    "gcra_state",
     "ratelimit_headers",
     "seconds_to_next_day",
     "seconds_to_next_month",
@@ -59,6 +60,17 @@ def gcra(tat: float | None, now: float, limit: int, window: float = 60.0) -> Rat
     remaining = math.floor((window - (pushed - now) + slack) / interval)
     reset = pushed - now - slack / 2
     return RateDecision(True, pushed, limit, window, max(remaining, 0), 0.0, reset)
+
+
+def gcra_state(tat: float | None, now: float, limit: int, window: float = 60.0) -> RateDecision:
+    """Where a limit stands at `now`, without spending anything: for the RateLimit fields
+    of answers that admitted nothing (a refusal by another limit, an error)."""
+    if limit <= 0:
+        return RateDecision(False, tat or now, limit, window, 0, window, window)
+    interval = window / limit
+    current = max(tat if tat is not None else now, now)
+    remaining = math.floor((window - (current - now)) / interval + EPSILON)
+    return RateDecision(True, current, limit, window, max(remaining, 0), 0.0, current - now)
 
 
 def ratelimit_headers(name: str, decision: RateDecision) -> dict[str, str]:
@@ -99,6 +111,9 @@ class MemoryRateLimiter:
     def __init__(self, window: float = 60.0) -> None:
         self.window = window
         self._tat: dict[str, float] = {}
+
+    def peek(self, team_id: str, limit: int, now: float) -> RateDecision:
+        return gcra_state(self._tat.get(team_id), now, limit, self.window)
 
     def take(self, team_id: str, limit: int, now: float) -> RateDecision:
         decision = gcra(self._tat.get(team_id), now, limit, self.window)

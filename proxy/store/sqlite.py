@@ -482,6 +482,15 @@ class SQLiteStore:
         )
         return decision
 
+    def rate_tat(self, team_id: str, name: str) -> float | None:
+        """A rate limit's stored state (its theoretical arrival time), read only."""
+        row = (
+            self._connection()
+            .execute("SELECT tat FROM rate_state WHERE team_id = ? AND name = ?", (team_id, name))
+            .fetchone()
+        )
+        return None if row is None else float(row[0])
+
     def _cached(self, db: sqlite3.Connection, scope_key: str, now: float) -> Generation | None:
         row = db.execute(
             f"SELECT {_qualified('g', GENERATION_COLUMNS)} "

@@ -419,3 +419,29 @@ async def test_an_unreachable_store_admits_nothing(harness: Harness) -> None:
     assert answer.status_code == 200, answer.text
     assert answer.headers["ratelimit"].startswith('"submits";r=4;'), "no refused submit counted"
     assert await credits(harness, key) == pytest.approx(10.0 - PRICE, abs=1e-4)
+
+
+async def test_every_answer_to_a_team_carries_the_ratelimit_fields(harness: Harness) -> None:
+    key = harness.team(
+        "fields",
+        **limited(
+            submits_per_minute=10, polls_per_minute=60, max_concurrent=1, daily_budget=PRICE + 1
+        ),
+    )
+    answers = [
+        await harness.submit(key, scene(1)),  # 200, a MISS
+        await harness.submit(key, scene(2)),  # 429, concurrency
+        await harness.submit(key, {"Scene_1": 5}),  # 400, bad input
+        await harness.http.get("/v1/get-user-credits", headers={"x-api-key": key}),
+        await harness.poll(key, "f" * 32),  # 404
+    ]
+    assert [a.status_code for a in answers] == [200, 429, 400, 200, 404]
+    for answer in answers:
+        assert answer.headers["ratelimit-policy"].startswith(('"submits";q=10;w=60', '"polls"'))
+        assert answer.headers["ratelimit"].startswith(('"submits";r=', '"polls";r='))
+    # The refused and bad submits spent no rate: 10 a minute, the MISS took one, polls none.
+    assert answers[3].headers["ratelimit"].startswith('"submits";r=9;')
+    await settle_run(harness, key, answers[0].json()["request_id"])
+    over_budget = await harness.submit(key, scene(3))
+    assert over_budget.status_code == 406
+    assert over_budget.headers["ratelimit"].startswith('"submits";r=')
