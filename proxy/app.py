@@ -213,10 +213,17 @@ def create_app(
     *,
     clock: Clock | None = None,
     upstream_transport: httpx.AsyncBaseTransport | None = None,
+    webhook_transport: httpx.AsyncBaseTransport | None = None,
 ) -> Starlette:
-    """The gateway; `app.state.gateway` holds its service object (store, poller, clock)."""
+    """The gateway; `app.state.gateway` holds its service object (store, poller, clock).
+
+    The transports are for tests: the upstream's stands in for Segmind (the fake,
+    in-process); the webhook one replaces the SSRF-guarded socket transport."""
     gateway = Gateway(
-        settings or ProxySettings(), clock=clock, upstream_transport=upstream_transport
+        settings or ProxySettings(),
+        clock=clock,
+        upstream_transport=upstream_transport,
+        webhook_transport=webhook_transport,
     )
 
     @asynccontextmanager

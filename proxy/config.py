@@ -72,6 +72,26 @@ class ProxySettings(BaseSettings):
         7200.0, gt=0, description="seconds after submit when an unfinished run is given up"
     )
     default_limits: TeamLimits = Field(default_factory=TeamLimits)
+    poll_schedule: Literal["adaptive", "fixed"] = Field(
+        "adaptive", description="adaptive: learn run durations; fixed: every poll_interval"
+    )
+    poll_target_delay: float = Field(
+        7.0, gt=0, description="adaptive: mean seconds between a run ending and the gateway knowing"
+    )
+    poll_min_interval: float = Field(2.0, gt=0)
+    webhook_timeout: float = Field(15.0, gt=0, description="seconds a receiver has to answer 2xx")
+    webhook_schedule: list[float] = Field(
+        default_factory=lambda: [0.0, 5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0],
+        description="seconds before each attempt (first: 0), each with +-20% jitter",
+    )
+    webhook_secret_overlap: float = Field(
+        86400.0, ge=0, description="seconds the old secret keeps signing after a rotation"
+    )
+    webhook_concurrency: int = Field(64, ge=1)
+    webhook_allow_networks: list[str] = Field(
+        default_factory=list,
+        description='networks webhooks may reach though not public, e.g. ["127.0.0.0/8"]',
+    )
     clock: Literal["system", "virtual"] = "system"
     log_level: str = "INFO"
     log_polls: bool = Field(

@@ -20,11 +20,13 @@ import httpx
 from .cache import canonical_inputs, generation_key, scoped_key
 from .clock import Clock, SystemClock, VirtualClock
 from .config import ProxySettings
+from .delivery import Deliverer
 from .errors import BadInput, GatewayError, LimitExceeded, NotFound
 from .logs import configure_logging
 from .metrics import Metrics
 from .poller import Poller
 from .quotas import MemoryRateLimiter, RateDecision
+from .ssrf import AddressPolicy, WebhookUrlError, check_url_syntax, resolve_and_check
 from .store import (
     Admission,
     AdmissionRequest,
@@ -66,6 +68,7 @@ class Gateway:
         *,
         clock: Clock | None = None,
         upstream_transport: httpx.AsyncBaseTransport | None = None,
+        webhook_transport: httpx.AsyncBaseTransport | None = None,
         metrics: Metrics | None = None,
     ) -> None:
         self.settings = settings
@@ -83,6 +86,8 @@ class Gateway:
         self.poller = Poller(
             self.store, self.upstream, self.clock, settings, on_terminal=self._finished
         )
+        self.deliverer = Deliverer(self.store, self.clock, settings, webhook_transport)
+        self.webhook_policy = AddressPolicy(settings.webhook_allow_networks)
         self.poll_limits = MemoryRateLimiter()
         self._finished_answers: dict[tuple[str, str], tuple[bytes, RequestRecord]] = {}
         self._submits: set[asyncio.Task[Generation]] = set()
@@ -93,6 +98,7 @@ class Gateway:
         if resumed:
             log.info("resumed polling of %d unfinished generations", resumed)
         self._update_in_flight()
+        self.deliverer.start()
 
     async def stop(self) -> None:
         if self._admitting:
@@ -100,6 +106,7 @@ class Gateway:
         if self._submits:
             await asyncio.gather(*self._submits, return_exceptions=True)
         await self.poller.close()
+        await self.deliverer.close()
         await self.upstream.aclose()
         self.store.close()
 
@@ -114,6 +121,8 @@ class Gateway:
                 f"workflow {workflow_id!r} is not served by this gateway; it serves {served}"
             )
         inputs = canonical_inputs(workflow_id, body)
+        if options.webhook_url is not None:
+            await self._check_webhook(options.webhook_url)
         key = generation_key(workflow_id, inputs)
         ask = AdmissionRequest(
             team=team,
@@ -139,12 +148,23 @@ class Gateway:
         task.add_done_callback(lambda t: t.cancelled() or t.exception())
         return await asyncio.shield(task)
 
+    async def _check_webhook(self, url: str) -> None:
+        """Refuse, before any cost, a webhook URL that is not public (SSRF); it is checked
+        again at connect time, on the very address connected to."""
+        try:
+            check_url_syntax(url, policy=self.webhook_policy)
+            await resolve_and_check(url, self.webhook_policy)
+        except WebhookUrlError as exc:
+            raise BadInput(f"X-Webhook-Url refused: {exc.message}") from None
+
     async def _admit(self, ask: AdmissionRequest, inputs: dict[str, Any], team: Team) -> Admission:
         admission = await self.store.write(self.store.sync.admit, ask, self.clock.now())
         status = admission.request.cache_status
         if admission.replayed:
             return admission
         self.metrics.cache(status.value, team.name)
+        if status is CacheStatus.HIT and ask.webhook_url:
+            self.deliverer.notify()  # its message was queued with the admission
         if status is not CacheStatus.MISS:
             self.metrics.saved(team.name, self.settings.price)
             return admission
@@ -242,6 +262,7 @@ class Gateway:
 
     def _finished(self, generation: Generation) -> None:
         self._update_in_flight()
+        self.deliverer.notify()  # the terminal state queued its webhook messages
         log.info(
             "generation finished",
             extra={"generation_id": generation.id, "status": generation.status},

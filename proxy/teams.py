@@ -9,8 +9,9 @@ from dataclasses import dataclass
 from .auth import hash_key, key_prefix, new_team_key
 from .config import TeamLimits
 from .store import SQLiteStore, Team, TeamKey
+from .webhooks import new_secret
 
-__all__ = ["NewKey", "create_key", "create_team", "describe_team"]
+__all__ = ["NewKey", "create_key", "create_team", "describe_team", "rotate_secret"]
 
 
 @dataclass(frozen=True)
@@ -18,14 +19,24 @@ class NewKey:
     team: Team
     key: str  # shown once, to whoever created it
     prefix: str
+    webhook_secret: str | None = None  # with a new team: shown once too
 
 
 def create_team(store: SQLiteStore, name: str, limits: TeamLimits, now: float) -> NewKey:
     name = name.strip()
     if not name or len(name) > 64 or not all(c.isalnum() or c in "-_." for c in name):
         raise ValueError(f"team names are 1 to 64 letters, digits, '-', '_' or '.'; got {name!r}")
-    team = store.create_team(uuid.uuid4().hex, name, limits, now)
-    return create_key(store, team.name, now)
+    secret = new_secret()
+    team = store.create_team(uuid.uuid4().hex, name, limits, now, webhook_secret=secret)
+    made = create_key(store, team.name, now)
+    return NewKey(made.team, made.key, made.prefix, secret)
+
+
+def rotate_secret(store: SQLiteStore, team_name: str, now: float, overlap: float) -> str:
+    """A new webhook secret; the old one keeps signing for `overlap` seconds."""
+    secret = new_secret()
+    store.rotate_secret(team_name, secret, now, overlap)
+    return secret
 
 
 def create_key(store: SQLiteStore, team_name: str, now: float) -> NewKey:

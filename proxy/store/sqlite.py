@@ -29,6 +29,7 @@ from ..quotas import (
     seconds_to_next_day,
     seconds_to_next_month,
 )
+from .outbox import OUTBOX_SCHEMA, OutboxMixin, enqueue
 from .records import Admission, CacheStatus, Generation, RequestRecord, Team, TeamKey
 
 __all__ = ["AdmissionRequest", "AsyncStore", "SQLiteStore", "TeamExists"]
@@ -193,7 +194,7 @@ def _request(row: sqlite3.Row | tuple[Any, ...]) -> RequestRecord:
     return RequestRecord(rid, team, gid, created, CacheStatus(cache_status), webhook, idem)
 
 
-class SQLiteStore:
+class SQLiteStore(OutboxMixin):
     """Synchronous; every method is one transaction. `AsyncStore` runs the writes."""
 
     def __init__(self, path: str, busy_timeout: float = 5.0) -> None:
@@ -203,7 +204,12 @@ class SQLiteStore:
         self._auth_version = -1
         self._auth_cache: dict[str, Team | None] = {}
         # executescript manages its own transaction; CREATE ... IF NOT EXISTS is idempotent.
-        self._connection().executescript(SCHEMA)
+        db = self._connection()
+        db.executescript(SCHEMA + OUTBOX_SCHEMA)
+        columns = {row[1] for row in db.execute("PRAGMA table_info(teams)")}
+        for column in ("webhook_secret_previous TEXT", "webhook_previous_until REAL"):
+            if column.split()[0] not in columns:  # stores made before secret rotation
+                db.execute(f"ALTER TABLE teams ADD COLUMN {column}")
 
     # -- connections and transactions ------------------------------------------------
 
@@ -288,6 +294,33 @@ class SQLiteStore:
                 )
             _bump_auth_version(db)
             return cursor.rowcount
+
+    def team_secrets(self, team_id: str, now: float) -> list[str]:
+        """The webhook secrets that sign now: the current one, and the previous one while
+        its overlap lasts, so receivers can switch without losing a delivery."""
+        row = (
+            self._connection()
+            .execute(
+                "SELECT webhook_secret, webhook_secret_previous, webhook_previous_until "
+                "FROM teams WHERE id = ?",
+                (team_id,),
+            )
+            .fetchone()
+        )
+        if row is None or row[0] is None:
+            return []
+        current, previous, until = row
+        return [current, previous] if previous and until and now < until else [current]
+
+    def rotate_secret(self, team_name: str, secret: str, now: float, overlap: float) -> None:
+        with self._transaction() as db:
+            team = self._team_by_name(db, team_name)
+            db.execute(
+                "UPDATE teams SET webhook_secret_previous = webhook_secret, "
+                "webhook_previous_until = ?, webhook_secret = ? WHERE id = ?",
+                (now + overlap, secret, team.id),
+            )
+            _bump_auth_version(db)
 
     def set_limits(self, team_name: str, limits: TeamLimits) -> Team:
         with self._transaction() as db:
@@ -421,6 +454,8 @@ class SQLiteStore:
                     request.idempotency_key,
                 ),
             )
+            if status is CacheStatus.HIT:
+                enqueue(db, request, generation, now)
             if ask.idempotency_key:
                 db.execute(
                     "INSERT OR REPLACE INTO idempotency VALUES (?, ?, ?, ?, ?)",
@@ -647,7 +682,12 @@ class SQLiteStore:
                 )
             if terminal and status != "COMPLETED" and refund:
                 self._refund(db, generation_id)
-            return self._generation_by_id(db, generation_id)
+            finished = self._generation_by_id(db, generation_id)
+            if terminal:
+                # The outbox is written with the state it reports: never one without the other.
+                for request in self._requests_of(db, generation_id):
+                    enqueue(db, request, finished, now)
+            return finished
 
     def record_poll_failure(
         self, generation_id: str, now: float, next_poll_at: float
@@ -698,7 +738,10 @@ class SQLiteStore:
         return self._request_with_generation(self._connection(), team_id, request_id)
 
     def requests_of(self, generation_id: str) -> list[RequestRecord]:
-        rows = self._connection().execute(
+        return self._requests_of(self._connection(), generation_id)
+
+    def _requests_of(self, db: sqlite3.Connection, generation_id: str) -> list[RequestRecord]:
+        rows = db.execute(
             f"SELECT {REQUEST_COLUMNS} FROM requests WHERE generation_id = ? ORDER BY created_at",
             (generation_id,),
         )

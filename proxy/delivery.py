@@ -1,0 +1,236 @@
+"""The webhook deliverer: takes due messages from the outbox, signs and sends them.
+
+Each message is claimed with a lease (its next attempt moved past the send timeout)
+before it is sent, so a crash at any moment leaves it due again: delivery is at least
+once, and receivers de-duplicate on `webhook-id`. Every attempt runs as its own task
+(up to `webhook_concurrency` at once), so a slow or dead receiver never holds up anyone
+else's deliveries. Redirects are never followed; the connection goes only to addresses
+`ssrf.py` vetted at connect time.
+
+Never logs a webhook secret, a body, or a URL's path or query (they often carry tokens).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from contextlib import suppress
+
+import anyio
+import httpx
+
+from .clock import Clock
+from .config import ProxySettings
+from .ssrf import AddressPolicy, GuardedTransport, WebhookUrlError
+from .store import AsyncStore, OutboxMessage
+from .webhooks import Verdict, classify, next_delay, sign
+
+__all__ = ["Deliverer"]
+
+log = logging.getLogger("proxy.webhooks")
+
+BATCH = 100
+LEASE_MARGIN = 30.0  # seconds past the send timeout before a claimed message is due again
+IDLE_CHECK = 60.0  # real seconds between looks when nothing is due (another process may queue)
+
+
+class Deliverer:
+    def __init__(
+        self,
+        store: AsyncStore,
+        clock: Clock,
+        settings: ProxySettings,
+        transport: httpx.AsyncBaseTransport | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.store = store
+        self.clock = clock
+        self.settings = settings
+        self.rng = rng or random.Random()
+        self.http = httpx.AsyncClient(
+            transport=transport or GuardedTransport(AddressPolicy(settings.webhook_allow_networks)),
+            follow_redirects=False,
+            timeout=settings.webhook_timeout,
+            headers={"user-agent": "segmind-gateway-webhooks/1"},
+        )
+        self._wake = asyncio.Event()
+        self._slots = asyncio.Semaphore(settings.webhook_concurrency)
+        self._sending: set[asyncio.Task[None]] = set()
+        self._loop: asyncio.Task[None] | None = None
+        self._busy = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    def start(self) -> None:
+        self._loop = asyncio.get_running_loop().create_task(self._run(), name="webhooks")
+
+    def notify(self) -> None:
+        """A message may be due now (called after an outbox write)."""
+        self._wake.set()
+
+    async def settle(self) -> None:
+        """Return once nothing is being sent and the loop is waiting (for tests)."""
+        await asyncio.sleep(0)
+        while self._busy or self._sending or self._wake.is_set():
+            await self._idle.wait()
+            await asyncio.sleep(0)
+
+    async def close(self) -> None:
+        if self._loop is not None:
+            self._loop.cancel()
+            with suppress(asyncio.CancelledError):
+                await self._loop
+        for task in list(self._sending):
+            task.cancel()
+        await asyncio.gather(*self._sending, return_exceptions=True)
+        await self.http.aclose()
+
+    # -- the loop -----------------------------------------------------------------------
+
+    def _enter(self) -> None:
+        self._busy += 1
+        self._idle.clear()
+
+    def _leave(self) -> None:
+        self._busy -= 1
+        if not self._busy and not self._sending:
+            self._idle.set()
+
+    async def _run(self) -> None:
+        self._enter()
+        try:
+            while True:
+                try:
+                    await self._dispatch_due()
+                    due = self.store.read(self.store.sync.next_due_at)
+                except Exception:
+                    log.exception("webhook loop: store read failed; retrying in 5 s")
+                    due = self.clock.now() + 5
+                wait = None if due is None else max(due - self.clock.now(), 0.0)
+                if wait is None or wait > 0 or self._wake.is_set():
+                    await self._wait(wait)
+        finally:
+            self._leave()
+
+    async def _wait(self, seconds: float | None) -> None:
+        """Until the next attempt is due on the clock, or a notify. With nothing due, look
+        again after IDLE_CHECK seconds of real time, for messages another process queued."""
+        self._leave()
+        try:
+            if self._wake.is_set():
+                self._wake.clear()
+                return
+            sleeper = asyncio.ensure_future(
+                anyio.sleep(IDLE_CHECK) if seconds is None else self.clock.sleep(seconds)
+            )
+            waker = asyncio.ensure_future(self._wake.wait())
+            try:
+                await asyncio.wait({sleeper, waker}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for task in (sleeper, waker):
+                    task.cancel()
+                self._wake.clear()
+        finally:
+            self._enter()
+
+    async def _dispatch_due(self) -> None:
+        while True:
+            now = self.clock.now()
+            lease = now + self.settings.webhook_timeout + LEASE_MARGIN
+            free = self.settings.webhook_concurrency - len(self._sending)
+            if free <= 0:
+                return
+            claimed = await self.store.write(
+                self.store.sync.claim_due, now, lease, min(BATCH, free)
+            )
+            for message in claimed:
+                task = asyncio.get_running_loop().create_task(self._deliver(message))
+                self._sending.add(task)
+                task.add_done_callback(self._sent)
+            if len(claimed) < min(BATCH, free):
+                return
+
+    def _sent(self, task: asyncio.Task[None]) -> None:
+        self._sending.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("webhook delivery task failed", exc_info=task.exception())
+        self._wake.set()  # a slot is free, and the next attempt may already be due
+        if not self._busy and not self._sending:
+            self._idle.set()
+
+    # -- one attempt --------------------------------------------------------------------
+
+    async def _deliver(self, message: OutboxMessage) -> None:
+        async with self._slots:
+            now = self.clock.now()
+            secrets = self.store.read(self.store.sync.team_secrets, message.team_id, now)
+            headers = sign(secrets, message.id, now, message.body)
+            status: int | None = None
+            answer: str | None = None
+            error: str | None = None
+            retry_after: float | None = None
+            refused = False
+            started = time.perf_counter()
+            try:
+                response = await self.http.post(message.url, content=message.body, headers=headers)
+                status, answer = response.status_code, response.text
+                retry_after = _seconds(response.headers.get("retry-after"))
+            except WebhookUrlError as exc:
+                error, refused = exc.message, True  # a refused address: retrying cannot help
+            except httpx.TimeoutException:
+                error = f"no answer within {self.settings.webhook_timeout:.0f} s"
+            except httpx.HTTPError as exc:
+                error = f"{type(exc).__name__}: {exc}"
+            latency = (time.perf_counter() - started) * 1000
+            verdict = Verdict.STOP if refused else classify(status)
+            await self._record(message, status, answer, error, retry_after, latency, verdict)
+
+    async def _record(
+        self, message: OutboxMessage, status: int | None, answer: str | None,
+        error: str | None, retry_after: float | None, latency: float, verdict: Verdict,
+    ) -> None:  # fmt: skip
+        now = self.clock.now()
+        next_at: float | None = None
+        if verdict is Verdict.DELIVERED:
+            state = "delivered"
+        elif verdict is Verdict.DISABLE:
+            state, error = "disabled", error or "the endpoint answered 410 Gone: disabled"
+        elif verdict is Verdict.STOP:
+            state, error = "failed", error or f"the receiver refused the message ({status})"
+        else:
+            delay = next_delay(
+                message.attempts + 1, self.rng, self.settings.webhook_schedule, retry_after
+            )
+            error = error or f"the receiver answered {status}"
+            if delay is None:
+                state = "failed"
+            else:
+                state, next_at = "pending", now + delay
+        await self.store.write(
+            self.store.sync.record_attempt,
+            message.id,
+            now,
+            status_code=status,
+            latency_ms=latency,
+            response=answer,
+            error=error,
+            state=state,
+            next_attempt_at=next_at,
+        )
+        log.info(
+            "webhook attempt",
+            extra={"webhook_id": message.id, "request_id": message.request_id,
+                   "attempt": message.attempts + 1, "status": status, "state": state,
+                   "ms": round(latency, 1)},
+        )  # fmt: skip
+
+
+def _seconds(value: str | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        return max(float(value.strip()), 0.0)
+    except ValueError:
+        return None
