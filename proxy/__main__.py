@@ -24,7 +24,14 @@ from pydantic import ValidationError
 from .config import ProxySettings, TeamLimits
 from .errors import GatewayError, NotFound
 from .store import SQLiteStore
-from .teams import create_key, create_team, describe_team
+from .teams import (
+    create_key,
+    create_team,
+    describe_team,
+    parse_since,
+    rotate_secret,
+    webhook_report,
+)
 
 __all__ = ["main"]
 
@@ -89,6 +96,17 @@ def _parser() -> argparse.ArgumentParser:
     revoke.add_argument("prefix")
     revoke_all = with_db(admin_sub.add_parser("revoke-team", help="revoke all of a team's keys"))
     revoke_all.add_argument("team")
+    rotate = with_db(admin_sub.add_parser("rotate-secret", help="a new webhook secret"))
+    rotate.add_argument("team")
+    hooks = with_db(admin_sub.add_parser("webhooks", help="a request's webhook attempts"))
+    hooks.add_argument("request_id")
+    resend = with_db(admin_sub.add_parser("resend", help="send a webhook message again"))
+    resend.add_argument("webhook_id")
+    recover = with_db(
+        admin_sub.add_parser("recover", help="send again every failed message since a time")
+    )
+    recover.add_argument("--since", required=True, help="Unix seconds or ISO 8601 (UTC)")
+    recover.add_argument("--team", help="only this team's messages")
     limits = with_db(admin_sub.add_parser("set-limits", help="change a team's limits"))
     limits.add_argument("team")
     with_limits(limits)
@@ -117,8 +135,15 @@ def _admin(args: argparse.Namespace) -> int:
     command = args.admin_command
     if command == "create-team":
         made = create_team(store, args.name, _limits(args, settings.default_limits), now)
-        out = {"team": describe_team(store, made.team, now), "api_key": made.key}
-        text = f"team {made.team.name!r} created\napi key (shown once): {made.key}"
+        out = {
+            "team": describe_team(store, made.team, now),
+            "api_key": made.key,
+            "webhook_secret": made.webhook_secret,
+        }
+        text = (
+            f"team {made.team.name!r} created\napi key (shown once): {made.key}\n"
+            f"webhook secret (shown once): {made.webhook_secret}"
+        )
     elif command == "create-key":
         made = create_key(store, args.team, now)
         out = {"team": made.team.name, "api_key": made.key, "prefix": made.prefix}
@@ -139,6 +164,28 @@ def _admin(args: argparse.Namespace) -> int:
             count = store.revoke_keys(now, team_name=args.team)
         out = {"revoked": count}
         text = f"revoked {count} key(s)" if count else "no live key matched; nothing revoked"
+    elif command == "rotate-secret":
+        secret = rotate_secret(store, args.team, now, settings.webhook_secret_overlap)
+        hours = settings.webhook_secret_overlap / 3600
+        out = {"team": args.team, "webhook_secret": secret, "overlap_seconds": hours * 3600}
+        text = (
+            f"new webhook secret for {args.team!r} (shown once): {secret}\n"
+            f"the previous secret keeps signing for {hours:g} h: update your receivers"
+        )
+    elif command == "webhooks":
+        out = webhook_report(store, args.request_id)
+        text = json.dumps(out, indent=2)
+    elif command == "resend":
+        message = store.resend(args.webhook_id, now)
+        if message is None:
+            raise NotFound(f"no webhook message {args.webhook_id!r}")
+        out = message.public()
+        text = f"{message.id} queued again for {message.url.split('?')[0]}"
+    elif command == "recover":
+        team_id = store.team(args.team).id if args.team else None
+        count = store.recover(parse_since(args.since), now, team_id)
+        out = {"queued": count}
+        text = f"{count} failed message(s) queued again"
     else:  # set-limits
         team = store.set_limits(args.team, _limits(args, store.team(args.team).limits))
         out = describe_team(store, team, now)
@@ -168,9 +215,20 @@ def _serve(args: argparse.Namespace) -> int:
     )  # fmt: skip
     fake = None
     if args.with_fake and settings.upstream_key is None and settings.upstream_url is None:
-        fake = start_fake(settings.host, args.fake_args.split())
+        fake_args = args.fake_args.split()
+        fake = start_fake(settings.host, fake_args)
         settings = settings.model_copy(
-            update={"upstream_url": fake.url, "upstream_key": fake.key_secret()}
+            update={
+                "upstream_url": fake.url,
+                "upstream_key": fake.key_secret(),
+                **_scaled_for(fake_args, settings),
+                # A local demo's webhook receiver listens on loopback.
+                "webhook_allow_networks": [
+                    *settings.webhook_allow_networks,
+                    "127.0.0.0/8",
+                    "::1/128",
+                ],
+            }
         )
         print(f"upstream: the fake Segmind at {fake.url} (no SEGMIND_API_KEY set)", flush=True)
     elif settings.upstream_key is None:
@@ -195,6 +253,23 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _scaled_for(fake_args: list[str], settings: ProxySettings) -> dict[str, float]:
+    """A time-scaled fake runs jobs in seconds: scale the poll schedule's expectations
+    with it, so the demo is polled as densely, relatively, as real Segmind would be."""
+    if "--time-scale" not in fake_args:
+        return {}
+    try:
+        scale = float(fake_args[fake_args.index("--time-scale") + 1])
+    except (IndexError, ValueError):
+        return {}
+    return {
+        "expected_run_seconds": settings.expected_run_seconds * scale,
+        "poll_target_delay": settings.poll_target_delay * scale,
+        "poll_min_interval": max(settings.poll_min_interval * scale, 0.05),
+        "poll_interval": max(settings.poll_interval * scale, 0.05),
+    }
+
+
 def _print_demo(settings: ProxySettings) -> None:
     store = SQLiteStore(settings.db)
     now = time.time()
@@ -207,6 +282,8 @@ def _print_demo(settings: ProxySettings) -> None:
     store.close()
     url = f"{settings.base_url}/workflows/68628fe34727e611dfa219b4-v4"
     print(f"demo team key (shown once): {made.key}", flush=True)
+    if made.webhook_secret:
+        print(f"demo team webhook secret (shown once): {made.webhook_secret}", flush=True)
     print(f"try: curl -s -X POST {url} -H 'x-api-key: {made.key}' -d '{{}}'", flush=True)
 
 

@@ -17,7 +17,14 @@ from starlette.routing import Route
 from .config import TeamLimits
 from .errors import BadInput, GatewayError, NotFound, Unauthenticated
 from .gateway import Gateway, parse_body
-from .teams import create_key, create_team, describe_team
+from .teams import (
+    create_key,
+    create_team,
+    describe_team,
+    parse_since,
+    rotate_secret,
+    webhook_report,
+)
 
 __all__ = ["routes"]
 
@@ -89,7 +96,8 @@ async def add_team(request: Request) -> Response:
         {
             "team": describe_team(gateway.store.sync, made.team, gateway.clock.now()),
             "api_key": made.key,
-            "note": "the key is shown once; store it now",
+            "webhook_secret": made.webhook_secret,
+            "note": "the key and the webhook secret are shown once; store them now",
         },
         status_code=201,
     )
@@ -150,7 +158,54 @@ async def advance_clock(request: Request) -> Response:
     return JSONResponse({"now": gateway.clock.now()})
 
 
+async def rotate(request: Request) -> Response:
+    gateway = _gateway(request)
+    name, overlap = request.path_params["name"], gateway.settings.webhook_secret_overlap
+    secret = await gateway.store.write(
+        rotate_secret, gateway.store.sync, name, gateway.clock.now(), overlap
+    )
+    return JSONResponse({"team": name, "webhook_secret": secret, "overlap_seconds": overlap})
+
+
+async def webhook_attempts(request: Request) -> Response:
+    gateway = _gateway(request)
+    report = gateway.store.read(
+        webhook_report, gateway.store.sync, request.path_params["request_id"]
+    )
+    return JSONResponse(report)
+
+
+async def resend(request: Request) -> Response:
+    gateway = _gateway(request)
+    webhook_id = request.path_params["webhook_id"]
+    message = await gateway.store.write(gateway.store.sync.resend, webhook_id, gateway.clock.now())
+    if message is None:
+        raise NotFound(f"no webhook message {webhook_id!r}")
+    gateway.deliverer.notify()
+    return JSONResponse(message.public())
+
+
+async def recover(request: Request) -> Response:
+    gateway = _gateway(request)
+    body = await _object(request)
+    try:
+        since = parse_since(str(body.get("since", "")))
+    except ValueError as exc:
+        raise BadInput(str(exc)) from None
+    team = body.get("team")
+    team_id = gateway.store.read(gateway.store.sync.team, str(team)).id if team else None
+    count = await gateway.store.write(
+        gateway.store.sync.recover, since, gateway.clock.now(), team_id
+    )
+    gateway.deliverer.notify()
+    return JSONResponse({"queued": count})
+
+
 routes = [
+    Route("/admin/teams/{name}/webhook-secret", rotate, methods=["POST"]),
+    Route("/admin/requests/{request_id}/webhooks", webhook_attempts, methods=["GET"]),
+    Route("/admin/webhooks/{webhook_id}/resend", resend, methods=["POST"]),
+    Route("/admin/webhooks/recover", recover, methods=["POST"]),
     Route("/admin/teams", list_teams, methods=["GET"]),
     Route("/admin/teams", add_team, methods=["POST"]),
     Route("/admin/teams/{name}/keys", add_key, methods=["POST"]),

@@ -64,5 +64,12 @@ class VirtualClock:
         return self._now
 
     @property
+    def next_deadline(self) -> float | None:
+        """When the earliest sleeper wakes (tests step straight to it)."""
+        while self._sleepers and self._sleepers[0][2].done():
+            heapq.heappop(self._sleepers)
+        return self._sleepers[0][0] if self._sleepers else None
+
+    @property
     def sleepers(self) -> int:
         return sum(1 for *_, f in self._sleepers if not f.done())

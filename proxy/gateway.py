@@ -202,7 +202,7 @@ class Gateway:
             generation.id,
             upstream_id,
             now,
-            now + self.settings.poll_interval,
+            now + self.poller.first_delay(),
         )
         self.poller.track(generation.id)
         self._update_in_flight()

@@ -22,6 +22,7 @@ import client
 
 from .clock import Clock
 from .config import ProxySettings
+from .schedule import PRIOR_MEDIAN, DurationModel, PollSchedule
 from .store import AsyncStore, Generation
 from .upstream import Upstream
 
@@ -30,6 +31,7 @@ __all__ = ["Poller"]
 log = logging.getLogger("proxy.poller")
 
 MAX_BACKOFF = 120.0
+MODEL_KEY = "poller.duration_model"
 
 
 class Poller:
@@ -46,6 +48,17 @@ class Poller:
         self.clock = clock
         self.settings = settings
         self.on_terminal = on_terminal or (lambda generation: None)
+        # The schedule's inner intervals scale with the expected run, so a time-scaled
+        # fake (runs of seconds) is polled as densely, relatively, as the real one.
+        scale = settings.expected_run_seconds / PRIOR_MEDIAN
+        self.model = DurationModel(prior_median=settings.expected_run_seconds)
+        self.schedule = PollSchedule(
+            min_interval=settings.poll_min_interval,
+            max_interval=max(600.0 * scale, settings.poll_min_interval),
+            target_delay=settings.poll_target_delay,
+            tail_interval=max(30.0 * scale, settings.poll_min_interval),
+            queued_interval=max(60.0 * scale, settings.poll_min_interval),
+        )
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._busy = 0
         self._idle = asyncio.Event()
@@ -65,9 +78,38 @@ class Poller:
         self._tasks[generation_id] = task
         task.add_done_callback(lambda _: self._tasks.pop(generation_id, None))
 
+    def first_delay(self) -> float:
+        """Seconds from a submit to the first poll of its run."""
+        if self.settings.poll_schedule == "fixed":
+            return self.settings.poll_interval
+        return self.schedule.delay(0.0, self.model)
+
+    def _next_delay(self, generation: Generation, now: float, status: str) -> float:
+        if self.settings.poll_schedule == "fixed":
+            return self.settings.poll_interval
+        return self.schedule.delay(now - generation.created_at, self.model, status)
+
+    async def _learn(self, generation: Generation, now: float) -> None:
+        """Feed a finished run's duration to the model, and keep the model in the store."""
+        running_at = None
+        if generation.status not in ("SUBMITTING", "QUEUED"):
+            running_at = max(generation.updated_at - generation.created_at, 0.0)
+        try:
+            self.model.observe(max(now - generation.created_at, 1e-3), running_at)
+        except ValueError:
+            return  # a duration the model cannot take (e.g. beyond its bounds): skip it
+        await self.store.write(self.store.sync.kv_set, MODEL_KEY, json.dumps(self.model.to_json()))
+
     async def resume(self) -> int:
-        """After a restart: poll every unfinished generation again; fail the ones cut off
-        mid-submit, since whether the upstream started them cannot be known."""
+        """After a restart: load what was learnt, poll every unfinished generation again;
+        fail the ones cut off mid-submit, since whether the upstream started them cannot
+        be known."""
+        saved = self.store.read(self.store.sync.kv_get, MODEL_KEY)
+        if saved:
+            try:
+                self.model = DurationModel.from_json(json.loads(saved))
+            except (ValueError, KeyError, TypeError):
+                log.warning("the stored duration model is unreadable; starting from the prior")
         resumed = 0
         for generation in self.store.read(self.store.sync.running_generations):
             if generation.upstream_id is None:
@@ -175,7 +217,7 @@ class Poller:
             generation.id,
             status.status,
             now,
-            next_poll_at=now + settings.poll_interval,
+            next_poll_at=now + self._next_delay(generation, now, status.status),
         )
 
     async def _failed_poll(self, generation: Generation, exc: client.SegmindError) -> None:
@@ -208,6 +250,9 @@ class Poller:
         self, generation: Generation, status: str, *, output: str | None = None,
         error: str | None = None,
     ) -> None:  # fmt: skip
+        ran = generation.upstream_id is not None and status in ("COMPLETED", "FAILED")
+        if ran and not (error or "").startswith("gave up"):
+            await self._learn(generation, self.clock.now())
         refund = status != "COMPLETED" and self.settings.failed_runs == "refund"
         finished = await self.store.write(
             self.store.sync.record_status,

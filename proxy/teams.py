@@ -3,15 +3,26 @@ command line and the admin HTTP API. A new key is returned once and never stored
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from typing import Any
 
 from .auth import hash_key, key_prefix, new_team_key
 from .config import TeamLimits
+from .errors import NotFound
 from .store import SQLiteStore, Team, TeamKey
 from .webhooks import new_secret
 
-__all__ = ["NewKey", "create_key", "create_team", "describe_team", "rotate_secret"]
+__all__ = [
+    "NewKey",
+    "create_key",
+    "create_team",
+    "describe_team",
+    "parse_since",
+    "rotate_secret",
+    "webhook_report",
+]
 
 
 @dataclass(frozen=True)
@@ -60,3 +71,39 @@ def describe_team(store: SQLiteStore, team: Team, now: float) -> dict[str, objec
         "spent_today": round(day, 4),
         "spent_this_month": round(month, 4),
     }
+
+
+def webhook_report(
+    store: SQLiteStore, request_id: str, team_id: str | None = None
+) -> dict[str, Any]:
+    """A request's webhook messages and every attempt, as the admin API and CLI show them."""
+    found = store.messages_for_request(team_id, request_id)
+    if not found:
+        raise NotFound(
+            f"no webhook messages for request {request_id!r} (did it send X-Webhook-Url?)"
+        )
+    return {
+        "request_id": request_id,
+        "messages": [
+            {**message.public(), "attempts": [asdict(a) for a in attempts]}
+            for message, attempts in found
+        ],
+    }
+
+
+def parse_since(value: str) -> float:
+    """A time given as Unix seconds or ISO 8601 (UTC when no zone is given)."""
+    try:
+        return float(value)
+    except ValueError:
+        pass
+    try:
+        moment = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(
+            f"since must be Unix seconds or an ISO 8601 time like 2026-11-25T10:00:00Z; "
+            f"got {value!r}"
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.UTC)
+    return moment.timestamp()

@@ -191,6 +191,9 @@ async def start_harness(db: Path, fake: dict[str, Any] | None = None,
     )  # fmt: skip
     clock = WatchedClock(start=fake_clock.now())
     settings.setdefault("db", str(db))
+    # Flow tests step the clocks in small, known amounts: they poll on the fixed 7 s loop.
+    # The adaptive schedule (the default) has its own tests, and the e2e suite runs it.
+    settings.setdefault("poll_schedule", "fixed")
     gateway_settings = ProxySettings(
         upstream_url=FAKE_URL,
         upstream_key=UPSTREAM_KEY,
