@@ -13,11 +13,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+import multiprocessing
 import os
+import signal
 import socket
 import subprocess
 import tempfile
 import time
+import traceback
 from collections import Counter
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
@@ -30,12 +33,16 @@ __all__ = [
     "Server",
     "build_request",
     "close_all",
+    "cpu_share",
     "free_port",
+    "load_entry",
     "machine_cpu_seconds",
+    "merge_phases",
     "open_all",
     "pin_to",
     "proc_cpu_seconds",
     "run_async",
+    "run_in_load_process",
     "run_phase",
     "start_server",
     "stop_server",
@@ -423,3 +430,63 @@ def run_async(main: Coroutine[Any, Any, T]) -> T:
         return asyncio.run(main)
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         return runner.run(main)
+
+
+# --- the load process and the report, shared by every benchmark ---------------------------
+
+
+def load_entry(
+    drive: Callable[[Any], Coroutine[Any, Any, Any]], plan: Any, out: Any, cpu: int | None = None
+) -> None:
+    """Body of a load process: run `drive(plan)`, send back ("ok", results) or the error."""
+    # Ctrl-C reaches the whole process group: the parent handles it and stops this process.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        if cpu is not None:
+            pin_to(0, {cpu})
+        out.send(("ok", run_async(drive(plan))))
+    except BaseException:
+        out.send(("error", traceback.format_exc()))
+    finally:
+        out.close()
+
+
+def run_in_load_process(
+    target: Callable[[Any, Any], None], plan: Any, budget: float
+) -> tuple[str, Any]:
+    """Run `target(plan, pipe)` in a spawned process (the other core), wait up to `budget`
+    seconds for its ("ok" | "error", payload), and always reap the process."""
+    ctx = multiprocessing.get_context("spawn")
+    receiver, sender = ctx.Pipe(duplex=False)
+    worker = ctx.Process(target=target, args=(plan, sender), name="bench-load")
+    worker.start()
+    sender.close()
+    try:
+        if not receiver.poll(budget):
+            raise RuntimeError(f"the load process did not finish within {budget:.0f} s")
+        try:
+            kind, payload = receiver.recv()
+        except EOFError:
+            raise RuntimeError(
+                f"the load process died (exit code {worker.exitcode}) without a result"
+            ) from None
+        worker.join(5)
+        return str(kind), payload
+    finally:
+        if worker.is_alive():
+            worker.terminate()
+            worker.join(5)
+            if worker.is_alive():
+                worker.kill()
+                worker.join(5)
+
+
+def merge_phases(results: Sequence[PhaseResult]) -> PhaseResult:
+    total = results[0]
+    for r in results[1:]:
+        total = total.merged(r)
+    return total
+
+
+def cpu_share(cpu: float | None, seconds: float) -> str:
+    return "n/a" if cpu is None or seconds <= 0 else f"{100 * cpu / seconds:.0f}%"

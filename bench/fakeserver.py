@@ -19,13 +19,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing
 import os
 import platform
 import signal
 import statistics
 import sys
-import traceback
 from collections.abc import Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection as Pipe
@@ -40,9 +38,12 @@ from _load import (
     Server,
     build_request,
     close_all,
+    cpu_share,
     free_port,
+    load_entry,
+    merge_phases,
     pin_to,
-    run_async,
+    run_in_load_process,
     run_phase,
     start_server,
     stop_server,
@@ -213,31 +214,10 @@ async def _drive(plan: Plan) -> Results:
 
 
 def _load_process(plan: Plan, out: Pipe) -> None:
-    """Entry point of the load process: run the plan, send back the results or the error."""
-    # Ctrl-C reaches the whole process group: the parent handles it and stops this process.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        if plan.cpu is not None:
-            pin_to(0, {plan.cpu})
-        out.send(("ok", run_async(_drive(plan))))
-    except BaseException:
-        out.send(("error", traceback.format_exc()))
-    finally:
-        out.close()
+    load_entry(_drive, plan, out, plan.cpu)
 
 
 # --- the report ---------------------------------------------------------------------------
-
-
-def _merge(results: Sequence[PhaseResult]) -> PhaseResult:
-    total = results[0]
-    for r in results[1:]:
-        total = total.merged(r)
-    return total
-
-
-def _pct(cpu: float | None, seconds: float) -> str:
-    return "n/a" if cpu is None or seconds <= 0 else f"{100 * cpu / seconds:.0f}%"
 
 
 def _row(r: PhaseResult, baseline_rate: float) -> str:
@@ -245,16 +225,16 @@ def _row(r: PhaseResult, baseline_rate: float) -> str:
     return (
         f"{r.name:<9} {r.requests:>9,} {r.not_ok:>8,} {r.seconds:>8.2f} {r.rate:>9,.0f} "
         f"{1000 * r.percentile(0.5):>7.2f} {1000 * r.percentile(0.99):>7.2f} "
-        f"{ratio:>11.2f}x {_pct(r.server_cpu, r.seconds):>7} "
-        f"{_pct(r.client_cpu, r.seconds):>7} {_pct(r.other_cpu, r.seconds):>7}"
+        f"{ratio:>11.2f}x {cpu_share(r.server_cpu, r.seconds):>7} "
+        f"{cpu_share(r.client_cpu, r.seconds):>7} {cpu_share(r.other_cpu, r.seconds):>7}"
     )
 
 
 def report(results: Results, plan: Plan, pinned: str) -> bool:
     """Print the table and the verdict; True if every answer was a 200."""
     submit = results.submit
-    poll = _merge(results.polls)
-    base = _merge(results.baselines)
+    poll = merge_phases(results.polls)
+    base = merge_phases(results.baselines)
     print(
         f"fake Segmind benchmark: python {platform.python_version()}, {os.cpu_count()} CPUs, "
         f"{plan.connections} connections, {plan.submits:,} submits, "
@@ -348,7 +328,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     env = {k: v for k, v in os.environ.items() if not k.startswith("FAKESERVER_")}
     fake_port, baseline_port = free_port(), free_port()
     servers: list[Server] = []
-    worker: multiprocessing.process.BaseProcess | None = None
     try:
         fake = start_server(
             "fake",
@@ -413,20 +392,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             + 2 * plan.rounds * PHASE_GRACE_SECONDS
             + 30.0
         )
-        ctx = multiprocessing.get_context("spawn")
-        receiver, sender = ctx.Pipe(duplex=False)
-        worker = ctx.Process(target=_load_process, args=(plan, sender), name="bench-load")
-        worker.start()
-        sender.close()
-        if not receiver.poll(budget):
-            raise RuntimeError(f"the load process did not finish within {budget:.0f} s")
-        try:
-            kind, payload = receiver.recv()
-        except EOFError:
-            raise RuntimeError(
-                f"the load process died (exit code {worker.exitcode}) without a result"
-            ) from None
-        worker.join(5)
+        kind, payload = run_in_load_process(_load_process, plan, budget)
         for server in servers:
             if server.proc.poll() is not None:
                 print(f"{server.name} exited during the run:\n{server.output()}", file=sys.stderr)
@@ -434,12 +400,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"the load process failed:\n{payload}", file=sys.stderr)
             return 2
     finally:
-        if worker is not None and worker.is_alive():
-            worker.terminate()
-            worker.join(5)
-            if worker.is_alive():
-                worker.kill()
-                worker.join(5)
         for server in reversed(servers):
             stop_server(server)
     return 0 if report(payload, plan, pinned) else 2

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing
 import os
 import platform
 import re
@@ -41,7 +40,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import traceback
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -58,8 +56,11 @@ from _load import (
     Server,
     build_request,
     close_all,
+    cpu_share,
     free_port,
-    run_async,
+    load_entry,
+    merge_phases,
+    run_in_load_process,
     run_phase,
     start_server,
     stop_server,
@@ -210,15 +211,7 @@ async def _drive(plan: Plan) -> Results:
 
 
 def _load_process(plan: Plan, out: Pipe) -> None:
-    """Entry point of the load process: run the plan, send back the results or the error."""
-    # Ctrl-C reaches the whole process group: the parent handles it and stops this process.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        out.send(("ok", run_async(_drive(plan))))
-    except BaseException:
-        out.send(("error", traceback.format_exc()))
-    finally:
-        out.close()
+    load_entry(_drive, plan, out)
 
 
 # --- setup: servers, team, jobs -------------------------------------------------------------
@@ -346,17 +339,6 @@ def _paid_runs(http: httpx.Client, gateway_url: str) -> tuple[float, float]:
 # --- the report ---------------------------------------------------------------------------
 
 
-def _merge(results: Sequence[PhaseResult]) -> PhaseResult:
-    total = results[0]
-    for r in results[1:]:
-        total = total.merged(r)
-    return total
-
-
-def _pct(cpu: float | None, seconds: float) -> str:
-    return "n/a" if cpu is None or seconds <= 0 else f"{100 * cpu / seconds:.0f}%"
-
-
 def _ratio(a: float, b: float) -> float:
     return a / b if b else float("nan")
 
@@ -369,14 +351,14 @@ def _row(r: PhaseResult, fake_rate: float) -> str:
     return (
         f"{r.name:<10} {r.requests:>9,} {r.not_ok:>8,} {r.seconds:>8.2f} {r.rate:>9,.0f} "
         f"{1000 * r.percentile(0.5):>7.2f} {1000 * r.percentile(0.99):>7.2f} "
-        f"{_ratio(r.rate, fake_rate):>12.2f}x {_pct(r.server_cpu, r.seconds):>7} "
-        f"{_per_request(r.server_cpu, r.requests):>8} {_pct(r.client_cpu, r.seconds):>7}"
+        f"{_ratio(r.rate, fake_rate):>12.2f}x {cpu_share(r.server_cpu, r.seconds):>7} "
+        f"{_per_request(r.server_cpu, r.requests):>8} {cpu_share(r.client_cpu, r.seconds):>7}"
     )
 
 
 def report(results: Results, plan: Plan, setup_problems: Sequence[str]) -> bool:
     """Print the table and the verdict; True if the run's figures are valid."""
-    merged = {name: _merge(results.slices[name]) for name in PHASES}
+    merged = {name: merge_phases(results.slices[name]) for name in PHASES}
     gw, fake = merged[GW_POLL], merged[FAKE_POLL]
     print(
         f"gateway benchmark: python {platform.python_version()}, {os.cpu_count()} CPUs, "
@@ -509,7 +491,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     # A SIGTERM must still stop the servers: turn it into SystemExit, which runs `finally`.
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     servers: list[Server] = []
-    worker: multiprocessing.process.BaseProcess | None = None
     problems: list[str] = []
     with tempfile.TemporaryDirectory(prefix="bench-gateway-") as tmp:
         try:
@@ -544,20 +525,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 + len(PHASES) * plan.rounds * PHASE_GRACE_SECONDS
                 + 30.0
             )
-            ctx = multiprocessing.get_context("spawn")
-            receiver, sender = ctx.Pipe(duplex=False)
-            worker = ctx.Process(target=_load_process, args=(plan, sender), name="bench-load")
-            worker.start()
-            sender.close()
-            if not receiver.poll(budget):
-                raise RuntimeError(f"the load process did not finish within {budget:.0f} s")
-            try:
-                kind, payload = receiver.recv()
-            except EOFError:
-                raise RuntimeError(
-                    f"the load process died (exit code {worker.exitcode}) without a result"
-                ) from None
-            worker.join(5)
+            kind, payload = run_in_load_process(_load_process, plan, budget)
             for server in servers:
                 if server.proc.poll() is not None:
                     problems.append(f"{server.name} exited during the run")
@@ -574,12 +542,6 @@ def main(argv: Sequence[str] | None = None) -> int:
                     f"{paid_before} to {paid_after}"
                 )
         finally:
-            if worker is not None and worker.is_alive():
-                worker.terminate()
-                worker.join(5)
-                if worker.is_alive():
-                    worker.kill()
-                    worker.join(5)
             for server in reversed(servers):
                 stop_server(server)
     return 0 if report(payload, plan, problems) else 2
