@@ -1,0 +1,28 @@
+"""The benchmarks still run and produce a valid run (every answer 200, nothing INVALID).
+
+No figure is asserted: speed targets are read from the printed ratios, never tested.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[2] / "bench"
+
+
+@pytest.mark.parametrize("script", ["fakeserver.py", "gateway.py"])
+def test_a_quick_run_is_valid(script: str) -> None:
+    done = subprocess.run(
+        [sys.executable, str(BENCH / script), "--quick"],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "INVALID" not in done.stdout
+    assert "goal" in done.stdout  # the closing line that states the goal and the ratio
