@@ -11,7 +11,7 @@ DB ?= gateway.sqlite
 # instead of ~11 min, so a demo finishes while you watch; override freely.
 FAKE_FLAGS ?= --time-scale 0.01
 
-.PHONY: run fake test lint format bench clean
+.PHONY: run fake test lint format bench cassettes clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,9 @@ format: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/fakeserver.py
+
+cassettes: $(STAMP)
+	$(BIN)/python -m tests.contract.record
 
 clean:
 	rm -rf $(VENV) build *.egg-info
