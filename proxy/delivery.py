@@ -13,9 +13,13 @@ Never logs a webhook secret, a body, or a URL's path or query (they often carry 
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
+import email.utils
+import functools
 import logging
 import random
 import time
+from collections import Counter
 from contextlib import suppress
 
 import anyio
@@ -32,6 +36,7 @@ __all__ = ["Deliverer"]
 log = logging.getLogger("proxy.webhooks")
 
 BATCH = 100
+PER_ENDPOINT = 8  # deliveries in flight to one receiver at once (at most half the slots)
 LEASE_MARGIN = 30.0  # seconds past the send timeout before a claimed message is due again
 IDLE_CHECK = 60.0  # real seconds between looks when nothing is due (another process may queue)
 
@@ -58,6 +63,8 @@ class Deliverer:
         self._wake = asyncio.Event()
         self._slots = asyncio.Semaphore(settings.webhook_concurrency)
         self._sending: set[asyncio.Task[None]] = set()
+        self._in_flight: set[str] = set()
+        self._endpoints: Counter[tuple[str, str]] = Counter()
         self._loop: asyncio.Task[None] | None = None
         self._busy = 0
         self._idle = asyncio.Event()
@@ -103,57 +110,76 @@ class Deliverer:
         try:
             while True:
                 try:
-                    await self._dispatch_due()
+                    blocked = await self._dispatch_due()
                     due = self.store.read(self.store.sync.next_due_at)
                 except Exception:
                     log.exception("webhook loop: store read failed; retrying in 5 s")
-                    due = self.clock.now() + 5
+                    blocked, due = False, self.clock.now() + 5
                 wait = None if due is None else max(due - self.clock.now(), 0.0)
-                if wait is None or wait > 0 or self._wake.is_set():
+                if blocked and wait == 0:
+                    # Everything due waits for a busy endpoint or slot: a finishing
+                    # delivery wakes the loop (never spin on messages that cannot go yet).
+                    await self._wait(None)
+                elif wait is None or wait > 0 or self._wake.is_set():
                     await self._wait(wait)
         finally:
             self._leave()
 
     async def _wait(self, seconds: float | None) -> None:
-        """Until the next attempt is due on the clock, or a notify. With nothing due, look
-        again after IDLE_CHECK seconds of real time, for messages another process queued."""
+        """Until the next attempt is due on the clock, or a notify; and, whatever is due
+        later, look again after IDLE_CHECK seconds of real time, for messages another
+        process queued (the admin CLI's resend and recover write the store directly)."""
         self._leave()
         try:
             if self._wake.is_set():
                 self._wake.clear()
                 return
-            sleeper = asyncio.ensure_future(
-                anyio.sleep(IDLE_CHECK) if seconds is None else self.clock.sleep(seconds)
-            )
-            waker = asyncio.ensure_future(self._wake.wait())
+            waiters = [
+                asyncio.ensure_future(anyio.sleep(IDLE_CHECK)),
+                asyncio.ensure_future(self._wake.wait()),
+            ]
+            if seconds is not None:
+                waiters.append(asyncio.ensure_future(self.clock.sleep(seconds)))
             try:
-                await asyncio.wait({sleeper, waker}, return_when=asyncio.FIRST_COMPLETED)
+                await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
             finally:
-                for task in (sleeper, waker):
+                for task in waiters:
                     task.cancel()
                 self._wake.clear()
         finally:
             self._enter()
 
-    async def _dispatch_due(self) -> None:
-        while True:
+    async def _dispatch_due(self) -> bool:
+        """Start every due message that has a free slot; True if some due message had to
+        wait. Each endpoint gets at most `PER_ENDPOINT` of the slots, so one slow or dead
+        receiver with many messages can never take the slots of everyone else."""
+        per_endpoint = max(1, min(PER_ENDPOINT, self.settings.webhook_concurrency // 2))
+        blocked = False
+        for message in self.store.read(self.store.sync.due_messages, self.clock.now(), BATCH):
+            endpoint = (message.team_id, message.url)
+            if len(self._sending) >= self.settings.webhook_concurrency:
+                return True
+            if message.id in self._in_flight or self._endpoints[endpoint] >= per_endpoint:
+                blocked = True
+                continue
             now = self.clock.now()
             lease = now + self.settings.webhook_timeout + LEASE_MARGIN
-            free = self.settings.webhook_concurrency - len(self._sending)
-            if free <= 0:
-                return
-            claimed = await self.store.write(
-                self.store.sync.claim_due, now, lease, min(BATCH, free)
-            )
-            for message in claimed:
-                task = asyncio.get_running_loop().create_task(self._deliver(message))
-                self._sending.add(task)
-                task.add_done_callback(self._sent)
-            if len(claimed) < min(BATCH, free):
-                return
+            if not await self.store.write(self.store.sync.claim, message.id, now, lease):
+                continue  # another process took it
+            self._in_flight.add(message.id)
+            self._endpoints[endpoint] += 1
+            task = asyncio.get_running_loop().create_task(self._deliver(message))
+            self._sending.add(task)
+            task.add_done_callback(functools.partial(self._sent, message=message))
+        return blocked
 
-    def _sent(self, task: asyncio.Task[None]) -> None:
+    def _sent(self, task: asyncio.Task[None], message: OutboxMessage) -> None:
         self._sending.discard(task)
+        self._in_flight.discard(message.id)
+        endpoint = (message.team_id, message.url)
+        self._endpoints[endpoint] -= 1
+        if not self._endpoints[endpoint]:
+            del self._endpoints[endpoint]
         if not task.cancelled() and task.exception() is not None:
             log.error("webhook delivery task failed", exc_info=task.exception())
         self._wake.set()  # a slot is free, and the next attempt may already be due
@@ -176,11 +202,11 @@ class Deliverer:
             try:
                 response = await self.http.post(message.url, content=message.body, headers=headers)
                 status, answer = response.status_code, response.text
-                retry_after = _seconds(response.headers.get("retry-after"))
+                retry_after = _seconds(response.headers.get("retry-after"), now)
             except WebhookUrlError as exc:
                 error, refused = exc.message, True  # a refused address: retrying cannot help
             except httpx.TimeoutException:
-                error = f"no answer within {self.settings.webhook_timeout:.0f} s"
+                error = f"no answer within {self.settings.webhook_timeout:g} s"
             except httpx.HTTPError as exc:
                 error = f"{type(exc).__name__}: {exc}"
             latency = (time.perf_counter() - started) * 1000
@@ -227,10 +253,18 @@ class Deliverer:
         )  # fmt: skip
 
 
-def _seconds(value: str | None) -> float | None:
+def _seconds(value: str | None, now: float) -> float | None:
+    """A Retry-After as seconds from `now`: delay-seconds or an HTTP-date (RFC 9110)."""
     if value is None:
         return None
     try:
         return max(float(value.strip()), 0.0)
     except ValueError:
+        pass
+    try:
+        moment = email.utils.parsedate_to_datetime(value.strip())
+    except (TypeError, ValueError, IndexError):
         return None
+    if moment.tzinfo is None:  # an HTTP-date is always GMT
+        moment = moment.replace(tzinfo=dt.UTC)
+    return max(moment.timestamp() - now, 0.0)

@@ -170,6 +170,30 @@ class OutboxMixin:
         )
         return None if row[0] is None else float(row[0])
 
+    def due_messages(self, now: float, limit: int) -> list[OutboxMessage]:
+        """Pending messages whose next attempt is due, oldest due first (read only)."""
+        rows = (
+            self._connection()
+            .execute(
+                f"SELECT {MESSAGE_COLUMNS} FROM outbox WHERE state = 'pending' "
+                "AND next_attempt_at <= ? ORDER BY next_attempt_at LIMIT ?",
+                (now, limit),
+            )
+            .fetchall()
+        )
+        return [_message(row) for row in rows]
+
+    def claim(self, message_id: str, now: float, lease_until: float) -> bool:
+        """Take one due message (its next attempt moves to `lease_until`, so a crash mid-
+        delivery makes it due again then); False if it is no longer due."""
+        with self._transaction() as db:
+            cursor = db.execute(
+                "UPDATE outbox SET next_attempt_at = ? WHERE id = ? AND state = 'pending' "
+                "AND next_attempt_at <= ?",
+                (lease_until, message_id, now),
+            )
+            return cursor.rowcount == 1
+
     def claim_due(self, now: float, lease_until: float, limit: int) -> list[OutboxMessage]:
         """Take up to `limit` due messages: their next attempt moves to `lease_until`, so a
         crash mid-delivery makes them due again then (at-least-once, never lost)."""

@@ -23,7 +23,7 @@ from proxy.app import create_app
 from proxy.clock import VirtualClock
 from proxy.config import ProxySettings, TeamLimits
 from proxy.gateway import Gateway
-from proxy.teams import create_team
+from proxy.teams import NewKey, create_team
 
 UPSTREAM_KEY = "test-upstream-key-7f3a9c1e5b2d4680"
 FAKE_URL = "http://fake.test"
@@ -86,6 +86,8 @@ class Harness:
     clock: WatchedClock
     http: httpx.AsyncClient
     upstream_transport: UpstreamTransport = field(repr=False)
+    # What the gateway's deliverer sends webhooks through (None: the SSRF-guarded sockets).
+    webhook_transport: httpx.AsyncBaseTransport | None = field(default=None, repr=False)
 
     @property
     def fake_state(self) -> FakeState:
@@ -95,21 +97,35 @@ class Harness:
     def upstream_calls(self, route: str) -> list[dict[str, Any]]:
         return self.fake_state.journal.entries(route)
 
-    async def advance(self, seconds: float) -> None:
-        """Move both clocks, then wait until every poll loop has done its work."""
+    async def advance(self, seconds: float, *, webhooks: bool = True) -> None:
+        """Move both clocks, then wait until every poll loop has done its work and (unless
+        `webhooks=False`) every webhook attempt that became due has been made and recorded."""
         self.fake_clock.advance(seconds)
         self.clock.advance(seconds)
         await self.gateway.poller.settle()
+        if webhooks:
+            await self.settle_webhooks()
+
+    async def settle_webhooks(self) -> None:
+        """Wait until the deliverer has sent everything due and is asleep again. A loop woken
+        by the clock takes a few event-loop turns to count itself busy: yield them first."""
+        for _ in range(3):
+            for _ in range(20):
+                await asyncio.sleep(0)
+            await self.gateway.deliverer.settle()
 
     def team(self, name: str, **limits: Any) -> str:
         """A new team with the given limits (others: defaults); returns its key."""
-        made = create_team(
+        return self.new_team(name, **limits).key
+
+    def new_team(self, name: str, **limits: Any) -> NewKey:
+        """A new team; its key and its webhook secret (`.key`, `.webhook_secret`)."""
+        return create_team(
             self.gateway.store.sync,
             name,
             TeamLimits(**limits),
             self.clock.now(),
         )
-        return made.key
 
     async def submit(self, key: str, body: Any = None, **headers: str) -> httpx.Response:
         return await self.http.post(
@@ -171,7 +187,10 @@ class Harness:
         await self.gateway.stop()
         self.clock = WatchedClock(start=self.fake_clock.now())
         self.app = create_app(
-            settings, clock=self.clock, upstream_transport=self.upstream_transport
+            settings,
+            clock=self.clock,
+            upstream_transport=self.upstream_transport,
+            webhook_transport=self.webhook_transport,
         )
         self.gateway = self.app.state.gateway
         await self.gateway.start()
@@ -179,9 +198,18 @@ class Harness:
                                       base_url=GATEWAY_URL)  # fmt: skip
 
 
-async def start_harness(db: Path, fake: dict[str, Any] | None = None,
-                        **settings: Any) -> Harness:  # fmt: skip
-    fake_clock = FakeClock()
+async def start_harness(
+    db: Path,
+    fake: dict[str, Any] | None = None,
+    *,
+    webhook_transport: httpx.AsyncBaseTransport | None = None,
+    clock_start: float | None = None,
+    **settings: Any,
+) -> Harness:
+    """`webhook_transport` replaces the deliverer's SSRF-guarded sockets (e.g. an
+    `httpx.ASGITransport` to an in-process receiver); `clock_start` starts both virtual
+    clocks there instead of at their epoch."""
+    fake_clock = FakeClock() if clock_start is None else FakeClock(start=clock_start)
     fake_app = create_fake(
         FakeSettings(
             api_keys=[UPSTREAM_KEY], public_url=FAKE_URL, seed=5, plan="unlimited",
@@ -201,11 +229,16 @@ async def start_harness(db: Path, fake: dict[str, Any] | None = None,
         **settings,
     )
     upstream = UpstreamTransport(fake_app)
-    app = create_app(gateway_settings, clock=clock, upstream_transport=upstream)
+    app = create_app(
+        gateway_settings,
+        clock=clock,
+        upstream_transport=upstream,
+        webhook_transport=webhook_transport,
+    )
     gateway: Gateway = app.state.gateway
     await gateway.start()
     http = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=GATEWAY_URL)
-    return Harness(fake_app, fake_clock, app, gateway, clock, http, upstream)
+    return Harness(fake_app, fake_clock, app, gateway, clock, http, upstream, webhook_transport)
 
 
 async def stop_harness(harness: Harness) -> None:
