@@ -194,21 +194,6 @@ class OutboxMixin:
             )
             return cursor.rowcount == 1
 
-    def claim_due(self, now: float, lease_until: float, limit: int) -> list[OutboxMessage]:
-        """Take up to `limit` due messages: their next attempt moves to `lease_until`, so a
-        crash mid-delivery makes them due again then (at-least-once, never lost)."""
-        with self._transaction() as db:
-            rows = db.execute(
-                f"SELECT {MESSAGE_COLUMNS} FROM outbox WHERE state = 'pending' "
-                "AND next_attempt_at <= ? ORDER BY next_attempt_at LIMIT ?",
-                (now, limit),
-            ).fetchall()
-            for row in rows:
-                db.execute(
-                    "UPDATE outbox SET next_attempt_at = ? WHERE id = ?", (lease_until, row[0])
-                )
-            return [_message(row) for row in rows]
-
     def record_attempt(
         self,
         message_id: str,

@@ -17,22 +17,11 @@ import anyio.from_thread
 import httpx
 from starlette.applications import Starlette
 
-from fakeserver import FakeSettings, SimulatedNetworkFault, VirtualClock, create_app
+from fakeserver import FakeSettings, VirtualClock, create_app
+from tests.faulting import FaultingASGITransport
 
 FAKE_KEY = "test-key-1"
 FAKE_URL = "http://fake.test"
-
-
-class FaultingASGITransport(httpx.ASGITransport):
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        try:
-            response = await super().handle_async_request(request)
-            await response.aread()
-        except SimulatedNetworkFault as exc:
-            if exc.fault == "reset":
-                raise httpx.ReadError("connection reset by peer", request=request) from exc
-            raise httpx.RemoteProtocolError(f"fault {exc.fault}", request=request) from exc
-        return response
 
 
 class SyncASGITransport(httpx.BaseTransport):

@@ -32,11 +32,11 @@ from tests.client.fake_upstream import (
     FAKE_URL,
     AsyncVirtualTime,
     Fake,
-    FaultingASGITransport,
     SyncASGITransport,
     VirtualTime,
     running_fake,
 )
+from tests.faulting import FaultingASGITransport
 
 MakeFakeClient = Callable[..., Client]
 

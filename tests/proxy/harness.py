@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 import httpx
 from starlette.applications import Starlette
 
-from fakeserver import FakeSettings, SimulatedNetworkFault
+from fakeserver import FakeSettings
 from fakeserver import VirtualClock as FakeClock
 from fakeserver import create_app as create_fake
 from fakeserver.state import FakeState
@@ -24,6 +24,7 @@ from proxy.clock import VirtualClock
 from proxy.config import ProxySettings, TeamLimits
 from proxy.gateway import Gateway
 from proxy.teams import NewKey, create_team
+from tests.faulting import FaultingASGITransport
 
 UPSTREAM_KEY = "test-upstream-key-7f3a9c1e5b2d4680"
 FAKE_URL = "http://fake.test"
@@ -53,11 +54,10 @@ class WatchedClock(VirtualClock):
             await self._slept.wait()
 
 
-class UpstreamTransport(httpx.ASGITransport):
-    """The fake in-process, with its network faults turned into the httpx errors a socket
-    would give (as tests/client/fake_upstream.py does), so the gateway's client sees what it
-    would see in production. `refuse_connections` makes that many next exchanges fail with
-    a connection refused (nothing sent), which never reaches the fake or its journal."""
+class UpstreamTransport(FaultingASGITransport):
+    """The fake in-process, its network faults turned into httpx errors (tests/faulting.py).
+    `refuse_connections` makes that many next exchanges fail with a connection refused
+    (nothing sent), which never reaches the fake or its journal."""
 
     def __init__(self, app: Starlette) -> None:
         super().__init__(app=app)
@@ -67,14 +67,7 @@ class UpstreamTransport(httpx.ASGITransport):
         if self.refuse_connections > 0:
             self.refuse_connections -= 1
             raise httpx.ConnectError("connection refused", request=request)
-        try:
-            response = await super().handle_async_request(request)
-            await response.aread()
-        except SimulatedNetworkFault as exc:
-            if exc.fault == "reset":
-                raise httpx.ReadError("connection reset by peer", request=request) from exc
-            raise httpx.RemoteProtocolError(f"fault {exc.fault}", request=request) from exc
-        return response
+        return await super().handle_async_request(request)
 
 
 @dataclass
