@@ -456,7 +456,7 @@ def _must_not_record(*args: object, **kwargs: object) -> list[Path]:
 def test_live_recording_says_what_it_costs_and_needs_the_flag(
     live_env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    live_env.setenv("SEGMIND_API_KEY", "SG_0123456789abcdef")
+    live_env.setenv("SEGMIND_API_KEY", "SG_not-a-real-key-0123")
     assert record.main(["--live"]) == 2
     err = capsys.readouterr().err
     assert "costs money" in err
@@ -469,7 +469,7 @@ def test_live_recording_needs_a_key_and_never_runs_in_ci(
 ) -> None:
     assert record.main(["--live", "--i-accept-the-cost"]) == 2
     assert "SEGMIND_API_KEY" in capsys.readouterr().err
-    live_env.setenv("SEGMIND_API_KEY", "SG_0123456789abcdef")
+    live_env.setenv("SEGMIND_API_KEY", "SG_not-a-real-key-0123")
     live_env.setenv("CI", "true")
     assert record.main(["--live", "--i-accept-the-cost"]) == 2
     assert "never runs in CI" in capsys.readouterr().err

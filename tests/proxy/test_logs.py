@@ -34,7 +34,7 @@ from proxy.logs import (
     request_id_var,
 )
 
-SECRET = "SG_0123456789abcdef"
+SECRET = "SG_not-a-real-key-0123"
 TS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 Capture = Callable[..., tuple[logging.Logger, io.StringIO]]
 
