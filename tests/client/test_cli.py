@@ -215,10 +215,12 @@ def run_module(*argv: str, env: dict[str, str] | None = None) -> subprocess.Comp
 def test_the_module_runs_end_to_end_against_a_real_fake_process(
     fake_process: Callable[..., ServerProcess], tmp_path: Path
 ) -> None:
-    server = fake_process("--api-key", "proc-key", "--time-scale", "0.001")
+    # Runs of a few milliseconds: done by the CLI's first or second poll, so the test never
+    # waits through a job (the CLI is a separate process; it cannot share a virtual clock).
+    server = fake_process("--api-key", "proc-key", "--time-scale", "0.00001")
     common = ["--base-url", server.url, "--api-key", "proc-key"]
     done = run_module(
-        "generate", *common, "--poll-interval", "0.2", "--out", str(tmp_path), "--json"
+        "generate", *common, "--poll-interval", "0.05", "--out", str(tmp_path), "--json"
     )
     assert done.returncode == 0, done.stderr
     document: dict[str, Any] = json.loads(done.stdout)
