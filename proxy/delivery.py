@@ -110,16 +110,16 @@ class Deliverer:
         try:
             while True:
                 try:
-                    blocked = await self._dispatch_due()
-                    due = self.store.read(self.store.sync.next_due_at)
+                    await self._dispatch_due()
+                    # Only what could be sent: a message in flight, or to an endpoint at its
+                    # share, waits for a delivery to finish, which wakes the loop.
+                    due = self.store.read(self.store.sync.next_due_at, *self._skipped())
                 except Exception:
                     log.exception("webhook loop: store read failed; retrying in 5 s")
-                    blocked, due = False, self.clock.now() + 5
+                    due = self.clock.now() + 5
                 wait = None if due is None else max(due - self.clock.now(), 0.0)
-                if blocked and wait == 0:
-                    # Everything due waits for a busy endpoint or slot: a finishing
-                    # delivery wakes the loop (never spin on messages that cannot go yet).
-                    await self._wait(None)
+                if len(self._sending) >= self.settings.webhook_concurrency:
+                    await self._wait(None)  # every slot is taken: never spin on due messages
                 elif wait is None or wait > 0 or self._wake.is_set():
                     await self._wait(wait)
         finally:
@@ -149,29 +149,43 @@ class Deliverer:
         finally:
             self._enter()
 
-    async def _dispatch_due(self) -> bool:
-        """Start every due message that has a free slot; True if some due message had to
-        wait. Each endpoint gets at most `PER_ENDPOINT` of the slots, so one slow or dead
-        receiver with many messages can never take the slots of everyone else."""
-        per_endpoint = max(1, min(PER_ENDPOINT, self.settings.webhook_concurrency // 2))
-        blocked = False
-        for message in self.store.read(self.store.sync.due_messages, self.clock.now(), BATCH):
-            endpoint = (message.team_id, message.url)
-            if len(self._sending) >= self.settings.webhook_concurrency:
-                return True
-            if message.id in self._in_flight or self._endpoints[endpoint] >= per_endpoint:
-                blocked = True
-                continue
-            now = self.clock.now()
-            lease = now + self.settings.webhook_timeout + LEASE_MARGIN
-            if not await self.store.write(self.store.sync.claim, message.id, now, lease):
-                continue  # another process took it
-            self._in_flight.add(message.id)
-            self._endpoints[endpoint] += 1
-            task = asyncio.get_running_loop().create_task(self._deliver(message))
-            self._sending.add(task)
-            task.add_done_callback(functools.partial(self._sent, message=message))
-        return blocked
+    def _per_endpoint(self) -> int:
+        return max(1, min(PER_ENDPOINT, self.settings.webhook_concurrency // 2))
+
+    def _skipped(self) -> tuple[list[str], list[tuple[str, str]]]:
+        """Messages in flight, and endpoints holding their share of the slots."""
+        limit = self._per_endpoint()
+        return list(self._in_flight), [e for e, n in self._endpoints.items() if n >= limit]
+
+    async def _dispatch_due(self) -> None:
+        """Start every due message that has a free slot. Each endpoint gets at most
+        `PER_ENDPOINT` of the slots, so one slow or dead receiver with many messages can
+        never take the slots of everyone else; and its waiting messages are left out of
+        the batches read, so however many there are, they never hide anyone else's."""
+        per_endpoint = self._per_endpoint()
+        while True:
+            batch = self.store.read(
+                self.store.sync.due_messages, self.clock.now(), BATCH, *self._skipped()
+            )
+            started = False
+            for message in batch:
+                endpoint = (message.team_id, message.url)
+                if len(self._sending) >= self.settings.webhook_concurrency:
+                    return
+                if message.id in self._in_flight or self._endpoints[endpoint] >= per_endpoint:
+                    continue  # its endpoint filled up in this batch: left out of the next
+                now = self.clock.now()
+                lease = now + self.settings.webhook_timeout + LEASE_MARGIN
+                if not await self.store.write(self.store.sync.claim, message.id, now, lease):
+                    continue  # another process took it
+                self._in_flight.add(message.id)
+                self._endpoints[endpoint] += 1
+                task = asyncio.get_running_loop().create_task(self._deliver(message))
+                self._sending.add(task)
+                task.add_done_callback(functools.partial(self._sent, message=message))
+                started = True
+            if len(batch) < BATCH or not started:
+                return
 
     def _sent(self, task: asyncio.Task[None], message: OutboxMessage) -> None:
         self._sending.discard(task)

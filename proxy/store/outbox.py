@@ -10,7 +10,7 @@ until an operator resends or recovers it, which keeps its `webhook-id`.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
@@ -156,28 +156,59 @@ def enqueue(
     )
 
 
+def _skipping(
+    skip_ids: Collection[str], skip_endpoints: Collection[tuple[str, str]]
+) -> tuple[str, list[str]]:
+    """A WHERE fragment (and its arguments) leaving out messages and endpoints."""
+    where, args = "", list[str]()
+    if skip_ids:
+        where += f" AND id NOT IN ({', '.join('?' * len(skip_ids))})"
+        args.extend(skip_ids)
+    if skip_endpoints:
+        pairs = ", ".join("(?, ?)" for _ in skip_endpoints)
+        where += f" AND (team_id, url) NOT IN (VALUES {pairs})"
+        for team_id, url in skip_endpoints:
+            args.extend((team_id, url))
+    return where, args
+
+
 class OutboxMixin:
     """The outbox half of `SQLiteStore`: its methods run on the store's connections."""
 
     _connection: Callable[[], sqlite3.Connection]
     _transaction: Callable[[], AbstractContextManager[sqlite3.Connection]]
 
-    def next_due_at(self) -> float | None:
+    def next_due_at(
+        self, skip_ids: Collection[str] = (), skip_endpoints: Collection[tuple[str, str]] = ()
+    ) -> float | None:
+        """When the next pending message is due, leaving out the skipped ones."""
+        where, args = _skipping(skip_ids, skip_endpoints)
         row = (
             self._connection()
-            .execute("SELECT MIN(next_attempt_at) FROM outbox WHERE state = 'pending'")
+            .execute(
+                f"SELECT MIN(next_attempt_at) FROM outbox WHERE state = 'pending'{where}", args
+            )
             .fetchone()
         )
         return None if row[0] is None else float(row[0])
 
-    def due_messages(self, now: float, limit: int) -> list[OutboxMessage]:
-        """Pending messages whose next attempt is due, oldest due first (read only)."""
+    def due_messages(
+        self,
+        now: float,
+        limit: int,
+        skip_ids: Collection[str] = (),
+        skip_endpoints: Collection[tuple[str, str]] = (),
+    ) -> list[OutboxMessage]:
+        """Pending messages whose next attempt is due, oldest due first (read only),
+        leaving out the given ids and (team_id, url) endpoints: the ones the deliverer
+        cannot send now must not fill the batch in front of those it can."""
+        where, args = _skipping(skip_ids, skip_endpoints)
         rows = (
             self._connection()
             .execute(
                 f"SELECT {MESSAGE_COLUMNS} FROM outbox WHERE state = 'pending' "
-                "AND next_attempt_at <= ? ORDER BY next_attempt_at LIMIT ?",
-                (now, limit),
+                f"AND next_attempt_at <= ?{where} ORDER BY next_attempt_at LIMIT ?",
+                (now, *args, limit),
             )
             .fetchall()
         )

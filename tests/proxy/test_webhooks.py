@@ -635,6 +635,33 @@ async def test_many_messages_to_one_hanging_receiver_do_not_hold_up_another_team
         assert len(receiver.to("/slow")) == 3  # the others went once the slot was free
 
 
+async def test_a_backlog_to_one_hanging_receiver_does_not_hide_other_due_messages(
+    make_harness: MakeHarness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The deliverer reads due messages a batch at a time; with the batch shrunk to 2,
+    # a hanging endpoint's backlog is bigger than a batch, as 100+ messages would be.
+    monkeypatch.setattr("proxy.delivery.BATCH", 2)
+    harness = await make_harness(
+        webhook_allow_networks=["127.0.0.0/8"], webhook_timeout=30, webhook_concurrency=4
+    )
+    slow, fast = harness.new_team("slow"), harness.new_team("fast")
+    async with listening(SocketReceiver(lambda: harness.clock.now(), 0)) as receiver:
+        receiver.hold.add("/slow")
+        for _ in range(5):  # one run, four joined to it: five messages, due first
+            await submit(harness, slow.key, receiver.url("/slow"))
+        await harness.advance(RUN, webhooks=False)
+        await receiver.wait_for("/slow", 2)  # its share of the slots, hanging
+        await submit(harness, fast.key, receiver.url("/fast"))
+        await harness.advance(RUN, webhooks=False)
+        try:
+            await receiver.wait_for("/fast", 1, seconds=1.0)
+            assert len(receiver.to("/slow")) == 2
+        finally:
+            receiver.release.set()
+            await harness.settle_webhooks()
+        assert len(receiver.to("/slow")) == 5
+
+
 # -- secret rotation ------------------------------------------------------------------------
 
 
