@@ -153,40 +153,9 @@ class AdmissionRequest:
 
 
 def _generation(row: sqlite3.Row | tuple[Any, ...]) -> Generation:
-    (
-        gid,
-        scope,
-        wf,
-        owner,
-        upstream,
-        status,
-        terminal,
-        output,
-        error,
-        created,
-        updated,
-        finished,
-        next_poll,
-        failing,
-        cost,
-    ) = tuple(row)
-    return Generation(
-        gid,
-        scope,
-        wf,
-        owner,
-        upstream,
-        status,
-        bool(terminal),
-        output,
-        error,
-        created,
-        updated,
-        finished,
-        next_poll,
-        failing,
-        cost,
-    )
+    values = list(row)  # in GENERATION_COLUMNS order; `terminal` is stored as 0/1
+    values[6] = bool(values[6])
+    return Generation(*values)
 
 
 def _request(row: sqlite3.Row | tuple[Any, ...]) -> RequestRecord:

@@ -36,6 +36,7 @@ from proxy.ssrf import (
     resolve_and_check,
     system_resolver,
 )
+from tests.raw_http import read_request
 
 pytestmark = pytest.mark.anyio
 
@@ -565,13 +566,7 @@ class HookServer:
         async with stream:
             try:
                 reader = BufferedByteReceiveStream(stream)
-                head = await reader.receive_until(b"\r\n\r\n", 65536)
-                request_line, *lines = head.decode("latin-1").split("\r\n")
-                headers = {}
-                for line in lines:
-                    name, _, value = line.partition(":")
-                    headers[name.strip().lower()] = value.strip()
-                body = await reader.receive_exactly(int(headers.get("content-length", "0")))
+                request_line, headers, body = await read_request(reader)
                 self.received.append(Received(request_line, headers, body))
                 await stream.send(self.response)
             except (anyio.EndOfStream, anyio.IncompleteRead, anyio.BrokenResourceError):

@@ -38,6 +38,7 @@ from proxy.config import PRICE
 from proxy.store import Attempt, OutboxMessage
 from proxy.webhooks import MAX_BODY_BYTES, RETRY_SCHEDULE, message_id
 from tests.proxy.harness import UPSTREAM_KEY, Harness
+from tests.raw_http import read_request
 
 pytestmark = pytest.mark.anyio
 
@@ -140,13 +141,7 @@ class SocketReceiver:
         async with stream:
             try:
                 reader = BufferedByteReceiveStream(stream)
-                head = await reader.receive_until(b"\r\n\r\n", 65536)
-                request_line, *lines = head.decode("latin-1").split("\r\n")
-                headers = {}
-                for line in lines:
-                    name, _, value = line.partition(":")
-                    headers[name.strip().lower()] = value.strip()
-                body = await reader.receive_exactly(int(headers.get("content-length", "0")))
+                request_line, headers, body = await read_request(reader)
                 path = request_line.split(" ")[1]
                 self.deliveries.append(Delivery(path, headers, body, self.clock()))
                 self.arrived.set()
