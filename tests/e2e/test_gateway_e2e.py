@@ -11,7 +11,6 @@ import signal
 import subprocess
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -19,90 +18,21 @@ import pytest
 from segmind import SegmindClient
 
 from client import Client
-from tests.servers import ServerProcess, start_server
+from tests.stack import (
+    WORKFLOW,
+    BothClocks,
+    Stack,
+    running_stack,
+    start_gateway,
+)
 
-UPSTREAM_KEY = "test-upstream-key-e2e-5d1c9a7b3f"
-ADMIN_KEY = "test-admin-key-e2e-8e2f4a6c"
-WORKFLOW = "68628fe34727e611dfa219b4-v4"
 SAMPLE = Path(__file__).resolve().parents[1] / "data" / "product_page_sample.py.txt"
-
-
-@dataclass
-class Stack:
-    fake: ServerProcess
-    gateway: ServerProcess
-    db: Path
-    team_key: str
-
-    def gateway_env(self) -> dict[str, str]:
-        return gateway_env(self.fake.url)
-
-    def journal(self, route: str) -> list[dict[str, object]]:
-        entries: list[dict[str, object]] = httpx.get(
-            f"{self.fake.url}/__admin/journal", params={"route": route}
-        ).json()["entries"]
-        return entries
-
-
-class BothClocks:
-    """A clock for `client.Client` whose sleep moves the fake's and the gateway's clocks;
-    the gateway answers only once its poll loops have caught up."""
-
-    def __init__(self, stack: Stack) -> None:
-        self.stack = stack
-        self.http = httpx.Client()
-
-    def now(self) -> float:
-        now: float = self.http.get(f"{self.stack.fake.url}/__admin/clock").json()["now"]
-        return now
-
-    def sleep(self, seconds: float) -> None:
-        self.http.post(
-            f"{self.stack.fake.url}/__admin/clock/advance", json={"seconds": seconds}
-        ).raise_for_status()
-        self.http.post(
-            f"{self.stack.gateway.url}/admin/clock/advance",
-            json={"seconds": seconds},
-            headers={"x-admin-key": ADMIN_KEY},
-        ).raise_for_status()
-
-    def close(self) -> None:
-        self.http.close()
-
-
-def gateway_env(fake_url: str) -> dict[str, str]:
-    return {"SEGMIND_API_KEY": UPSTREAM_KEY, "PROXY_ADMIN_KEY": ADMIN_KEY}
-
-
-def start_gateway(fake_url: str, db: Path) -> ServerProcess:
-    return start_server(
-        "proxy", "--upstream-url", fake_url, "--db", str(db), "--clock", "virtual",
-        env=gateway_env(fake_url),
-    )  # fmt: skip
 
 
 @pytest.fixture
 def stack(tmp_path: Path) -> Iterator[Stack]:
-    fake = start_server("fakeserver", "--api-key", UPSTREAM_KEY, "--clock", "virtual")
-    db = tmp_path / "gateway.sqlite"
-    try:
-        gateway = start_gateway(fake.url, db)
-    except BaseException:
-        fake.stop()
-        raise
-    built = Stack(fake, gateway, db, "")
-    try:
-        made = httpx.post(
-            f"{gateway.url}/admin/teams",
-            json={"name": "e2e"},
-            headers={"x-admin-key": ADMIN_KEY},
-        )
-        assert made.status_code == 201, made.text
-        built.team_key = made.json()["api_key"]
+    with running_stack(tmp_path / "gateway.sqlite") as built:
         yield built
-    finally:
-        built.gateway.stop()
-        fake.stop()
 
 
 @pytest.fixture
