@@ -62,7 +62,12 @@ class BothClocks:
 
 
 def gateway_env(fake_url: str) -> dict[str, str]:
-    return {"SEGMIND_API_KEY": UPSTREAM_KEY, "PROXY_ADMIN_KEY": ADMIN_KEY}
+    # Test webhook receivers listen on loopback, which the gateway refuses by default.
+    return {
+        "SEGMIND_API_KEY": UPSTREAM_KEY,
+        "PROXY_ADMIN_KEY": ADMIN_KEY,
+        "PROXY_WEBHOOK_ALLOW_NETWORKS": '["127.0.0.0/8"]',
+    }
 
 
 def start_gateway(fake_url: str, db: Path) -> ServerProcess:
