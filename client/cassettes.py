@@ -39,10 +39,12 @@ own repository and pass that folder: `make_vcr(cassette_dir="tests/cassettes")`.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
@@ -57,10 +59,15 @@ if TYPE_CHECKING:  # vcrpy is a test dependency; never imported at run time from
 __all__ = [
     "AUTH_PLACEHOLDER",
     "BEARER_PLACEHOLDER",
+    "CASSETTE_WEBHOOK_SECRET",
     "FILTER_HEADERS",
     "FILTER_QUERY_PARAMETERS",
+    "GATEWAY_BASE",
+    "HOOK_URL",
     "MATCH_ON",
     "REPEAT_LAST",
+    "TEAM_KEY_PLACEHOLDER",
+    "RecordedWebhook",
     "ReplayPersister",
     "canonical_body",
     "cassette_dir",
@@ -70,6 +77,7 @@ __all__ = [
     "interaction_key",
     "is_submit",
     "make_vcr",
+    "recorded_webhook",
     "segmind_body",
     "vcr_config",
 ]
@@ -77,6 +85,16 @@ __all__ = [
 #: What a recorded `x-api-key` reads; `Authorization` reads `Bearer <SEGMIND_API_KEY>`.
 AUTH_PLACEHOLDER = "<SEGMIND_API_KEY>"
 BEARER_PLACEHOLDER = f"Bearer {AUTH_PLACEHOLDER}"
+#: What the gateway's cassettes (`gateway_*.yaml`) say for the team's key, the gateway's
+#: base URL and the team's webhook receiver.
+TEAM_KEY_PLACEHOLDER = "<TEAM_KEY>"
+GATEWAY_BASE = "https://gateway.example"
+HOOK_URL = "https://hooks.example/segmind"
+#: The Standard Webhooks secret (base64, no `whsec_` prefix) that signs the recorded
+#: delivery in `gateway_webhook.yaml`. Published on purpose: it signs nothing real.
+CASSETTE_WEBHOOK_SECRET = base64.b64encode(
+    b"cassettes only; published; signs nothing real"
+).decode()
 FILTER_HEADERS: tuple[tuple[str, str], ...] = (
     ("x-api-key", AUTH_PLACEHOLDER),
     ("authorization", BEARER_PLACEHOLDER),
@@ -122,6 +140,48 @@ def cassette_path(name: str, directory: str | Path | None = None) -> Path:
         )
         raise FileNotFoundError(f"no cassette {path.name!r} in {folder}; {hint}")
     return path
+
+
+# -- the recorded webhook ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RecordedWebhook:
+    """A delivery the gateway made, as recorded: what your receiver would be sent."""
+
+    url: str
+    headers: dict[str, str]
+    body: bytes
+    #: The moment it was signed for (`webhook-timestamp`), to verify it "now" in a test.
+    timestamp: int
+
+
+def recorded_webhook(
+    name: str = "gateway_webhook", directory: str | Path | None = None
+) -> RecordedWebhook:
+    """The last webhook delivery in a gateway cassette (default `gateway_webhook`).
+
+    Post it to your receiver (for instance with Starlette's `TestClient`) and verify it with
+    `client.verify_webhook(body, headers, CASSETTE_WEBHOOK_SECRET, now=...)`, `now` being
+    `datetime.fromtimestamp(webhook.timestamp, UTC)`. Needs PyYAML (vcrpy brings it).
+    """
+    import yaml  # type: ignore[import-untyped]
+
+    data = yaml.safe_load(cassette_path(name, directory).read_text())
+    for interaction in reversed(data.get("interactions") or []):
+        request = interaction["request"]
+        headers = {
+            k.lower(): v[0] if isinstance(v, list) else v for k, v in request["headers"].items()
+        }
+        if "webhook-signature" in headers:
+            body = request.get("body") or ""
+            return RecordedWebhook(
+                request["uri"],
+                headers,
+                body.encode() if isinstance(body, str) else body,
+                int(headers["webhook-timestamp"]),
+            )
+    raise LookupError(f"cassette {name!r} holds no webhook delivery; try 'gateway_webhook'")
 
 
 # -- matching ---------------------------------------------------------------------------

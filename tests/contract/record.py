@@ -12,8 +12,10 @@ then normalised (`normalise`): host and port read `https://api.segmind.com` (req
 and the URLs inside bodies), request ids read `000...001`, `000...002`..., keys and
 anything key-shaped become placeholders, headers are cut to what a client reads, and
 consecutive identical answers to one request are collapsed (a poll loop keeps one answer
-per state). Only when every flow recorded as expected are the files moved into `--out`;
-other files there (e.g. gateway cassettes) are left alone.
+per state). Then the gateway's flows (`record_gateway.GATEWAY_FLOWS`: cache HIT, JOIN,
+quota 429, budget 406, a webhook delivery) are recorded the same way through a real gateway
+in front of the fake. Only when every flow recorded as expected are the files moved into
+`--out`; other files there are left alone.
 
 Every cassette says when and against what it was recorded in a top-level `metadata` map,
 which vcrpy loads alongside `interactions` and `version` (and older vcrpy ignores).
@@ -55,13 +57,13 @@ from client import (
     JobResult,
     NotFound,
     RateLimited,
+    RetryPolicy,
     SegmindError,
     ServerError,
     Unauthorized,
 )
 from client.cassettes import (
     AUTH_PLACEHOLDER,
-    BEARER_PLACEHOLDER,
     FILTER_HEADERS,
     FILTER_QUERY_PARAMETERS,
     cassette_dir,
@@ -109,6 +111,12 @@ _SIGNED_URL_PARAM = re.compile(
 )
 _TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:Z|[+-]\d{2}:?\d{2})?")
 _FIXED_TIMESTAMP = "2000-01-01T00:00:00Z"
+SEGMIND_NORMALISED = (
+    f"host -> {CANONICAL_BASE}; request ids -> 000...001, 000...002; keys -> "
+    f"{AUTH_PLACEHOLDER}; headers cut to {', '.join(RESPONSE_HEADERS)} (answers) and "
+    f"{', '.join(REQUEST_HEADERS)} (requests); timestamps -> {_FIXED_TIMESTAMP}; consecutive "
+    "identical answers to one request collapsed (replayed, the last answer repeats)"
+)
 _HEADER = """\
 # A recorded exchange with Segmind's character-video workflow, replayed offline by vcrpy.
 # Written by `make cassettes` (python -m tests.contract.record); re-record, do not edit.
@@ -123,12 +131,16 @@ _HEADER = """\
 class Session(Protocol):
     """What a flow drives: a recording against the fake or Segmind, or a replay."""
 
+    #: Where a flow asks for its webhook to go (gateway flows; any URL in a replay).
+    webhook_url: str
+
     def client(
         self,
         *,
         key: str | None = None,
         prefer: str | None = None,
         workflow_id: str | None = None,
+        retry: RetryPolicy | None = None,
     ) -> Client:
         """A client for this session; `key` and `prefer` matter only when recording."""
 
@@ -149,6 +161,7 @@ class Flow:
     inputs: Mapping[str, str] = field(default_factory=dict)
     live: bool = False  # can be recorded from real Segmind
     inputs_note: str = "all defaults ({} and the spelled-out defaults match)"
+    limits: Mapping[str, float] = field(default_factory=dict)  # gateway flows: team limits
 
     @property
     def expectation(self) -> str:
@@ -308,11 +321,13 @@ class AdminClock:
 class FakeSession:
     """Records against a fake process; `reset()` before each flow."""
 
+    webhook_url = ""  # Segmind itself sends no webhooks
+
     def __init__(self, fake: ServerProcess) -> None:
         self.base_url = fake.url
         self.clock = AdminClock(fake.url)
 
-    def reset(self) -> None:
+    def reset(self, flow: Flow) -> None:
         self.clock.http.post("/__admin/reset").raise_for_status()
 
     def client(
@@ -321,6 +336,7 @@ class FakeSession:
         key: str | None = None,
         prefer: str | None = None,
         workflow_id: str | None = None,
+        retry: RetryPolicy | None = None,
     ) -> Client:
         return Client(
             key or RECORD_KEY,
@@ -329,6 +345,7 @@ class FakeSession:
             clock=self.clock,
             rng=random.Random(SEED),
             headers={"Prefer": prefer} if prefer else None,
+            retry=retry,
         )
 
     def advance(self, seconds: float) -> None:
@@ -347,11 +364,12 @@ class LiveSession:
     """Records against real Segmind with the caller's key, on the real clock."""
 
     base_url = CANONICAL_BASE
+    webhook_url = ""
 
     def __init__(self, key: str) -> None:
         self.key = key
 
-    def reset(self) -> None:
+    def reset(self, flow: Flow) -> None:
         pass
 
     def client(
@@ -360,6 +378,7 @@ class LiveSession:
         key: str | None = None,
         prefer: str | None = None,
         workflow_id: str | None = None,
+        retry: RetryPolicy | None = None,
     ) -> Client:
         if prefer:
             raise RuntimeError("real Segmind cannot be asked for an answer with Prefer")
@@ -367,6 +386,7 @@ class LiveSession:
             key or self.key,
             base_url=self.base_url,
             workflow_id=workflow_id or CHARACTER_VIDEO_WORKFLOW_ID,
+            retry=retry,
         )
 
     def advance(self, seconds: float) -> None:
@@ -379,11 +399,32 @@ class LiveSession:
         pass
 
 
+class RecordingSession(Session, Protocol):
+    base_url: str
+
+    def reset(self, flow: Flow) -> None:
+        """Make the target ready for `flow` (a fresh fake, a fresh team...)."""
+
+
+@dataclass(frozen=True)
+class Surface:
+    """What the recorded requests talked to, and how its cassettes are normalised."""
+
+    bases: Mapping[str, str]  # recorded base URL -> the one the cassette says
+    key_placeholder: str = AUTH_PLACEHOLDER
+    request_headers: tuple[str, ...] = REQUEST_HEADERS
+    response_headers: tuple[str, ...] = RESPONSE_HEADERS
+    normalised: str = ""  # said in each cassette's metadata
+
+
 @dataclass
 class Target:
-    session: FakeSession | LiveSession
-    secrets: tuple[str, ...]
+    session: RecordingSession
+    secrets: Sequence[str]  # may grow while recording (keys made per flow)
     description: str
+    surface: Surface
+    # Adds to a normalised cassette what the client did not send (a webhook delivery).
+    finish: Callable[[Flow, dict[str, Any], Callable[[str], str]], None] | None = None
 
 
 @contextlib.contextmanager
@@ -396,8 +437,9 @@ def _fake_target() -> Iterator[Target]:
         yield Target(
             session,
             RECORDING_KEYS,
-            f"the fake Segmind, fakeserver {version} (python -m fakeserver {args}), "
+            description=f"the fake Segmind, fakeserver {version} (python -m fakeserver {args}), "
             "under uvicorn on loopback",
+            surface=Surface({fake.url: CANONICAL_BASE}, normalised=SEGMIND_NORMALISED),
         )
     finally:
         session.close()
@@ -409,7 +451,8 @@ def _recorder() -> Any:
 
     def only_the_api(request: Any) -> Any:
         path = urlsplit(request.uri).path
-        return None if path.startswith(("/__admin", "/healthz")) else request
+        # The fake's and the gateway's admin APIs move clocks and make teams: not the contract.
+        return None if path.startswith(("/__admin", "/admin", "/healthz")) else request
 
     return vcr.VCR(
         record_mode="all",
@@ -425,31 +468,29 @@ def record(
     *,
     flows: Sequence[Flow] = FLOWS,
     live_key: str | None = None,
+    gateway_flows: Sequence[Flow] | None = None,
     log: Callable[[str], object] = print,
 ) -> list[Path]:
-    """Record `flows` and move the cassettes into `out`; returns the files written."""
+    """Record `flows` (Segmind's answers) and `gateway_flows` (the gateway's, in front of
+    the fake; default all of them when recording from the fake, none when live) and move
+    the cassettes into `out`; returns the files written."""
+    from tests.contract import record_gateway
+
+    if gateway_flows is None:
+        gateway_flows = record_gateway.GATEWAY_FLOWS if live_key is None else ()
     out = out.resolve()
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".cassettes-", dir=out.parent) as tmp:
         raw_dir, final_dir = Path(tmp) / "raw", Path(tmp) / "final"
         final_dir.mkdir(parents=True)
-        target_cm = _fake_target() if live_key is None else _live_target(live_key)
-        with target_cm as target:
-            recorder = _recorder()
-            for flow in flows:
-                target.session.reset()
-                raw = raw_dir / f"{flow.name}.yaml"
-                with recorder.use_cassette(str(raw)):
-                    outcome = play(flow, target.session)
-                data = yaml.safe_load(raw.read_text())
-                cassette = normalise(
-                    data,
-                    recorded_base=target.session.base_url,
-                    secrets=target.secrets,
-                )
-                cassette["metadata"] = _metadata(flow, target.description, outcome)
-                (final_dir / raw.name).write_text(dump(cassette))
-                log(f"recorded {flow.name}: {len(cassette['interactions'])} interactions")
+        if flows:
+            with _fake_target() if live_key is None else _live_target(live_key) as target:
+                for flow in flows:
+                    record_one(flow, target, raw_dir, final_dir, log)
+        if gateway_flows:
+            with record_gateway.gateway_target() as target:
+                for flow in gateway_flows:
+                    record_one(flow, target, raw_dir, final_dir, log)
         out.mkdir(exist_ok=True)
         written = []
         for path in sorted(final_dir.iterdir()):
@@ -458,34 +499,55 @@ def record(
     return written
 
 
+def record_one(
+    flow: Flow, target: Target, raw_dir: Path, final_dir: Path, log: Callable[[str], object]
+) -> None:
+    target.session.reset(flow)
+    raw = raw_dir / f"{flow.name}.yaml"
+    with _recorder().use_cassette(str(raw)):
+        outcome = play(flow, target.session)
+    data = yaml.safe_load(raw.read_text()) if raw.exists() else {"interactions": []}
+    cassette, text = normalise_with(data, target.surface, target.secrets)
+    if target.finish is not None:
+        target.finish(flow, cassette, text)
+    cassette["metadata"] = {**_metadata(flow, target, outcome), **cassette.get("metadata", {})}
+    (final_dir / raw.name).write_text(dump(cassette))
+    log(f"recorded {flow.name}: {len(cassette['interactions'])} interactions")
+
+
 @contextlib.contextmanager
 def _live_target(key: str) -> Iterator[Target]:
-    yield Target(LiveSession(key), (*RECORDING_KEYS, key), "real Segmind, https://api.segmind.com")
+    yield Target(
+        LiveSession(key),
+        (*RECORDING_KEYS, key),
+        "real Segmind, https://api.segmind.com",
+        Surface({CANONICAL_BASE: CANONICAL_BASE}, normalised=SEGMIND_NORMALISED),
+    )
 
 
-def _metadata(flow: Flow, against: str, outcome: object) -> dict[str, Any]:
+def _metadata(flow: Flow, target: Target, outcome: object) -> dict[str, Any]:
     import vcr
 
-    return {
+    against = target.description
+    meta: dict[str, Any] = {
         "flow": flow.name,
         "description": flow.description,
         "inputs": dict(flow.inputs) or flow.inputs_note,
         "client_outcome": flow.expectation,
         "how": flow.how,
         "target": "segmind" if against.startswith("real") else "fake",
+        "surface": "gateway" if flow.name.startswith("gateway_") else "segmind",
         "recorded_against": against,
         "recorded_at": dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat(),
         "recorded_with": (
             f"client {_version('segmind-character-gateway')}, vcrpy {vcr.__version__}, "
             f"httpx {httpx.__version__}, Python {sys.version.split()[0]}"
         ),
-        "normalised": (
-            f"host -> {CANONICAL_BASE}; request ids -> 000...001, 000...002; keys -> "
-            f"{AUTH_PLACEHOLDER}; headers cut to {', '.join(RESPONSE_HEADERS)} (answers) and "
-            f"{', '.join(REQUEST_HEADERS)} (requests); consecutive identical answers to one "
-            "request collapsed (replayed, the last answer repeats)"
-        ),
+        "normalised": target.surface.normalised,
     }
+    if flow.limits:
+        meta["team_limits"] = dict(flow.limits)
+    return meta
 
 
 def _version(distribution: str) -> str:
@@ -501,30 +563,43 @@ def _version(distribution: str) -> str:
 def normalise(
     data: Mapping[str, Any], *, recorded_base: str, secrets: Sequence[str]
 ) -> dict[str, Any]:
-    """A raw vcrpy cassette (as loaded from YAML) made portable, secret-free and compact."""
+    """A raw vcrpy cassette of Segmind's answers made portable, secret-free and compact."""
+    return normalise_with(data, Surface({recorded_base: CANONICAL_BASE}), secrets)[0]
+
+
+def normalise_with(
+    data: Mapping[str, Any], surface: Surface, secrets: Sequence[str]
+) -> tuple[dict[str, Any], Callable[[str], str]]:
+    """A raw vcrpy cassette (as loaded from YAML) made portable, secret-free and compact,
+    and the text normaliser used, for what a target adds afterwards (`Target.finish`)."""
     interactions = [dict(i) for i in data.get("interactions", [])]
     ids = _request_ids(interactions)
-    base = recorded_base.rstrip("/")
+    bases = {old.rstrip("/"): new for old, new in surface.bases.items()}
 
     def text(value: str) -> str:
-        value = value.replace(base, CANONICAL_BASE)
+        for old, new in bases.items():
+            value = value.replace(old, new)
         for secret in secrets:
             if secret:
-                value = value.replace(secret, AUTH_PLACEHOLDER)
+                value = value.replace(secret, surface.key_placeholder)
         for old, new in ids.items():
             value = value.replace(old, new)
         value = _SIGNED_URL_PARAM.sub(r"\1<REDACTED>", value)
         return _TIMESTAMP.sub(_FIXED_TIMESTAMP, value)
 
+    def headers(given: Mapping[str, Any], keep: Sequence[str]) -> dict[str, list[str]]:
+        kept = _keep_headers(given, keep, surface.key_placeholder)
+        return {name: [text(v) for v in values] for name, values in kept.items()}
+
     cleaned = []
     for interaction in interactions:
         request = dict(interaction["request"])
         response = dict(interaction["response"])
-        request["uri"] = text(_canonical_uri(request["uri"]))
-        request["headers"] = _keep_headers(request.get("headers") or {}, REQUEST_HEADERS)
+        request["uri"] = text(_scrub_query(request["uri"]))
+        request["headers"] = headers(request.get("headers") or {}, surface.request_headers)
         if isinstance(request.get("body"), str):
             request["body"] = text(request["body"])
-        response["headers"] = _keep_headers(response.get("headers") or {}, RESPONSE_HEADERS)
+        response["headers"] = headers(response.get("headers") or {}, surface.response_headers)
         body = dict(response.get("body") or {})
         if isinstance(body.get("string"), str):
             body["string"] = text(body["string"])
@@ -539,7 +614,7 @@ def normalise(
             continue
         last[key] = interaction
         kept.append(interaction)
-    return {"version": data.get("version", 1), "interactions": kept}
+    return {"version": data.get("version", 1), "interactions": kept}, text
 
 
 def _request_ids(interactions: Sequence[Mapping[str, Any]]) -> dict[str, str]:
@@ -558,9 +633,8 @@ def _request_ids(interactions: Sequence[Mapping[str, Any]]) -> dict[str, str]:
     return {old: f"{n:032x}" for n, old in enumerate(ordered, start=1)}
 
 
-def _canonical_uri(uri: str) -> str:
+def _scrub_query(uri: str) -> str:
     parts = urlsplit(uri)
-    base = urlsplit(CANONICAL_BASE)
     secret_names = {name for name, _ in FILTER_QUERY_PARAMETERS}
     query = urlencode(
         [
@@ -568,10 +642,12 @@ def _canonical_uri(uri: str) -> str:
             for k, v in parse_qsl(parts.query, keep_blank_values=True)
         ]
     )
-    return urlunsplit((base.scheme, base.netloc, parts.path, query, ""))
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, query, ""))
 
 
-def _keep_headers(headers: Mapping[str, Any], keep: Sequence[str]) -> dict[str, list[str]]:
+def _keep_headers(
+    headers: Mapping[str, Any], keep: Sequence[str], placeholder: str = AUTH_PLACEHOLDER
+) -> dict[str, list[str]]:
     kept: dict[str, list[str]] = {}
     for name, values in headers.items():
         lower = name.lower()
@@ -579,9 +655,9 @@ def _keep_headers(headers: Mapping[str, Any], keep: Sequence[str]) -> dict[str, 
             continue
         listed = values if isinstance(values, list) else [values]
         if lower == "x-api-key":
-            listed = [AUTH_PLACEHOLDER for _ in listed]
+            listed = [placeholder for _ in listed]
         elif lower == "authorization":
-            listed = [BEARER_PLACEHOLDER for _ in listed]
+            listed = [f"Bearer {placeholder}" for _ in listed]
         kept[lower] = [str(v) for v in listed]
     return dict(sorted(kept.items()))
 

@@ -8,6 +8,7 @@ fails the test. Time is a virtual clock; nothing sleeps.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import random
 import re
@@ -25,26 +26,36 @@ from client import (
     CharacterVideoInputs,
     Client,
     GenerationFailed,
+    InvalidWebhook,
     JobResult,
     JobState,
     NotFound,
     RateLimited,
+    RetryPolicy,
     SegmindError,
     WaitTimeout,
+    verify_webhook,
 )
 from client.cassettes import (
     AUTH_PLACEHOLDER,
-    BEARER_PLACEHOLDER,
+    CASSETTE_WEBHOOK_SECRET,
+    GATEWAY_BASE,
+    HOOK_URL,
     REPEAT_LAST,
+    TEAM_KEY_PLACEHOLDER,
     ReplayPersister,
     canonical_body,
     cassette_dir,
     cassette_path,
     make_vcr,
+    recorded_webhook,
     segmind_body,
 )
+from proxy.webhooks import message_id
 from tests.contract import record
 from tests.contract.record import FAILED_INPUTS, FLOWS, RECORDING_KEYS, Flow, play
+from tests.contract.record_gateway import GATEWAY_FLOWS
+from tests.stack import ADMIN_KEY, UPSTREAM_KEY
 
 CASSETTES = cassette_dir()
 SUBMIT_PATH = f"/workflows/{CHARACTER_VIDEO_WORKFLOW_ID}"
@@ -67,6 +78,8 @@ class ReplayClock:
 class ReplaySession:
     """Drives the recorder's flows against a cassette: any key, any base URL, no Prefer."""
 
+    webhook_url = HOOK_URL
+
     def __init__(self, base_url: str = "https://api.segmind.com") -> None:
         self.base_url = base_url
         self.clock = ReplayClock()
@@ -77,6 +90,7 @@ class ReplaySession:
         key: str | None = None,
         prefer: str | None = None,
         workflow_id: str | None = None,
+        retry: RetryPolicy | None = None,
     ) -> Client:
         return Client(
             "any-key",
@@ -84,6 +98,7 @@ class ReplaySession:
             workflow_id=workflow_id or CHARACTER_VIDEO_WORKFLOW_ID,
             clock=self.clock,
             rng=random.Random(0),
+            retry=retry,
         )
 
     def advance(self, seconds: float) -> None:
@@ -120,8 +135,13 @@ def cassette_files() -> list[Path]:
 # -- every flow replays -----------------------------------------------------------------
 
 
+ALL_FLOWS = (*FLOWS, *GATEWAY_FLOWS)
+GATEWAY_BY_NAME = {flow.name: flow for flow in GATEWAY_FLOWS}
+
+
 def test_every_flow_has_its_committed_cassette() -> None:
-    for flow in FLOWS:
+    assert {p.stem for p in cassette_files()} == {f.name for f in ALL_FLOWS}
+    for flow in ALL_FLOWS:
         meta = load(cassette_path(flow.name))["metadata"]
         assert meta["flow"] == flow.name
         assert meta["client_outcome"] == flow.expectation
@@ -130,16 +150,20 @@ def test_every_flow_has_its_committed_cassette() -> None:
 
 
 @pytest.mark.usefixtures("no_network")
-@pytest.mark.parametrize("flow", FLOWS, ids=lambda f: f.name)
+@pytest.mark.parametrize("flow", ALL_FLOWS, ids=lambda f: f.name)
 def test_each_cassette_replays_its_flow_through_the_client(flow: Flow) -> None:
     path = cassette_path(flow.name)
     with make_vcr().use_cassette(str(path)) as cassette:
         outcome = play(flow, ReplaySession())
-    recorded = recorded_count(path)
-    assert all(cassette.play_counts[i] > 0 for i in range(recorded)), "a recorded answer unused"
+    # Every answer the client was given is used; a webhook delivery is what the gateway
+    # sent, not an answer to the client.
+    sent_by_client = [
+        i for i, x in enumerate(load(path)["interactions"]) if x["request"]["uri"] != HOOK_URL
+    ]
+    assert all(cassette.play_counts[i] > 0 for i in sent_by_client), "a recorded answer unused"
     if flow.expect is None:
         assert isinstance(outcome, JobResult)
-        assert outcome.request_id == FIRST_ID
+        assert outcome.request_id in (FIRST_ID, f"{2:032x}")
         assert all(
             url.startswith("https://api.segmind.com/assets/") for url in outcome.videos.values()
         )
@@ -292,6 +316,78 @@ def test_the_body_matcher_only_looks_at_submits() -> None:
         )
 
 
+# -- the gateway's cassettes -------------------------------------------------------------
+
+
+def answers(name: str) -> list[tuple[str, int, dict[str, list[str]], Any]]:
+    """(method path, status, headers, parsed body) of each recorded answer."""
+    out = []
+    for interaction in load(cassette_path(name))["interactions"]:
+        request, response = interaction["request"], interaction["response"]
+        text = response["body"]["string"]
+        out.append(
+            (
+                f"{request['method']} {httpx.URL(request['uri']).path}",
+                response["status"]["code"],
+                response["headers"],
+                json.loads(text) if text else None,
+            )
+        )
+    return out
+
+
+def test_the_hit_cassette_answers_a_repeat_from_the_cache() -> None:
+    submits = [a for a in answers("gateway_hit") if a[0] == f"POST {SUBMIT_PATH}"]
+    assert [s[2]["x-cache-status"] for s in submits] == [["MISS"], ["HIT"]]
+    hit_id = submits[1][3]["request_id"]
+    polls = [a for a in answers("gateway_hit") if a[0].endswith(hit_id)]
+    assert [p[3]["status"] for p in polls] == ["COMPLETED"]  # done at its first poll
+
+
+def test_the_join_cassette_runs_two_requests_on_one_generation() -> None:
+    recorded = answers("gateway_join")
+    submits = [a for a in recorded if a[0].startswith("POST")]
+    assert [s[2]["x-cache-status"] for s in submits] == [["MISS"], ["JOIN"]]
+    first, second = (s[3]["request_id"] for s in submits)
+    assert first != second  # two requests, each with its own id
+    endings = {a[0].rsplit("/", 1)[1]: a[3] for a in recorded if a[0].startswith("GET")}
+    assert endings[first]["output"] == endings[second]["output"]
+
+
+@pytest.mark.usefixtures("no_network")
+def test_the_quota_cassette_says_when_to_come_back() -> None:
+    [(_, ok, _, _), (_, code, headers, body)] = answers("gateway_quota_429")
+    assert (ok, code) == (200, 429)
+    assert headers["retry-after"] == [str(body["retry_after"])]
+    assert body["limit"] == "submits_per_minute"
+    assert headers["ratelimit-policy"] == ['"submits";q=1;w=60']
+    with make_vcr().use_cassette(str(cassette_path("gateway_quota_429"))):
+        limited = play(GATEWAY_BY_NAME["gateway_quota_429"], ReplaySession())
+    assert isinstance(limited, RateLimited)
+    assert limited.retry_after == body["retry_after"]
+
+
+def test_the_budget_cassette_names_the_budget() -> None:
+    [(_, code, _, body)] = answers("gateway_budget_406")
+    assert code == 406
+    assert "budget" in body["error"]
+
+
+def test_the_recorded_webhook_verifies_with_the_published_secret() -> None:
+    hook = recorded_webhook()
+    assert hook.url == HOOK_URL
+    at = dt.datetime.fromtimestamp(hook.timestamp, dt.UTC)
+    event = verify_webhook(hook.body, hook.headers, CASSETTE_WEBHOOK_SECRET, now=at)
+    assert event.type == "job.completed"
+    assert sorted(event.result.videos) == [1, 2, 3, 4]
+    assert event.webhook_id == message_id(event.result.request_id, "job.completed")
+    with pytest.raises(InvalidWebhook):
+        verify_webhook(hook.body.replace(b"COMPLETED", b"FAILED"), hook.headers,
+                       CASSETTE_WEBHOOK_SECRET, now=at)  # fmt: skip
+    with pytest.raises(LookupError, match="gateway_webhook"):
+        recorded_webhook("success")
+
+
 # -- what is on disk --------------------------------------------------------------------
 
 KEY_SHAPED = [
@@ -299,27 +395,38 @@ KEY_SHAPED = [
     re.compile(r"sk-[A-Za-z0-9]{20,}"),
     re.compile(r"whsec_"),
     re.compile(r"sgw_[A-Za-z0-9_-]{8,}"),
-    re.compile(r"Bearer (?!<SEGMIND_API_KEY>)\S+"),
+    re.compile(r"Bearer (?!<SEGMIND_API_KEY>|<TEAM_KEY>)\S+"),
     re.compile(r"X-Amz-(?:Signature|Credential|Security-Token)=(?!<REDACTED>)", re.I),
     re.compile(r"127\.0\.0\.1|localhost"),  # a local host or port left in: not normalised
 ]
 
 
+SEGMIND_ANSWER_HEADERS = {"content-type", "retry-after"}
+GATEWAY_ANSWER_HEADERS = SEGMIND_ANSWER_HEADERS | {
+    "idempotent-replayed", "ratelimit", "ratelimit-policy", "x-cache-status",
+}  # fmt: skip
+STACK_SECRETS = (UPSTREAM_KEY, ADMIN_KEY)  # what the gateway recording ran with
+
+
 @pytest.mark.parametrize("path", cassette_files(), ids=lambda p: p.name)
 def test_no_cassette_holds_a_secret(path: Path) -> None:
     text = path.read_text()
-    for key in RECORDING_KEYS:
+    for key in (*RECORDING_KEYS, *STACK_SECRETS):
         assert key not in text, f"{path.name} holds a recording key"
     for pattern in KEY_SHAPED:
         assert not pattern.search(text), f"{path.name} matches {pattern.pattern}"
+    gateway = path.stem.startswith("gateway_")
+    placeholder = TEAM_KEY_PLACEHOLDER if gateway else AUTH_PLACEHOLDER
     for interaction in load(path)["interactions"]:
-        for name, values in interaction["request"]["headers"].items():
+        request = interaction["request"]
+        for name, values in request["headers"].items():
             if name.lower() in ("x-api-key", "authorization"):
-                assert set(values) <= {AUTH_PLACEHOLDER, BEARER_PLACEHOLDER}, path.name
-        assert {n.lower() for n in interaction["response"]["headers"]} <= {
-            "content-type", "retry-after",
-        }  # fmt: skip
-        assert interaction["request"]["uri"].startswith("https://api.segmind.com/")
+                assert set(values) <= {placeholder, f"Bearer {placeholder}"}, path.name
+        assert {n.lower() for n in interaction["response"]["headers"]} <= (
+            GATEWAY_ANSWER_HEADERS if gateway else SEGMIND_ANSWER_HEADERS
+        )
+        bases = (f"{GATEWAY_BASE}/", HOOK_URL) if gateway else ("https://api.segmind.com/",)
+        assert request["uri"].startswith(bases), request["uri"]
 
 
 def test_the_metadata_survives_loading_by_vcrpy() -> None:
@@ -388,7 +495,7 @@ def shape(value: Any) -> Any:
 
 def test_re_recording_against_the_fake_gives_the_committed_interactions(tmp_path: Path) -> None:
     written = record.record(tmp_path / "cassettes", log=lambda _line: None)
-    assert sorted(p.name for p in written) == sorted(f"{f.name}.yaml" for f in FLOWS)
+    assert sorted(p.name for p in written) == sorted(f"{f.name}.yaml" for f in ALL_FLOWS)
     for fresh in written:
         committed = load(CASSETTES / fresh.name)
         if committed["metadata"]["target"] != "fake":
