@@ -11,7 +11,7 @@ DB ?= gateway.sqlite
 # instead of ~11 min, so a demo finishes while you watch; override freely.
 FAKE_FLAGS ?= --time-scale 0.01
 
-.PHONY: run fake test lint format bench cassettes clean
+.PHONY: run demo fake test lint format bench cassettes clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,10 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/python -m proxy serve --host $(HOST) --port $(PORT) --db $(DB) \
 		--with-fake --fake-args "$(FAKE_FLAGS)" --demo-team
+
+# One four-scene run through the gateway and the fake, with its verified webhook (~10 s).
+demo: $(STAMP)
+	$(BIN)/python -m proxy demo
 
 fake: $(STAMP)
 	$(BIN)/python -m fakeserver --host $(HOST) --port 8001 $(FAKE_FLAGS)

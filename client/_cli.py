@@ -15,10 +15,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import httpx
-from rich.console import Console, Group
-from rich.live import Live
-from rich.progress_bar import ProgressBar
-from rich.table import Table
+from rich.console import Console
 from rich.text import Text
 
 from ._client import Client
@@ -29,12 +26,12 @@ from ._config import (
     DEFAULT_POLL_INTERVAL,
     DEFAULT_WAIT_TIMEOUT,
     EXPECTED_RUN_COST,
-    EXPECTED_RUN_SECONDS,
     ApiKey,
 )
 from ._errors import InsufficientCredits, InvalidInput, SegmindError
 from ._exit_codes import EXIT_CODES, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_OK, exit_code_for
-from ._models import CharacterVideoInputs, JobHandle, JobResult, JobStatus, Progress
+from ._models import CharacterVideoInputs, JobHandle, JobResult, JobStatus
+from ._progress import ProgressDisplay
 
 __all__ = ["main", "run_cli"]
 
@@ -92,63 +89,6 @@ def _parser() -> argparse.ArgumentParser:
 
     sub.add_parser("credits", parents=[common], help="the account's credit balance")
     return parser
-
-
-class _Display:
-    """Progress on stderr: a live panel on a terminal, one line per change elsewhere."""
-
-    def __init__(self, console: Console, request_id: str) -> None:
-        self.console = console
-        self.request_id = request_id
-        self.live: Live | None = None
-        self.last_status: str | None = None
-        if console.is_terminal:
-            self.live = Live(console=console, transient=False, auto_refresh=False)
-
-    def __enter__(self) -> _Display:
-        if self.live is not None:
-            self.live.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        if self.live is not None:
-            self.live.stop()
-
-    def update(self, progress: Progress) -> None:
-        status = progress.status.status if progress.status else "?"
-        if self.live is not None:
-            self.live.update(self._render(progress, status), refresh=True)
-            return
-        if progress.note:
-            self.console.print(f"[{progress.elapsed:6.0f} s] {progress.note}", highlight=False)
-        elif status != self.last_status:
-            self.console.print(f"[{progress.elapsed:6.0f} s] {self.request_id}: {status}")
-        self.last_status = status
-
-    def _render(self, progress: Progress, status: str) -> Group:
-        bar = ProgressBar(
-            total=EXPECTED_RUN_SECONDS, completed=min(progress.elapsed, EXPECTED_RUN_SECONDS)
-        )
-        head = Text.assemble(
-            ("job ", "dim"),
-            (self.request_id, "bold"),
-            "  ",
-            (status, "bold cyan"),
-            f"  {_clock(progress.elapsed)} of ~{_clock(EXPECTED_RUN_SECONDS)} expected",
-            f"  ({progress.polls} polls)",
-        )
-        states = Table.grid(padding=(0, 2))
-        for name, seconds in progress.state_seconds.items():
-            states.add_row(Text(name, "cyan"), _clock(seconds))
-        parts: list[Any] = [head, bar, states]
-        if progress.note:
-            parts.append(Text(progress.note, "yellow"))
-        return Group(*parts)
-
-
-def _clock(seconds: float) -> str:
-    minutes, secs = divmod(int(seconds), 60)
-    return f"{minutes}:{secs:02d}"
 
 
 def run_cli(
@@ -260,7 +200,7 @@ def _wait_and_report(
     args: argparse.Namespace, client: Client, console: Console, job: JobHandle | str
 ) -> tuple[dict[str, Any], str]:
     label = job.request_id if isinstance(job, JobHandle) else job
-    with _Display(console, label) as display:
+    with ProgressDisplay(console, label) as display:
         result = client.wait(
             job,
             poll_interval=args.poll_interval,

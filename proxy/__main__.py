@@ -1,6 +1,7 @@
 """`python -m proxy` (or `segmind-gateway`): serve the gateway, or administer its teams.
 
     python -m proxy serve [--host H] [--port P] [--upstream-url URL] [--db PATH] [--config F]
+    python -m proxy demo [--time-scale 0.01] [--out demo-videos]   # one run, start to finish
     python -m proxy admin create-team NAME [--db PATH] [--daily-budget 50 ...]
     python -m proxy admin list-teams | create-key TEAM | revoke-key PREFIX |
                           revoke-team TEAM | set-limits TEAM [...]
@@ -12,16 +13,24 @@ running gateway. A new key is printed once and never again.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import signal
 import sys
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from types import FrameType
 from typing import Any
 
 from pydantic import ValidationError
 
+from client import CHARACTER_VIDEO_WORKFLOW_ID
+
 from .config import ProxySettings, TeamLimits
+from .demo import add_arguments as add_demo_arguments
+from .demo import run_demo
 from .errors import GatewayError, NotFound
 from .store import SQLiteStore
 from .teams import (
@@ -71,8 +80,13 @@ def _parser() -> argparse.ArgumentParser:
     add(
         "--demo-team",
         action="store_true",
-        help="create (or add a key to) team 'demo' and print its key and a curl line",
+        help="create (or add a key to) team 'demo'; print its key, curl and Python to try",
     )
+    demo = sub.add_parser(
+        "demo",
+        help="one four-scene generation through a local gateway and fake, with its webhook",
+    )
+    add_demo_arguments(demo)
     admin = sub.add_parser("admin", help="create, list and revoke teams and keys")
     admin_sub = admin.add_subparsers(dest="admin_command", required=True)
 
@@ -241,16 +255,38 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"upstream: {settings.upstream_base_url}", flush=True)
     try:
         if args.demo_team:
-            _print_demo(settings)
+            _print_demo(settings, fake=fake is not None)
         print(f"gateway listening on http://{settings.host}:{settings.port}", flush=True)
-        uvicorn.run(
-            create_app(settings), host=settings.host, port=settings.port,
-            log_config=None, access_log=False,
-        )  # fmt: skip
+        with _sigterm_as_exit():
+            uvicorn.run(
+                create_app(settings), host=settings.host, port=settings.port,
+                log_config=None, access_log=False,
+            )  # fmt: skip
+    except KeyboardInterrupt:  # Ctrl-C: uvicorn has shut down gracefully already
+        return 130
     finally:
         if fake is not None:
             fake.stop()
     return 0
+
+
+@contextlib.contextmanager
+def _sigterm_as_exit() -> Iterator[None]:
+    """After a graceful shutdown uvicorn re-raises the signal that asked for it; SIGTERM's
+    default action would end the process on the spot, skipping the `finally` that stops
+    the embedded fake (an orphan on a port). Exit through Python instead."""
+
+    def exit_(signum: int, frame: FrameType | None) -> None:
+        raise SystemExit(128 + signum)
+
+    if threading.current_thread() is not threading.main_thread():
+        yield  # only the main thread may set handlers; uvicorn sets none there either
+        return
+    previous = signal.signal(signal.SIGTERM, exit_)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _scaled_for(fake_args: list[str], settings: ProxySettings) -> dict[str, float]:
@@ -270,7 +306,7 @@ def _scaled_for(fake_args: list[str], settings: ProxySettings) -> dict[str, floa
     }
 
 
-def _print_demo(settings: ProxySettings) -> None:
+def _print_demo(settings: ProxySettings, fake: bool) -> None:
     store = SQLiteStore(settings.db)
     now = time.time()
     names = {t.name for t in store.teams()}
@@ -280,11 +316,39 @@ def _print_demo(settings: ProxySettings) -> None:
         else create_team(store, "demo", settings.default_limits, now)
     )
     store.close()
-    url = f"{settings.base_url}/workflows/68628fe34727e611dfa219b4-v4"
-    print(f"demo team key (shown once): {made.key}", flush=True)
+    base = settings.base_url
+    submit = f"{base}/workflows/{CHARACTER_VIDEO_WORKFLOW_ID}"
+    lines = ["", "demo team 'demo' (the key and secret are shown once, here):",
+             f"  api key:        {made.key}"]  # fmt: skip
     if made.webhook_secret:
-        print(f"demo team webhook secret (shown once): {made.webhook_secret}", flush=True)
-    print(f"try: curl -s -X POST {url} -H 'x-api-key: {made.key}' -d '{{}}'", flush=True)
+        lines.append(f"  webhook secret: {made.webhook_secret}")
+    lines += [
+        "",
+        "submit with curl (the answer's poll_url is where the result appears):",
+        f"  curl -s -X POST {submit} -H 'x-api-key: {made.key}' -d '{{}}'",
+        f"  curl -s {base}/workflows/request/REQUEST_ID -H 'x-api-key: {made.key}'",
+        "",
+        "or with the Python SDK: paste the lines between the rules into .venv/bin/python",
+        "-" * 72,
+        _python_snippet(base, made.key, poll_interval=1.0 if fake else None),
+        "-" * 72,
+        "",
+    ]
+    print("\n".join(lines), flush=True)
+
+
+def _python_snippet(base_url: str, key: str, *, poll_interval: float | None = None) -> str:
+    """Copy-paste Python for one run through this gateway, printing the four video URLs.
+    A gateway answers polls from its store, so a fast fake can be polled every second."""
+    poll = f", poll_interval={poll_interval:g}" if poll_interval is not None else ""
+    return "\n".join([
+        "from client import Client",
+        "",
+        f'with Client(api_key="{key}", base_url="{base_url}") as client:',
+        f'    result = client.run({{"Scene_1": "A knight crosses a misty bridge"}}{poll})',
+        "    for scene, url in result.videos.items():",
+        '        print(f"scene {scene}: {url}")',
+    ])  # fmt: skip
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -293,7 +357,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         argv.insert(0, "serve")  # `python -m proxy --port 8000` means serve
     args = _parser().parse_args(argv)
     try:
-        code = _admin(args) if args.command == "admin" else _serve(args)
+        if args.command == "admin":
+            code = _admin(args)
+        elif args.command == "demo":
+            code = run_demo(args)
+        else:
+            code = _serve(args)
     except (GatewayError, ValueError, ValidationError) as exc:
         message = exc.message if isinstance(exc, GatewayError) else str(exc)
         print(f"proxy: {message}", file=sys.stderr)

@@ -4,6 +4,8 @@ imports the fake, so the two cannot share a misreading of the contract."""
 
 from __future__ import annotations
 
+import json
+import os
 import secrets
 import socket
 import subprocess
@@ -49,9 +51,11 @@ def start_fake(host: str = "127.0.0.1", extra_args: list[str] | None = None) -> 
     port = _free_port(host)
     key = "fake-upstream-" + secrets.token_hex(12)
     argv = [sys.executable, "-m", "fakeserver", "--host", host, "--port", str(port),
-            "--api-key", key, *(extra_args or [])]  # fmt: skip
+            *(extra_args or [])]  # fmt: skip
+    # The key goes by environment, not argv, where anyone on the machine could read it (ps).
+    env = {**os.environ, "FAKESERVER_API_KEYS": json.dumps([key])}
     # Our own interpreter running our own module; no outside input reaches argv[0:3].
-    process = subprocess.Popen(argv, stdout=subprocess.DEVNULL)  # noqa: S603
+    process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, env=env)  # noqa: S603
     fake = EmbeddedFake(f"http://{host}:{port}", key, process)
     deadline = time.monotonic() + READY_SECONDS
     while time.monotonic() < deadline:

@@ -242,13 +242,13 @@ def test_the_module_reports_a_refused_connection() -> None:
 def test_the_live_display_shows_state_elapsed_and_time_per_state() -> None:
     from rich.console import Console
 
-    from client._cli import _Display
     from client._models import JobState, JobStatus, Progress
+    from client._progress import ProgressDisplay
 
     screen = io.StringIO()
     console = Console(file=screen, force_terminal=True, width=100, color_system=None)
     status = JobStatus("job-1", JobState.PROCESSING, "PROCESSING")
-    with _Display(console, "job-1") as display:
+    with ProgressDisplay(console, "job-1") as display:
         display.update(Progress(status, 301.0, 43, {"QUEUED": 21.0, "PROCESSING": 280.0}))
         display.update(Progress(status, 308.0, 43, {}, note="poll failed: 502; retry 1 in 1.0 s"))
     text = screen.getvalue()

@@ -1,0 +1,79 @@
+"""What `make run` prints is meant to be pasted: the Python snippet is taken from a real
+`python -m proxy serve --with-fake --demo-team` process and run, as its own interpreter,
+against that gateway until the four videos are there. The fake runs 1000x faster than
+Segmind (~0.7 s), so the whole test takes a few seconds of real time."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.servers import ServerProcess, start_server
+
+RULE = "-" * 72
+
+
+@pytest.fixture
+def run_gateway(tmp_path: Path) -> Iterator[ServerProcess]:
+    server = start_server(
+        "proxy", "--db", str(tmp_path / "gateway.sqlite"), "--with-fake",
+        "--fake-args", "--time-scale 0.001", "--demo-team",
+    )  # fmt: skip
+    yield server
+    server.stop()
+
+
+def printed_until_listening(server: ServerProcess) -> str:
+    """What the gateway printed before serving; it is all out once /healthz answers."""
+    assert server.proc.stdout is not None
+    lines: list[str] = []
+    while not (lines and lines[-1].startswith("gateway listening on")):
+        line = server.proc.stdout.readline()
+        assert line, "the gateway's output ended before 'gateway listening on':\n" + "".join(lines)
+        lines.append(line)
+    return "".join(lines)
+
+
+def test_the_printed_python_snippet_runs_one_job_to_its_four_videos(
+    run_gateway: ServerProcess,
+) -> None:
+    printed = printed_until_listening(run_gateway)
+    blocks = printed.split(RULE + "\n")
+    assert len(blocks) == 3, f"expected one snippet between two rules:\n{printed}"
+    snippet = blocks[1]
+    key = re.search(r"api key: +(sgw_\S+)", printed)
+    assert key is not None, printed
+    assert f'api_key="{key[1]}"' in snippet
+    assert f'base_url="{run_gateway.url}"' in snippet
+    assert re.search(r"webhook secret: whsec_\S+", printed), printed
+    assert f"curl -s -X POST {run_gateway.url}/workflows/" in printed
+
+    # Pasted into a fresh interpreter: exactly what a reader of `make run` would do.
+    ran = subprocess.run(
+        [sys.executable, "-c", snippet], capture_output=True, text=True, timeout=60
+    )
+    assert ran.returncode == 0, ran.stderr
+    videos = dict(re.findall(r"^scene (\d): (\S+)$", ran.stdout, re.MULTILINE))
+    assert sorted(videos) == ["1", "2", "3", "4"], ran.stdout
+    first = httpx.get(videos["1"], timeout=10)
+    assert first.status_code == 200
+    assert first.content[4:8] == b"ftyp"
+
+
+def test_stopping_the_gateway_stops_its_embedded_fake(run_gateway: ServerProcess) -> None:
+    printed = printed_until_listening(run_gateway)
+    fake = re.search(r"the fake Segmind at (http://\S+)", printed)
+    assert fake is not None, printed
+    assert httpx.get(f"{fake[1]}/healthz", timeout=5).status_code == 200
+
+    run_gateway.stop()  # SIGTERM, as a service manager would send it
+
+    assert run_gateway.proc.returncode == 128 + 15, run_gateway.output
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"{fake[1]}/healthz", timeout=5)
