@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from typing import Any, Literal
 
-from pydantic import AliasChoices, BaseModel, Field, SecretStr
+from pydantic import AliasChoices, BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -60,6 +60,9 @@ class ProxySettings(BaseSettings):
         "charge", description="what a FAILED run costs a team's budget"
     )
     cache_ttl: float = Field(3000.0, ge=0, description="seconds a COMPLETED result is reused")
+    result_ttl: float = Field(
+        3600.0, gt=0, description="seconds after a run's submit that polls answer 404, as Segmind"
+    )
     cache_scope: Literal["team", "shared"] = "team"
     idempotency_ttl: float = Field(86400.0, gt=0)
     max_body_bytes: int = Field(65536, ge=1024)
@@ -97,6 +100,16 @@ class ProxySettings(BaseSettings):
     log_polls: bool = Field(
         False, description="also log successful polls (every other request is always logged)"
     )
+
+    @model_validator(mode="after")
+    def _results_outlive_the_cache(self) -> ProxySettings:
+        # A cache HIT must leave the team time to fetch the videos before they expire.
+        if self.cache_ttl >= self.result_ttl:
+            raise ValueError(
+                f"cache_ttl ({self.cache_ttl:g} s) must be below result_ttl "
+                f"({self.result_ttl:g} s): a cached result would be handed out already expired"
+            )
+        return self
 
     @property
     def base_url(self) -> str:

@@ -89,7 +89,8 @@ class Gateway:
         self.deliverer = Deliverer(self.store, self.clock, settings, webhook_transport)
         self.webhook_policy = AddressPolicy(settings.webhook_allow_networks)
         self.poll_limits = MemoryRateLimiter()
-        self._finished_answers: dict[tuple[str, str], tuple[bytes, RequestRecord]] = {}
+        # (team, request) -> (answer, request, when the result expires)
+        self._finished_answers: dict[tuple[str, str], tuple[bytes, RequestRecord, float]] = {}
         self._submits: set[asyncio.Task[Generation]] = set()
         self._admitting: set[asyncio.Task[Admission]] = set()
 
@@ -226,8 +227,10 @@ class Gateway:
                     limit="polls_per_minute",
                     retry_after=rate.retry_after,
                 )
+        now = self.clock.now()
         finished = self._finished_answers.get((team.id, request_id))
         if finished is not None:
+            self._refuse_expired(request_id, finished[2], now)
             return PollAnswer(finished[0], finished[1], rate)
         found = self.store.read(self.store.sync.request, team.id, request_id)
         if found is None:
@@ -236,14 +239,27 @@ class Gateway:
                 "poll_url the submit answered"
             )
         request, generation = found
+        # Segmind forgets a run (poll: 404) about an hour after it was submitted, and its
+        # video URLs die with it; answering COMPLETED for longer would hand out dead links.
+        expires = generation.created_at + self.settings.result_ttl
+        if generation.terminal:
+            self._refuse_expired(request_id, expires, now)
         body = encode(poll_body(generation))
         if generation.terminal:
             # A terminal state never changes, so its answer can be kept and reused without
             # asking the store again; bounded, oldest first out.
             if len(self._finished_answers) >= FINISHED_ANSWERS:
                 self._finished_answers.pop(next(iter(self._finished_answers)))
-            self._finished_answers[(team.id, request_id)] = (body, request)
+            self._finished_answers[(team.id, request_id)] = (body, request, expires)
         return PollAnswer(body, request, rate)
+
+    def _refuse_expired(self, request_id: str, expires: float, now: float) -> None:
+        if now >= expires:
+            raise NotFound(
+                f"request {request_id!r} has expired: results are kept "
+                f"{self.settings.result_ttl / 60:.0f} minutes after the run was submitted, as "
+                "on Segmind, and its video URLs with them; submit again for a new run"
+            )
 
     def credits(self, team: Team) -> dict[str, float]:
         """What the team can still spend, as Segmind's credits answer: min(day, month) left."""

@@ -27,3 +27,26 @@ async def test_a_run_completes_through_the_gateway(harness: Harness) -> None:
     assert done["status"] == "COMPLETED"
     assert len(json.loads(done["output"])) == 4
     assert len(harness.upstream_calls("submit")) == 1
+
+
+async def test_a_result_expires_an_hour_after_its_run_was_submitted_as_on_segmind(
+    harness: Harness,
+) -> None:
+    key = harness.team("alpha")
+    request_id = (await harness.submit(key, {"Scene_1": "A knight"})).json()["request_id"]
+    await harness.advance(2000)
+    assert (await harness.poll(key, request_id)).json()["status"] == "COMPLETED"  # now cached
+    await harness.advance(1599)  # 3599 s after the submit
+    assert (await harness.poll(key, request_id)).json()["status"] == "COMPLETED"
+    await harness.advance(1)
+    expired = await harness.poll(key, request_id)
+    assert expired.status_code == 404
+    assert "expired" in expired.json()["error"]
+    assert "submit again" in expired.json()["error"]
+
+
+def test_results_must_outlive_the_cache() -> None:
+    from proxy.config import ProxySettings
+
+    with pytest.raises(ValueError, match=r"cache_ttl .* must be below result_ttl"):
+        ProxySettings(cache_ttl=3600, result_ttl=3600)
