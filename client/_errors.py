@@ -13,6 +13,7 @@ SegmindError                      base of everything below; .message, .status_co
 │   ├── RateLimited               429  (.retry_after in seconds, when the server said)
 │   ├── ServerError               500
 │   ├── BadGateway                502
+│   ├── ServiceUnavailable        503  (.retry_after; e.g. the gateway pausing upstream calls)
 │   └── GatewayTimeout            504
 ├── UnexpectedResponse            a 2xx answer the client cannot read (not JSON, missing fields)
 ├── GenerationFailed              the job ended FAILED (.reason)
@@ -54,6 +55,7 @@ __all__ = [
     "RateLimited",
     "SegmindError",
     "ServerError",
+    "ServiceUnavailable",
     "TransportError",
     "TransportTimeout",
     "Unauthorized",
@@ -193,6 +195,23 @@ class BadGateway(APIError):
     advice = "try again later"
 
 
+class ServiceUnavailable(APIError):
+    meaning = "service unavailable: the service cannot take requests for now"
+    advice = "try again later, after Retry-After when the answer gives one"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int | None = 503,
+        request_id: str | None = None,
+        body: Any = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message, status_code=status_code, request_id=request_id, body=body)
+        self.retry_after = retry_after
+
+
 class GatewayTimeout(APIError):
     meaning = "gateway timeout: the service did not answer in time"
     advice = "try again later"
@@ -207,6 +226,7 @@ STATUS_ERRORS: dict[int, type[APIError]] = {
     429: RateLimited,
     500: ServerError,
     502: BadGateway,
+    503: ServiceUnavailable,
     504: GatewayTimeout,
 }
 
@@ -310,7 +330,7 @@ def error_from_response(
         message += f"; the server said: {said}"
     if cls is Unauthorized and auth_hint:
         message += f"; {auth_hint}"
-    if cls is RateLimited and retry_after is not None:
+    if cls in (RateLimited, ServiceUnavailable) and retry_after is not None:
         message += f"; retry after {retry_after:g} s"
     if cls.advice:
         message += f". {cls.advice[0].upper()}{cls.advice[1:]}."
@@ -322,8 +342,8 @@ def error_from_response(
             body=decoded,
             auth_hint=auth_hint,
         )
-    if cls is RateLimited:
-        return RateLimited(
+    if cls is RateLimited or cls is ServiceUnavailable:
+        return cls(
             message,
             status_code=status_code,
             request_id=request_id,

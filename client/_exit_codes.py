@@ -17,6 +17,7 @@
 | 17 | 500 server error (`ServerError`) |
 | 18 | 502 bad gateway (`BadGateway`) |
 | 19 | 504 gateway timeout (`GatewayTimeout`) |
+| 27 | 503 service unavailable (`ServiceUnavailable`) |
 | 20 | the generation failed (`GenerationFailed`) |
 | 21 | gave up waiting, the job may still finish (`WaitTimeout`) |
 | 22 | unreadable answer (`UnexpectedResponse`) |
@@ -45,6 +46,7 @@ from ._errors import (
     RateLimited,
     SegmindError,
     ServerError,
+    ServiceUnavailable,
     TransportError,
     TransportTimeout,
     Unauthorized,
@@ -86,6 +88,7 @@ EXIT_CODES: dict[type[SegmindError], int] = {
     ConnectError: 24,
     TransportTimeout: 25,
     InvalidWebhook: 26,
+    ServiceUnavailable: 27,
 }
 
 

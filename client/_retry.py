@@ -17,7 +17,7 @@ __all__ = ["RNG", "RetryPolicy", "backoff_delay", "parse_retry_after"]
 
 #: Status codes after which a *poll* is retried. A submit is never retried on 5xx: the job
 #: may have started, and a second submit would be paid twice.
-POLL_RETRY_STATUSES = frozenset({429, 500, 502, 504})
+POLL_RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 #: Status codes after which a *submit* is retried: the rate limiter refused it, no job started.
 SUBMIT_RETRY_STATUSES = frozenset({429})
 #: Longest Retry-After the client will honour by sleeping; longer ones are raised instead.

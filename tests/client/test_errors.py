@@ -22,6 +22,7 @@ from client import (
     RetryPolicy,
     SegmindError,
     ServerError,
+    ServiceUnavailable,
     TransportError,
     TransportTimeout,
     Unauthorized,
@@ -41,6 +42,7 @@ EXPECTED = {
     429: RateLimited,
     500: ServerError,
     502: BadGateway,
+    503: ServiceUnavailable,  # what the gateway answers while it cannot reach Segmind
     504: GatewayTimeout,
 }
 
@@ -74,7 +76,7 @@ def test_each_code_raises_its_class_on_poll_with_the_request_id(
     assert caught.value.status_code == code
 
 
-@pytest.mark.parametrize("code", [402, 409, 418, 451, 501, 503, 599])
+@pytest.mark.parametrize("code", [402, 409, 418, 451, 501, 505, 599])
 def test_unknown_codes_become_a_plain_api_error(make_client: MakeClient, code: int) -> None:
     client, _ = make_client(reply(code, "plain text failure"), retry=ONE_TRY)
     with pytest.raises(APIError) as caught:
@@ -170,3 +172,19 @@ def test_error_messages_name_the_action(make_client: MakeClient) -> None:
     assert message.startswith(f"could not poll job {JOB_ID}")
     assert "one hour" in message
     assert isinstance(caught.value, SegmindError)
+
+
+def test_a_503_carries_retry_after_and_a_poll_retries_it(make_client: MakeClient) -> None:
+    busy = reply(503, {"error": "upstream paused"}, headers={"Retry-After": "12"})
+    client, _ = make_client(busy, retry=ONE_TRY)
+    with pytest.raises(ServiceUnavailable) as caught:
+        client.status(JOB_ID)
+    assert caught.value.retry_after == 12
+    assert "retry after 12 s" in caught.value.message
+    client, recorder = make_client(busy, reply(200, {"status": "PROCESSING"}))
+    assert client.status(JOB_ID).status == "PROCESSING"
+    assert len(recorder.requests) == 2
+    client, recorder = make_client(busy, retry=RetryPolicy(max_attempts=3))
+    with pytest.raises(ServiceUnavailable):
+        client.submit()  # a submit is not retried on 5xx: the run may have started
+    assert len(recorder.requests) == 1

@@ -11,8 +11,8 @@ def test_exported_names_are_pinned() -> None:
         "ConnectTimeout", "Credits", "Forbidden", "GatewayTimeout", "GenerationFailed",
         "InsufficientCredits", "InvalidInput", "InvalidWebhook", "JobHandle", "JobResult",
         "JobState", "JobStatus", "NotFound", "OutputItem", "Progress", "RateLimited",
-        "RetryPolicy", "SegmindError", "ServerError", "SystemClock", "TransportError",
-        "TransportTimeout", "Unauthorized", "UnexpectedResponse", "WaitTimeout",
+        "RetryPolicy", "SegmindError", "ServerError", "ServiceUnavailable", "SystemClock",
+        "TransportError", "TransportTimeout", "Unauthorized", "UnexpectedResponse", "WaitTimeout",
         "WebhookEvent", "decode_output", "verify_webhook",
     }  # fmt: skip
 
