@@ -6,8 +6,10 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import httpx
 
@@ -27,7 +29,9 @@ def free_port() -> int:
 class ServerProcess:
     url: str
     port: int
-    proc: subprocess.Popen[str]
+    proc: subprocess.Popen[bytes]
+    # A file, not a pipe: a pipe nobody reads fills at 64 KiB and blocks a chatty server.
+    log: Path
     argv: list[str] = field(default_factory=list)
     output: str | None = None
 
@@ -37,26 +41,33 @@ class ServerProcess:
             if self.proc.poll() is None:
                 self.proc.terminate()
             try:
-                out, _ = self.proc.communicate(timeout=10)
+                self.proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
-                out, _ = self.proc.communicate()
-            self.output = out or ""
+                self.proc.wait()
+            self.output = self.printed()
+            self.log.unlink(missing_ok=True)
         return self.output
+
+    def printed(self) -> str:
+        """What the process has printed so far (everything, once stopped)."""
+        if self.output is not None:
+            return self.output
+        return self.log.read_bytes().decode(errors="replace")
 
 
 def start_server(module: str, *args: str, env: dict[str, str] | None = None) -> ServerProcess:
     """`python -m <module> --host 127.0.0.1 --port <free> ...`, returned once /healthz answers."""
     port = free_port()
     argv = [sys.executable, "-m", module, "--host", "127.0.0.1", "--port", str(port), *args]
-    proc = subprocess.Popen(
-        argv,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env={**os.environ, **(env or {})},
-    )
-    server = ServerProcess(f"http://127.0.0.1:{port}", port, proc, argv)
+    handle, name = tempfile.mkstemp(prefix=f"{module}-", suffix=".log")
+    os.close(handle)
+    log = Path(name)
+    with log.open("ab") as sink:  # the child keeps its own copy of the descriptor
+        proc = subprocess.Popen(
+            argv, stdout=sink, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}
+        )
+    server = ServerProcess(f"http://127.0.0.1:{port}", port, proc, log, argv)
     deadline = time.monotonic() + READY_SECONDS
     # Waiting for a process to listen, not for a job: the clock of the fake is not involved.
     while time.monotonic() < deadline:

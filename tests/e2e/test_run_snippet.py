@@ -30,14 +30,10 @@ def run_gateway(tmp_path: Path) -> Iterator[ServerProcess]:
 
 
 def printed_until_listening(server: ServerProcess) -> str:
-    """What the gateway printed before serving; it is all out once /healthz answers."""
-    assert server.proc.stdout is not None
-    lines: list[str] = []
-    while not (lines and lines[-1].startswith("gateway listening on")):
-        line = server.proc.stdout.readline()
-        assert line, "the gateway's output ended before 'gateway listening on':\n" + "".join(lines)
-        lines.append(line)
-    return "".join(lines)
+    """What the gateway printed before serving: all flushed once /healthz answers."""
+    printed = server.printed()
+    assert "gateway listening on" in printed, printed
+    return printed
 
 
 def test_the_printed_python_snippet_runs_one_job_to_its_four_videos(
