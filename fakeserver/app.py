@@ -7,8 +7,9 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
 
-from . import admin, api
+from . import admin, api, openapi
 from .clock import Clock
 from .errors import ApiError
 from .faults import FaultMiddleware
@@ -30,14 +31,19 @@ async def _http_error(request: Request, exc: Exception) -> Response:
         message = f"{request.method} is not allowed on {request.url.path}"
     else:
         message = f"Not Found: no endpoint {request.url.path}; see the fake's README"
-    return JSONResponse({"error": message}, exc.status_code)
+    # Keep the router's headers: a 405 must say what is allowed (`Allow`, RFC 9110).
+    return JSONResponse({"error": message}, exc.status_code, headers=exc.headers)
 
 
 def create_app(settings: FakeSettings | None = None, clock: Clock | None = None) -> Starlette:
     """A fake Segmind server; `app.state.fake` holds its state for tests."""
     state = FakeState(settings or FakeSettings(), clock)
     app = Starlette(
-        routes=[*api.routes, *admin.routes],
+        routes=[
+            *api.routes,
+            Route("/openapi.json", openapi.openapi, methods=["GET"]),
+            *admin.routes,
+        ],
         middleware=[
             Middleware(JournalMiddleware, journal=state.journal, accounts=state.accounts),
             Middleware(FaultMiddleware, plan=state.faults),

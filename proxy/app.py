@@ -20,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from . import admin
+from . import admin, openapi
 from .auth import authenticate
 from .clock import Clock
 from .config import ProxySettings
@@ -205,7 +205,8 @@ async def _http_error(request: Request, exc: Exception) -> Response:
         message = f"{request.method} is not allowed on {request.url.path}"
     else:
         message = f"no endpoint {request.url.path}; the gateway serves Segmind's workflow API"
-    return JSONResponse({"error": message}, exc.status_code)
+    # Keep the router's headers: a 405 must say what is allowed (`Allow`, RFC 9110).
+    return JSONResponse({"error": message}, exc.status_code, headers=exc.headers)
 
 
 def create_app(
@@ -242,6 +243,7 @@ def create_app(
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
             Route("/metrics", metrics, methods=["GET"]),
+            Route("/openapi.json", openapi.openapi, methods=["GET"]),
             *admin.routes,
         ],
         middleware=[
