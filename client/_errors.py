@@ -168,21 +168,29 @@ class InsufficientCredits(APIError):
     advice = "top up the account's credits"
 
 
-class RateLimited(APIError):
-    meaning = "rate limited: too many requests"
-    advice = "slow down, or wait for the limit window to pass"
+class _ComeBackLater(APIError):
+    """An answer that may say when to try again (`Retry-After`, in seconds)."""
+
+    default_status: int
 
     def __init__(
         self,
         message: str,
         *,
-        status_code: int | None = 429,
+        status_code: int | None = None,
         request_id: str | None = None,
         body: Any = None,
         retry_after: float | None = None,
     ) -> None:
-        super().__init__(message, status_code=status_code, request_id=request_id, body=body)
+        status = self.default_status if status_code is None else status_code
+        super().__init__(message, status_code=status, request_id=request_id, body=body)
         self.retry_after = retry_after
+
+
+class RateLimited(_ComeBackLater):
+    meaning = "rate limited: too many requests"
+    advice = "slow down, or wait for the limit window to pass"
+    default_status = 429
 
 
 class ServerError(APIError):
@@ -195,21 +203,10 @@ class BadGateway(APIError):
     advice = "try again later"
 
 
-class ServiceUnavailable(APIError):
+class ServiceUnavailable(_ComeBackLater):
     meaning = "service unavailable: the service cannot take requests for now"
     advice = "try again later, after Retry-After when the answer gives one"
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        status_code: int | None = 503,
-        request_id: str | None = None,
-        body: Any = None,
-        retry_after: float | None = None,
-    ) -> None:
-        super().__init__(message, status_code=status_code, request_id=request_id, body=body)
-        self.retry_after = retry_after
+    default_status = 503
 
 
 class GatewayTimeout(APIError):
@@ -330,7 +327,7 @@ def error_from_response(
         message += f"; the server said: {said}"
     if cls is Unauthorized and auth_hint:
         message += f"; {auth_hint}"
-    if cls in (RateLimited, ServiceUnavailable) and retry_after is not None:
+    if issubclass(cls, _ComeBackLater) and retry_after is not None:
         message += f"; retry after {retry_after:g} s"
     if cls.advice:
         message += f". {cls.advice[0].upper()}{cls.advice[1:]}."
@@ -342,7 +339,7 @@ def error_from_response(
             body=decoded,
             auth_hint=auth_hint,
         )
-    if cls is RateLimited or cls is ServiceUnavailable:
+    if issubclass(cls, _ComeBackLater):
         return cls(
             message,
             status_code=status_code,

@@ -53,6 +53,7 @@ from client import (
 from client._progress import ProgressDisplay
 
 from .config import ProxySettings
+from .embedded import terminate
 from .store import SQLiteStore
 from .teams import create_team
 
@@ -202,13 +203,7 @@ class GatewayProcess:
         raise DemoError(f"the gateway did not answer {self.url}/healthz within {seconds:.0f} s")
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
+        terminate(self.process, grace=10.0)  # the gateway stops its fake on the way out
 
     def tail(self, lines: int = LOG_TAIL_LINES) -> str:
         try:

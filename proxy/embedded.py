@@ -15,7 +15,7 @@ import time
 import httpx
 from pydantic import SecretStr
 
-__all__ = ["EmbeddedFake", "start_fake"]
+__all__ = ["EmbeddedFake", "start_fake", "terminate"]
 
 READY_SECONDS = 20.0
 
@@ -30,13 +30,18 @@ class EmbeddedFake:
         return SecretStr(self.key)
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(5)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
+        terminate(self.process, grace=5.0)
+
+
+def terminate(process: subprocess.Popen[bytes], grace: float) -> None:
+    """SIGTERM, `grace` seconds to finish (a server drains its connections), then SIGKILL."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(grace)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(5)
 
 
 def _free_port(host: str) -> int:
