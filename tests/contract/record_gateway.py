@@ -208,7 +208,7 @@ class GatewaySession:
 def gateway_target() -> Iterator[Target]:
     with (
         tempfile.TemporaryDirectory(prefix="record-gateway-") as tmp,
-        running_stack(Path(tmp) / "gateway.sqlite", "recorder") as stack,
+        running_stack(Path(tmp) / "gateway.sqlite", "recorder", "--seed", str(SEED)) as stack,
     ):
         receiver = Receiver()
         receiver.start()
@@ -219,7 +219,8 @@ def gateway_target() -> Iterator[Target]:
                 session,
                 secrets,
                 "the gateway (python -m proxy --clock virtual, SQLite store) in front of the "
-                "fake Segmind (python -m fakeserver --clock virtual), both under uvicorn on "
+                f"fake Segmind (python -m fakeserver --clock virtual --seed {SEED}), both under "
+                "uvicorn on "
                 "loopback",
                 Surface(
                     {
