@@ -220,8 +220,7 @@ def gateway_target() -> Iterator[Target]:
                 secrets,
                 "the gateway (python -m proxy --clock virtual, SQLite store) in front of the "
                 f"fake Segmind (python -m fakeserver --clock virtual --seed {SEED}), both under "
-                "uvicorn on "
-                "loopback",
+                "uvicorn on loopback",
                 Surface(
                     {
                         receiver.url: HOOK_URL,
