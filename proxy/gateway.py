@@ -21,7 +21,7 @@ from .cache import canonical_inputs, generation_key, scoped_key
 from .clock import Clock, SystemClock, VirtualClock
 from .config import ProxySettings
 from .delivery import Deliverer
-from .errors import BadInput, GatewayError, LimitExceeded, NotFound
+from .errors import BadInput, GatewayError, LimitExceeded, NotFound, UnconfirmedSubmit
 from .logs import configure_logging
 from .metrics import Metrics
 from .poller import Poller
@@ -172,7 +172,9 @@ class Gateway:
         self.metrics.spent(team.name, self.settings.price)
         # The paid submit runs as its own task: if the caller goes away mid-flight, the run
         # is still recorded (and its concurrency slot released) rather than orphaned.
-        task = asyncio.get_running_loop().create_task(self._start(admission.generation, inputs))
+        task = asyncio.get_running_loop().create_task(
+            self._start(admission.generation, inputs, admission.request.id)
+        )
         self._submits.add(task)
         task.add_done_callback(self._submits.discard)
         # Retrieve the outcome even when the caller left, so no error goes unobserved.
@@ -180,12 +182,16 @@ class Gateway:
         generation = await asyncio.shield(task)
         return Admission(admission.request, generation, admission.replayed, admission.rate)
 
-    async def _start(self, generation: Generation, inputs: dict[str, Any]) -> Generation:
+    async def _start(
+        self, generation: Generation, inputs: dict[str, Any], request_id: str
+    ) -> Generation:
         try:
             upstream_id = await self.upstream.submit(generation.workflow_id, inputs, generation.id)
         except GatewayError as exc:
-            # Nothing ran (or nothing can be known to have run): the team gets its money
-            # and its concurrency slot back, and joined requests see the failure.
+            # Joined requests see the failure; the concurrency slot comes back. The money
+            # comes back only if no run can have started, or the operators said so.
+            unconfirmed = isinstance(exc, UnconfirmedSubmit)
+            refund = not unconfirmed or self.settings.failed_runs == "refund"
             failed = await self.store.write(
                 self.store.sync.record_status,
                 generation.id,
@@ -193,9 +199,22 @@ class Gateway:
                 self.clock.now(),
                 error=exc.message,
                 terminal=True,
-                refund=True,
+                refund=refund,
+                answered=request_id,  # its caller gets this error now, not a webhook later
             )
             self._finished(failed)
+            if unconfirmed:
+                log.warning(
+                    "unconfirmed submit: a paid run may exist upstream with no id here",
+                    extra={"generation_id": generation.id, "team_id": generation.owner_team_id},
+                )
+                # Only the paying request's answer speaks of its team's money.
+                exc.message += (
+                    "; nothing was charged to your team (failed runs are refunded here)"
+                    if refund
+                    else f"; your team was charged ${generation.cost:.2f} for it, as the "
+                    "company may have been"
+                )
             raise
         now = self.clock.now()
         started = await self.store.write(

@@ -20,7 +20,7 @@ import client
 
 from .clock import Clock
 from .config import ProxySettings
-from .errors import BadInput, GatewayError, UpstreamFailure
+from .errors import BadInput, GatewayError, UnconfirmedSubmit, UpstreamFailure
 from .logs import Redactor
 from .quotas import gcra
 
@@ -183,10 +183,21 @@ class Upstream:
                 status_code=502,
             )
         timeout = isinstance(exc, client.TransportTimeout | client.GatewayTimeout)
+        code = 504 if timeout else 502
+        if action == "submit" and not isinstance(exc, client.ConnectError):
+            # The request went out and no job id came back: Segmind may be running (and
+            # billing) a job that nothing here can see. Say so; never pretend it is free.
+            return UnconfirmedSubmit(
+                f"Segmind did not confirm the submit ({type(exc).__name__}: {exc.message}); "
+                "a paid run may have started there that the gateway cannot follow, and a "
+                "retry starts (and pays for) a new one",
+                status_code=code,
+                headers={"Retry-After": "60"},
+            )
         return UpstreamFailure(
             f"Segmind failed to {action} ({type(exc).__name__}: {exc.message}); nothing was "
             "charged to your team; retry in a minute",
-            status_code=504 if timeout else 502,
+            status_code=code,
             headers={"Retry-After": "60"},
         )
 

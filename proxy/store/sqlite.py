@@ -621,9 +621,11 @@ class SQLiteStore(OutboxMixin):
         next_poll_at: float | None = None,
         cache_ttl: float = 0.0,
         refund: bool = False,
+        answered: str | None = None,
     ) -> Generation:
         """Write what the upstream said; a terminal state also fills the cache or refunds,
-        in the same transaction, so a crash never leaves one without the other."""
+        in the same transaction, so a crash never leaves one without the other. The
+        request `answered` (already told the outcome in its answer) gets no webhook."""
         with self._transaction() as db:
             current = self._generation_by_id(db, generation_id)
             if current.terminal:
@@ -655,7 +657,8 @@ class SQLiteStore(OutboxMixin):
             if terminal:
                 # The outbox is written with the state it reports: never one without the other.
                 for request in self._requests_of(db, generation_id):
-                    enqueue(db, request, finished, now)
+                    if request.id != answered:
+                        enqueue(db, request, finished, now)
             return finished
 
     def record_poll_failure(

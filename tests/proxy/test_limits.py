@@ -252,15 +252,31 @@ async def test_what_a_failed_run_costs_follows_the_setting(
 
 
 @pytest.mark.parametrize("mode", ["charge", "refund"])
+@pytest.mark.parametrize(("code", "answered"), [(400, 400), (406, 503), (429, 503)])
 async def test_a_submit_the_upstream_refused_is_never_charged(
-    make_harness: MakeHarness, mode: str
+    make_harness: MakeHarness, mode: str, code: int, answered: int
 ) -> None:
     harness = await make_harness(failed_runs=mode)
     key = harness.team("refused", **limited(daily_budget=10.0))
+    harness.fake_state.faults.script("submit", [{"code": code, "times": 5}])
+    answer = await harness.drive(harness.submit(key, scene(1)))
+    assert answer.status_code == answered, answer.text
+    assert await credits(harness, key) == pytest.approx(10.0, abs=1e-4)
+
+
+@pytest.mark.parametrize(("mode", "charged"), [("charge", PRICE), ("refund", 0.0)])
+async def test_a_submit_segmind_may_have_started_costs_what_a_failed_run_costs(
+    make_harness: MakeHarness, mode: str, charged: float
+) -> None:
+    harness = await make_harness(failed_runs=mode)
+    key = harness.team("unconfirmed", **limited(daily_budget=10.0))
     harness.fake_state.faults.script("submit", [{"code": 500}])
     answer = await harness.submit(key, scene(1))
     assert answer.status_code == 502, answer.text
-    assert await credits(harness, key) == pytest.approx(10.0, abs=1e-4)
+    assert "may have started" in answer.json()["error"]
+    said = "was charged" if charged else "nothing was charged"
+    assert said in answer.json()["error"]
+    assert await credits(harness, key) == pytest.approx(10.0 - charged, abs=1e-4)
 
 
 async def test_a_completed_run_stays_charged(harness: Harness) -> None:

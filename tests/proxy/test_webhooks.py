@@ -11,6 +11,7 @@ loopback allowlisted. Every delivery is verified as a team's receiver would: wit
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import email.utils
 import json
@@ -363,6 +364,33 @@ async def test_every_request_gets_its_own_delivery_hit_and_join_included(
         assert data["cost"] == (PRICE if cache_status == "MISS" else 0.0)
     assert len({d.id for d in receiver.deliveries}) == 4
     assert len(harness.upstream_calls("submit")) == 1
+    assert_clean(receiver.deliveries)
+
+
+async def test_a_submit_that_fails_in_its_answer_sends_no_webhook_but_its_joiners_get_one(
+    hooks: HooksFactory,
+) -> None:
+    # The first caller learns of the failure in its own (502) answer, which carries no
+    # request id it could match a webhook to; a request that joined it was answered 200
+    # with an id, so only that one is told by webhook.
+    harness, receiver = await hooks()
+    team = harness.new_team("alpha")
+    harness.fake_state.faults.script(
+        "submit", [{"code": 429, "headers": {"Retry-After": "2"}}, {"code": 502}]
+    )
+    first = asyncio.ensure_future(
+        harness.submit(team.key, KNIGHT, **{"X-Webhook-Url": receiver.script("/first")})
+    )
+    await harness.clock.wait_for_sleepers(1)
+    joined = await submit(harness, team.key, receiver.script("/joined"))
+    await harness.advance(10)
+    failed = await first
+    assert failed.status_code == 502, failed.text
+    await harness.advance(200_000)
+    [delivery] = receiver.deliveries
+    assert delivery.path == "/joined"
+    assert delivery.data["request_id"] == joined
+    assert delivery.verify(str(team.webhook_secret)).failed
     assert_clean(receiver.deliveries)
 
 
