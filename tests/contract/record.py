@@ -703,6 +703,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     flows = [FLOWS_BY_NAME[n] for n in args.only] if args.only else list(FLOWS)
     live_key = None
+    if not args.live and os.environ.get("SEGMIND_API_KEY", "").strip():
+        # A key in the environment never spends money by itself: say what it would take.
+        print(
+            f"SEGMIND_API_KEY is set, but recording from the fake. {LIVE_COST_WARNING} "
+            "To record from real Segmind, add --live --i-accept-the-cost.",
+            file=sys.stderr,
+        )
     if args.live:
         print(LIVE_COST_WARNING, file=sys.stderr)
         if os.environ.get("CI"):

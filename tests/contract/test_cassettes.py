@@ -580,3 +580,22 @@ def test_live_recording_needs_a_key_and_never_runs_in_ci(
     live_env.setenv("CI", "true")
     assert record.main(["--live", "--i-accept-the-cost"]) == 2
     assert "never runs in CI" in capsys.readouterr().err
+
+
+def test_a_key_in_the_environment_alone_records_from_the_fake_and_says_how_to_go_live(
+    live_env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    live_env.setenv("SEGMIND_API_KEY", "SG_not-a-real-key-0123")
+    seen: dict[str, object] = {}
+
+    def fake_only(out: Path, **kwargs: object) -> list[Path]:
+        seen.update(kwargs)
+        return []
+
+    live_env.setattr(record, "record", fake_only)
+    assert record.main(["--out", str(tmp_path)]) == 0
+    assert seen["live_key"] is None
+    err = capsys.readouterr().err
+    assert "recording from the fake" in err
+    assert "costs money" in err
+    assert "--live --i-accept-the-cost" in err
