@@ -127,9 +127,10 @@ def cassette_path(name: str, directory: str | Path | None = None) -> Path:
     """The path of one cassette, by flow name (`"success"`, `"error_429"`...) or file name.
 
     Raises `FileNotFoundError` naming the folder searched, e.g. when the package is
-    installed without the repository: vendor the YAML files and pass `directory`.
+    installed without the repository: vendor the YAML files and pass `directory`. The
+    path is absolute: vcrpy would read a relative one inside `make_vcr`'s library folder.
     """
-    folder = Path(directory) if directory is not None else cassette_dir()
+    folder = (Path(directory) if directory is not None else cassette_dir()).absolute()
     path = folder / (name if name.endswith((".yaml", ".yml")) else f"{name}.yaml")
     if not path.is_file():
         known = sorted(p.stem for p in folder.glob("*.yaml")) if folder.is_dir() else []

@@ -12,6 +12,7 @@ import datetime as dt
 import json
 import random
 import re
+import shutil
 import socket
 from pathlib import Path
 from typing import Any
@@ -455,6 +456,25 @@ def test_cassette_path_names_what_it_knows(tmp_path: Path) -> None:
         cassette_path("no-such-flow")
     with pytest.raises(FileNotFoundError, match="vendor"):
         cassette_path("success", directory=tmp_path)
+
+
+def test_vendored_cassettes_replay_from_a_folder_relative_to_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As the README tells another team: copy the YAML into its own tests/cassettes and
+    # name that folder relative to where pytest runs.
+    vendored = tmp_path / "tests" / "cassettes"
+    vendored.mkdir(parents=True)
+    for name in ("success.yaml", "gateway_webhook.yaml"):
+        shutil.copy(CASSETTES / name, vendored / name)
+    monkeypatch.chdir(tmp_path)
+    with (
+        make_vcr().use_cassette(cassette_path("success", directory="tests/cassettes")),
+        Client(api_key="any", base_url="https://api.segmind.com") as client,
+    ):
+        assert sorted(client.run({}, poll_interval=0.01).videos) == [1, 2, 3, 4]
+    hook = recorded_webhook(directory="tests/cassettes")
+    assert hook.url == HOOK_URL
 
 
 # -- the recorder -----------------------------------------------------------------------
