@@ -32,8 +32,19 @@ from ._errors import InsufficientCredits, InvalidInput, SegmindError
 from ._exit_codes import EXIT_CODES, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_OK, exit_code_for
 from ._models import CharacterVideoInputs, JobHandle, JobResult, JobStatus
 from ._progress import ProgressDisplay
+from ._retry import RetryPolicy
 
 __all__ = ["main", "run_cli"]
+
+
+def _retries(text: str) -> int:
+    try:
+        count = int(text)
+    except ValueError:
+        count = -1
+    if count < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number of retries >= 0, got {text!r}")
+    return count
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -45,6 +56,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     common.add_argument("--json", action="store_true", help="one JSON document on stdout")
     common.add_argument("--timeout", type=float, default=30.0, help="seconds per HTTP exchange")
+    common.add_argument(
+        "--retries",
+        type=_retries,
+        default=RetryPolicy().max_attempts - 1,
+        help="retries of a failed exchange, with backoff (default %(default)s; 0 fails fast)",
+    )
 
     waiting = argparse.ArgumentParser(add_help=False)
     waiting.add_argument("--poll-interval", type=float, default=DEFAULT_POLL_INTERVAL)
@@ -114,6 +131,7 @@ def run_cli(
             base_url=args.base_url,
             auth=args.auth,
             timeout=args.timeout,
+            retry=RetryPolicy(max_attempts=args.retries + 1),
             transport=transport,
             clock=clock,
         )

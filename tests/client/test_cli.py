@@ -175,6 +175,23 @@ def test_a_failed_generation(fake_cli: tuple[Fake, Cli]) -> None:
     assert "no face found" in err
 
 
+@pytest.mark.parametrize(("retries", "code", "tries"), [("0", 18, 1), ("1", 18, 2), ("2", 0, 3)])
+def test_retries_sets_how_often_a_failed_exchange_is_tried_again(
+    fake_cli: tuple[Fake, Cli], retries: str, code: int, tries: int
+) -> None:
+    fake, cli = fake_cli
+    fake.script("credits", {"status": 502}, {"status": 502})  # then the real answer
+    assert cli("credits", *base("--retries", retries))[0] == code
+    assert len(fake.journal("credits")) == tries
+
+
+def test_retries_must_be_a_whole_number(fake_cli: tuple[Fake, Cli]) -> None:
+    fake, cli = fake_cli
+    assert cli("credits", *base("--retries", "-1"))[0] == 2
+    assert cli("credits", *base("--retries", "many"))[0] == 2
+    assert fake.journal("credits") == []
+
+
 @pytest.mark.parametrize(
     ("argv", "code"),
     [
@@ -234,7 +251,9 @@ def test_the_module_runs_end_to_end_against_a_real_fake_process(
 def test_the_module_reports_a_refused_connection() -> None:
     from tests.servers import free_port
 
-    done = run_module("credits", "--base-url", f"http://127.0.0.1:{free_port()}", "--api-key", "k")
+    # --retries 0: the default four retries with backoff would only add seconds here.
+    url = f"http://127.0.0.1:{free_port()}"
+    done = run_module("credits", "--base-url", url, "--api-key", "k", "--retries", "0")
     assert done.returncode == 24
     assert "could not connect" in done.stderr
 
