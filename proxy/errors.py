@@ -6,7 +6,7 @@
     ├── NotFound                 404: no such workflow, or no such request for this team
     ├── LimitExceeded            429 (rate, concurrency) or 406 (budget), names the limit
     ├── UpstreamFailure          502/503/504: Segmind refused or failed; says what to do
-    │   └── UnconfirmedSubmit    502/504: a submit Segmind may have started (no clear answer)
+    │   └── UnconfirmedSubmit    502/504: a submit Segmind may have started (no answer at all)
     └── StoreUnavailable         503: the gateway cannot check limits, so admits nothing
 
 No message ever contains the upstream key or a team key: messages are built from team
@@ -92,9 +92,9 @@ class UpstreamFailure(GatewayError):
 
 
 class UnconfirmedSubmit(UpstreamFailure):
-    """Segmind gave a submit no clear answer (a 5xx, a timeout, a connection broken after
-    the request went out, an unreadable 200): a paid run may have started there that the
-    gateway has no id to follow. Never retried; charged per `failed_runs`."""
+    """Segmind gave a submit no answer (a timeout, a connection broken after the request
+    went out, an unreadable 200): a paid run may have started there that the gateway has
+    no id to follow. Never retried; charged per `failed_runs`."""
 
 
 class StoreUnavailable(GatewayError):

@@ -184,9 +184,11 @@ class Upstream:
             )
         timeout = isinstance(exc, client.TransportTimeout | client.GatewayTimeout)
         code = 504 if timeout else 502
-        if action == "submit" and not isinstance(exc, client.ConnectError):
-            # The request went out and no job id came back: Segmind may be running (and
-            # billing) a job that nothing here can see. Say so; never pretend it is free.
+        if action == "submit" and not isinstance(exc, client.ConnectError | client.APIError):
+            # The request went out and no answer came back (a timeout, a broken connection,
+            # an unreadable 200): Segmind may be running, and billing, a job that nothing
+            # here can see. Say so; never pretend it is free. (A 5xx is an answer: Segmind
+            # said the submit failed, and is not taken to bill for it.)
             return UnconfirmedSubmit(
                 f"Segmind did not confirm the submit ({type(exc).__name__}: {exc.message}); "
                 "a paid run may have started there that the gateway cannot follow, and a "

@@ -270,9 +270,11 @@ async def test_a_submit_segmind_may_have_started_costs_what_a_failed_run_costs(
 ) -> None:
     harness = await make_harness(failed_runs=mode)
     key = harness.team("unconfirmed", **limited(daily_budget=10.0))
-    harness.fake_state.faults.script("submit", [{"code": 500}])
+    # The job is created, then the connection breaks before any answer.
+    harness.fake_state.faults.script("submit", [{"fault": "reset", "after": True}])
     answer = await harness.submit(key, scene(1))
     assert answer.status_code == 502, answer.text
+    assert len(harness.fake_state.jobs) == 1
     assert "may have started" in answer.json()["error"]
     said = "was charged" if charged else "nothing was charged"
     assert said in answer.json()["error"]
