@@ -215,16 +215,19 @@ def create_app(
     clock: Clock | None = None,
     upstream_transport: httpx.AsyncBaseTransport | None = None,
     webhook_transport: httpx.AsyncBaseTransport | None = None,
+    wall_clock: Clock | None = None,
 ) -> Starlette:
     """The gateway; `app.state.gateway` holds its service object (store, poller, clock).
 
     The transports are for tests: the upstream's stands in for Segmind (the fake,
-    in-process); the webhook one replaces the SSRF-guarded socket transport."""
+    in-process); the webhook one replaces the SSRF-guarded socket transport. `wall_clock`
+    times the process's heartbeat (default: real time, whatever `clock` is)."""
     gateway = Gateway(
         settings or ProxySettings(),
         clock=clock,
         upstream_transport=upstream_transport,
         webhook_transport=webhook_transport,
+        wall_clock=wall_clock,
     )
 
     @asynccontextmanager

@@ -96,6 +96,17 @@ class ProxySettings(BaseSettings):
         description='networks webhooks may reach though not public, e.g. ["127.0.0.0/8"]',
     )
     clock: Literal["system", "virtual"] = "system"
+    instance_id: str | None = Field(
+        None,
+        description="this process's name among gateways sharing the store; keep it across "
+        "restarts, unique among live processes (default: host name and port)",
+    )
+    lease_seconds: float = Field(
+        30.0,
+        gt=0,
+        description="real seconds after a process's last heartbeat before another process "
+        "takes over polling its runs",
+    )
     log_level: str = "INFO"
     log_polls: bool = Field(
         False, description="also log successful polls (every other request is always logged)"

@@ -11,6 +11,7 @@ import asyncio
 import hashlib
 import json
 import logging
+import socket
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -22,6 +23,7 @@ from .clock import Clock, SystemClock, VirtualClock
 from .config import ProxySettings
 from .delivery import Deliverer
 from .errors import BadInput, GatewayError, LimitExceeded, NotFound, UnconfirmedSubmit
+from .leases import Heartbeat
 from .logs import configure_logging
 from .metrics import Metrics
 from .poller import Poller
@@ -70,11 +72,14 @@ class Gateway:
         upstream_transport: httpx.AsyncBaseTransport | None = None,
         webhook_transport: httpx.AsyncBaseTransport | None = None,
         metrics: Metrics | None = None,
+        wall_clock: Clock | None = None,
     ) -> None:
         self.settings = settings
         self.clock: Clock = clock or (
             VirtualClock() if settings.clock == "virtual" else SystemClock()
         )
+        # Stable across a restart on the same port, distinct between live processes.
+        self.instance = settings.instance_id or f"{socket.gethostname()}:{settings.port}"
         self.metrics = metrics or Metrics()
         secrets = [settings.upstream_key.get_secret_value()] if settings.upstream_key else []
         configure_logging(settings.log_level, secrets=secrets)
@@ -84,7 +89,15 @@ class Gateway:
             settings, self.clock, self.budget, upstream_transport, on_call=self.metrics.upstream
         )
         self.poller = Poller(
-            self.store, self.upstream, self.clock, settings, on_terminal=self._finished
+            self.store,
+            self.upstream,
+            self.clock,
+            settings,
+            on_terminal=self._finished,
+            instance=self.instance,
+        )
+        self.heartbeat = Heartbeat(
+            self.store, wall_clock or SystemClock(), self.instance, settings.lease_seconds
         )
         self.deliverer = Deliverer(self.store, self.clock, settings, webhook_transport)
         self.webhook_policy = AddressPolicy(settings.webhook_allow_networks)
@@ -95,9 +108,11 @@ class Gateway:
         self._admitting: set[asyncio.Task[Admission]] = set()
 
     async def start(self) -> None:
-        resumed = await self.poller.resume()
+        await self.heartbeat.beat()
+        resumed = await self.poller.resume(await self.heartbeat.claim(own=True))
         if resumed:
             log.info("resumed polling of %d unfinished generations", resumed)
+        self.heartbeat.start(self._adopt)
         self._update_in_flight()
         self.deliverer.start()
 
@@ -107,6 +122,7 @@ class Gateway:
         if self._submits:
             await asyncio.gather(*self._submits, return_exceptions=True)
         await self.poller.close()
+        await self.heartbeat.close()
         await self.deliverer.close()
         await self.upstream.aclose()
         self.store.close()
@@ -139,6 +155,7 @@ class Gateway:
             fingerprint=hashlib.sha256(f"{key}|{int(options.no_cache)}".encode()).hexdigest(),
             idempotency_ttl=self.settings.idempotency_ttl,
             expected_run_seconds=self.settings.expected_run_seconds,
+            instance=self.instance,
         )
         # Admission runs as its own task too: the store's writer thread commits it even if
         # the caller is cancelled while waiting, and a paid run that was admitted must then
@@ -294,6 +311,11 @@ class Gateway:
         return {"credits": round(max(min(left), 0.0), 4) if left else 1e9, "free-credits": 0.0}
 
     # -- bookkeeping --------------------------------------------------------------------
+
+    async def _adopt(self, generations: list[Generation]) -> None:
+        """Runs another gateway process stopped polling: this one polls them now."""
+        await self.poller.adopt(generations)
+        self._update_in_flight()
 
     def _finished(self, generation: Generation) -> None:
         self._update_in_flight()

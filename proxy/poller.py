@@ -1,4 +1,5 @@
-"""One poll loop per running generation, never one per request.
+"""One poll loop per running generation, never one per request, and with several gateway
+processes on one store, in only the process that holds the run's lease (`leases.py`).
 
 Each loop sleeps on the gateway's clock until the generation's `next_poll_at` (kept in the
 store, so a restart resumes the schedule), asks the upstream once through the global
@@ -42,8 +43,11 @@ class Poller:
         clock: Clock,
         settings: ProxySettings,
         on_terminal: Callable[[Generation], None] | None = None,
+        instance: str | None = None,
     ) -> None:
         self.store = store
+        # The gateway process this poller runs in: it polls only the runs leased to it.
+        self.instance = instance
         self.upstream = upstream
         self.clock = clock
         self.settings = settings
@@ -100,28 +104,31 @@ class Poller:
             return  # a duration the model cannot take (e.g. beyond its bounds): skip it
         await self.store.write(self.store.sync.kv_set, MODEL_KEY, json.dumps(self.model.to_json()))
 
-    async def resume(self) -> int:
-        """After a restart: load what was learnt, poll every unfinished generation again;
-        fail the ones cut off mid-submit, since whether the upstream started them cannot
-        be known."""
+    async def resume(self, claimed: list[Generation]) -> int:
+        """At start: load what was learnt, then adopt the runs this process claimed (its
+        own from before a restart, and any whose process died); returns how many it polls."""
         saved = self.store.read(self.store.sync.kv_get, MODEL_KEY)
         if saved:
             try:
                 self.model = DurationModel.from_json(json.loads(saved))
             except (ValueError, KeyError, TypeError):
                 log.warning("the stored duration model is unreadable; starting from the prior")
-        resumed = 0
-        for generation in self.store.read(self.store.sync.running_generations):
+        await self.adopt(claimed)
+        return sum(1 for generation in claimed if generation.upstream_id is not None)
+
+    async def adopt(self, generations: list[Generation]) -> None:
+        """Poll these runs from now on; fail the ones cut off mid-submit, since whether the
+        upstream started them cannot be known."""
+        for generation in generations:
             if generation.upstream_id is None:
                 await self._finish(
                     generation,
                     "FAILED",
-                    error="the gateway restarted while submitting this run; submit it again",
+                    error="the gateway stopped while submitting this run, so whether Segmind "
+                    "started it cannot be known; submit it again",
                 )
                 continue
             self.track(generation.id)
-            resumed += 1
-        return resumed
 
     async def settle(self) -> None:
         """Return once every loop is asleep or finished.
@@ -166,14 +173,30 @@ class Poller:
                 wait = (generation.next_poll_at or self.clock.now()) - self.clock.now()
                 if wait > 0:
                     await self._sleep(wait)
-                await self._poll_once(generation)
+                if not self._holds(generation_id):
+                    return
+                await self._poll_once(self.store.read(self.store.sync.generation, generation_id))
         except asyncio.CancelledError:
             raise
         except Exception:
-            # A bug or a store outage: log it and let resume() pick the run up again.
+            # A bug or a store outage: log it; a restart (resume) picks the run up again.
             log.exception("poll loop for generation %s stopped", generation_id)
         finally:
             self._leave()
+
+    def _holds(self, generation_id: str) -> bool:
+        """Whether this process still polls the run: another takes it over if this one's
+        heartbeat lapsed (a process paused for longer than its lease)."""
+        if self.instance is None:
+            return True
+        holder = self.store.read(self.store.sync.lease_holder, generation_id)
+        if holder == self.instance:
+            return True
+        if holder is not None:
+            log.warning(
+                "generation %s is polled by instance %s now; this one stops", generation_id, holder
+            )
+        return False
 
     async def _poll_once(self, generation: Generation) -> None:
         settings, now = self.settings, self.clock.now()

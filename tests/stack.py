@@ -62,18 +62,22 @@ class BothClocks:
 
 
 def gateway_env(fake_url: str) -> dict[str, str]:
-    # Test webhook receivers listen on loopback, which the gateway refuses by default.
+    # Test webhook receivers listen on loopback, which the gateway refuses by default. A
+    # restarted test gateway gets a new port, so it keeps its instance id explicitly, as an
+    # operator restarting one process would: it takes its runs back at once.
     return {
         "SEGMIND_API_KEY": UPSTREAM_KEY,
         "PROXY_ADMIN_KEY": ADMIN_KEY,
         "PROXY_WEBHOOK_ALLOW_NETWORKS": '["127.0.0.0/8"]',
+        "PROXY_INSTANCE_ID": "e2e-gateway",
     }
 
 
-def start_gateway(fake_url: str, db: Path) -> ServerProcess:
+def start_gateway(fake_url: str, db: Path, env: dict[str, str] | None = None) -> ServerProcess:
+    """A gateway process on store `db`; `env` adds to (or overrides) `gateway_env`."""
     return start_server(
         "proxy", "--upstream-url", fake_url, "--db", str(db), "--clock", "virtual",
-        env=gateway_env(fake_url),
+        env={**gateway_env(fake_url), **(env or {})},
     )  # fmt: skip
 
 

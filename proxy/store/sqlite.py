@@ -29,6 +29,7 @@ from ..quotas import (
     seconds_to_next_day,
     seconds_to_next_month,
 )
+from .leases import LEASE_SCHEMA, LeaseMixin
 from .outbox import OUTBOX_SCHEMA, OutboxMixin, enqueue
 from .records import Admission, CacheStatus, Generation, RequestRecord, Team, TeamKey
 
@@ -150,6 +151,7 @@ class AdmissionRequest:
     fingerprint: str = ""  # what an Idempotency-Key replay must match
     idempotency_ttl: float = 86400.0
     expected_run_seconds: float = 673.9
+    instance: str | None = None  # the gateway process that will poll a new run (its lease)
 
 
 def _generation(row: sqlite3.Row | tuple[Any, ...]) -> Generation:
@@ -163,7 +165,7 @@ def _request(row: sqlite3.Row | tuple[Any, ...]) -> RequestRecord:
     return RequestRecord(rid, team, gid, created, CacheStatus(cache_status), webhook, idem)
 
 
-class SQLiteStore(OutboxMixin):
+class SQLiteStore(OutboxMixin, LeaseMixin):
     """Synchronous; every method is one transaction. `AsyncStore` runs the writes."""
 
     def __init__(self, path: str, busy_timeout: float = 5.0) -> None:
@@ -174,7 +176,7 @@ class SQLiteStore(OutboxMixin):
         self._auth_cache: dict[str, Team | None] = {}
         # executescript manages its own transaction; CREATE ... IF NOT EXISTS is idempotent.
         db = self._connection()
-        db.executescript(SCHEMA + OUTBOX_SCHEMA)
+        db.executescript(SCHEMA + OUTBOX_SCHEMA + LEASE_SCHEMA)
         columns = {row[1] for row in db.execute("PRAGMA table_info(teams)")}
         for column in ("webhook_secret_previous TEXT", "webhook_previous_until REAL"):
             if column.split()[0] not in columns:  # stores made before secret rotation
@@ -401,6 +403,13 @@ class SQLiteStore(OutboxMixin):
                         month,
                     ),
                 )
+                if ask.instance is not None:
+                    # Leased with its creation: no other process may take a run still
+                    # being submitted for a run of its own.
+                    db.execute(
+                        "INSERT INTO poll_leases (generation_id, instance) VALUES (?, ?)",
+                        (ask.generation_id, ask.instance),
+                    )
                 generation = self._generation_by_id(db, ask.generation_id)
             request = RequestRecord(
                 ask.request_id,
@@ -592,9 +601,12 @@ class SQLiteStore(OutboxMixin):
     def generation(self, generation_id: str) -> Generation:
         return self._generation_by_id(self._connection(), generation_id)
 
-    def running_generations(self) -> list[Generation]:
-        rows = self._connection().execute(
-            f"SELECT {GENERATION_COLUMNS} FROM generations WHERE terminal = 0 ORDER BY created_at"
+    def _generation_rows(
+        self, db: sqlite3.Connection, clause: str, args: tuple[object, ...]
+    ) -> list[Generation]:
+        """Generations (aliased `g`) selected by a JOIN/WHERE `clause` with bound `args`."""
+        rows = db.execute(
+            f"SELECT {_qualified('g', GENERATION_COLUMNS)} FROM generations g {clause}", args
         )
         return [_generation(row) for row in rows]
 
@@ -655,6 +667,7 @@ class SQLiteStore(OutboxMixin):
                 self._refund(db, generation_id)
             finished = self._generation_by_id(db, generation_id)
             if terminal:
+                db.execute("DELETE FROM poll_leases WHERE generation_id = ?", (generation_id,))
                 # The outbox is written with the state it reports: never one without the other.
                 for request in self._requests_of(db, generation_id):
                     if request.id != answered:

@@ -18,7 +18,9 @@ import pytest
 from segmind import SegmindClient
 
 from client import Client
+from tests.receiver import eventually
 from tests.stack import (
+    ADMIN_KEY,
     WORKFLOW,
     BothClocks,
     Stack,
@@ -111,4 +113,39 @@ def test_a_killed_gateway_resumes_its_runs_after_restart(stack: Stack, clocks: B
     answer = httpx.get(poll_url, headers=headers).json()
     assert answer["status"] == "COMPLETED"
     assert len(json.loads(answer["output"])) == 4
+    assert len(stack.journal("submit")) == 1
+
+
+def test_a_second_gateway_on_the_store_takes_over_the_runs_of_one_killed(
+    stack: Stack, tmp_path: Path
+) -> None:
+    # Two more gateways on the stack's store, with one-second leases (the default is 30 s):
+    # the only real waiting here is for a's lease to lapse, never for a job.
+    lease = {"PROXY_LEASE_SECONDS": "1"}
+    stack.gateway.stop()  # (cleanly) so that only b is there to take the run over
+    a = start_gateway(stack.fake.url, stack.db, {**lease, "PROXY_INSTANCE_ID": "lease-a"})
+    b = start_gateway(stack.fake.url, stack.db, {**lease, "PROXY_INSTANCE_ID": "lease-b"})
+    headers = {"x-api-key": stack.team_key}
+    try:
+        queued = httpx.post(
+            f"{a.url}/workflows/{WORKFLOW}", json={"Scene_2": "A lantern"}, headers=headers
+        ).json()
+        os.kill(a.proc.pid, signal.SIGKILL)
+        a.stop()
+        eventually(lambda: "took over 1 runs" in b.printed(), what="b took a's run over")
+        with httpx.Client(headers={"x-admin-key": ADMIN_KEY}) as admin:
+
+            def advanced_and_done() -> bool:
+                # The fake's and b's clocks move together, as one Segmind time.
+                admin.post(f"{stack.fake.url}/__admin/clock/advance", json={"seconds": 100})
+                admin.post(f"{b.url}/admin/clock/advance", json={"seconds": 100})
+                answer = httpx.get(
+                    f"{b.url}/workflows/request/{queued['request_id']}", headers=headers
+                )
+                return bool(answer.json()["status"] == "COMPLETED")
+
+            eventually(advanced_and_done, what="b polled a's run to its end")
+    finally:
+        a.stop()
+        b.stop()
     assert len(stack.journal("submit")) == 1

@@ -50,6 +50,9 @@ class Stack:
                 "SEGMIND_API_KEY": UPSTREAM_KEY,
                 "PROXY_ADMIN_KEY": ADMIN_KEY,
                 "PROXY_WEBHOOK_ALLOW_NETWORKS": '["127.0.0.0/8"]',
+                # Restarted on a new port, it is still the one process: it keeps its id
+                # and so takes its runs back at once.
+                "PROXY_INSTANCE_ID": "e2e-webhooks-gateway",
             },
         )  # fmt: skip
 

@@ -20,7 +20,7 @@ from fakeserver import VirtualClock as FakeClock
 from fakeserver import create_app as create_fake
 from fakeserver.state import FakeState
 from proxy.app import create_app
-from proxy.clock import VirtualClock
+from proxy.clock import Clock, VirtualClock
 from proxy.config import ProxySettings, TeamLimits
 from proxy.gateway import Gateway
 from proxy.teams import NewKey, create_team
@@ -197,11 +197,13 @@ async def start_harness(
     *,
     webhook_transport: httpx.AsyncBaseTransport | None = None,
     clock_start: float | None = None,
+    wall_clock: Clock | None = None,
     **settings: Any,
 ) -> Harness:
     """`webhook_transport` replaces the deliverer's SSRF-guarded sockets (e.g. an
     `httpx.ASGITransport` to an in-process receiver); `clock_start` starts both virtual
-    clocks there instead of at their epoch."""
+    clocks there instead of at their epoch; `wall_clock` times the gateway's heartbeat
+    (default: real time)."""
     fake_clock = FakeClock() if clock_start is None else FakeClock(start=clock_start)
     fake_app = create_fake(
         FakeSettings(
@@ -227,6 +229,7 @@ async def start_harness(
         clock=clock,
         upstream_transport=upstream,
         webhook_transport=webhook_transport,
+        wall_clock=wall_clock,
     )
     gateway: Gateway = app.state.gateway
     await gateway.start()

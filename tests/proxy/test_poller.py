@@ -291,7 +291,7 @@ async def test_a_run_cut_off_mid_submit_by_a_restart_is_failed_not_resubmitted(
 
     failed = await status_of(harness, key, ask.request_id)
     assert failed["status"] == "FAILED"
-    assert "restarted while submitting" in failed["error_message"]
+    assert "stopped while submitting" in failed["error_message"]
     assert harness.upstream_calls("submit") == []  # it may have run: never sent again
     assert harness.gateway.poller.tracked == 0
     again = await harness.submit(key, KNIGHT)  # not cached, and the slot is free
