@@ -7,6 +7,7 @@ upstream client and HTTP app run; only the paid upstream is the fake.
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,14 +16,17 @@ from typing import Any, TypeVar
 import httpx
 from starlette.applications import Starlette
 
+from client import CHARACTER_VIDEO_WORKFLOW_ID
 from fakeserver import FakeSettings
 from fakeserver import VirtualClock as FakeClock
 from fakeserver import create_app as create_fake
 from fakeserver.state import FakeState
 from proxy.app import create_app
+from proxy.cache import canonical_inputs, generation_key, scoped_key
 from proxy.clock import Clock, VirtualClock
-from proxy.config import ProxySettings, TeamLimits
+from proxy.config import PRICE, ProxySettings, TeamLimits
 from proxy.gateway import Gateway
+from proxy.store import AdmissionRequest, Team
 from proxy.teams import NewKey, create_team
 from tests.faulting import FaultingASGITransport
 
@@ -189,6 +193,25 @@ class Harness:
         await self.gateway.start()
         self.http = httpx.AsyncClient(transport=httpx.ASGITransport(app=self.app),
                                       base_url=GATEWAY_URL)  # fmt: skip
+
+
+def admission_for(
+    team: Team, body: dict[str, str], instance: str | None = None
+) -> AdmissionRequest:
+    """What the gateway asks the store to admit for `body` (a MISS, by team scope): for
+    tests that leave a run admitted but never submitted, as a crash mid-submit does."""
+    workflow_id = CHARACTER_VIDEO_WORKFLOW_ID
+    inputs = canonical_inputs(workflow_id, body)
+    return AdmissionRequest(
+        team=team,
+        request_id=uuid.uuid4().hex,
+        generation_id=uuid.uuid4().hex,
+        scope_key=scoped_key(generation_key(workflow_id, inputs), team.id, False),
+        workflow_id=workflow_id,
+        inputs=inputs,
+        price=PRICE,
+        instance=instance,
+    )
 
 
 async def start_harness(

@@ -10,7 +10,6 @@ takes no real waiting.
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -21,14 +20,17 @@ import httpx
 import pytest
 from starlette.applications import Starlette
 
-from client import CHARACTER_VIDEO_WORKFLOW_ID
 from proxy.app import create_app
-from proxy.cache import canonical_inputs, generation_key, scoped_key
 from proxy.clock import VirtualClock
-from proxy.config import PRICE
 from proxy.gateway import Gateway
-from proxy.store import AdmissionRequest
-from tests.proxy.harness import GATEWAY_URL, Harness, UpstreamTransport, start_harness, stop_harness
+from tests.proxy.harness import (
+    GATEWAY_URL,
+    Harness,
+    UpstreamTransport,
+    admission_for,
+    start_harness,
+    stop_harness,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -230,18 +232,7 @@ async def test_a_run_its_dead_gateway_was_submitting_is_failed_not_resubmitted(
 ) -> None:
     key = team(pair)
     store = pair.a.store.sync
-    alpha = store.team("alpha")
-    inputs = canonical_inputs(CHARACTER_VIDEO_WORKFLOW_ID, KNIGHT)
-    ask = AdmissionRequest(
-        team=alpha,
-        request_id=uuid.uuid4().hex,
-        generation_id=uuid.uuid4().hex,
-        scope_key=scoped_key(generation_key(CHARACTER_VIDEO_WORKFLOW_ID, inputs), alpha.id, False),
-        workflow_id=CHARACTER_VIDEO_WORKFLOW_ID,
-        inputs=inputs,
-        price=PRICE,
-        instance="gateway-c",
-    )
+    ask = admission_for(store.team("alpha"), KNIGHT, instance="gateway-c")
     # What a third gateway leaves when it dies between admitting a run and Segmind's answer.
     store.heartbeat("gateway-c", pair.b_wall.now() + LEASE)
     store.admit(ask, pair.harness.clock.now())

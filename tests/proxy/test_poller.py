@@ -7,18 +7,14 @@ poller's schedule runs on the gateway's virtual clock: `advance(7)` is one poll 
 from __future__ import annotations
 
 import asyncio
-import uuid
 from typing import Any
 
 import pytest
 
-from client import CHARACTER_VIDEO_WORKFLOW_ID
 from fakeserver.jobs import FAILURE_REASONS
-from proxy.cache import canonical_inputs, generation_key, scoped_key
 from proxy.config import PRICE
-from proxy.store import AdmissionRequest
 from tests.proxy.conftest import MakeHarness
-from tests.proxy.harness import UPSTREAM_KEY, Harness
+from tests.proxy.harness import UPSTREAM_KEY, Harness, admission_for
 
 pytestmark = pytest.mark.anyio
 
@@ -273,18 +269,7 @@ async def test_a_run_cut_off_mid_submit_by_a_restart_is_failed_not_resubmitted(
 ) -> None:
     key = harness.team("alpha", max_concurrent=1)
     store = harness.gateway.store.sync
-    team = store.team("alpha")
-    workflow_id = CHARACTER_VIDEO_WORKFLOW_ID
-    inputs = canonical_inputs(workflow_id, KNIGHT)
-    ask = AdmissionRequest(
-        team=team,
-        request_id=uuid.uuid4().hex,
-        generation_id=uuid.uuid4().hex,
-        scope_key=scoped_key(generation_key(workflow_id, inputs), team.id, False),
-        workflow_id=workflow_id,
-        inputs=inputs,
-        price=PRICE,
-    )
+    ask = admission_for(store.team("alpha"), KNIGHT)
     # The state a crash leaves between admitting a run and hearing Segmind's answer.
     store.admit(ask, harness.clock.now())
     await harness.restart()
