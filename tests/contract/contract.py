@@ -199,7 +199,7 @@ INVALID_INPUT = Scenario(
     no_cassette="no cassette holds an invalid submit: error_400.yaml is a 400 forced on a "
     "valid submit, checked by `forced_400`",
 )
-CREDITS = Scenario("credits", None, "free", no_cassette="no cassette records the credits endpoint")
+CREDITS = Scenario("credits", "credits", "free")
 
 
 def forced_scenario(code: int) -> Scenario:

@@ -50,6 +50,7 @@ from client import (
     BadGateway,
     BadRequest,
     Client,
+    Credits,
     Forbidden,
     GatewayTimeout,
     GenerationFailed,
@@ -156,16 +157,19 @@ class Flow:
     name: str
     description: str
     drive: Callable[[Session], object]
-    expect: type[SegmindError] | None  # None: completes with four videos
+    expect: type[SegmindError] | None  # None: completes with four videos (or `returns`)
     how: str = ""  # how the fake was brought to answer so
     inputs: Mapping[str, str] = field(default_factory=dict)
     live: bool = False  # can be recorded from real Segmind
     inputs_note: str = "all defaults ({} and the spelled-out defaults match)"
     limits: Mapping[str, float] = field(default_factory=dict)  # gateway flows: team limits
+    returns: type | None = None  # what a flow that runs no job answers (expect is None)
 
     @property
     def expectation(self) -> str:
-        return "JobResult with 4 videos" if self.expect is None else self.expect.__name__
+        if self.expect is not None:
+            return self.expect.__name__
+        return "JobResult with 4 videos" if self.returns is None else self.returns.__name__
 
 
 def _run(inputs: Mapping[str, str], prefer: str | None = None) -> Callable[[Session], object]:
@@ -190,6 +194,11 @@ def _submit(
             return client.submit({})
 
     return drive
+
+
+def _credits(session: Session) -> object:
+    with session.client() as client:
+        return client.credits()
 
 
 def _expired(session: Session) -> object:
@@ -274,6 +283,16 @@ FLOWS: tuple[Flow, ...] = (
         RateLimited,
         how="`Prefer: code=429` on the submit (header not kept in the cassette)",
     ),
+    Flow(
+        "credits",
+        "the account's balance: `GET /v1/get-user-credits` answers credits and free-credits",
+        _credits,
+        None,
+        how="the recording account's balance as the fake keeps it",
+        live=True,
+        returns=Credits,
+        inputs_note="no body (a GET)",
+    ),
     _forced(500, ServerError, "server error"),
     _forced(502, BadGateway, "bad gateway"),
     _forced(504, GatewayTimeout, "timeout"),
@@ -293,6 +312,10 @@ def play(flow: Flow, session: Session) -> object:
         return exc
     if flow.expect is not None:
         raise AssertionError(f"flow {flow.name}: expected {flow.expectation}, got {outcome!r}")
+    if flow.returns is not None:
+        if not isinstance(outcome, flow.returns):
+            raise AssertionError(f"flow {flow.name}: expected {flow.expectation}, got {outcome!r}")
+        return outcome
     if not isinstance(outcome, JobResult) or sorted(outcome.videos) != [1, 2, 3, 4]:
         raise AssertionError(f"flow {flow.name}: expected four videos, got {outcome!r}")
     return outcome
@@ -676,14 +699,21 @@ def dump(cassette: Mapping[str, Any]) -> str:
 # -- command line -----------------------------------------------------------------------
 
 
+def _gateway_flows_by_name() -> dict[str, Flow]:
+    from tests.contract import record_gateway  # it builds on this module
+
+    return {flow.name: flow for flow in record_gateway.GATEWAY_FLOWS}
+
+
 def _parser() -> argparse.ArgumentParser:
+    names = sorted([*FLOWS_BY_NAME, *_gateway_flows_by_name()])
     p = argparse.ArgumentParser(
         prog="python -m tests.contract.record",
         description="Record cassettes/ from the fake Segmind (default) or real Segmind.",
     )
     p.add_argument("--out", type=Path, default=cassette_dir(), help="default: cassettes/")
     p.add_argument(
-        "--only", action="append", metavar="FLOW", choices=sorted(FLOWS_BY_NAME),
+        "--only", action="append", metavar="FLOW", choices=names,
         help="record only this flow (repeat for more)",
     )  # fmt: skip
     p.add_argument(
@@ -701,7 +731,10 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    flows = [FLOWS_BY_NAME[n] for n in args.only] if args.only else list(FLOWS)
+    flows = [FLOWS_BY_NAME[n] for n in args.only or FLOWS_BY_NAME if n in FLOWS_BY_NAME]
+    gateway = _gateway_flows_by_name()
+    # None: the default (all of the gateway's, from the fake); --only picks among them too.
+    gateway_flows = [gateway[n] for n in args.only if n in gateway] if args.only else None
     live_key = None
     if not args.live and os.environ.get("SEGMIND_API_KEY", "").strip():
         # A key in the environment never spends money by itself: say what it would take.
@@ -724,13 +757,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
         skipped = [f.name for f in flows if not f.live]
         flows = [f for f in flows if f.live]
+        gateway_flows = []  # the gateway's flows are recorded in front of the fake only
         if skipped:
             print(
                 f"real Segmind cannot be made to answer these; kept from the fake: "
                 f"{', '.join(skipped)}",
                 file=sys.stderr,
             )
-    written = record(args.out, flows=flows, live_key=live_key)
+    written = record(args.out, flows=flows, live_key=live_key, gateway_flows=gateway_flows)
     print(f"{len(written)} cassettes in {args.out}")
     return 0
 

@@ -162,7 +162,9 @@ def test_each_cassette_replays_its_flow_through_the_client(flow: Flow) -> None:
         i for i, x in enumerate(load(path)["interactions"]) if x["request"]["uri"] != HOOK_URL
     ]
     assert all(cassette.play_counts[i] > 0 for i in sent_by_client), "a recorded answer unused"
-    if flow.expect is None:
+    if flow.returns is not None:
+        assert isinstance(outcome, flow.returns)
+    elif flow.expect is None:
         assert isinstance(outcome, JobResult)
         assert outcome.request_id in (FIRST_ID, f"{2:032x}")
         assert all(
@@ -619,3 +621,34 @@ def test_a_key_in_the_environment_alone_records_from_the_fake_and_says_how_to_go
     assert "recording from the fake" in err
     assert "costs money" in err
     assert "--live --i-accept-the-cost" in err
+
+
+@pytest.mark.parametrize(
+    ("only", "segmind", "gateway"),
+    [
+        (["credits"], ["credits"], []),
+        (["gateway_hit"], [], ["gateway_hit"]),
+        (["success", "gateway_join"], ["success"], ["gateway_join"]),
+        ([], [f.name for f in FLOWS], None),  # None: all of the gateway's, the default
+    ],
+)
+def test_only_records_the_flows_it_names_segminds_and_the_gateways(
+    live_env: pytest.MonkeyPatch,
+    tmp_path: Path,
+    only: list[str],
+    segmind: list[str],
+    gateway: list[str] | None,
+) -> None:
+    live_env.delenv("SEGMIND_API_KEY", raising=False)
+    seen: dict[str, Any] = {}
+
+    def noted(out: Path, **kwargs: Any) -> list[Path]:
+        seen.update(kwargs)
+        return []
+
+    live_env.setattr(record, "record", noted)
+    argv = [arg for name in only for arg in ("--only", name)]
+    assert record.main(["--out", str(tmp_path), *argv]) == 0
+    assert [f.name for f in seen["flows"]] == segmind
+    chosen = seen["gateway_flows"]
+    assert (None if chosen is None else [f.name for f in chosen]) == gateway
