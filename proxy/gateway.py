@@ -84,7 +84,7 @@ class Gateway:
         secrets = [settings.upstream_key.get_secret_value()] if settings.upstream_key else []
         configure_logging(settings.log_level, secrets=secrets)
         self.store = AsyncStore(SQLiteStore(settings.db))
-        self.budget = UpstreamBudget(self.clock, settings.upstream_requests_per_minute)
+        self.budget = UpstreamBudget(self.clock, settings.upstream_requests_per_minute, self.store)
         self.upstream = Upstream(
             settings, self.clock, self.budget, upstream_transport, on_call=self.metrics.upstream
         )

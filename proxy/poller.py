@@ -23,6 +23,7 @@ import client
 
 from .clock import Clock
 from .config import ProxySettings
+from .errors import StoreUnavailable
 from .schedule import PRIOR_MEDIAN, DurationModel, PollSchedule
 from .store import AsyncStore, Generation
 from .upstream import Upstream
@@ -32,6 +33,7 @@ __all__ = ["Poller"]
 log = logging.getLogger("proxy.poller")
 
 MAX_BACKOFF = 120.0
+STORE_RETRY = 5.0  # seconds before a poll loop tries a store it could not reach again
 MODEL_KEY = "poller.duration_model"
 
 
@@ -173,13 +175,25 @@ class Poller:
                 wait = (generation.next_poll_at or self.clock.now()) - self.clock.now()
                 if wait > 0:
                     await self._sleep(wait)
-                if not self._holds(generation_id):
-                    return
-                await self._poll_once(self.store.read(self.store.sync.generation, generation_id))
+                try:
+                    if not self._holds(generation_id):
+                        return
+                    await self._poll_once(
+                        self.store.read(self.store.sync.generation, generation_id)
+                    )
+                except StoreUnavailable:
+                    # Locked or unreachable for a moment (every poll writes the store, for
+                    # the shared upstream budget too): the run is not lost, so try again.
+                    log.warning(
+                        "store unavailable while polling generation %s; retrying in %.0f s",
+                        generation_id,
+                        STORE_RETRY,
+                    )
+                    await self._sleep(STORE_RETRY)
         except asyncio.CancelledError:
             raise
         except Exception:
-            # A bug or a store outage: log it; a restart (resume) picks the run up again.
+            # A bug: log it; a restart (resume) picks the run up again.
             log.exception("poll loop for generation %s stopped", generation_id)
         finally:
             self._leave()

@@ -22,7 +22,7 @@ from .clock import Clock
 from .config import ProxySettings
 from .errors import BadInput, GatewayError, UnconfirmedSubmit, UpstreamFailure
 from .logs import Redactor
-from .quotas import gcra
+from .store import AsyncStore
 
 __all__ = ["Upstream", "UpstreamBudget", "UpstreamGone"]
 
@@ -39,41 +39,27 @@ class UpstreamGone(GatewayError):
 
 class UpstreamBudget:
     """The company-wide cap on upstream calls (Segmind's limit is per account, shared by
-    every team): GCRA over the gateway's clock, submits served before polls, and a pause
-    for everyone after an upstream 429."""
+    every team and every gateway process on the store): GCRA over the gateway's clock,
+    submits served before polls, and a pause for everyone after an upstream 429. The
+    state is in the store (`store/budget.py`), so processes sharing it share the budget."""
 
-    def __init__(self, clock: Clock, per_minute: int) -> None:
+    def __init__(self, clock: Clock, per_minute: int, store: AsyncStore) -> None:
         self.clock = clock
         self.per_minute = per_minute
-        self._tat: float | None = None
-        self._paused_until = 0.0
-        self._submits_waiting = 0
+        self.store = store
 
-    def pause(self, seconds: float) -> None:
-        self._paused_until = max(self._paused_until, self.clock.now() + seconds)
+    async def pause(self, seconds: float) -> None:
+        await self.store.write(self.store.sync.pause_upstream, self.clock.now() + seconds)
 
     async def acquire(self, kind: str, sleep: Sleep | None = None) -> None:
         sleep = sleep or self.clock.sleep
-        submit = kind == "submit"
-        if submit:
-            self._submits_waiting += 1
-        try:
-            while True:
-                now = self.clock.now()
-                if now < self._paused_until:
-                    await sleep(self._paused_until - now)
-                    continue
-                if not submit and self._submits_waiting:
-                    await sleep(60.0 / self.per_minute)
-                    continue
-                decision = gcra(self._tat, now, self.per_minute)
-                if decision.allowed:
-                    self._tat = decision.tat
-                    return
-                await sleep(decision.retry_after)
-        finally:
-            if submit:
-                self._submits_waiting -= 1
+        while True:
+            wait = await self.store.write(
+                self.store.sync.take_upstream, kind, self.clock.now(), self.per_minute
+            )
+            if wait <= 0:
+                return
+            await sleep(wait)
 
 
 class Upstream:
@@ -116,6 +102,8 @@ class Upstream:
             )
         except client.SegmindError as exc:
             self._on_call("submit", _status_label(exc))
+            if isinstance(exc, client.RateLimited):
+                await self.budget.pause(exc.retry_after or 60.0)
             raise self._translate(exc, "submit") from exc
         self._on_call("submit", "200")
         return handle.request_id
@@ -127,7 +115,7 @@ class Upstream:
         except client.SegmindError as exc:
             self._on_call("poll", _status_label(exc))
             if isinstance(exc, client.RateLimited):
-                self.budget.pause(exc.retry_after or 60.0)
+                await self.budget.pause(exc.retry_after or 60.0)
             raise
         self._on_call("poll", "200")
         return self._scrubbed(status)
@@ -168,8 +156,7 @@ class Upstream:
         if isinstance(exc, client.BadRequest):
             return BadInput(f"Segmind refused the inputs: {exc.message}")
         if isinstance(exc, client.RateLimited):
-            wait = exc.retry_after or 60.0
-            self.budget.pause(wait)
+            wait = exc.retry_after or 60.0  # the budget was paused for as long
             return UpstreamFailure(
                 f"Segmind's rate limit is reached for the whole company; nothing was charged "
                 f"to your team; retry in {int(wait)} s",

@@ -29,6 +29,7 @@ from ..quotas import (
     seconds_to_next_day,
     seconds_to_next_month,
 )
+from .budget import BUDGET_SCHEMA, BudgetMixin
 from .leases import LEASE_SCHEMA, LeaseMixin
 from .outbox import OUTBOX_SCHEMA, OutboxMixin, enqueue
 from .records import Admission, CacheStatus, Generation, RequestRecord, Team, TeamKey
@@ -165,7 +166,7 @@ def _request(row: sqlite3.Row | tuple[Any, ...]) -> RequestRecord:
     return RequestRecord(rid, team, gid, created, CacheStatus(cache_status), webhook, idem)
 
 
-class SQLiteStore(OutboxMixin, LeaseMixin):
+class SQLiteStore(OutboxMixin, LeaseMixin, BudgetMixin):
     """Synchronous; every method is one transaction. `AsyncStore` runs the writes."""
 
     def __init__(self, path: str, busy_timeout: float = 5.0) -> None:
@@ -176,7 +177,7 @@ class SQLiteStore(OutboxMixin, LeaseMixin):
         self._auth_cache: dict[str, Team | None] = {}
         # executescript manages its own transaction; CREATE ... IF NOT EXISTS is idempotent.
         db = self._connection()
-        db.executescript(SCHEMA + OUTBOX_SCHEMA + LEASE_SCHEMA)
+        db.executescript(SCHEMA + OUTBOX_SCHEMA + LEASE_SCHEMA + BUDGET_SCHEMA)
         columns = {row[1] for row in db.execute("PRAGMA table_info(teams)")}
         for column in ("webhook_secret_previous TEXT", "webhook_previous_until REAL"):
             if column.split()[0] not in columns:  # stores made before secret rotation

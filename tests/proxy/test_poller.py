@@ -7,6 +7,7 @@ poller's schedule runs on the gateway's virtual clock: `advance(7)` is one poll 
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from typing import Any
 
 import pytest
@@ -282,3 +283,28 @@ async def test_a_run_cut_off_mid_submit_by_a_restart_is_failed_not_resubmitted(
     again = await harness.submit(key, KNIGHT)  # not cached, and the slot is free
     assert again.status_code == 200, again.text
     assert again.headers["x-cache-status"] == "MISS"
+
+
+async def test_a_poll_loop_outlives_a_moment_the_store_is_locked(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    key = harness.team("alpha")
+    request_id = await submitted(harness, key)
+    store = harness.gateway.store.sync
+    take = store.take_upstream
+    locked = {"left": 1}
+
+    def locked_once(*args: Any, **kwargs: Any) -> float:
+        # What another process holding the write lock past busy_timeout looks like.
+        if locked["left"]:
+            locked["left"] -= 1
+            raise sqlite3.OperationalError("database is locked")
+        return take(*args, **kwargs)
+
+    monkeypatch.setattr(store, "take_upstream", locked_once)
+    await harness.advance(INTERVAL)
+    assert locked["left"] == 0
+    assert upstream_polls(harness) == []  # that poll could not take its budget
+    assert harness.gateway.poller.tracked == 1  # the loop is still there
+    done = await harness.advance_until_done(key, request_id, step=60)
+    assert done["status"] == "COMPLETED"

@@ -1,5 +1,6 @@
-"""Several gateway processes on one store: each run is polled by one of them, and the runs
-of a process that stopped (cleanly, or by dying) are taken over by another.
+"""Several gateway processes on one store: each run is polled by one of them, the runs of
+a process that stopped (cleanly, or by dying) are taken over by another, and all of them
+draw on one company-wide upstream budget.
 
 Two real gateways run in-process on one SQLite file in front of one fake, on the same job
 clock; b's upstream transport notes b's polls, so the fake's journal tells whose each poll
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -132,35 +133,42 @@ class Pair:
         return generation.id, generation.upstream_id
 
 
+MakePair = Callable[..., Awaitable[Pair]]
+
+
 @pytest.fixture
-async def pair(tmp_path: Path) -> AsyncIterator[Pair]:
-    db = tmp_path / "shared.sqlite"
-    a_wall, b_wall = VirtualClock(), VirtualClock()
-    harness = await start_harness(
-        db, fake=SHORT_RUNS, wall_clock=a_wall, instance_id="gateway-a", lease_seconds=LEASE
-    )
-    b_upstream = CountingTransport(harness.fake)
-    settings: dict[str, Any] = harness.gateway.settings.model_dump()
-    settings.update(instance_id="gateway-b")
-    b_app = create_app(
-        type(harness.gateway.settings)(**settings),
-        clock=harness.clock,
-        upstream_transport=b_upstream,
-        wall_clock=b_wall,
-    )
-    b: Gateway = b_app.state.gateway
-    await b.start()
-    b_http = httpx.AsyncClient(transport=httpx.ASGITransport(app=b_app), base_url=GATEWAY_URL)
-    built = Pair(harness, a_wall, b, b_http, b_wall, b_upstream)
-    try:
-        yield built
-    finally:
-        await b_http.aclose()
-        await b.stop()
+async def make_pair(tmp_path: Path) -> AsyncIterator[MakePair]:
+    made: list[Pair] = []
+
+    async def make(**settings: Any) -> Pair:
+        db = tmp_path / f"shared{len(made)}.sqlite"
+        a_wall, b_wall = VirtualClock(), VirtualClock()
+        settings = {"instance_id": "gateway-a", "lease_seconds": LEASE, **settings}
+        harness = await start_harness(db, fake=SHORT_RUNS, wall_clock=a_wall, **settings)
+        b_upstream = CountingTransport(harness.fake)
+        b_settings = harness.gateway.settings.model_copy(update={"instance_id": "gateway-b"})
+        b_app = create_app(
+            b_settings, clock=harness.clock, upstream_transport=b_upstream, wall_clock=b_wall
+        )
+        b: Gateway = b_app.state.gateway
+        await b.start()
+        b_http = httpx.AsyncClient(transport=httpx.ASGITransport(app=b_app), base_url=GATEWAY_URL)
+        made.append(Pair(harness, a_wall, b, b_http, b_wall, b_upstream))
+        return made[-1]
+
+    yield make
+    for built in made:
+        await built.b_http.aclose()
+        await built.b.stop()
         if built.a_stopped:
-            await harness.http.aclose()
+            await built.harness.http.aclose()
         else:
-            await stop_harness(harness)
+            await stop_harness(built.harness)
+
+
+@pytest.fixture
+async def pair(make_pair: MakePair) -> Pair:
+    return await make_pair()
 
 
 def team(pair: Pair) -> str:
@@ -243,3 +251,49 @@ async def test_a_run_its_dead_gateway_was_submitting_is_failed_not_resubmitted(
     assert await pair.status(pair.b_http, key, ask.request_id) == "FAILED"
     assert pair.harness.upstream_calls("submit") == []  # it may have run: never sent again
     assert (pair.a.poller.tracked, pair.b.poller.tracked) == (0, 0)
+
+
+# -- one upstream budget for all ------------------------------------------------------
+
+
+async def test_the_upstream_budget_is_the_companys_across_processes(
+    make_pair: MakePair,
+) -> None:
+    per_minute = 6  # one upstream call per 10 s after a burst of 6, for both together
+    pair = await make_pair(upstream_requests_per_minute=per_minute)
+    key = team(pair)
+    ids = [
+        await pair.submit(http, key, {"Scene_1": f"run {n} via {name}"})
+        for n in range(3)
+        for name, http in (("a", pair.harness.http), ("b", pair.b_http))
+    ]
+    start = pair.harness.clock.now()
+    for _ in range(200):
+        await pair.advance(7)
+        calls = pair.harness.upstream_calls("submit") + pair.harness.upstream_calls("poll")
+        elapsed = pair.harness.clock.now() - start
+        assert len(calls) <= per_minute + elapsed / (60 / per_minute) + 1e-9
+        statuses = {await pair.status(pair.b_http, key, i) for i in ids}
+        if statuses == {"COMPLETED"}:
+            break
+    else:
+        pytest.fail(f"runs not finished: {statuses}")
+    assert sum(pair.a_polls().values()) > 0  # both polled, within one budget
+    assert sum(pair.b_polls().values()) > 0
+
+
+async def test_an_upstream_429_seen_by_one_process_pauses_the_other(pair: Pair) -> None:
+    key = team(pair)
+    await pair.submit(pair.harness.http, key, KNIGHT)
+    await pair.submit(pair.b_http, key, DRAGON)
+    pair.harness.fake_state.faults.script("poll", [{"code": 429, "headers": {"Retry-After": "30"}}])
+    await pair.advance(7)
+    statuses = [e["status"] for e in pair.harness.upstream_calls("poll")]
+    assert statuses in ([429], [429, 200], [200, 429]), statuses
+    for _ in range(4):  # up to 29 s after the 429: neither process polls
+        await pair.advance(7)
+    await pair.advance(1)
+    assert len(pair.harness.upstream_calls("poll")) == len(statuses)
+    await pair.advance(2)
+    polls = [e["status"] for e in pair.harness.upstream_calls("poll")]
+    assert polls[len(statuses) :] == [200, 200]
