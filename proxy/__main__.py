@@ -3,7 +3,7 @@
     python -m proxy serve [--host H] [--port P] [--upstream-url URL] [--db PATH] [--config F]
     python -m proxy demo [--time-scale 0.01] [--out demo-videos]   # one run, start to finish
     python -m proxy admin create-team NAME [--db PATH] [--daily-budget 50 ...]
-    python -m proxy admin list-teams | create-key TEAM | revoke-key PREFIX |
+    python -m proxy admin list-teams | list-instances | create-key TEAM | revoke-key PREFIX |
                           revoke-team TEAM | set-limits TEAM [...]
 
 Admin commands work on the same store file as the server (`--db`), so they need no
@@ -104,6 +104,11 @@ def _parser() -> argparse.ArgumentParser:
     create.add_argument("name")
     with_limits(create)
     with_db(admin_sub.add_parser("list-teams", help="teams, limits, key prefixes, spend"))
+    with_db(
+        admin_sub.add_parser(
+            "list-instances", help="gateway processes on the store, and the runs each polls"
+        )
+    )
     key = with_db(admin_sub.add_parser("create-key", help="another key for a team"))
     key.add_argument("team")
     revoke = with_db(admin_sub.add_parser("revoke-key", help="revoke one key by its prefix"))
@@ -166,6 +171,16 @@ def _admin(args: argparse.Namespace) -> int:
         teams = [describe_team(store, t, now) for t in store.teams()]
         out = {"teams": teams}
         text = "\n".join(_team_line(t) for t in teams) or "no teams yet: admin create-team NAME"
+    elif command == "list-instances":
+        found = [i.public(now) for i in store.instances()]
+        out = {"instances": found}
+        text = (
+            "\n".join(
+                f"{i['id']}: {'alive' if i['alive'] else 'stopped'}, polls {i['runs']} run(s)"
+                for i in found
+            )
+            or "no gateway process has run on this store yet"
+        )
     elif command in ("revoke-key", "revoke-team"):
         if command == "revoke-key":
             count = store.revoke_keys(now, prefix=args.prefix)

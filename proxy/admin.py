@@ -201,6 +201,14 @@ async def recover(request: Request) -> Response:
     return JSONResponse({"queued": count})
 
 
+async def list_instances(request: Request) -> Response:
+    """The gateway processes sharing this store: alive or not, and the runs each polls."""
+    gateway = _gateway(request)
+    now = gateway.heartbeat.wall.now()
+    found = gateway.store.read(gateway.store.sync.instances)
+    return JSONResponse({"this": gateway.instance, "instances": [i.public(now) for i in found]})
+
+
 routes = [
     Route("/admin/teams/{name}/webhook-secret", rotate, methods=["POST"]),
     Route("/admin/requests/{request_id}/webhooks", webhook_attempts, methods=["GET"]),
@@ -213,4 +221,5 @@ routes = [
     Route("/admin/teams/{name}/limits", set_limits, methods=["PATCH", "POST"]),
     Route("/admin/keys/{prefix}", revoke_key, methods=["DELETE"]),
     Route("/admin/clock/advance", advance_clock, methods=["POST"]),
+    Route("/admin/instances", list_instances, methods=["GET"]),
 ]

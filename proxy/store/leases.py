@@ -13,10 +13,12 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import Any
 
 from .records import Generation
 
-__all__ = ["LEASE_SCHEMA", "LeaseMixin"]
+__all__ = ["LEASE_SCHEMA", "Instance", "LeaseMixin"]
 
 LEASE_SCHEMA = """
 CREATE TABLE IF NOT EXISTS instances (
@@ -30,6 +32,23 @@ CREATE TABLE IF NOT EXISTS poll_leases (
 """
 
 FORGET_INSTANCES_AFTER = 7 * 86400.0  # seconds a dead instance's row is kept, for operators
+
+
+@dataclass(frozen=True)
+class Instance:
+    """A gateway process as the store knows it: for operators (`/admin/instances`)."""
+
+    id: str
+    alive_until: float
+    runs: int  # unfinished runs leased to it
+
+    def public(self, now: float) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "alive": self.alive_until >= now,
+            "alive_until": self.alive_until,
+            "runs": self.runs,
+        }
 
 
 class LeaseMixin:
@@ -81,6 +100,14 @@ class LeaseMixin:
                 [(run.id, instance) for run in runs],
             )
             return runs
+
+    def instances(self) -> list[Instance]:
+        """Every instance with a heartbeat on record, and how many runs it polls."""
+        rows = self._connection().execute(
+            "SELECT i.id, i.alive_until, COUNT(l.generation_id) FROM instances i "
+            "LEFT JOIN poll_leases l ON l.instance = i.id GROUP BY i.id ORDER BY i.id"
+        )
+        return [Instance(str(i), float(until), int(runs)) for i, until, runs in rows]
 
     def lease_holder(self, generation_id: str) -> str | None:
         """The instance that polls this run (None once it has ended)."""

@@ -11,12 +11,16 @@ takes no real waiting.
 from __future__ import annotations
 
 import asyncio
+import json
+import sys
+import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import anyio
 import httpx
 import pytest
 from starlette.applications import Starlette
@@ -142,7 +146,9 @@ async def make_pair(tmp_path: Path) -> AsyncIterator[MakePair]:
 
     async def make(**settings: Any) -> Pair:
         db = tmp_path / f"shared{len(made)}.sqlite"
-        a_wall, b_wall = VirtualClock(), VirtualClock()
+        # Started at real time, so the admin CLI (on real time) reads their heartbeats right.
+        started = time.time()
+        a_wall, b_wall = VirtualClock(start=started), VirtualClock(start=started)
         settings = {"instance_id": "gateway-a", "lease_seconds": LEASE, **settings}
         harness = await start_harness(db, fake=SHORT_RUNS, wall_clock=a_wall, **settings)
         b_upstream = CountingTransport(harness.fake)
@@ -297,3 +303,34 @@ async def test_an_upstream_429_seen_by_one_process_pauses_the_other(pair: Pair) 
     await pair.advance(2)
     polls = [e["status"] for e in pair.harness.upstream_calls("poll")]
     assert polls[len(statuses) :] == [200, 200]
+
+
+# -- what operators see ---------------------------------------------------------------
+
+ADMIN_KEY = "test-admin-key-several-3e7a"
+
+
+async def test_operators_see_each_process_alive_or_not_and_the_runs_it_polls(
+    make_pair: MakePair,
+) -> None:
+    pair = await make_pair(admin_key=ADMIN_KEY)
+    key = team(pair)
+    await pair.submit(pair.harness.http, key, KNIGHT)
+    await pair.submit(pair.b_http, key, DRAGON)
+    await pair.submit(pair.b_http, key, {"Scene_1": "A third run"})
+    listed = (await pair.b_http.get("/admin/instances", headers={"x-admin-key": ADMIN_KEY})).json()
+    assert listed["this"] == "gateway-b"
+    assert [(i["id"], i["alive"], i["runs"]) for i in listed["instances"]] == [
+        ("gateway-a", True, 1),
+        ("gateway-b", True, 2),
+    ]
+    await pair.stop_a()
+    done = await anyio.run_process(
+        [sys.executable, "-m", "proxy", "admin", "list-instances", "--json",
+         "--db", pair.b.settings.db],
+        check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    instances = {i["id"]: i for i in json.loads(done.stdout)["instances"]}
+    assert instances["gateway-a"]["alive"] is False  # a clean stop lapses it at once
+    assert instances["gateway-b"]["alive"] is True
