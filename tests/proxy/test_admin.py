@@ -237,6 +237,7 @@ ROUTES: list[tuple[str, str, Any]] = [
     ("PATCH", "/admin/teams/x/limits", {"daily_budget": 1}),
     ("DELETE", "/admin/keys/sgw_abcdefgh", None),
     ("POST", "/admin/clock/advance", {"seconds": 1}),
+    ("GET", "/admin/instances", None),
 ]
 
 
