@@ -93,8 +93,8 @@ class Gateway:
             self.upstream,
             self.clock,
             settings,
+            self.instance,
             on_terminal=self._finished,
-            instance=self.instance,
         )
         self.heartbeat = Heartbeat(
             self.store, wall_clock or SystemClock(), self.instance, settings.lease_seconds

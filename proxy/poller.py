@@ -44,8 +44,8 @@ class Poller:
         upstream: Upstream,
         clock: Clock,
         settings: ProxySettings,
+        instance: str,
         on_terminal: Callable[[Generation], None] | None = None,
-        instance: str | None = None,
     ) -> None:
         self.store = store
         # The gateway process this poller runs in: it polls only the runs leased to it.
@@ -115,12 +115,12 @@ class Poller:
                 self.model = DurationModel.from_json(json.loads(saved))
             except (ValueError, KeyError, TypeError):
                 log.warning("the stored duration model is unreadable; starting from the prior")
-        await self.adopt(claimed)
-        return sum(1 for generation in claimed if generation.upstream_id is not None)
+        return await self.adopt(claimed)
 
-    async def adopt(self, generations: list[Generation]) -> None:
+    async def adopt(self, generations: list[Generation]) -> int:
         """Poll these runs from now on; fail the ones cut off mid-submit, since whether the
-        upstream started them cannot be known."""
+        upstream started them cannot be known. Returns how many it polls."""
+        polled = 0
         for generation in generations:
             if generation.upstream_id is None:
                 await self._finish(
@@ -131,6 +131,8 @@ class Poller:
                 )
                 continue
             self.track(generation.id)
+            polled += 1
+        return polled
 
     async def settle(self) -> None:
         """Return once every loop is asleep or finished.
@@ -169,18 +171,17 @@ class Poller:
     async def _run(self, generation_id: str) -> None:
         try:
             while True:
-                generation = self.store.read(self.store.sync.generation, generation_id)
-                if generation.terminal:
-                    return
-                wait = (generation.next_poll_at or self.clock.now()) - self.clock.now()
-                if wait > 0:
-                    await self._sleep(wait)
                 try:
+                    generation = self.store.read(self.store.sync.generation, generation_id)
+                    if generation.terminal:
+                        return
+                    wait = (generation.next_poll_at or self.clock.now()) - self.clock.now()
+                    if wait > 0:
+                        await self._sleep(wait)
+                        continue  # read it again: the state may have moved meanwhile
                     if not self._holds(generation_id):
                         return
-                    await self._poll_once(
-                        self.store.read(self.store.sync.generation, generation_id)
-                    )
+                    await self._poll_once(generation)
                 except StoreUnavailable:
                     # Locked or unreachable for a moment (every poll writes the store, for
                     # the shared upstream budget too): the run is not lost, so try again.
@@ -201,8 +202,6 @@ class Poller:
     def _holds(self, generation_id: str) -> bool:
         """Whether this process still polls the run: another takes it over if this one's
         heartbeat lapsed (a process paused for longer than its lease)."""
-        if self.instance is None:
-            return True
         holder = self.store.read(self.store.sync.lease_holder, generation_id)
         if holder == self.instance:
             return True

@@ -101,9 +101,7 @@ class Upstream:
                 inputs, workflow_id=workflow_id, idempotency_key=generation_id
             )
         except client.SegmindError as exc:
-            self._on_call("submit", _status_label(exc))
-            if isinstance(exc, client.RateLimited):
-                await self.budget.pause(exc.retry_after or 60.0)
+            await self._failed("submit", exc)
             raise self._translate(exc, "submit") from exc
         self._on_call("submit", "200")
         return handle.request_id
@@ -113,12 +111,16 @@ class Upstream:
         try:
             status = await self._poller.status(upstream_id)
         except client.SegmindError as exc:
-            self._on_call("poll", _status_label(exc))
-            if isinstance(exc, client.RateLimited):
-                await self.budget.pause(exc.retry_after or 60.0)
+            await self._failed("poll", exc)
             raise
         self._on_call("poll", "200")
         return self._scrubbed(status)
+
+    async def _failed(self, action: str, exc: client.SegmindError) -> None:
+        """Count a failed call; after a 429, pause every caller of the upstream for as long."""
+        self._on_call(action, _status_label(exc))
+        if isinstance(exc, client.RateLimited):
+            await self.budget.pause(exc.retry_after or 60.0)
 
     def _scrubbed(self, status: client.JobStatus) -> client.JobStatus:
         """A poll answer is stored and served to teams: an upstream that echoes the key

@@ -24,9 +24,10 @@ CREATE TABLE IF NOT EXISTS upstream_budget (
     paused_until REAL NOT NULL DEFAULT 0,
     submits_until REAL NOT NULL DEFAULT 0
 );
+INSERT OR IGNORE INTO upstream_budget (name) VALUES ('company');
 """
 
-ROW = "company"
+ROW = "company"  # the one row, made with the schema
 
 
 class BudgetMixin:
@@ -38,7 +39,6 @@ class BudgetMixin:
         """Spend one upstream call of `kind` ("submit" or "poll") now, or say how many
         seconds to wait before asking again (0.0: go)."""
         with self._transaction() as db:
-            db.execute("INSERT OR IGNORE INTO upstream_budget (name) VALUES (?)", (ROW,))
             tat, paused_until, submits_until = db.execute(
                 "SELECT tat, paused_until, submits_until FROM upstream_budget WHERE name = ?",
                 (ROW,),
@@ -64,7 +64,6 @@ class BudgetMixin:
     def pause_upstream(self, until: float) -> None:
         """After an upstream 429: no process calls upstream before `until`."""
         with self._transaction() as db:
-            db.execute("INSERT OR IGNORE INTO upstream_budget (name) VALUES (?)", (ROW,))
             db.execute(
                 "UPDATE upstream_budget SET paused_until = MAX(paused_until, ?) WHERE name = ?",
                 (until, ROW),

@@ -405,8 +405,8 @@ class SQLiteStore(OutboxMixin, LeaseMixin, BudgetMixin):
                     ),
                 )
                 if ask.instance is not None:
-                    # Leased with its creation: no other process may take a run still
-                    # being submitted for a run of its own.
+                    # Leased in the transaction that creates it: no other process can take
+                    # (and fail) a run this one is still submitting.
                     db.execute(
                         "INSERT INTO poll_leases (generation_id, instance) VALUES (?, ?)",
                         (ask.generation_id, ask.instance),
