@@ -14,9 +14,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from .bodies import parse_body
 from .config import TeamLimits
 from .errors import BadInput, GatewayError, NotFound, Unauthenticated
-from .gateway import Gateway, parse_body
+from .gateway import Gateway
 from .teams import (
     create_key,
     create_team,

@@ -22,10 +22,11 @@ from starlette.routing import Route
 
 from . import admin, openapi
 from .auth import authenticate
+from .bodies import parse_body
 from .clock import Clock
 from .config import ProxySettings
 from .errors import BadInput, GatewayError, LimitExceeded
-from .gateway import Gateway, SubmitOptions, parse_body
+from .gateway import Gateway, SubmitOptions
 from .metrics import metrics_response
 from .middleware import TEAM_KEY, ObservabilityMiddleware
 from .quotas import RateDecision, gcra_state, ratelimit_headers

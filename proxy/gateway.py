@@ -345,14 +345,3 @@ def poll_body(generation: Generation) -> dict[str, Any]:
 
 def encode(document: dict[str, Any]) -> bytes:
     return json.dumps(document, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
-
-
-def parse_body(raw: bytes) -> Any:
-    if not raw.strip():
-        return {}
-    try:
-        return json.loads(raw)
-    except ValueError as exc:
-        raise BadInput(
-            f"the request body is not valid JSON ({exc}); send a JSON object of inputs"
-        ) from None
