@@ -22,7 +22,7 @@ from .cache import canonical_inputs, generation_key, scoped_key
 from .clock import Clock, SystemClock, VirtualClock
 from .config import ProxySettings
 from .delivery import Deliverer
-from .errors import BadInput, GatewayError, LimitExceeded, NotFound, UnconfirmedSubmit
+from .errors import BadInput, LimitExceeded, NotFound
 from .leases import Heartbeat
 from .logs import configure_logging
 from .metrics import Metrics
@@ -45,7 +45,7 @@ __all__ = ["Gateway", "PollAnswer", "SubmitOptions"]
 
 log = logging.getLogger("proxy.gateway")
 
-IN_FLIGHT_STATUSES = ("SUBMITTING", "QUEUED")
+IN_FLIGHT_STATUSES = ("WAITING", "SUBMITTING", "QUEUED")
 FINISHED_ANSWERS = 10_000  # terminal poll answers kept in memory
 
 
@@ -138,8 +138,6 @@ class Gateway:
                 f"workflow {workflow_id!r} is not served by this gateway; it serves {served}"
             )
         inputs = canonical_inputs(workflow_id, body)
-        if options.webhook_url is not None:
-            await self._check_webhook(options.webhook_url)
         key = generation_key(workflow_id, inputs)
         ask = AdmissionRequest(
             team=team,
@@ -157,6 +155,11 @@ class Gateway:
             expected_run_seconds=self.settings.expected_run_seconds,
             instance=self.instance,
         )
+        if options.webhook_url is not None:
+            # Cheap refusals first: a team over its limits costs no DNS lookup. The atomic
+            # admission below checks them again, and is the one that counts.
+            self.store.read(self.store.sync.peek_admission, ask, self.clock.now())
+            await self._check_webhook(options.webhook_url)
         # Admission runs as its own task too: the store's writer thread commits it even if
         # the caller is cancelled while waiting, and a paid run that was admitted must then
         # still be started (and its slot released when it ends), never orphaned.
@@ -190,7 +193,7 @@ class Gateway:
         # The paid submit runs as its own task: if the caller goes away mid-flight, the run
         # is still recorded (and its concurrency slot released) rather than orphaned.
         task = asyncio.get_running_loop().create_task(
-            self._start(admission.generation, inputs, admission.request.id)
+            self._start(admission.generation, admission.request.id, inputs)
         )
         self._submits.add(task)
         task.add_done_callback(self._submits.discard)
@@ -200,54 +203,22 @@ class Gateway:
         return Admission(admission.request, generation, admission.replayed, admission.rate)
 
     async def _start(
-        self, generation: Generation, inputs: dict[str, Any], request_id: str
+        self, generation: Generation, request_id: str, inputs: dict[str, Any]
     ) -> Generation:
-        try:
-            upstream_id = await self.upstream.submit(generation.workflow_id, inputs, generation.id)
-        except GatewayError as exc:
-            # Joined requests see the failure; the concurrency slot comes back. The money
-            # comes back only if no run can have started, or the operators said so.
-            unconfirmed = isinstance(exc, UnconfirmedSubmit)
-            refund = not unconfirmed or self.settings.failed_runs == "refund"
-            failed = await self.store.write(
-                self.store.sync.record_status,
-                generation.id,
-                "FAILED",
-                self.clock.now(),
-                error=exc.message,
-                terminal=True,
-                refund=refund,
-                answered=request_id,  # its caller gets this error now, not a webhook later
-            )
-            self._finished(failed)
-            if unconfirmed:
-                log.warning(
-                    "unconfirmed submit: a paid run may exist upstream with no id here",
-                    extra={"generation_id": generation.id, "team_id": generation.owner_team_id},
-                )
-                # Only the paying request's answer speaks of its team's money.
-                exc.message += (
-                    "; nothing was charged to your team (failed runs are refunded here)"
-                    if refund
-                    else f"; your team was charged ${generation.cost:.2f} for it, as the "
-                    "company may have been"
-                )
-            raise
-        now = self.clock.now()
-        started = await self.store.write(
-            self.store.sync.mark_submitted,
-            generation.id,
-            upstream_id,
-            now,
-            now + self.poller.first_delay(),
-        )
+        """Send a new run now if the company budget has a slot (its upstream errors then
+        reach the caller in this answer); otherwise hold it: it is answered QUEUED at once
+        and stays WAITING in the store, sent in admission order as the budget allows."""
+        if await self.budget.claim_send(generation.id) == 0:
+            generation = await self.poller.send(generation, answered=request_id, inputs=inputs)
+        # Follows it from here: polls a run that was sent, sends one still WAITING.
         self.poller.track(generation.id)
         self._update_in_flight()
-        log.info(
-            "generation started",
-            extra={"generation_id": generation.id, "team_id": generation.owner_team_id},
-        )
-        return started
+        if generation.status == "WAITING":
+            log.info(
+                "generation held for the upstream budget",
+                extra={"generation_id": generation.id, "team_id": generation.owner_team_id},
+            )
+        return generation
 
     # -- poll ---------------------------------------------------------------------------
 

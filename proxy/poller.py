@@ -15,15 +15,17 @@ settle, and so never sleep for real.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from collections.abc import Callable
+from typing import Any
 
 import client
 
 from .clock import Clock
 from .config import ProxySettings
-from .errors import StoreUnavailable
+from .errors import GatewayError, StoreUnavailable, UnconfirmedSubmit
 from .schedule import PRIOR_MEDIAN, DurationModel, PollSchedule
 from .store import AsyncStore, Generation
 from .upstream import Upstream
@@ -66,6 +68,9 @@ class Poller:
             queued_interval=max(60.0 * scale, settings.poll_min_interval),
         )
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        # Sends of held runs under way: a stop lets them finish (bounded by the upstream
+        # timeout) rather than leave a run that went out as "cannot be known".
+        self._sending: set[asyncio.Task[Generation]] = set()
         self._busy = 0
         self._idle = asyncio.Event()
         self._idle.set()
@@ -118,11 +123,12 @@ class Poller:
         return await self.adopt(claimed)
 
     async def adopt(self, generations: list[Generation]) -> int:
-        """Poll these runs from now on; fail the ones cut off mid-submit, since whether the
-        upstream started them cannot be known. Returns how many it polls."""
+        """Poll these runs from now on, and send the held ones (WAITING: never sent); fail
+        the ones cut off mid-submit, since whether the upstream started them cannot be
+        known. Returns how many it follows."""
         polled = 0
         for generation in generations:
-            if generation.upstream_id is None:
+            if generation.upstream_id is None and generation.status != "WAITING":
                 await self._finish(
                     generation,
                     "FAILED",
@@ -145,10 +151,96 @@ class Poller:
             await asyncio.sleep(0)
 
     async def close(self) -> None:
+        """Stop every loop at once: runs waiting for the budget stay WAITING in the store,
+        for a restart or another process. Only sends already under way are finished."""
         tasks = list(self._tasks.values())
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        if self._sending:
+            await asyncio.gather(*self._sending, return_exceptions=True)
+
+    # -- sending a paid run -------------------------------------------------------------
+
+    async def send(
+        self,
+        generation: Generation,
+        answered: str | None = None,
+        inputs: dict[str, Any] | None = None,
+    ) -> Generation:
+        """Submit a run whose budget slot was claimed (it is SUBMITTING); returns it QUEUED,
+        or WAITING again if Segmind's rate limiter refused it (nothing started). Any other
+        upstream error fails the run (refunded unless it may have started) and is raised;
+        the request `answered` gets it in its answer, the others by webhook."""
+        if inputs is None:  # a held run: sent from what the store kept
+            inputs = self.store.read(self.store.sync.generation_inputs, generation.id)
+        try:
+            upstream_id = await self.upstream.submit(generation.workflow_id, inputs, generation.id)
+        except GatewayError as exc:
+            # Joined requests see the failure; the concurrency slot comes back. The money
+            # comes back only if no run can have started, or the operators said so.
+            unconfirmed = isinstance(exc, UnconfirmedSubmit)
+            refund = not unconfirmed or self.settings.failed_runs == "refund"
+            failed = await self.store.write(
+                self.store.sync.record_status,
+                generation.id,
+                "FAILED",
+                self.clock.now(),
+                error=exc.message,
+                terminal=True,
+                refund=refund,
+                answered=answered,
+            )
+            self.on_terminal(failed)
+            if unconfirmed:
+                log.warning(
+                    "unconfirmed submit: a paid run may exist upstream with no id here",
+                    extra={"generation_id": generation.id, "team_id": generation.owner_team_id},
+                )
+                # Only the paying request's answer speaks of its team's money.
+                exc.message += (
+                    "; nothing was charged to your team (failed runs are refunded here)"
+                    if refund
+                    else f"; your team was charged ${generation.cost:.2f} for it, as the "
+                    "company may have been"
+                )
+            raise
+        if upstream_id is None:
+            await self.upstream.budget.unclaim_send(generation.id)
+            log.info(
+                "upstream rate limit: run %s waits for the budget again", generation.id,
+                extra={"generation_id": generation.id, "team_id": generation.owner_team_id},
+            )  # fmt: skip
+            return self.store.read(self.store.sync.generation, generation.id)
+        now = self.clock.now()
+        started = await self.store.write(
+            self.store.sync.mark_submitted,
+            generation.id,
+            upstream_id,
+            now,
+            now + self.first_delay(),
+        )
+        log.info(
+            "generation started",
+            extra={"generation_id": generation.id, "team_id": generation.owner_team_id},
+        )
+        return started
+
+    async def _send_held(self, generation: Generation) -> None:
+        """One turn for a held run: send it if its turn and the budget allow, else sleep
+        until they might."""
+        wait = await self.upstream.budget.claim_send(generation.id)
+        if wait < 0:
+            return  # no longer WAITING (another process sent it): read it again
+        if wait > 0:
+            await self._sleep(wait)
+            return
+        task = asyncio.get_running_loop().create_task(self.send(generation))
+        self._sending.add(task)
+        task.add_done_callback(self._sending.discard)
+        task.add_done_callback(lambda t: t.cancelled() or t.exception())
+        with contextlib.suppress(GatewayError):  # recorded FAILED, told by webhook
+            await asyncio.shield(task)
 
     # -- the loop -----------------------------------------------------------------------
 
@@ -175,6 +267,14 @@ class Poller:
                     generation = self.store.read(self.store.sync.generation, generation_id)
                     if generation.terminal:
                         return
+                    if generation.upstream_id is None:
+                        if not self._holds(generation_id):
+                            return
+                        if generation.status == "WAITING":
+                            await self._send_held(generation)
+                        else:  # SUBMITTING elsewhere (a takeover race): look again soon
+                            await self._sleep(STORE_RETRY)
+                        continue
                     wait = (generation.next_poll_at or self.clock.now()) - self.clock.now()
                     if wait > 0:
                         await self._sleep(wait)

@@ -30,6 +30,8 @@ log = logging.getLogger("proxy.upstream")
 
 Sleep = Callable[[float], Awaitable[None]]
 
+SUBMIT_CONNECT_TRIES = 3  # tries of a submit whose connection never opened
+
 
 class UpstreamGone(GatewayError):
     """The upstream no longer knows a job (404): it expired or never existed."""
@@ -39,9 +41,10 @@ class UpstreamGone(GatewayError):
 
 class UpstreamBudget:
     """The company-wide cap on upstream calls (Segmind's limit is per account, shared by
-    every team and every gateway process on the store): GCRA over the gateway's clock,
-    submits served before polls, and a pause for everyone after an upstream 429. The
-    state is in the store (`store/budget.py`), so processes sharing it share the budget."""
+    every team and every gateway process on the store): a sliding window over the
+    gateway's clock, submits served before polls, and a pause for everyone after an
+    upstream 429. The state is in the store (`store/budget.py`), so processes sharing it
+    share the budget."""
 
     def __init__(self, clock: Clock, per_minute: int, store: AsyncStore) -> None:
         self.clock = clock
@@ -50,6 +53,16 @@ class UpstreamBudget:
 
     async def pause(self, seconds: float) -> None:
         await self.store.write(self.store.sync.pause_upstream, self.clock.now() + seconds)
+
+    async def claim_send(self, generation_id: str) -> float:
+        """The slot to send a WAITING run now (0.0, and it is SUBMITTING), or seconds to
+        wait (it stays WAITING); negative: it is not WAITING any more."""
+        return await self.store.write(
+            self.store.sync.claim_send, generation_id, self.clock.now(), self.per_minute
+        )
+
+    async def unclaim_send(self, generation_id: str) -> None:
+        await self.store.write(self.store.sync.unclaim_send, generation_id, self.clock.now())
 
     async def acquire(self, kind: str, sleep: Sleep | None = None) -> None:
         sleep = sleep or self.clock.sleep
@@ -79,12 +92,14 @@ class Upstream:
             "transport": transport,
             "clock": clock,
         }
-        # A submit retries only where no job can have started (the client's own rule);
-        # polls are retried by the poller's schedule, so the poll client tries once.
-        self._submitter = client.AsyncClient(
-            key, retry=client.RetryPolicy(max_attempts=3, base_delay=1.0, max_delay=10.0), **common
-        )
-        self._poller = client.AsyncClient(key, retry=client.RetryPolicy(max_attempts=1), **common)
+        # Each client tries once: every call that may reach Segmind must take a slot of the
+        # budget first, and the client's own retries (a submit's on 429) would not. A submit
+        # whose connection never opened is tried again here (`submit`); polls are retried by
+        # the poller's schedule.
+        once = client.RetryPolicy(max_attempts=1)
+        self._submitter = client.AsyncClient(key, retry=once, **common)
+        self._poller = client.AsyncClient(key, retry=once, **common)
+        self._clock = clock
         self._redactor = Redactor([key] if key else [])
         self.budget = budget
         self._on_call = on_call or (lambda kind, status: None)
@@ -93,18 +108,34 @@ class Upstream:
         await self._submitter.aclose()
         await self._poller.aclose()
 
-    async def submit(self, workflow_id: str, inputs: dict[str, Any], generation_id: str) -> str:
-        """Start one paid run; returns the upstream request id. Raises a GatewayError."""
-        await self.budget.acquire("submit")
-        try:
-            handle = await self._submitter.submit(
-                inputs, workflow_id=workflow_id, idempotency_key=generation_id
-            )
-        except client.SegmindError as exc:
-            await self._failed("submit", exc)
-            raise self._translate(exc, "submit") from exc
-        self._on_call("submit", "200")
-        return handle.request_id
+    async def submit(
+        self, workflow_id: str, inputs: dict[str, Any], generation_id: str
+    ) -> str | None:
+        """Start one paid run whose budget slot was taken (`UpstreamBudget.claim_send`);
+        returns the upstream request id, or None when Segmind's rate limiter refused it
+        (no run started; the budget is paused for its Retry-After, and the run can wait).
+        Raises a GatewayError for any other failure."""
+        for attempt in range(SUBMIT_CONNECT_TRIES):
+            try:
+                handle = await self._submitter.submit(
+                    inputs, workflow_id=workflow_id, idempotency_key=generation_id
+                )
+            except client.RateLimited as exc:
+                await self._failed("submit", exc)
+                return None
+            except client.TransportError as exc:
+                if exc.nothing_sent and attempt + 1 < SUBMIT_CONNECT_TRIES:
+                    # The connection never opened, so no run can have started: try again.
+                    await self._clock.sleep(2.0**attempt)
+                    continue
+                await self._failed("submit", exc)
+                raise self._translate(exc, "submit") from exc
+            except client.SegmindError as exc:
+                await self._failed("submit", exc)
+                raise self._translate(exc, "submit") from exc
+            self._on_call("submit", "200")
+            return handle.request_id
+        raise AssertionError("unreachable: the last try returns or raises")
 
     async def status(self, upstream_id: str, sleep: Sleep | None = None) -> client.JobStatus:
         await self.budget.acquire("poll", sleep)

@@ -43,10 +43,14 @@ class Generation:
     workflow_id: str
     owner_team_id: str
     upstream_id: str | None
-    status: str  # SUBMITTING, then the upstream's own status words
+    # WAITING (admitted, never sent: safe to send later, by any process, or to refund),
+    # SUBMITTING (sent: an unconfirmed answer may be charged), then the upstream's words.
+    status: str
     terminal: bool
     output: str | None
     error: str | None
+    # Admitted at while WAITING (its place in the queue); once sent, when it was sent: the
+    # poll schedule, the deadline and the results' expiry count from the upstream's start.
     created_at: float
     updated_at: float
     finished_at: float | None

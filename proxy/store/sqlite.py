@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
 from ..config import TeamLimits
@@ -169,9 +170,12 @@ def _request(row: sqlite3.Row | tuple[Any, ...]) -> RequestRecord:
 class SQLiteStore(OutboxMixin, LeaseMixin, BudgetMixin):
     """Synchronous; every method is one transaction. `AsyncStore` runs the writes."""
 
-    def __init__(self, path: str, busy_timeout: float = 5.0) -> None:
+    def __init__(self, path: str, busy_timeout: float = 5.0, *, create: bool = True) -> None:
+        """`create=False` opens only a file that exists (admin commands): a missing store
+        is an error (sqlite3.OperationalError), never a new empty one."""
         self.path = path
         self.busy_timeout = busy_timeout
+        self.create = create
         self._local = threading.local()
         self._auth_version = -1
         self._auth_cache: dict[str, Team | None] = {}
@@ -189,7 +193,8 @@ class SQLiteStore(OutboxMixin, LeaseMixin, BudgetMixin):
         db: sqlite3.Connection | None = getattr(self._local, "db", None)
         if db is None:
             db = sqlite3.connect(
-                self.path,
+                self.path if self.create else f"{Path(self.path).resolve().as_uri()}?mode=rw",
+                uri=not self.create,
                 timeout=self.busy_timeout,
                 isolation_level=None,
                 check_same_thread=True,
@@ -216,6 +221,21 @@ class SQLiteStore(OutboxMixin, LeaseMixin, BudgetMixin):
         if db is not None:
             db.close()
             self._local.db = None
+
+    # -- numbers a restarted process needs again (e.g. the embedded fake's port) -------
+
+    def remembered(self, name: str) -> int | None:
+        row = self._connection().execute("SELECT value FROM meta WHERE name = ?", (name,))
+        found = row.fetchone()
+        return None if found is None else int(found[0])
+
+    def remember(self, name: str, value: int) -> None:
+        with self._transaction() as db:
+            db.execute(
+                "INSERT INTO meta (name, value) VALUES (?, ?) "
+                "ON CONFLICT(name) DO UPDATE SET value = excluded.value",
+                (name, value),
+            )
 
     # -- teams and keys ---------------------------------------------------------------
 
@@ -390,7 +410,7 @@ class SQLiteStore(OutboxMixin, LeaseMixin, BudgetMixin):
                 db.execute(
                     "INSERT INTO generations (id, scope_key, workflow_id, inputs, owner_team_id, "
                     "status, terminal, created_at, updated_at, cost, charge_day, charge_month) "
-                    "VALUES (?, ?, ?, ?, ?, 'SUBMITTING', 0, ?, ?, ?, ?, ?)",
+                    "VALUES (?, ?, ?, ?, ?, 'WAITING', 0, ?, ?, ?, ?, ?)",
                     (
                         ask.generation_id,
                         ask.scope_key,
@@ -472,9 +492,39 @@ class SQLiteStore(OutboxMixin, LeaseMixin, BudgetMixin):
         request, generation = found
         return Admission(request, generation, replayed=True, rate=None)
 
+    def peek_admission(self, ask: AdmissionRequest, now: float) -> None:
+        """Raise the `LimitExceeded` that `admit` would raise now for the team's cheap
+        limits (submit rate; on a run that would be paid: concurrency and budgets), reading
+        only: a refusal before any costly work (a webhook URL's DNS lookup). `admit`, in one
+        transaction, stays the authority; this may let through what it then refuses."""
+        db = self._connection()
+        if ask.idempotency_key and self._replay(db, ask, now) is not None:
+            return  # a replay is answered as before, whatever the limits say now
+        self._rate_decision(db, ask.team, "submits", ask.team.limits.submits_per_minute, now)
+        if not ask.no_cache and (
+            self._cached(db, ask.scope_key, now) or self._running(db, ask.scope_key)
+        ):
+            return  # a HIT or a JOIN costs nothing and takes no slot
+        self._check_concurrency(db, ask, now)
+        self._check_budgets(db, ask, now)
+
     def _take_rate(
         self, db: sqlite3.Connection, team: Team, name: str, limit: int | None, now: float
     ) -> RateDecision | None:
+        decision = self._rate_decision(db, team, name, limit, now)
+        if decision is None:
+            return None
+        db.execute(
+            "INSERT INTO rate_state (team_id, name, tat) VALUES (?, ?, ?) "
+            "ON CONFLICT (team_id, name) DO UPDATE SET tat = excluded.tat",
+            (team.id, name, decision.tat),
+        )
+        return decision
+
+    def _rate_decision(
+        self, db: sqlite3.Connection, team: Team, name: str, limit: int | None, now: float
+    ) -> RateDecision | None:
+        """The team's rate decision now, or its refusal raised; writes nothing."""
         if limit is None:
             return None
         row = db.execute(
@@ -489,11 +539,6 @@ class SQLiteStore(OutboxMixin, LeaseMixin, BudgetMixin):
                 limit="submits_per_minute",
                 retry_after=wait,
             )
-        db.execute(
-            "INSERT INTO rate_state (team_id, name, tat) VALUES (?, ?, ?) "
-            "ON CONFLICT (team_id, name) DO UPDATE SET tat = excluded.tat",
-            (team.id, name, decision.tat),
-        )
         return decision
 
     def rate_tat(self, team_id: str, name: str) -> float | None:
@@ -543,6 +588,17 @@ class SQLiteStore(OutboxMixin, LeaseMixin, BudgetMixin):
             )
 
     def _charge(self, db: sqlite3.Connection, ask: AdmissionRequest, now: float) -> tuple[str, str]:
+        self._check_budgets(db, ask, now)
+        day, month = budget_periods(now)
+        for period in (day, month):
+            db.execute(
+                "INSERT INTO spend (team_id, period, amount) VALUES (?, ?, ?) "
+                "ON CONFLICT (team_id, period) DO UPDATE SET amount = amount + excluded.amount",
+                (ask.team.id, period, ask.price),
+            )
+        return day, month
+
+    def _check_budgets(self, db: sqlite3.Connection, ask: AdmissionRequest, now: float) -> None:
         team, price = ask.team, ask.price
         day, month = budget_periods(now)
         checks = (
@@ -568,13 +624,6 @@ class SQLiteStore(OutboxMixin, LeaseMixin, BudgetMixin):
                     retry_after=reset(now),
                     status_code=406,
                 )
-        for period in (day, month):
-            db.execute(
-                "INSERT INTO spend (team_id, period, amount) VALUES (?, ?, ?) "
-                "ON CONFLICT (team_id, period) DO UPDATE SET amount = amount + excluded.amount",
-                (team.id, period, price),
-            )
-        return day, month
 
     @staticmethod
     def _spent(db: sqlite3.Connection, team_id: str, period: str) -> float:
@@ -602,6 +651,18 @@ class SQLiteStore(OutboxMixin, LeaseMixin, BudgetMixin):
     def generation(self, generation_id: str) -> Generation:
         return self._generation_by_id(self._connection(), generation_id)
 
+    def generation_inputs(self, generation_id: str) -> dict[str, Any]:
+        """The inputs a run is submitted with (a held run is sent from the store)."""
+        row = (
+            self._connection()
+            .execute("SELECT inputs FROM generations WHERE id = ?", (generation_id,))
+            .fetchone()
+        )
+        if row is None:
+            raise KeyError(generation_id)
+        inputs: dict[str, Any] = json.loads(row[0])
+        return inputs
+
     def _generation_rows(
         self, db: sqlite3.Connection, clause: str, args: tuple[object, ...]
     ) -> list[Generation]:
@@ -615,10 +676,12 @@ class SQLiteStore(OutboxMixin, LeaseMixin, BudgetMixin):
         self, generation_id: str, upstream_id: str, now: float, next_poll_at: float
     ) -> Generation:
         with self._transaction() as db:
+            # created_at becomes the send time: a run held before it was sent is polled,
+            # given up and expired from when the upstream started it, as Segmind does.
             db.execute(
                 "UPDATE generations SET upstream_id = ?, status = 'QUEUED', updated_at = ?, "
-                "next_poll_at = ? WHERE id = ? AND terminal = 0",
-                (upstream_id, now, next_poll_at, generation_id),
+                "created_at = ?, next_poll_at = ? WHERE id = ? AND terminal = 0",
+                (upstream_id, now, now, next_poll_at, generation_id),
             )
             return self._generation_by_id(db, generation_id)
 

@@ -149,12 +149,12 @@ async def test_an_empty_body_and_the_spelled_out_defaults_share_one_generation(
 
 async def test_the_join_survives_the_first_requester_going_away(harness: Harness) -> None:
     key = harness.team("alpha")
-    # Hold the paid submit in flight: Segmind answers 429 once, so the gateway's submit
-    # waits out Retry-After on the virtual clock before it tries again.
-    harness.fake_state.faults.script("submit", [{"code": 429, "headers": {"Retry-After": "5"}}])
+    # Hold the paid submit in flight: its first connection is refused (nothing sent), so
+    # the gateway's submit waits on the virtual clock before it tries again.
+    harness.upstream_transport.refuse_connections = 1
     first = asyncio.ensure_future(harness.submit(key, KNIGHT))
     await harness.clock.wait_for_sleepers(1)
-    assert upstream_submits(harness) == 1
+    assert upstream_submits(harness) == 0
 
     first.cancel()  # the first requester hangs up mid-submit
     with pytest.raises(asyncio.CancelledError):
@@ -168,7 +168,7 @@ async def test_the_join_survives_the_first_requester_going_away(harness: Harness
     await completed(harness, key, joined)
     for request in requests:  # the one who left can still poll its own id
         assert (await harness.poll(key, request.id)).json()["status"] == "COMPLETED"
-    assert [e["status"] for e in harness.upstream_calls("submit")] == [429, 200]
+    assert [e["status"] for e in harness.upstream_calls("submit")] == [200]
     assert await harness.credits(key) == pytest.approx(BUDGET - PRICE)
 
 

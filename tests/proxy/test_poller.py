@@ -271,8 +271,9 @@ async def test_a_run_cut_off_mid_submit_by_a_restart_is_failed_not_resubmitted(
     key = harness.team("alpha", max_concurrent=1)
     store = harness.gateway.store.sync
     ask = admission_for(store.team("alpha"), KNIGHT)
-    # The state a crash leaves between admitting a run and hearing Segmind's answer.
+    # The state a crash leaves between sending a run and hearing Segmind's answer.
     store.admit(ask, harness.clock.now())
+    assert store.claim_send(ask.generation_id, harness.clock.now(), 60) == 0  # SUBMITTING
     await harness.restart()
 
     failed = await status_of(harness, key, ask.request_id)

@@ -250,6 +250,8 @@ async def test_a_run_its_dead_gateway_was_submitting_is_failed_not_resubmitted(
     # What a third gateway leaves when it dies between admitting a run and Segmind's answer.
     store.heartbeat("gateway-c", pair.b_wall.now() + LEASE)
     store.admit(ask, pair.harness.clock.now())
+    # Its budget slot taken and the request sent (SUBMITTING), no answer yet.
+    assert store.claim_send(ask.generation_id, pair.harness.clock.now(), 60) == 0
 
     await pair.beat(3)  # c's lease holds: its submit may still be under way
     assert await pair.status(pair.b_http, key, ask.request_id) == "QUEUED"

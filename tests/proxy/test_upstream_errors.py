@@ -9,7 +9,6 @@ default) for one that may have, and its concurrency slot comes back either way.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import Any
 
@@ -109,36 +108,42 @@ async def test_an_upstream_5xx_on_submit_is_never_retried(
     await assert_nothing_charged_and_slot_free(harness, key)
 
 
-async def test_an_upstream_429_on_submit_is_retried_after_retry_after(harness: Harness) -> None:
+async def test_an_upstream_429_on_submit_is_held_and_sent_after_retry_after(
+    harness: Harness,
+) -> None:
+    """Segmind's rate limiter refused the run, so none started: the caller is answered at
+    once (QUEUED, with its request id), and the gateway sends it when Segmind allows."""
     key = harness.team("alpha")
     harness.fake_state.faults.script("submit", [{"code": 429, "headers": {"Retry-After": "3"}}])
-    task = asyncio.ensure_future(harness.submit(key, KNIGHT))
-    await harness.clock.wait_for_sleepers(1)
-    await harness.advance(2)  # sooner than Segmind asked: no second try yet
-    assert not task.done()
-    assert len(upstream_submits(harness)) == 1
-    await harness.advance(8)
-    answer = await task
+    answer = await harness.submit(key, KNIGHT)
     assert answer.status_code == 200, answer.text
     assert answer.headers["x-cache-status"] == "MISS"
+    request_id = answer.json()["request_id"]
+    assert (await harness.poll(key, request_id)).json() == {"status": "QUEUED"}
+    await harness.advance(2)  # sooner than Segmind asked: no second try yet
+    assert len(upstream_submits(harness)) == 1
+    await harness.advance(8)
     assert [e["status"] for e in upstream_submits(harness)] == [429, 200]
-    done = await harness.advance_until_done(key, answer.json()["request_id"])
+    done = await harness.advance_until_done(key, request_id)
     assert done["status"] == "COMPLETED"
     assert await harness.credits(key) == pytest.approx(BUDGET - PRICE)
 
 
-async def test_an_upstream_429_that_persists_is_503_and_costs_nothing(harness: Harness) -> None:
+async def test_an_upstream_429_that_persists_holds_the_run_and_fails_nothing(
+    harness: Harness,
+) -> None:
     key = harness.team("alpha", max_concurrent=1)
     harness.fake_state.faults.script(
         "submit", [{"code": 429, "headers": {"Retry-After": "1"}, "times": 3}]
     )
-    answer = await harness.drive(harness.submit(key, KNIGHT))
-    message = error_of(answer, 503)
-    assert "rate limit" in message
-    assert int(answer.headers["retry-after"]) >= 1
-    assert [e["status"] for e in upstream_submits(harness)] == [429, 429, 429]
-    await harness.advance(60)  # the whole gateway paused for Segmind's Retry-After
-    await assert_nothing_charged_and_slot_free(harness, key)
+    answer = await harness.submit(key, KNIGHT)
+    assert answer.status_code == 200, answer.text
+    for _ in range(3):
+        await harness.advance(2)
+    assert [e["status"] for e in upstream_submits(harness)] == [429, 429, 429, 200]
+    done = await harness.advance_until_done(key, answer.json()["request_id"])
+    assert done["status"] == "COMPLETED"
+    assert await harness.credits(key) == pytest.approx(BUDGET - PRICE)
 
 
 async def test_a_refused_connection_is_retried_since_nothing_was_sent(harness: Harness) -> None:
@@ -179,20 +184,22 @@ async def test_a_broken_connection_on_submit_is_not_retried(
 
 async def test_requests_joined_to_a_submit_that_fails_see_it_fail(harness: Harness) -> None:
     key = harness.team("alpha")
-    # The first submit waits out a 429, so a second request can join it, then it fails.
+    # The first submit meets a 429 and is held, so a second request can join it; then
+    # Segmind fails the held submit: both requests see it FAILED, and nobody pays.
     harness.fake_state.faults.script(
         "submit", [{"code": 429, "headers": {"Retry-After": "2"}}, {"code": 502}]
     )
-    first = asyncio.ensure_future(harness.submit(key, KNIGHT))
-    await harness.clock.wait_for_sleepers(1)
+    first = await harness.submit(key, KNIGHT)
+    assert first.status_code == 200, first.text
     joined = await harness.submit(key, KNIGHT)
     assert joined.headers["x-cache-status"] == "JOIN"
     await harness.advance(10)
-    error_of(await first, 502)
-    polled = (await harness.poll(key, joined.json()["request_id"])).json()
-    assert polled["status"] == "FAILED"
-    assert "Segmind failed to submit" in polled["error_message"]
-    assert UPSTREAM_KEY not in str(polled)
+    for answer in (first, joined):
+        polled = (await harness.poll(key, answer.json()["request_id"])).json()
+        assert polled["status"] == "FAILED"
+        assert "Segmind failed to submit" in polled["error_message"]
+        assert UPSTREAM_KEY not in str(polled)
+    assert await harness.credits(key) == pytest.approx(BUDGET)
     # Never cached: the same request is a fresh run.
     again = await harness.submit(key, KNIGHT)
     assert again.headers["x-cache-status"] == "MISS"
