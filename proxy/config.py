@@ -66,6 +66,18 @@ class ProxySettings(BaseSettings):
     cache_scope: Literal["team", "shared"] = "team"
     idempotency_ttl: float = Field(86400.0, gt=0)
     max_body_bytes: int = Field(65536, ge=1024)
+    header_timeout: float = Field(
+        5.0, gt=0, le=300, description="seconds a connection has to send a whole request head"
+    )
+    body_timeout: float = Field(
+        15.0, gt=0, le=600, description="seconds after its head a whole request body must arrive"
+    )
+    max_connections: int = Field(
+        1000, ge=1, description="open client connections; past it a new one is answered 503"
+    )
+    max_connections_per_client: int | None = Field(
+        100, ge=1, description="open connections from one address (429 past it); null: no cap"
+    )
     poll_interval: float = Field(7.0, gt=0, description="seconds between upstream polls")
     expected_run_seconds: float = Field(673.9, gt=0)
     give_up_after: float = Field(
