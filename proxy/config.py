@@ -94,7 +94,11 @@ class ProxySettings(BaseSettings):
         7.0, gt=0, description="adaptive: mean seconds between a run ending and the gateway knowing"
     )
     poll_min_interval: float = Field(2.0, gt=0)
-    webhook_timeout: float = Field(15.0, gt=0, description="seconds a receiver has to answer 2xx")
+    webhook_timeout: float = Field(
+        15.0,
+        gt=0,
+        description="seconds one webhook attempt may take in all (connect, send, answer)",
+    )
     webhook_schedule: list[float] = Field(
         default_factory=lambda: [0.0, 5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0],
         description="seconds before each attempt (first: 0), each with +-20% jitter",

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import functools
 import hashlib
 import json
 import random
@@ -29,12 +30,15 @@ from standardwebhooks import Webhook
 
 from client import decode_output
 
+from .ssrf import WebhookUrlError, check_url_syntax
+
 __all__ = [
     "MAX_BODY_BYTES",
     "RETRY_SCHEDULE",
     "Verdict",
     "build_body",
     "classify",
+    "host_of",
     "message_id",
     "new_secret",
     "next_delay",
@@ -140,6 +144,16 @@ def next_delay(
     if retry_after is not None:
         delay = max(delay, min(max(retry_after, 0.0), MAX_RETRY_AFTER))
     return delay
+
+
+@functools.lru_cache(maxsize=4096)
+def host_of(url: str) -> str:
+    """The receiving host a webhook URL names, normalised as `ssrf` does (case, IDNA, any
+    spelling of an IP literal), so that two spellings of one host share one host's slots."""
+    try:
+        return check_url_syntax(url).hostname
+    except WebhookUrlError:
+        return url  # URLs are checked at submit, so unreachable; a key of its own all the same
 
 
 def _iso(now: float) -> str:

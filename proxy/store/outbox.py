@@ -15,7 +15,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
-from ..webhooks import build_body, message_id
+from ..webhooks import build_body, host_of, message_id
 from .records import CacheStatus, Generation, RequestRecord
 
 __all__ = ["OUTBOX_SCHEMA", "Attempt", "OutboxMessage", "OutboxMixin", "enqueue"]
@@ -157,13 +157,25 @@ def enqueue(
 
 
 def _skipping(
-    skip_ids: Collection[str], skip_endpoints: Collection[tuple[str, str]]
+    db: sqlite3.Connection,
+    skip_ids: Collection[str],
+    skip_endpoints: Collection[tuple[str, str]],
+    skip_teams: Collection[str] = (),
+    skip_hosts: Collection[str] = (),
 ) -> tuple[str, list[str]]:
-    """A WHERE fragment (and its arguments) leaving out messages and endpoints."""
+    """A WHERE fragment (and its arguments) leaving out messages, endpoints, teams and
+    receiving hosts (as `host_of` names them)."""
     where, args = "", list[str]()
     if skip_ids:
         where += f" AND id NOT IN ({', '.join('?' * len(skip_ids))})"
         args.extend(skip_ids)
+    if skip_teams:
+        where += f" AND team_id NOT IN ({', '.join('?' * len(skip_teams))})"
+        args.extend(skip_teams)
+    if skip_hosts:
+        db.create_function("webhook_host", 1, host_of, deterministic=True)
+        where += f" AND webhook_host(url) NOT IN ({', '.join('?' * len(skip_hosts))})"
+        args.extend(skip_hosts)
     if skip_endpoints:
         pairs = ", ".join("(?, ?)" for _ in skip_endpoints)
         where += f" AND (team_id, url) NOT IN (VALUES {pairs})"
@@ -179,17 +191,18 @@ class OutboxMixin:
     _transaction: Callable[[], AbstractContextManager[sqlite3.Connection]]
 
     def next_due_at(
-        self, skip_ids: Collection[str] = (), skip_endpoints: Collection[tuple[str, str]] = ()
+        self,
+        skip_ids: Collection[str] = (),
+        skip_endpoints: Collection[tuple[str, str]] = (),
+        skip_teams: Collection[str] = (),
+        skip_hosts: Collection[str] = (),
     ) -> float | None:
         """When the next pending message is due, leaving out the skipped ones."""
-        where, args = _skipping(skip_ids, skip_endpoints)
-        row = (
-            self._connection()
-            .execute(
-                f"SELECT MIN(next_attempt_at) FROM outbox WHERE state = 'pending'{where}", args
-            )
-            .fetchone()
-        )
+        db = self._connection()
+        where, args = _skipping(db, skip_ids, skip_endpoints, skip_teams, skip_hosts)
+        row = db.execute(
+            f"SELECT MIN(next_attempt_at) FROM outbox WHERE state = 'pending'{where}", args
+        ).fetchone()
         return None if row[0] is None else float(row[0])
 
     def due_messages(
@@ -198,20 +211,20 @@ class OutboxMixin:
         limit: int,
         skip_ids: Collection[str] = (),
         skip_endpoints: Collection[tuple[str, str]] = (),
+        skip_teams: Collection[str] = (),
+        skip_hosts: Collection[str] = (),
     ) -> list[OutboxMessage]:
         """Pending messages whose next attempt is due, oldest due first (read only),
-        leaving out the given ids and (team_id, url) endpoints: the ones the deliverer
-        cannot send now must not fill the batch in front of those it can."""
-        where, args = _skipping(skip_ids, skip_endpoints)
-        rows = (
-            self._connection()
-            .execute(
-                f"SELECT {MESSAGE_COLUMNS} FROM outbox WHERE state = 'pending' "
-                f"AND next_attempt_at <= ?{where} ORDER BY next_attempt_at LIMIT ?",
-                (now, *args, limit),
-            )
-            .fetchall()
-        )
+        leaving out the given ids, (team_id, url) endpoints, teams and hosts: the ones the
+        deliverer cannot send now must not fill the batch in front of those it can (one
+        team's thousands of due messages would hide every other team's)."""
+        db = self._connection()
+        where, args = _skipping(db, skip_ids, skip_endpoints, skip_teams, skip_hosts)
+        rows = db.execute(
+            f"SELECT {MESSAGE_COLUMNS} FROM outbox WHERE state = 'pending' "
+            f"AND next_attempt_at <= ?{where} ORDER BY next_attempt_at LIMIT ?",
+            (now, *args, limit),
+        ).fetchall()
         return [_message(row) for row in rows]
 
     def claim(self, message_id: str, now: float, lease_until: float) -> bool:
