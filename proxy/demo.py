@@ -180,10 +180,11 @@ class GatewayProcess:
         env = {k: v for k, v in os.environ.items() if not k.startswith(_SCRUBBED_ENV_PREFIXES)}
         with log.open("wb") as sink:
             # Our own interpreter and module; the only values are numbers and our temp paths.
-            # A session of its own: Ctrl-C reaches the demo alone, which then stops this
-            # process in order (gateway first, which stops its fake).
+            # In the demo's own process group, not a session of its own: whatever stops the
+            # group (Ctrl-C at a terminal, `kill -- -PGID`, a test's or CI's teardown, even
+            # SIGKILL) stops the gateway and its fake with it, so none is left running.
             self.process = subprocess.Popen(  # noqa: S603
-                argv, stdout=sink, stderr=subprocess.STDOUT, env=env, start_new_session=True
+                argv, stdout=sink, stderr=subprocess.STDOUT, env=env
             )
 
     def wait_ready(self, seconds: float = READY_SECONDS) -> None:
@@ -282,25 +283,59 @@ def _generate(
         raise DemoError(f"expected four videos, got {len(files)}: {json.dumps(result.raw_output)}")
 
 
+#: Signals that ask the demo to stop: each is turned into the KeyboardInterrupt Ctrl-C
+#: raises, so every one of them stops the gateway and the fake on the way out.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+class _Stopped(KeyboardInterrupt):
+    """A stop signal arrived; the exit code is 128 + its number, as a shell reports it."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
 @contextlib.contextmanager
-def _terminate_as_interrupt() -> Iterator[None]:
-    """`kill PID` cleans up like Ctrl-C does (only the main thread may set handlers)."""
+def _stop_signals_interrupt() -> Iterator[None]:
+    """SIGTERM (`kill PID`) and SIGHUP (the terminal closed) stop the demo as Ctrl-C does.
+
+    A signal the demo was started with ignored stays ignored: a shell starts a background
+    job (`python -m proxy demo &` in a script) with SIGINT ignored, `nohup` with SIGHUP
+    ignored, and they asked for that. SIGTERM is always honoured, so such a demo can still
+    be stopped cleanly. The first stop signal interrupts; later ones are ignored while the
+    gateway and the fake are stopped (bounded by `GatewayProcess.stop`), so a second
+    Ctrl-C or a group-wide SIGTERM cannot cut the clean-up short and leave them running.
+    Only the main thread may set handlers; elsewhere nothing changes.
+    """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
+    previous = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}
+    honoured = [
+        signum
+        for signum, handler in previous.items()
+        if signum == signal.SIGTERM or handler is not signal.SIG_IGN
+    ]
 
     def interrupt(signum: int, frame: FrameType | None) -> None:
-        raise KeyboardInterrupt
+        for each in honoured:
+            signal.signal(each, signal.SIG_IGN)  # from now on: stopping already
+        raise _Stopped(signum)
 
-    previous = signal.signal(signal.SIGTERM, interrupt)
+    for signum in honoured:
+        signal.signal(signum, interrupt)
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            if handler is not None:  # None: set outside Python, so nothing to restore
+                signal.signal(signum, handler)
 
 
 def run_demo(args: argparse.Namespace, out: IO[str] | None = None) -> int:
-    """Run the demo; 0 on success, 1 when a step failed, 130 when interrupted."""
+    """Run the demo; 0 on success, 1 when a step failed, 128 + the signal when stopped
+    (130 for Ctrl-C, 143 for SIGTERM)."""
     sink = out or sys.stdout
 
     def say(line: str) -> None:
@@ -311,7 +346,7 @@ def run_demo(args: argparse.Namespace, out: IO[str] | None = None) -> int:
         return 2
     started = time.monotonic()
     gateway: GatewayProcess | None = None
-    with _terminate_as_interrupt(), tempfile.TemporaryDirectory(prefix="gateway-demo-") as tmp:
+    with _stop_signals_interrupt(), tempfile.TemporaryDirectory(prefix="gateway-demo-") as tmp:
         try:
             db = args.db or Path(tmp) / "gateway.sqlite"
             name = f"demo-{secrets.token_hex(3)}"  # a fresh team: its own budget and cache
@@ -333,9 +368,11 @@ def run_demo(args: argparse.Namespace, out: IO[str] | None = None) -> int:
                 gateway.wait_ready()
                 say(f"webhook receiver listening on {receiver.url}")
                 _generate(args, gateway, team.key, receiver, sink)
-        except KeyboardInterrupt:
-            print("\ninterrupted: stopping the gateway and the fake", file=sys.stderr)
-            return 130
+        except KeyboardInterrupt as exc:
+            signum = exc.signum if isinstance(exc, _Stopped) else signal.SIGINT
+            name = signal.Signals(signum).name
+            print(f"\ninterrupted ({name}): stopping the gateway and the fake", file=sys.stderr)
+            return 128 + signum
         except (DemoError, SegmindError, OSError) as exc:
             print(f"demo failed: {exc}", file=sys.stderr)
             if gateway is not None and (tail := gateway.tail()):
