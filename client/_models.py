@@ -6,7 +6,10 @@ API. Everything else is a frozen value object built from the server's answers.
 
 from __future__ import annotations
 
+import difflib
 import json
+import re
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -20,7 +23,9 @@ from ._output import OutputItem, decode_output
 
 __all__ = [
     "DEFAULT_CHARACTER_IMAGE",
+    "DEFAULT_INPUTS",
     "DEFAULT_SCENES",
+    "INPUT_NAMES",
     "MAX_SCENE_LENGTH",
     "CharacterVideoInputs",
     "Credits",
@@ -29,6 +34,11 @@ __all__ = [
     "JobState",
     "JobStatus",
     "Progress",
+    "check_image",
+    "check_scene",
+    "is_blank",
+    "suggest_input",
+    "validate_inputs",
 ]
 
 DEFAULT_CHARACTER_IMAGE = (
@@ -44,18 +54,171 @@ DEFAULT_SCENES = (
 MAX_SCENE_LENGTH = 1000
 MAX_URL_LENGTH = 2048
 
+#: The wire names of the inputs, in the workflow's order, with their Python names. A body
+#: (a mapping) must use the wire names: a typo or another spelling is refused, never
+#: guessed at, so it can never start a paid run the caller did not mean.
+INPUT_NAMES: dict[str, str] = {
+    "Character_Image": "character_image",
+    "Scene_1": "scene_1",
+    "Scene_2": "scene_2",
+    "Scene_3": "scene_3",
+    "Scene_4": "scene_4",
+}
+DEFAULT_INPUTS: dict[str, str] = dict(
+    zip(INPUT_NAMES, (DEFAULT_CHARACTER_IMAGE, *DEFAULT_SCENES), strict=True)
+)
+
+# What a scene is blank of: control (Cc), format (Cf: zero-width space, BOM, bidi marks),
+# separator (Zs, Zl, Zp), private-use (Co) and unassigned (Cn) characters, and lone
+# surrogates; plus the default-ignorable code points that are classed as marks or letters
+# (the combining grapheme joiner, Hangul fillers, variation selectors) and the Braille
+# blank. A scene of only these shows the model nothing, yet would cost a full run.
+_INVISIBLE_CATEGORIES = frozenset({"Cc", "Cf", "Zs", "Zl", "Zp", "Co", "Cn", "Cs"})
+_INVISIBLE = frozenset(
+    map(
+        chr,
+        (
+            0x034F, 0x115F, 0x1160, 0x17B4, 0x17B5, 0x180B, 0x180C, 0x180D, 0x180F,
+            0x2800, 0x3164, 0xFFA0, *range(0xFE00, 0xFE10), *range(0xE0100, 0xE01F0),
+        ),
+    )
+)  # fmt: skip
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def is_blank(text: str) -> bool:
+    """True when `text` holds nothing visible (see `_INVISIBLE_CATEGORIES`)."""
+    return all(
+        c.isspace() or c in _INVISIBLE or unicodedata.category(c) in _INVISIBLE_CATEGORIES
+        for c in text
+    )
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, list | tuple):
+        return "an array"
+    if isinstance(value, Mapping):
+        return "an object"
+    return type(value).__name__
+
+
+def _text(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"must be a string, got {_json_type(value)}; leave it out for the default")
+    if _SURROGATE.search(value):
+        raise ValueError(
+            "holds a lone surrogate (half of a \\ud800-\\udfff pair); send valid Unicode text"
+        )
+    return value
+
+
+def check_scene(value: Any) -> str:
+    """A scene prompt as given, or `ValueError` saying what is wrong with it."""
+    text = _text(value)
+    if is_blank(text):
+        raise ValueError(
+            "is blank (only whitespace, control or invisible characters); describe the scene, "
+            "or leave it out to use the default"
+        )
+    if len(text) > MAX_SCENE_LENGTH:
+        raise ValueError(f"must be at most {MAX_SCENE_LENGTH} characters, got {len(text)}")
+    return text
+
+
+def check_image(value: Any) -> str:
+    """The character photo's URL as given, or `ValueError` saying what is wrong with it."""
+    text = _text(value)
+    if len(text) > MAX_URL_LENGTH:
+        raise ValueError(f"must be at most {MAX_URL_LENGTH} characters, got {len(text)}")
+    if any(c.isspace() or unicodedata.category(c) in ("Cc", "Cf") for c in text):
+        raise ValueError("must be an http(s) URL without spaces or control characters")
+    try:
+        parts = urlsplit(text)
+        host = parts.hostname
+    except ValueError:
+        host = None
+    if not host or parts.scheme not in ("http", "https"):
+        raise ValueError(
+            f"must be an http:// or https:// URL of the photo, like "
+            f"https://example.com/face.jpg; got {text[:80]!r}"
+        )
+    return text
+
+
+_CHECKS = {name: check_image if name == "Character_Image" else check_scene for name in INPUT_NAMES}
+
+
+def _folded(name: str) -> str:
+    return "".join(c for c in name.casefold() if c.isalnum())
+
+
+def suggest_input(name: str) -> str | None:
+    """The input a misspelt name most likely meant: the same letters and digits in another
+    case or separator (`scene_1`, `Scene1`, `character-image`), or a close misspelling with
+    the same digits (`Charcter_Image`; but not `Scene_5` for `Scene_1`)."""
+    folded = _folded(name)
+    by_fold = {_folded(known): known for known in INPUT_NAMES}
+    if folded in by_fold:
+        return by_fold[folded]
+    digits = "".join(c for c in folded if c.isdigit())
+    same_digits = [f for f in by_fold if "".join(c for c in f if c.isdigit()) == digits]
+    close = difflib.get_close_matches(folded, same_digits, n=1, cutoff=0.75)
+    return by_fold[close[0]] if close else None
+
+
+def _unknown(name: str) -> str:
+    guess = suggest_input(name)
+    return "is not an input of this workflow" + (f" (did you mean {guess}?)" if guess else "")
+
+
+def _refusal(problems: Mapping[str, str]) -> InvalidInput:
+    detail = "; ".join(f"{name} {msg}" for name, msg in problems.items())
+    if any(name not in INPUT_NAMES for name in problems):
+        detail += f"; the inputs are {', '.join(INPUT_NAMES)} (names are case-sensitive)"
+    return InvalidInput(f"invalid workflow inputs, nothing was sent: {detail}", problems=problems)
+
+
+def validate_inputs(data: Mapping[str, Any] | None) -> dict[str, str]:
+    """The one validation of a character-video body, used by the client before it sends
+    and by the gateway before it admits: wire names only, every input checked, defaults
+    filled in. Returns the canonical inputs or raises `InvalidInput` listing every problem.
+    """
+    body = dict(data or {})
+    problems = {str(name): _unknown(str(name)) for name in body if name not in INPUT_NAMES}
+    canonical: dict[str, str] = {}
+    for name, check in _CHECKS.items():
+        if name not in body:
+            canonical[name] = DEFAULT_INPUTS[name]
+            continue
+        try:
+            canonical[name] = check(body[name])
+        except ValueError as exc:
+            problems[name] = str(exc)
+    if problems:
+        raise _refusal(problems)
+    return canonical
+
 
 class CharacterVideoInputs(BaseModel):
     """The five inputs of the character-video workflow, each with the product page's default.
 
-    Python names are snake case; the wire names (`Character_Image`, `Scene_1`...) are
-    aliases, and both spellings are accepted.
+    Python names are snake case and are what the constructor takes; the wire names
+    (`Character_Image`, `Scene_1`...) are what a body (a mapping given to `parse`, or to
+    `submit`) must use. Both are checked by the same rules (`validate_inputs`).
 
     >>> CharacterVideoInputs(scene_2="A chef in a busy kitchen").to_payload()["Scene_2"]
     'A chef in a busy kitchen'
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", validate_by_name=True, validate_by_alias=True
+    )
 
     character_image: str = Field(default=DEFAULT_CHARACTER_IMAGE, alias="Character_Image")
     scene_1: str = Field(default=DEFAULT_SCENES[0], alias="Scene_1")
@@ -63,43 +226,34 @@ class CharacterVideoInputs(BaseModel):
     scene_3: str = Field(default=DEFAULT_SCENES[2], alias="Scene_3")
     scene_4: str = Field(default=DEFAULT_SCENES[3], alias="Scene_4")
 
-    @field_validator("character_image")
+    @field_validator("character_image", mode="before")
     @classmethod
-    def _http_uri(cls, value: str) -> str:
-        if len(value) > MAX_URL_LENGTH:
-            raise ValueError(f"must be at most {MAX_URL_LENGTH} characters")
-        if any(c.isspace() for c in value):
-            raise ValueError("must be an http(s) URL without spaces")
-        parts = urlsplit(value)
-        if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"must be an http:// or https:// URL of the photo, got {value!r}")
-        return value
+    def _http_uri(cls, value: Any) -> str:
+        return check_image(value)
 
-    @field_validator("scene_1", "scene_2", "scene_3", "scene_4")
+    @field_validator("scene_1", "scene_2", "scene_3", "scene_4", mode="before")
     @classmethod
-    def _scene_text(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("must not be empty (leave it out to use the default)")
-        if len(value) > MAX_SCENE_LENGTH:
-            raise ValueError(f"must be at most {MAX_SCENE_LENGTH} characters, got {len(value)}")
-        return value
+    def _scene_text(cls, value: Any) -> str:
+        return check_scene(value)
 
     @classmethod
     def parse(
         cls, data: CharacterVideoInputs | Mapping[str, Any] | None = None
     ) -> CharacterVideoInputs:
-        """Validated inputs from a model, a mapping (either spelling of names) or None."""
+        """Validated inputs from a model, a body with wire names (`Scene_1`...) or None."""
         if isinstance(data, CharacterVideoInputs):
             return data
-        try:
-            return cls.model_validate(dict(data or {}))
-        except ValidationError as exc:
-            raise invalid_input(exc) from None
+        if data is not None and not isinstance(data, Mapping):
+            raise InvalidInput(f"inputs must be a mapping of input names, got {_json_type(data)}")
+        return cls.model_validate(validate_inputs(data), by_alias=True, by_name=False)
 
     @classmethod
     def build(cls, **kwargs: Any) -> CharacterVideoInputs:
-        """Like the constructor, but raises `InvalidInput` instead of pydantic's error."""
-        return cls.parse(kwargs)
+        """Like the constructor (Python names), but raises `InvalidInput`, not pydantic's."""
+        try:
+            return cls.model_validate(kwargs, by_alias=False, by_name=True)
+        except ValidationError as exc:
+            raise invalid_input(exc) from None
 
     def to_payload(self) -> dict[str, str]:
         """The JSON body, every input spelled out with its wire name."""
@@ -115,20 +269,19 @@ def invalid_input(exc: ValidationError) -> InvalidInput:
     for error in exc.errors():
         name = ".".join(str(p) for p in error["loc"]) or "inputs"
         if error["type"] == "extra_forbidden":
-            known = ", ".join(f.alias or n for n, f in CharacterVideoInputs.model_fields.items())
-            problems[name] = f"is not an input of this workflow (inputs: {known})"
+            problems[name] = _unknown(name)
         else:
             problems[name] = str(error["msg"]).removeprefix("Value error, ")
-    detail = "; ".join(f"{name} {msg}" for name, msg in problems.items())
-    return InvalidInput(f"invalid workflow inputs, nothing was sent: {detail}", problems=problems)
+    return _refusal(problems)
 
 
 def raw_payload(data: Mapping[str, Any]) -> dict[str, Any]:
     """A raw input mapping for another workflow, checked to be JSON."""
     payload = {str(k): v for k, v in data.items()}
     try:
-        json.dumps(payload, allow_nan=False)
-    except (TypeError, ValueError) as exc:
+        # Encoded as it will be sent: a lone surrogate passes `dumps` but not UTF-8.
+        json.dumps(payload, allow_nan=False, ensure_ascii=False).encode("utf-8")
+    except (TypeError, ValueError, RecursionError) as exc:
         raise InvalidInput(
             f"workflow inputs must be JSON-serialisable, nothing was sent: {exc}"
         ) from None

@@ -27,6 +27,9 @@ __all__ = ["routes"]
 
 ASSET_NAME = re.compile(r"scene_[1-4]\.mp4")
 DIGEST = re.compile(r"[0-9a-f]{24}")
+# Inputs are one flat object; anything deeper than this is refused before it is decoded
+# (Python's decoder recurses per level and fails near 1,000).
+MAX_DEPTH = 32
 QUEUED_MESSAGE = "The request is queued. Poll poll_url every 7 seconds until it is COMPLETED."
 
 
@@ -65,15 +68,7 @@ async def submit(request: Request) -> Response:
         )
     if not account.may_run(workflow.id):
         raise ApiError(403, f"Forbidden: this API key has no access to workflow {workflow.id}")
-    raw = await request.body()
-    body: Any = {}
-    if raw.strip():
-        try:
-            body = json.loads(raw)
-        except ValueError as exc:
-            raise InvalidInput(
-                f"the request body is not valid JSON ({exc}); send a JSON object of inputs"
-            ) from None
+    body = read_json(await request.body())
     inputs = workflow.canonical_inputs(body, state.settings.unknown_inputs)
     prefs = parse_prefer(request.headers.getlist("prefer"))
     state.accounts.charge(account, state.settings.price)
@@ -86,6 +81,77 @@ async def submit(request: Request) -> Response:
             "message": QUEUED_MESSAGE,
         }
     )
+
+
+def nesting_over(text: str, limit: int) -> bool:
+    """Whether arrays and objects in `text` nest deeper than `limit`: one pass over the
+    characters, skipping strings, so a body cannot make the check itself recurse."""
+    depth = 0
+    in_string = escaped = False
+    for char in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            if depth > limit:
+                return True
+        elif char in "]}" and depth:
+            depth -= 1
+    return False
+
+
+def _has_lone_surrogate(value: Any) -> bool:
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, dict):
+            pending.extend(item)  # the names
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+        elif isinstance(item, str) and any(0xD800 <= ord(c) <= 0xDFFF for c in item):
+            return True
+    return False
+
+
+def _not_a_number(name: str) -> Any:
+    raise InvalidInput(f"the request body holds {name}, which JSON does not allow")
+
+
+def read_json(raw: bytes) -> Any:
+    """A submit body as Segmind reads it: empty is `{}`; anything else must be UTF-8 JSON,
+    nested at most `MAX_DEPTH` levels, without NaN/Infinity or a lone surrogate escape
+    (`"\\ud800"`). Each is a 400 that says so, never a 500."""
+    if not raw.strip():
+        return {}
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise InvalidInput("the request body is not UTF-8; send JSON encoded as UTF-8") from None
+    if nesting_over(text, MAX_DEPTH):
+        raise InvalidInput(
+            f"the request body nests more than {MAX_DEPTH} levels deep; send a flat JSON "
+            "object of inputs"
+        )
+    try:
+        body = json.loads(text, parse_constant=_not_a_number)
+    except ValueError as exc:
+        raise InvalidInput(
+            f"the request body is not valid JSON ({exc}); send a JSON object of inputs"
+        ) from None
+    if _has_lone_surrogate(body):
+        raise InvalidInput(
+            "the request body holds a lone surrogate (an unpaired \\ud800-\\udfff escape); "
+            "send valid Unicode text"
+        )
+    return body
 
 
 async def poll(request: Request) -> Response:

@@ -6,8 +6,10 @@ shares no code with the client on purpose, so a bug cannot hide on both sides.
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
+import unicodedata
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -30,6 +32,38 @@ CHARACTER_VIDEO_ID = "68628fe34727e611dfa219b4-v4"
 # one that no sensible prompt reaches and documents it (README, "Validation").
 SCENE_MAX_LENGTH = 1000
 URL_MAX_LENGTH = 2048
+
+
+# Code points that draw nothing. By general category: controls, format characters (zero-width
+# space, joiners, bidi marks, BOM), space and line/paragraph separators, private-use and
+# unassigned code points, surrogates. By code point: default-ignorables that Unicode files as
+# marks or letters (U+034F, Hangul fillers, Khmer inherent vowels, Mongolian variation
+# selectors, variation selectors 1-256) and the Braille pattern blank. A scene made of only
+# these (and whitespace) asks the model for nothing, and would still be charged.
+_NOTHING_CATEGORIES = ("Cc", "Cf", "Cn", "Co", "Cs", "Zl", "Zp", "Zs")
+_NOTHING_RANGES = (
+    (0x034F, 0x034F),
+    (0x115F, 0x1160),
+    (0x17B4, 0x17B5),
+    (0x180B, 0x180D),
+    (0x180F, 0x180F),
+    (0x2800, 0x2800),
+    (0x3164, 0x3164),
+    (0xFE00, 0xFE0F),
+    (0xFFA0, 0xFFA0),
+    (0xE0100, 0xE01EF),
+)
+
+
+def _draws_nothing(char: str) -> bool:
+    if char.isspace() or unicodedata.category(char) in _NOTHING_CATEGORIES:
+        return True
+    point = ord(char)
+    return any(low <= point <= high for low, high in _NOTHING_RANGES)
+
+
+def _fold(name: str) -> str:
+    return "".join(c for c in name.lower() if c.isalnum())
 
 
 class InputKind(StrEnum):
@@ -66,8 +100,11 @@ class InputSpec:
             )
         if self.kind is InputKind.URI:
             return _check_url(self.name, value, self.max_length)
-        if not value.strip():
-            raise InvalidInput(f"{self.name} must not be empty; omit it to use the default")
+        if all(map(_draws_nothing, value)):
+            raise InvalidInput(
+                f"{self.name} must not be empty or blank (only whitespace, control or "
+                "invisible characters); omit it to use the default"
+            )
         if len(value) > self.max_length:
             raise InvalidInput(
                 f"{self.name} is {len(value)} characters long; the limit is {self.max_length}"
@@ -96,14 +133,27 @@ class Workflow:
         unknown = sorted(set(body) - self._names)
         if unknown and policy is UnknownInputPolicy.REJECT:
             valid = ", ".join(sorted(self._names))
+            hints = [f"did you mean {guess}?" for guess in map(self.near_miss, unknown) if guess]
             raise InvalidInput(
                 f"unknown input {', '.join(map(repr, unknown))} for workflow {self.id}; "
-                f"valid inputs are {valid} (names are case-sensitive)"
+                + "".join(f"{hint} " for hint in dict.fromkeys(hints))
+                + f"valid inputs are {valid} (names are case-sensitive)"
             )
         return {
             spec.name: spec.check(body[spec.name]) if spec.name in body else spec.default
             for spec in self.inputs
         }
+
+    def near_miss(self, name: str) -> str | None:
+        """The input an unknown name probably meant: equal but for case and separators
+        ("scene_1", "SCENE-1"), or a typo of one with the same number ("Scnee_2")."""
+        folded = {_fold(known): known for known in self._names}
+        if _fold(name) in folded:
+            return folded[_fold(name)]
+        number = [c for c in _fold(name) if c.isdigit()]
+        candidates = [f for f in folded if [c for c in f if c.isdigit()] == number]
+        found = difflib.get_close_matches(_fold(name), candidates, n=1, cutoff=0.75)
+        return folded[found[0]] if found else None
 
     def digest(self, inputs: dict[str, str]) -> str:
         """A stable name for one canonical input set: same inputs, same output URLs."""
@@ -114,6 +164,11 @@ class Workflow:
 def _check_url(name: str, value: str, max_length: int) -> str:
     if len(value) > max_length:
         raise InvalidInput(f"{name} is {len(value)} characters long; the limit is {max_length}")
+    if any(c.isspace() or unicodedata.category(c) in ("Cc", "Cf") for c in value):
+        raise InvalidInput(
+            f"{name} must be an http(s) URL without spaces or control characters; "
+            f"got {value[:80]!r}"
+        )
     try:
         parts = urlsplit(value)
         host = parts.hostname

@@ -114,7 +114,7 @@ def _body_for_journal(raw: bytes) -> Any:
         return None
     try:
         return json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):  # deep nesting is refused by the API, not here
         return raw[:BODY_LIMIT].decode("utf-8", "replace")
 
 

@@ -57,7 +57,7 @@ def lone_surrogate_at(value: Any) -> str | None:
         elif isinstance(item, dict):
             for name, inner in item.items():
                 if _SURROGATE.search(name):
-                    return f"an input name ({name.encode('utf-8', 'backslashreplace')!r})"
+                    return "an input name"
                 stack.append((inner, f"the value of {name}"))
         elif isinstance(item, list):
             stack.extend((inner, where) for inner in item)

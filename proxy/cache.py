@@ -14,8 +14,9 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from client import CHARACTER_VIDEO_WORKFLOW_ID, CharacterVideoInputs
+from client import CHARACTER_VIDEO_WORKFLOW_ID
 from client import InvalidInput as ClientInvalidInput
+from client._models import validate_inputs
 
 from .errors import BadInput
 
@@ -31,8 +32,10 @@ def canonical_inputs(workflow_id: str, body: Any) -> dict[str, Any]:
             'send e.g. {"Scene_1": "..."} or {} for all defaults'
         )
     if workflow_id == CHARACTER_VIDEO_WORKFLOW_ID:
+        # The client's own validation, the one it applies before it sends: a body the SDK
+        # would refuse is refused here alike, and no other spelling of a name is accepted.
         try:
-            return CharacterVideoInputs.parse(body).to_payload()
+            return validate_inputs(body)
         except ClientInvalidInput as exc:
             raise BadInput(exc.message) from None
     # Other configured workflows: their schema is not known here, so only key order and

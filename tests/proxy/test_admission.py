@@ -136,11 +136,11 @@ async def test_an_empty_body_and_the_spelled_out_defaults_share_one_generation(
     key = harness.team("alpha")
     first = accepted(await harness.submit(key, {}), "MISS")
     accepted(await harness.submit(key, SPELLED_OUT), "JOIN")
-    # Any order, either spelling of the names, any subset of the defaults.
+    # Any order, any subset of the defaults (names as the workflow spells them).
     shuffled = list(SPELLED_OUT.items())
     random.Random(7).shuffle(shuffled)
     accepted(await harness.submit(key, dict(shuffled)), "JOIN")
-    accepted(await harness.submit(key, {"scene_2": DEFAULT_SCENES[1]}), "JOIN")
+    accepted(await harness.submit(key, {"Scene_2": DEFAULT_SCENES[1]}), "JOIN")
     await completed(harness, key, first)
     accepted(await harness.submit(key, SPELLED_OUT), "HIT")
     assert upstream_submits(harness) == 1
