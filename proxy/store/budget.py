@@ -145,8 +145,13 @@ def _take(db: sqlite3.Connection, kind: str, now: float, per_minute: int) -> flo
     if now < paused_until:
         return float(paused_until - now)
     interval = WINDOW / per_minute
-    if kind != "submit" and now < submits_until:
-        return max(float(submits_until - now), 1e-3)
+    if kind != "submit":
+        # Submits before polls: a poll steps aside while a submit waits for its slot, and
+        # while any admitted run waits to be sent (its sender may not have asked yet).
+        if now < submits_until:
+            return max(float(submits_until - now), 1e-3)
+        if db.execute("SELECT 1 FROM generations WHERE status = 'WAITING' LIMIT 1").fetchone():
+            return max(_wait(db, now, per_minute), interval)
     wait = _wait(db, now, per_minute)
     if wait <= 0:
         db.execute("INSERT INTO upstream_calls (at) VALUES (?)", (now,))

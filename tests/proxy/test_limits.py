@@ -252,7 +252,8 @@ async def test_what_a_failed_run_costs_follows_the_setting(
 
 
 @pytest.mark.parametrize("mode", ["charge", "refund"])
-@pytest.mark.parametrize(("code", "answered"), [(400, 400), (406, 503), (429, 503)])
+# (A 429 refuses nothing: the run is held and sent later; see test_upstream_budget.py.)
+@pytest.mark.parametrize(("code", "answered"), [(400, 400), (406, 503)])
 async def test_a_submit_the_upstream_refused_is_never_charged(
     make_harness: MakeHarness, mode: str, code: int, answered: int
 ) -> None:

@@ -36,7 +36,7 @@ from starlette.routing import Route
 
 from client import InvalidWebhook, WebhookEvent, verify_webhook
 from proxy.config import PRICE
-from proxy.store import Attempt, OutboxMessage
+from proxy.store import Attempt, OutboxMessage, SQLiteStore
 from proxy.webhooks import MAX_BODY_BYTES, RETRY_SCHEDULE, message_id
 from tests.proxy.harness import UPSTREAM_KEY, Harness
 from tests.raw_http import read_request
@@ -375,9 +375,10 @@ async def test_a_submit_that_fails_in_its_answer_sends_no_webhook_but_its_joiner
     # with an id, so only that one is told by webhook.
     harness, receiver = await hooks()
     team = harness.new_team("alpha")
-    harness.fake_state.faults.script(
-        "submit", [{"code": 429, "headers": {"Retry-After": "2"}}, {"code": 502}]
-    )
+    # Its first connection is refused (nothing sent), so it is still in flight when the
+    # second request joins; then Segmind fails it.
+    harness.upstream_transport.refuse_connections = 1
+    harness.fake_state.faults.script("submit", [{"code": 502}])
     first = asyncio.ensure_future(
         harness.submit(team.key, KNIGHT, **{"X-Webhook-Url": receiver.script("/first")})
     )
@@ -903,6 +904,7 @@ async def wait_for_state(harness: Harness, request_id: str, state: str) -> None:
 
 def test_the_cli_explains_an_unknown_request(tmp_path: Path) -> None:
     db = tmp_path / "empty.sqlite"
+    SQLiteStore(str(db)).close()  # admin commands never create a store
     done = subprocess.run(
         [sys.executable, "-m", "proxy", "admin", "webhooks", "nope", "--db", str(db)],
         capture_output=True,
