@@ -6,7 +6,6 @@ A created key is in the answer once; lists show key prefixes only.
 
 from __future__ import annotations
 
-import hmac
 from typing import Any
 
 from pydantic import ValidationError
@@ -14,8 +13,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from .auth import matches_a_secret, operator_credential
 from .bodies import parse_body
-from .config import TeamLimits
+from .config import MIN_SECRET_LENGTH, MINT_COMMAND, TeamLimits
 from .errors import BadInput, GatewayError, NotFound, Unauthenticated
 from .gateway import Gateway
 from .teams import (
@@ -35,16 +35,15 @@ def _gateway(request: Request) -> Gateway:
     admin_key = gateway.settings.admin_key
     if admin_key is None:
         raise GatewayError(
-            "the admin API is disabled: start the gateway with PROXY_ADMIN_KEY set, or use "
-            "`python -m proxy admin ...` on the gateway's host",
+            "the admin API is off: it is on when the gateway starts with PROXY_ADMIN_KEY set "
+            f"to a secret of {MIN_SECRET_LENGTH}+ characters (make one with {MINT_COMMAND}); "
+            "or use `python -m proxy admin ...` on the gateway's host",
             status_code=403,
         )
-    given = request.headers.get("x-admin-key", "")
-    if not given:
-        scheme, _, token = request.headers.get("authorization", "").partition(" ")
-        given = token.strip() if scheme.lower() == "bearer" else ""
-    if not hmac.compare_digest(given.encode(), admin_key.get_secret_value().encode()):
-        raise Unauthenticated("the admin API needs the admin key in X-Admin-Key")
+    if not matches_a_secret(operator_credential(request.headers), admin_key):
+        raise Unauthenticated(
+            "the admin API needs the admin key in X-Admin-Key (or Authorization: Bearer)"
+        )
     return gateway
 
 

@@ -27,7 +27,7 @@ from .clock import Clock
 from .config import ProxySettings
 from .errors import BadInput, GatewayError, LimitExceeded
 from .gateway import Gateway, SubmitOptions
-from .metrics import metrics_response
+from .metrics import scrape
 from .middleware import TEAM_KEY, ObservabilityMiddleware
 from .quotas import RateDecision, gcra_state, ratelimit_headers
 from .store import Team
@@ -192,7 +192,8 @@ async def readyz(request: Request) -> Response:
 
 
 async def metrics(request: Request) -> Response:
-    return metrics_response(_gateway(request).metrics)
+    gateway = _gateway(request)
+    return scrape(gateway.metrics, gateway.settings, request.headers)
 
 
 async def _gateway_error(request: Request, exc: Exception) -> Response:

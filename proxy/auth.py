@@ -8,16 +8,28 @@ against the presented value. Nothing is cached: a revoked key fails on the next 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import secrets
 
+from pydantic import SecretStr
 from starlette.datastructures import Headers
 
+from .config import TEAM_KEY_PREFIX
 from .errors import Unauthenticated
 from .store import AsyncStore, Team
 
-__all__ = ["KEY_PREFIX", "authenticate", "hash_key", "key_prefix", "new_team_key", "presented_key"]
+__all__ = [
+    "KEY_PREFIX",
+    "authenticate",
+    "hash_key",
+    "key_prefix",
+    "matches_a_secret",
+    "new_team_key",
+    "operator_credential",
+    "presented_key",
+]
 
-KEY_PREFIX = "sgw_"  # recognisable in a leak scan; never confused with a Segmind key
+KEY_PREFIX = TEAM_KEY_PREFIX  # recognisable in a leak scan; never confused with a Segmind key
 
 
 def new_team_key() -> str:
@@ -62,3 +74,26 @@ def authenticate(store: AsyncStore, headers: Headers) -> Team:
             f"gateway key (gateway keys start with {KEY_PREFIX!r})"
         )
     return team
+
+
+def operator_credential(headers: Headers) -> str:
+    """What an operator's request presents: X-Admin-Key, else an Authorization bearer."""
+    given = headers.get("x-admin-key", "").strip()
+    if not given:
+        scheme, _, token = headers.get("authorization", "").partition(" ")
+        given = token.strip() if scheme.lower() == "bearer" else ""
+    return given
+
+
+def matches_a_secret(given: str, *configured: SecretStr | None) -> bool:
+    """Whether `given` is one of the configured operator secrets (the admin key, the
+    metrics token). An unset secret matches nothing, and neither does an empty `given`:
+    settings refuse empty and short secrets, this keeps the rule where it is used too."""
+    if not given:
+        return False
+    found = False
+    for secret in configured:
+        if secret is not None and secret.get_secret_value():
+            # Every configured secret is compared, so timing tells nothing about which.
+            found |= hmac.compare_digest(given.encode(), secret.get_secret_value().encode())
+    return found

@@ -7,9 +7,10 @@ The upstream key is read from `SEGMIND_API_KEY` (or `PROXY_UPSTREAM_KEY`) and he
 from __future__ import annotations
 
 import os
+import socket
 from typing import Any, Literal
 
-from pydantic import AliasChoices, BaseModel, Field, SecretStr, model_validator
+from pydantic import AliasChoices, BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -19,10 +20,16 @@ from pydantic_settings import (
 
 from client import CHARACTER_VIDEO_WORKFLOW_ID
 
-__all__ = ["PRICE", "ProxySettings", "TeamLimits"]
+__all__ = ["MIN_SECRET_LENGTH", "PRICE", "TEAM_KEY_PREFIX", "ProxySettings", "TeamLimits"]
 
 PRICE = 3.9674  # dollars a run, from the product page
 REAL_SEGMIND = "https://api.segmind.com"
+TEAM_KEY_PREFIX = "sgw_"  # a gateway team key; never confused with a Segmind key
+# An operator secret shorter than this is guessable (or a placeholder left in by mistake).
+MIN_SECRET_LENGTH = 16
+MINT_COMMAND = 'python -c "import secrets; print(secrets.token_urlsafe(32))"'
+# The variable each operator secret is read from, for errors that say what to fix.
+SECRET_VARIABLES = {"admin_key": "PROXY_ADMIN_KEY", "metrics_token": "PROXY_METRICS_TOKEN"}
 
 
 class TeamLimits(BaseModel):
@@ -37,7 +44,12 @@ class TeamLimits(BaseModel):
 
 class ProxySettings(BaseSettings):
     model_config = SettingsConfigDict(
-        env_prefix="PROXY_", extra="forbid", toml_file=None, populate_by_name=True
+        env_prefix="PROXY_",
+        extra="forbid",
+        toml_file=None,
+        populate_by_name=True,
+        # A refused value may be a key: errors say what is wrong, never echo it.
+        hide_input_in_errors=True,
     )
 
     host: str = "127.0.0.1"
@@ -53,7 +65,12 @@ class ProxySettings(BaseSettings):
     upstream_auth: Literal["x-api-key", "bearer"] = "x-api-key"
     upstream_timeout: float = Field(30.0, gt=0)
     upstream_requests_per_minute: int = Field(50, ge=1)
-    admin_key: SecretStr | None = None
+    admin_key: SecretStr | None = Field(
+        None, description="guards /admin and /metrics; unset: admin over HTTP is off"
+    )
+    metrics_token: SecretStr | None = Field(
+        None, description="a bearer token Prometheus sends to scrape /metrics"
+    )
     workflows: list[str] = Field(default_factory=lambda: [CHARACTER_VIDEO_WORKFLOW_ID])
     price: float = Field(PRICE, ge=0)
     failed_runs: Literal["charge", "refund"] = Field(
@@ -128,6 +145,42 @@ class ProxySettings(BaseSettings):
         False, description="also log successful polls (every other request is always logged)"
     )
 
+    @field_validator("admin_key", "metrics_token")
+    @classmethod
+    def _a_secret_is_long_enough(cls, value: SecretStr | None, info: Any) -> SecretStr | None:
+        # An empty key would match an empty header: "set but empty" must not mean "open".
+        if value is not None and len(value.get_secret_value().strip()) < MIN_SECRET_LENGTH:
+            variable = SECRET_VARIABLES[info.field_name]
+            state = "empty" if not value.get_secret_value().strip() else "too short"
+            raise ValueError(
+                f"{variable} is set but {state}: a secret needs {MIN_SECRET_LENGTH} characters "
+                f"or more; make one with {MINT_COMMAND}, or unset {variable} to turn it off"
+            )
+        return value
+
+    @field_validator("upstream_key")
+    @classmethod
+    def _a_segmind_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None:
+            return None
+        key = value.get_secret_value().strip()
+        if not key:
+            raise ValueError(
+                "SEGMIND_API_KEY is set but empty: set it to your Segmind API key, or unset "
+                "it (`unset SEGMIND_API_KEY`) to run against the fake with --with-fake"
+            )
+        # The client CLI reads a gateway team key from the same variable: in a shell set
+        # up to call the gateway, it would send a key Segmind can never accept.
+        if key.startswith(TEAM_KEY_PREFIX):
+            raise ValueError(
+                f"SEGMIND_API_KEY holds a gateway team key ({TEAM_KEY_PREFIX}...), which is "
+                "what clients send to this gateway, not what the gateway sends to Segmind. "
+                "For the fake upstream start without it (`env -u SEGMIND_API_KEY make run`); "
+                "for real Segmind set SEGMIND_API_KEY (or PROXY_UPSTREAM_KEY) to your "
+                "Segmind API key"
+            )
+        return value
+
     @model_validator(mode="after")
     def _results_outlive_the_cache(self) -> ProxySettings:
         # A cache HIT must leave the team time to fetch the videos before they expire.
@@ -141,6 +194,11 @@ class ProxySettings(BaseSettings):
     @property
     def base_url(self) -> str:
         return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
+
+    @property
+    def instance(self) -> str:
+        """This process's instance id: the configured one, or host name and port."""
+        return self.instance_id or f"{socket.gethostname()}:{self.port}"
 
     @property
     def upstream_base_url(self) -> str:

@@ -7,6 +7,10 @@ Labels never carry keys: `team` is the team's *name* (or "-" before authenticati
 `route`, `result` and `kind` come from small fixed sets checked here, so label cardinality
 stays bounded and no caller can smuggle a key or a path into a label by accident. Callers
 must pass team names, never team keys: the label is used verbatim.
+
+Team names and spend are the operators' business, so `GET /metrics` needs a credential:
+the metrics token (`PROXY_METRICS_TOKEN`, sent by Prometheus as a bearer token) or the
+admin key. With neither configured it answers 403 and says how to configure one.
 """
 
 from __future__ import annotations
@@ -21,7 +25,12 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+from starlette.datastructures import Headers
 from starlette.responses import Response
+
+from .auth import matches_a_secret, operator_credential
+from .config import MIN_SECRET_LENGTH, MINT_COMMAND, ProxySettings
+from .errors import GatewayError, Unauthenticated
 
 __all__ = [
     "CACHE_RESULTS",
@@ -31,6 +40,7 @@ __all__ = [
     "UPSTREAM_KINDS",
     "Metrics",
     "metrics_response",
+    "scrape",
 ]
 
 PREFIX = "segmind_gateway"
@@ -146,3 +156,23 @@ def metrics_response(metrics: Metrics) -> Response:
     """The answer to `GET /metrics`."""
     body, content_type = metrics.render()
     return Response(body, headers={"content-type": content_type})
+
+
+def scrape(metrics: Metrics, settings: ProxySettings, headers: Headers) -> Response:
+    """`GET /metrics` for a caller with the metrics token or the admin key; else 403/401."""
+    if settings.metrics_token is None and settings.admin_key is None:
+        raise GatewayError(
+            "/metrics is off: it names every team and its spend, so it needs a credential. "
+            f"Start the gateway with PROXY_METRICS_TOKEN set to a secret of "
+            f"{MIN_SECRET_LENGTH}+ characters (make one with {MINT_COMMAND}) and scrape with "
+            "Authorization: Bearer <token> (Prometheus: authorization.credentials)",
+            status_code=403,
+        )
+    if not matches_a_secret(operator_credential(headers), settings.metrics_token,
+                            settings.admin_key):  # fmt: skip
+        raise Unauthenticated(
+            "/metrics needs Authorization: Bearer <metrics token> (PROXY_METRICS_TOKEN), or "
+            "the admin key",
+            headers={"WWW-Authenticate": 'Bearer realm="metrics"'},
+        )
+    return metrics_response(metrics)
