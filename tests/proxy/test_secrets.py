@@ -28,6 +28,7 @@ pytestmark = pytest.mark.anyio
 
 MakeHarness = Callable[..., Awaitable[Harness]]
 WORKFLOW_ID = WORKFLOW.removeprefix("/workflows/")
+METRICS_TOKEN = "test-metrics-token-secrets-5e0b"  # /metrics needs a credential
 # The distinctive part of the key too, to catch an echo cut short.
 NEEDLES = (UPSTREAM_KEY, UPSTREAM_KEY[-16:])
 # An upstream that echoes the key it was sent (servers sometimes echo headers).
@@ -85,7 +86,7 @@ async def test_the_upstream_key_appears_in_no_output(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     caplog.set_level(logging.DEBUG)
-    h = await make_harness(log_level="DEBUG", give_up_after=60.0)
+    h = await make_harness(log_level="DEBUG", give_up_after=60.0, metrics_token=METRICS_TOKEN)
     gateway_logs = io.StringIO()
     handlers = [x for x in logging.getLogger("proxy").handlers if x.get_name() == "proxy.json"]
     assert len(handlers) == 1, "the gateway configured its one JSON log handler"
@@ -185,7 +186,7 @@ async def test_the_upstream_key_appears_in_no_output(
 
     # Every other endpoint.
     seen(await h.http.get("/v1/get-user-credits", headers=auth), 200)
-    seen(await h.http.get("/metrics"), 200)
+    seen(await h.http.get("/metrics", headers={"authorization": f"Bearer {METRICS_TOKEN}"}), 200)
     seen(await h.http.get("/readyz"), 200)
     seen(await h.http.get("/healthz"), 200)
     seen(await h.http.get("/no/such/route"), 404)
