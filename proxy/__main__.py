@@ -5,18 +5,24 @@
     python -m proxy admin create-team NAME [--db PATH] [--daily-budget 50 ...]
     python -m proxy admin list-teams | list-instances | create-key TEAM | revoke-key PREFIX |
                           revoke-team TEAM | set-limits TEAM [...]
+    python -m proxy admin init [--db PATH]                         # a new, empty store
 
 Admin commands work on the same store file as the server (`--db`), so they need no
-running gateway. A new key is printed once and never again.
+running gateway; they never create one (only `serve` and `admin init` do) and say which
+store they used. A new key is printed once and never again.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import json
 import os
+import secrets
 import signal
+import socket
+import sqlite3
 import sys
 import threading
 import time
@@ -24,13 +30,14 @@ from collections.abc import Iterator, Sequence
 from types import FrameType
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import SecretStr, ValidationError
 
 from client import CHARACTER_VIDEO_WORKFLOW_ID
 
 from .config import ProxySettings, TeamLimits
 from .demo import add_arguments as add_demo_arguments
 from .demo import run_demo
+from .embedded import EmbeddedFake
 from .errors import GatewayError, NotFound
 from .store import SQLiteStore
 from .teams import (
@@ -51,6 +58,8 @@ LIMIT_FLAGS = (
     ("daily_budget", float, "dollars a UTC day"),
     ("monthly_budget", float, "dollars a UTC month"),
 )
+DEMO_TEAM = "demo"
+FAKE_PORT = "embedded_fake_port"  # what the store remembers between starts of `make run`
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -69,6 +78,8 @@ def _parser() -> argparse.ArgumentParser:
     add("--config", help="a TOML file of settings")
     add("--clock", choices=["system", "virtual"])
     add("--log-level")
+    add("--instance-id", help="this process's name among gateways on the store "
+                              "(default: host name and port)")  # fmt: skip
     add("--with-fake", action="store_true",
         help="with no SEGMIND_API_KEY and no --upstream-url, start the fake upstream beside "
              "the gateway on loopback")  # fmt: skip
@@ -80,7 +91,7 @@ def _parser() -> argparse.ArgumentParser:
     add(
         "--demo-team",
         action="store_true",
-        help="create (or add a key to) team 'demo'; print its key, curl and Python to try",
+        help="create team 'demo' (or replace its key); print its key, curl and Python to try",
     )
     demo = sub.add_parser(
         "demo",
@@ -100,6 +111,7 @@ def _parser() -> argparse.ArgumentParser:
         for name, kind, what in LIMIT_FLAGS:
             parser.add_argument(f"--{name.replace('_', '-')}", type=kind, help=what)
 
+    with_db(admin_sub.add_parser("init", help="a new, empty store (serve makes one too)"))
     create = with_db(admin_sub.add_parser("create-team", help="a new team and its first key"))
     create.add_argument("name")
     with_limits(create)
@@ -146,13 +158,44 @@ def _limits(args: argparse.Namespace, base: TeamLimits) -> TeamLimits:
     )
 
 
+def _open_store(db: str) -> SQLiteStore:
+    """The existing store at `db`: an admin command never makes one, which would hold
+    keys no gateway knows (a new file in whatever folder the command ran from)."""
+    path = os.path.abspath(db)
+    try:
+        if not os.path.isfile(path):
+            raise FileNotFoundError(path)
+        return SQLiteStore(db, create=False)
+    except (OSError, sqlite3.Error) as exc:
+        reason = "no such file" if isinstance(exc, FileNotFoundError) else str(exc)
+        raise GatewayError(
+            f"no gateway store at {path} ({reason}); admin commands work on the store the "
+            "gateway serves: pass it with --db PATH (or PROXY_DB), or make a new one with "
+            f"`python -m proxy admin init --db {db}` (`python -m proxy serve` makes it too)"
+        ) from None
+
+
+def _store_note(store: SQLiteStore, created: bool = False) -> str:
+    """Which store a command used, and which gateway processes serve it right now."""
+    now = time.time()
+    alive = [i.id for i in store.instances() if i.alive_until >= now]
+    serving = f"served now by {', '.join(alive)}" if alive else "no gateway serves it right now"
+    return f"store: {os.path.abspath(store.path)} ({'created; ' if created else ''}{serving})"
+
+
 def _admin(args: argparse.Namespace) -> int:
     settings = _settings(args)
-    store = SQLiteStore(settings.db)
+    command = args.admin_command
+    created = command == "init" and not os.path.exists(settings.db)
+    store = SQLiteStore(settings.db) if command == "init" else _open_store(settings.db)
+    # --json keeps stdout one JSON document: the store goes to stderr there.
+    print(_store_note(store, created), file=sys.stderr if args.json else sys.stdout, flush=True)
     now = time.time()
     out: dict[str, Any]
-    command = args.admin_command
-    if command == "create-team":
+    if command == "init":
+        out = {"store": os.path.abspath(settings.db), "created": created}
+        text = "a new store" if created else "the store was already there; nothing changed"
+    elif command == "create-team":
         made = create_team(store, args.name, _limits(args, settings.default_limits), now)
         out = {
             "team": describe_team(store, made.team, now),
@@ -236,53 +279,138 @@ def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from .app import create_app
-    from .embedded import start_fake
+    from .connections import uvicorn_options
 
     settings = _settings(
         args, host=args.host, port=args.port, public_url=args.public_url,
         upstream_url=args.upstream_url, clock=args.clock, log_level=args.log_level,
+        instance_id=args.instance_id,
     )  # fmt: skip
-    fake = None
-    if args.with_fake and settings.upstream_key is None and settings.upstream_url is None:
-        fake_args = args.fake_args.split()
-        fake = start_fake(settings.host, fake_args)
-        settings = settings.model_copy(
-            update={
-                "upstream_url": fake.url,
-                "upstream_key": fake.key_secret(),
-                **_scaled_for(fake_args, settings),
-                # A local demo's webhook receiver listens on loopback.
-                "webhook_allow_networks": [
-                    *settings.webhook_allow_networks,
-                    "127.0.0.0/8",
-                    "::1/128",
-                ],
-            }
-        )
-        print(f"upstream: the fake Segmind at {fake.url} (no SEGMIND_API_KEY set)", flush=True)
-    elif settings.upstream_key is None:
+    with_fake = args.with_fake and settings.upstream_key is None and settings.upstream_url is None
+    if settings.upstream_key is None and not with_fake:
         print(
             "no upstream key: set SEGMIND_API_KEY, or pass --with-fake to run against the fake",
             file=sys.stderr,
         )
         return 4
-    else:
-        print(f"upstream: {settings.upstream_base_url}", flush=True)
+    # The port first: a second `make run` must fail here, before it touches the store
+    # (a new demo key, the first one's runs taken over) or starts a fake.
+    listener = _bind(settings.host, settings.port)
+    fake = None
     try:
+        port = listener.getsockname()[1]  # the one the system picked, for --port 0
+        settings = settings.model_copy(update={"port": port})
+        settings = settings.model_copy(update={"instance_id": settings.instance})
+        _refuse_a_live_twin(settings)
+        if with_fake:
+            fake = _start_fake(settings, args.fake_args.split())
+            settings = settings.model_copy(
+                update={
+                    "upstream_url": fake.url,
+                    "upstream_key": fake.key_secret(),
+                    **_scaled_for(args.fake_args.split(), settings),
+                    # A local demo's webhook receiver listens on loopback.
+                    "webhook_allow_networks": [
+                        *settings.webhook_allow_networks,
+                        "127.0.0.0/8",
+                        "::1/128",
+                    ],
+                }
+            )
+        else:
+            print(f"upstream: {settings.upstream_base_url}", flush=True)
         if args.demo_team:
+            if settings.metrics_token is None and settings.admin_key is None:
+                # For this run only: /metrics wants a credential, and a demo shows how.
+                minted = SecretStr(secrets.token_urlsafe(24))
+                settings = settings.model_copy(update={"metrics_token": minted})
             _print_demo(settings, fake=fake is not None)
         print(f"gateway listening on http://{settings.host}:{settings.port}", flush=True)
+        config = uvicorn.Config(
+            create_app(settings), log_config=None, access_log=False,
+            **uvicorn_options(settings),  # head/body deadlines, connection caps (issue 10 #7)
+        )  # fmt: skip
+        server = uvicorn.Server(config)
         with _sigterm_as_exit():
-            uvicorn.run(
-                create_app(settings), host=settings.host, port=settings.port,
-                log_config=None, access_log=False,
-            )  # fmt: skip
+            server.run(sockets=[listener])
+        if not server.started:
+            return 3  # uvicorn has logged why (the gateway's start-up failed)
     except KeyboardInterrupt:  # Ctrl-C: uvicorn has shut down gracefully already
         return 130
     finally:
+        listener.close()
         if fake is not None:
             fake.stop()
     return 0
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    """The gateway's listening socket, bound (uvicorn listens on it once the app is up)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    listener = socket.socket(family, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+    try:
+        listener.bind((host, port))
+    except OSError as exc:
+        listener.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise GatewayError(
+                f"port {port} on {host} is in use, by another gateway (`make run` already "
+                f"running?) or another program; nothing was changed. Stop it, or start this "
+                f"one on another port: `PORT={port + 1} make run` or `--port {port + 1}`"
+            ) from None
+        raise GatewayError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    return listener
+
+
+def _refuse_a_live_twin(settings: ProxySettings) -> None:
+    """Two live processes under one instance id would both poll (and take back) the same
+    runs: refuse to start, having changed nothing in the store."""
+    if not os.path.isfile(settings.db):
+        return  # a new store has no processes
+    try:
+        store = SQLiteStore(settings.db, create=False)
+        try:
+            twin = next((i for i in store.instances() if i.id == settings.instance), None)
+        finally:
+            store.close()
+    except sqlite3.Error:
+        return  # not readable now: the gateway's own start says why
+    now = time.time()
+    if twin is None or twin.alive_until < now:
+        return
+    raise GatewayError(
+        f"a live gateway process on store {os.path.abspath(settings.db)} already has "
+        f"instance id {settings.instance!r} (its heartbeat holds for "
+        f"{twin.alive_until - now:.0f} s more); starting would take over its runs. "
+        f"Give this process its own id with --instance-id or PROXY_INSTANCE_ID (or another "
+        f"port, `PORT=...`, when the id is the default host:port); if that process was "
+        f"killed, start again once its heartbeat has lapsed. Nothing was changed"
+    )
+
+
+def _start_fake(settings: ProxySettings, fake_args: list[str]) -> EmbeddedFake:
+    """The fake on the port it had last time on this store, so that results cached then
+    (their video URLs name that port) still download."""
+    from .embedded import start_fake
+
+    store = SQLiteStore(settings.db)
+    try:
+        before = store.remembered(FAKE_PORT)
+        fake = start_fake(settings.host, fake_args, port=before)
+        if before is None:
+            store.remember(FAKE_PORT, fake.port)
+    finally:
+        store.close()
+    print(f"upstream: the fake Segmind at {fake.url} (no SEGMIND_API_KEY set)", flush=True)
+    if before is not None and fake.port != before:
+        print(
+            f"the fake's earlier port {before} is taken: results cached before this start "
+            "name it in their video URLs, and will not download while it is",
+            file=sys.stderr,
+            flush=True,
+        )
+    return fake
 
 
 @contextlib.contextmanager
@@ -324,19 +452,32 @@ def _scaled_for(fake_args: list[str], settings: ProxySettings) -> dict[str, floa
 def _print_demo(settings: ProxySettings, fake: bool) -> None:
     store = SQLiteStore(settings.db)
     now = time.time()
-    names = {t.name for t in store.teams()}
-    made = (
-        create_key(store, "demo", now)
-        if "demo" in names
-        else create_team(store, "demo", settings.default_limits, now)
-    )
-    store.close()
+    try:
+        if any(t.name == DEMO_TEAM for t in store.teams()):
+            # One demo key, not one more each start: keys are stored hashed, so the
+            # previous one cannot be shown again; it is replaced.
+            replaced = store.revoke_keys(now, team_name=DEMO_TEAM)
+            made = create_key(store, DEMO_TEAM, now)
+        else:
+            replaced = 0
+            made = create_team(store, DEMO_TEAM, settings.default_limits, now)
+    finally:
+        store.close()
     base = settings.base_url
     submit = f"{base}/workflows/{CHARACTER_VIDEO_WORKFLOW_ID}"
-    lines = ["", "demo team 'demo' (the key and secret are shown once, here):",
+    lines = ["", f"demo team {DEMO_TEAM!r} (the key and secret are shown once, here):",
              f"  api key:        {made.key}"]  # fmt: skip
+    if replaced:
+        lines.append("  (a new key each start: the previous start's key no longer works)")
     if made.webhook_secret:
         lines.append(f"  webhook secret: {made.webhook_secret}")
+    if settings.metrics_token is not None:
+        lines += [
+            "",
+            "metrics (a token for this run; set PROXY_METRICS_TOKEN to keep one):",
+            f"  curl -s {base}/metrics "
+            f"-H 'Authorization: Bearer {settings.metrics_token.get_secret_value()}'",
+        ]
     lines += [
         "",
         "submit with curl (the answer's poll_url is where the result appears):",
@@ -366,6 +507,20 @@ def _python_snippet(base_url: str, key: str, *, poll_interval: float | None = No
     ])  # fmt: skip
 
 
+def _explain(exc: Exception) -> str:
+    if isinstance(exc, GatewayError):
+        return exc.message
+    if isinstance(exc, ValidationError):
+        # Each problem's own words, without pydantic's echo of the value (a secret's).
+        return "; ".join(
+            f"{'.'.join(map(str, e['loc']))}: {e['msg'].removeprefix('Value error, ')}"
+            if e["loc"]
+            else e["msg"].removeprefix("Value error, ")
+            for e in exc.errors(include_url=False, include_input=False)
+        )
+    return str(exc)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0].startswith("-"):
@@ -379,8 +534,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         else:
             code = _serve(args)
     except (GatewayError, ValueError, ValidationError) as exc:
-        message = exc.message if isinstance(exc, GatewayError) else str(exc)
-        print(f"proxy: {message}", file=sys.stderr)
+        print(f"proxy: {_explain(exc)}", file=sys.stderr)
         code = 2
     sys.exit(code)
 

@@ -62,7 +62,10 @@ def one_key(text: str) -> str:
 
 @pytest.fixture
 def db(tmp_path: Path) -> Path:
-    return tmp_path / "admin.sqlite"
+    """A store as `serve` or `admin init` makes it: admin commands never create one."""
+    path = tmp_path / "admin.sqlite"
+    SQLiteStore(str(path)).close()
+    return path
 
 
 async def test_create_team_prints_its_key_once(db: Path) -> None:
