@@ -35,7 +35,7 @@ import logging
 import resource
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
@@ -346,10 +346,13 @@ def _httptools_class() -> type[asyncio.Protocol] | None:
     return _GuardedHttpTools
 
 
-def guarded_protocol(limits: ConnectionLimits) -> type[asyncio.Protocol]:
+def guarded_protocol(
+    limits: ConnectionLimits, parser: Literal["auto", "h11"] = "auto"
+) -> type[asyncio.Protocol]:
     """A protocol class for uvicorn's `http=` option, with its own ConnectionGuard: one
-    class per server, so two servers in one process keep separate counts."""
-    base = _httptools_class() or _GuardedH11
+    class per server, so two servers in one process keep separate counts. `auto` is
+    uvicorn's own choice: httptools where it is installed, else h11."""
+    base = (_httptools_class() if parser == "auto" else None) or _GuardedH11
     return type(base.__name__, (base,), {"guard": ConnectionGuard(limits)})
 
 
