@@ -10,10 +10,12 @@ kept small; every wait is bounded.
 
 from __future__ import annotations
 
+import sqlite3
 from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -22,6 +24,7 @@ from anyio.abc import SocketAttribute, SocketStream
 from anyio.streams.buffered import BufferedByteReceiveStream
 
 from proxy.delivery import host_share, team_share
+from proxy.store import SQLiteStore
 from proxy.store.outbox import RESPONSE_EXCERPT
 from tests.proxy.harness import Harness
 from tests.proxy.test_webhooks import KNIGHT, RUN, MakeHarness, outbox, submit
@@ -286,3 +289,37 @@ def test_the_shares_for_the_default_64_slots() -> None:
     assert [team_share(64, n) for n in (1, 2, 3, 63, 64)] == [32, 21, 16, 1, 1]
     assert host_share(64) == 48
     assert (team_share(1, 1), host_share(1), host_share(2)) == (1, 1, 2)
+
+
+# -- the batch read -------------------------------------------------------------------------
+
+
+def test_the_batch_read_leaves_out_teams_and_hosts_at_their_share(tmp_path: Path) -> None:
+    # The hog's many due messages come first; left out by team, or by host in any of its
+    # spellings, they no longer fill the batch in front of another team's.
+    store = SQLiteStore(str(tmp_path / "outbox.sqlite"))
+    hog_urls = [
+        "http://127.0.0.1/a",
+        "http://127.1/b",
+        "HTTP://0x7f000001:80/c",
+        "http://127.0.0.1:9/d",
+    ]
+    rows = [("hog", url, float(n)) for n, url in enumerate(hog_urls * 5)]
+    rows.append(("other", "https://hooks.example/x", 100.0))
+    with sqlite3.connect(tmp_path / "outbox.sqlite") as db:
+        db.executemany(
+            "INSERT INTO outbox (id, request_id, team_id, url, event, body, state, "
+            "next_attempt_at, created_at, updated_at) "
+            "VALUES (?, 'r', ?, ?, 'job.completed', x'7b7d', 'pending', ?, 0, 0)",
+            [(f"msg_{n}", team, url, due) for n, (team, url, due) in enumerate(rows)],
+        )
+    try:
+        assert [m.team_id for m in store.due_messages(200.0, 3)] == ["hog"] * 3
+        by_team = store.due_messages(200.0, 3, skip_teams=["hog"])
+        by_host = store.due_messages(200.0, 3, skip_hosts=["127.0.0.1"])
+        assert [m.team_id for m in by_team + by_host] == ["other", "other"]
+        assert store.next_due_at(skip_teams=["hog"]) == 100.0
+        assert store.next_due_at(skip_hosts=["127.0.0.1"]) == 100.0
+        assert store.due_messages(200.0, 3, skip_hosts=["hooks.example", "127.0.0.1"]) == []
+    finally:
+        store.close()
