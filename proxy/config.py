@@ -95,6 +95,9 @@ class ProxySettings(BaseSettings):
     max_connections_per_client: int | None = Field(
         100, ge=1, description="open connections from one address (429 past it); null: no cap"
     )
+    max_head_bytes: int = Field(
+        32768, ge=1024, description="bytes of one request head (line and headers); 431 past it"
+    )
     poll_interval: float = Field(7.0, gt=0, description="seconds between upstream polls")
     expected_run_seconds: float = Field(673.9, gt=0)
     give_up_after: float = Field(

@@ -17,6 +17,8 @@ where httptools is missing) with these deadlines and caps added:
   connection that sent nothing is closed without an answer, as an idle keep-alive one is.
 - `body_timeout`: from the end of the head, the whole body must arrive within this many
   seconds (the gateway's bodies are at most `max_body_bytes`, 64 KB). If not: 408 and close.
+- `max_head_bytes`: a head larger than this (32 KiB) is answered 431 and closed: the
+  deadline bounds a head in time, this in bytes.
 - `max_connections`: past this many open connections, a new one is answered 503 with
   `Retry-After` and closed at once, before anything of it is read; the cap is also kept
   below what the process's file limit allows (which is raised to fit where permitted).
@@ -65,6 +67,7 @@ class ConnectionLimits:
     body_timeout: float
     max_connections: int
     max_connections_per_client: int | None = None
+    max_head_bytes: int = 32768
 
 
 @dataclass
@@ -121,6 +124,8 @@ class _Deadlines:
         self.head: asyncio.TimerHandle | None = None
         self.body: asyncio.TimerHandle | None = None
         self.got_bytes = False  # any byte of the current request head has arrived
+        self.head_bytes = 0  # bytes read while waiting for the current head
+        self.tail = b""  # the last bytes read: a head's end may straddle two reads
         peer = transport.get_extra_info("peername")
         self.client = str(peer[0]) if isinstance(peer, tuple) and peer else "unknown"
         self.counted = False
@@ -175,12 +180,38 @@ class _Deadlines:
         if self.head is None and not self.transport.is_closing():
             self.head = self.loop.call_later(self.guard.limits.header_timeout, self._head_late)
 
-    def received(self) -> None:
+    def received(self, data: bytes) -> bool:
+        """Count bytes read; True (431 sent, connection closing) if they take a head past
+        `max_head_bytes`, before the parser buffers them."""
         self.got_bytes = True
+        tail, self.tail = self.tail, data[-3:]
+        if self.head is None:
+            return False
+        self.head_bytes += len(data)
+        # Bytes past a head's end (a body, a next request) belong to no head.
+        return b"\r\n\r\n" not in tail + data and self.head_too_large()
+
+    def head_too_large(self) -> bool:
+        """Past `max_head_bytes` still inside one head: answer 431 and close. A deadline
+        alone bounds a head in time, not in bytes (a fast sender fills memory in seconds)."""
+        limit = self.guard.limits.max_head_bytes
+        if self.head is None or self.head_bytes <= limit:
+            return False
+        self._cancel_head()
+        self.guard.note("max_head_bytes", self.loop.time(), "closed a connection: head too large")
+        self._close(
+            431,
+            "Request Header Fields Too Large",
+            f"the request head (request line and headers) is over {limit} bytes "
+            "(max_head_bytes); send shorter headers",
+            {},
+        )
+        return True
 
     def head_complete(self) -> None:
         self._cancel_head()
         self.got_bytes = False
+        self.head_bytes = 0
         if self.body is None and not self.transport.is_closing():
             self.body = self.loop.call_later(self.guard.limits.body_timeout, self._body_late)
 
@@ -258,8 +289,11 @@ class _GuardedH11(H11Protocol):
         deadlines = self._deadlines
         if deadlines is None or deadlines.refused:
             return  # refused: its answer is written; read nothing of it
-        deadlines.received()
+        if deadlines.received(data):
+            return
         super().data_received(data)
+        if deadlines.head_too_large():
+            return
         idle = self.cycle is None or self.cycle.response_complete
         if self.conn.their_state is h11.IDLE and idle:
             deadlines.arm_head()  # the next request on a kept-alive connection has begun
@@ -313,8 +347,11 @@ def _httptools_class() -> type[asyncio.Protocol] | None:
             deadlines = self._deadlines
             if deadlines is None or deadlines.refused:
                 return  # refused: its answer is written; read nothing of it
-            deadlines.received()
+            if deadlines.received(data):
+                return
             super().data_received(data)
+            if deadlines.head_too_large():
+                return
             if deadlines.body is None and (self.cycle is None or self.cycle.response_complete):
                 # Bytes between requests (even bare CRLFs, which begin no message) cancelled
                 # uvicorn's keep-alive timer: the head deadline takes over.
@@ -390,6 +427,7 @@ def connection_limits(settings: ProxySettings) -> ConnectionLimits:
         body_timeout=settings.body_timeout,
         max_connections=cap,
         max_connections_per_client=settings.max_connections_per_client,
+        max_head_bytes=settings.max_head_bytes,
     )
 
 

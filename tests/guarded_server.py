@@ -2,7 +2,7 @@
 uvicorn with the gateway's connection guard (proxy.connections), so the guard can be held
 to the same behaviour on each HTTP parser uvicorn may use. Limits come from the
 environment: GUARD_HEADER_TIMEOUT, GUARD_BODY_TIMEOUT, GUARD_MAX_CONNECTIONS,
-GUARD_MAX_CONNECTIONS_PER_CLIENT."""
+GUARD_MAX_CONNECTIONS_PER_CLIENT, GUARD_MAX_HEAD_BYTES."""
 
 from __future__ import annotations
 
@@ -38,6 +38,7 @@ def main() -> None:
         body_timeout=float(os.environ.get("GUARD_BODY_TIMEOUT", "15")),
         max_connections=int(os.environ.get("GUARD_MAX_CONNECTIONS", "1000")),
         max_connections_per_client=int(per_client) if per_client else None,
+        max_head_bytes=int(os.environ.get("GUARD_MAX_HEAD_BYTES", "32768")),
     )
     app = Starlette(routes=[Route("/healthz", healthz), Route("/echo", echo, methods=["POST"])])
     uvicorn.run(

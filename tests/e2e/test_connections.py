@@ -9,6 +9,7 @@ every assertion is about what the socket saw, never about how fast.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 from collections.abc import Iterator
@@ -63,6 +64,7 @@ def quick(
         body_timeout="1",
         max_connections="1000",
         max_connections_per_client="100",
+        max_head_bytes="4096",
     )
     yield server
     server.stop()
@@ -186,6 +188,23 @@ def test_line_ends_dripped_between_requests_do_not_keep_a_connection(
         answer = _drip(drip, b"\r\n")  # raises TimeoutError if the server keeps it open
     # httptools skips the CRLFs (then 408 at the deadline); h11 refuses them at once (400).
     assert answer == b"" or int(answer.split()[1]) in (400, 408)
+
+
+def test_a_head_over_max_head_bytes_gets_431_and_is_closed(quick: ServerProcess) -> None:
+    """Fast enough for any deadline, but larger than a head may be: bounded in bytes."""
+    with _connect(quick) as fine:  # a large head within the limit is served
+        fine.sendall(HEALTH[:-2] + b"X-Pad: " + b"a" * 3000 + b"\r\n\r\n")
+        assert _one_answer(fine)[0] == 200
+    with _connect(quick) as big:
+        big.sendall(HEAD + b"X-Pad: ")
+        answer = b""
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            for _ in range(64):  # 64 KiB at most, in 1 KiB pieces the server sees one by one
+                big.sendall(b"a" * 1024)
+        answer = _until_closed(big)
+    status, error = _status_and_error(answer)
+    assert status == 431
+    assert "max_head_bytes" in error
 
 
 def test_a_kept_alive_connection_gets_the_deadline_for_its_next_head(
