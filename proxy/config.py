@@ -92,8 +92,8 @@ class ProxySettings(BaseSettings):
     max_connections: int = Field(
         1000, ge=1, description="open client connections; past it a new one is answered 503"
     )
-    max_connections_per_client: int | None = Field(
-        100, ge=1, description="open connections from one address (429 past it); null: no cap"
+    max_connections_per_client: int = Field(
+        100, ge=0, description="open connections from one address (429 past it); 0: no cap"
     )
     max_head_bytes: int = Field(
         32768, ge=1024, description="bytes of one request head (line and headers); 431 past it"

@@ -426,7 +426,9 @@ def connection_limits(settings: ProxySettings) -> ConnectionLimits:
         header_timeout=settings.header_timeout,
         body_timeout=settings.body_timeout,
         max_connections=cap,
-        max_connections_per_client=settings.max_connections_per_client,
+        # 0 turns it off (TOML and the environment have no null): behind a load balancer
+        # every caller has the balancer's address.
+        max_connections_per_client=settings.max_connections_per_client or None,
         max_head_bytes=settings.max_head_bytes,
     )
 

@@ -57,7 +57,7 @@ def test_a_cap_the_hard_limit_cannot_hold_is_lowered() -> None:
 
 def test_settings_carry_the_deadlines_and_caps() -> None:
     settings = _settings(
-        header_timeout=2.5, body_timeout=7, max_connections=50, max_connections_per_client=None
+        header_timeout=2.5, body_timeout=7, max_connections=50, max_connections_per_client=0
     )
     limits = connection_limits(settings)
     assert (limits.header_timeout, limits.body_timeout) == (2.5, 7)
