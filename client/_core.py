@@ -26,17 +26,18 @@ from urllib.parse import quote, urljoin, urlsplit
 
 import httpx
 
+from ._boundary import scrub_exception, scrub_response
 from ._config import CHARACTER_VIDEO_WORKFLOW_ID, EXPECTED_RUN_SECONDS, ClientConfig
 from ._download import file_name, unique_path
 from ._errors import (
     GenerationFailed,
     InvalidInput,
+    Scrubber,
     SegmindError,
     TransportError,
     UnexpectedResponse,
     WaitTimeout,
     error_from_response,
-    scrub,
 )
 from ._models import (
     CharacterVideoInputs,
@@ -98,6 +99,7 @@ class Core:
     def __init__(self, config: ClientConfig, rng: RNG) -> None:
         self.config = config
         self.rng = rng
+        self._scrubber = Scrubber(config.api_key.reveal())
 
     # -- requests ---------------------------------------------------------------------
 
@@ -302,12 +304,17 @@ class Core:
             try:
                 response: httpx.Response = yield instruction
             except TransportError as exc:
+                scrub_exception(exc, self._scrubber)
                 if exc.request_id is None:
                     exc.request_id = request_id
                 if final or not (idempotent or exc.nothing_sent):
                     raise
                 error = exc
             else:
+                # The one place answers enter: nothing below sees the key, whatever the
+                # server echoed (a downloaded video is streamed to its file, never read).
+                streamed = isinstance(instruction, Fetch) and response.is_success
+                response = scrub_response(response, self._scrubber, body=not streamed)
                 if response.is_success:
                     try:
                         return parse(response)
@@ -390,7 +397,7 @@ def _json_object(response: httpx.Response, action: str, request_id: str | None) 
     try:
         body = response.json()
     except ValueError:
-        excerpt = scrub(response.text[:80], None) or "an empty body"
+        excerpt = response.text[:80] or "an empty body"  # scrubbed on entry, in `_call`
         raise UnexpectedResponse(
             f"could not {action}: the server answered {response.status_code} with something "
             f"that is not JSON ({excerpt!r})",

@@ -34,6 +34,7 @@ anything the server echoes back.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -275,11 +276,93 @@ class ConnectTimeout(ConnectError, TransportTimeout):
     """Opening the connection timed out; nothing was sent."""
 
 
+REDACTED = "<redacted>"
+# Replacing can join the text on either side into a new occurrence only if the secret shares
+# characters with the marker; passes are bounded, and the fallback holds none of the input.
+_MAX_PASSES = 4
+# JSON's two-letter escapes; a server may escape `/` too.
+_JSON_SHORT = {
+    '"': '"',
+    "\\": "\\",
+    "/": "/",
+    "\b": "b",
+    "\f": "f",
+    "\n": "n",
+    "\r": "r",
+    "\t": "t",
+}
+_HTML_NAMED = {"&": "amp", "<": "lt", ">": "gt", '"': "quot", "'": "apos"}
+
+
+def _hex(number: int, width: int) -> str:
+    """`number` in hex as a pattern that takes either case of each letter digit."""
+    return "".join(f"[{d}{d.upper()}]" if d.isalpha() else d for d in f"{number:0{width}x}")
+
+
+def _spellings(char: str) -> str:
+    """A pattern for one character of a secret in every spelling a server may echo it in
+    (every repeat bounded, so no text can make the search quadratic):
+    as is; percent-encoded (each UTF-8 byte, either case, also encoded twice, and `+` for a
+    space); JSON-escaped (`\\u0074`, `\\"`, as deep as JSON inside JSON strings goes); and
+    as an HTML character reference (`&#116;`, `&#x74;`, `&amp;`)."""
+    forms = [re.escape(char)]
+    forms.append("".join(f"%(?:25){{0,3}}{_hex(byte, 2)}" for byte in char.encode("utf-8")))
+    if char == " ":
+        forms.append(r"\+")
+    point = ord(char)
+    if point > 0xFFFF:  # JSON spells it as a surrogate pair
+        high, low = divmod(point - 0x10000, 0x400)
+        forms.append(rf"\\{{1,8}}u{_hex(0xD800 + high, 4)}\\{{1,8}}u{_hex(0xDC00 + low, 4)}")
+    else:
+        forms.append(rf"\\{{1,8}}u{_hex(point, 4)}")
+    if char in _JSON_SHORT:
+        forms.append(rf"\\{{1,8}}{re.escape(_JSON_SHORT[char])}")
+    forms.append(f"&#0{{0,8}}{point};?")
+    forms.append(f"&#[xX]0{{0,8}}{_hex(point, 1)};?")
+    if char in _HTML_NAMED:
+        forms.append(f"&{_HTML_NAMED[char]};")
+    return "(?:" + "|".join(forms) + ")"
+
+
+def secret_pattern(secret: str) -> str:
+    """A regular expression for `secret` however it was echoed: each character in any of
+    its spellings (`_spellings`), so a key that is URL-encoded, JSON-escaped or half one
+    and half the other is found all the same."""
+    return "".join(map(_spellings, secret))
+
+
+class Scrubber:
+    """Masks every occurrence of a secret, in every spelling, in any text a server sends.
+
+    An empty (or absent) secret is no secret: it masks nothing.
+    """
+
+    __slots__ = ("_pattern",)
+
+    def __init__(self, secret: str | None) -> None:
+        self._pattern = re.compile(secret_pattern(secret)) if secret else None
+
+    def __bool__(self) -> bool:
+        return self._pattern is not None
+
+    def found_in(self, text: str) -> bool:
+        return self._pattern is not None and self._pattern.search(text) is not None
+
+    def __call__(self, text: str) -> str:
+        pattern = self._pattern
+        if pattern is None:
+            return text
+        for _ in range(_MAX_PASSES):
+            if pattern.search(text) is None:
+                return text
+            text = pattern.sub(REDACTED, text)
+        return "" if pattern.search(REDACTED) else REDACTED
+
+
 def scrub(text: str, secret: str | None) -> str:
-    """`text` with every occurrence of `secret` masked (servers sometimes echo headers)."""
-    if secret and secret in text:
-        return text.replace(secret, "<redacted>")
-    return text
+    """`text` with every occurrence of `secret`, in any spelling, masked (servers echo
+    headers back, in error pages, JSON and redirect URLs)."""
+    return Scrubber(secret)(text)
 
 
 def server_message(text: str) -> tuple[str | None, Any]:

@@ -22,7 +22,10 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import IO, Any
 
+from client._errors import secret_pattern
+
 __all__ = [
+    "LIBRARY_LOGGERS",
     "MIN_SECRET_LENGTH",
     "REDACTED",
     "UVICORN_LOGGERS",
@@ -38,6 +41,16 @@ REDACTED = "[REDACTED]"
 # Shorter strings would redact ordinary words; no real key is this short.
 MIN_SECRET_LENGTH = 8
 UVICORN_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access")
+# Loggers of the HTTP stack that quote what a server sent (filters apply per logger, not to
+# its children, so each one that writes records is named).
+LIBRARY_LOGGERS = (
+    "httpx",
+    "httpcore.connection",
+    "httpcore.http11",
+    "httpcore.http2",
+    "httpcore.proxy",
+    "httpcore.socks",
+)
 _HANDLER_NAME = "proxy.json"
 _MAX_PASSES = 4
 
@@ -66,21 +79,20 @@ def bind_request_id(value: str | None) -> Iterator[None]:
 class Redactor:
     """Replaces every occurrence of the given secrets in a string with `REDACTED`.
 
-    Also matches each secret as JSON would escape it, so a secret holding a quote or a
-    backslash cannot slip through a serialised line. Secrets shorter than
-    `MIN_SECRET_LENGTH` are ignored.
+    Each secret is matched in every spelling the client's own scrubber knows (as is,
+    JSON-escaped, URL-encoded, as HTML character references: `client._errors.secret_pattern`),
+    so a secret holding a quote or a backslash cannot slip through a serialised line, and
+    an upstream's echo that reached a record by a path nobody foresaw is caught here too.
+    Secrets shorter than `MIN_SECRET_LENGTH` are ignored.
     """
 
     def __init__(self, secrets: Iterable[str] = ()) -> None:
-        forms: set[str] = set()
-        for secret in secrets:
-            if isinstance(secret, str) and len(secret) >= MIN_SECRET_LENGTH:
-                forms.add(secret)
-                forms.add(json.dumps(secret)[1:-1])
-                forms.add(json.dumps(secret, ensure_ascii=False)[1:-1])
+        kept = {s for s in secrets if isinstance(s, str) and len(s) >= MIN_SECRET_LENGTH}
         # Longest first, so a secret that contains another is redacted whole.
-        ordered = sorted(forms, key=lambda form: (-len(form), form))
-        self._pattern = re.compile("|".join(map(re.escape, ordered))) if ordered else None
+        ordered = sorted(kept, key=lambda secret: (-len(secret), secret))
+        self._pattern = (
+            re.compile("|".join(f"(?:{secret_pattern(s)})" for s in ordered)) if ordered else None
+        )
 
     def __bool__(self) -> bool:
         return self._pattern is not None
@@ -243,4 +255,16 @@ def configure_logging(
         logger.addHandler(handler)
         logger.setLevel(resolved)
         logger.propagate = False
+    # The HTTP libraries log the upstream's status line (httpx, INFO) and headers (httpcore,
+    # DEBUG) to whatever handlers the host set up: scrub those records where they are made.
+    for name in LIBRARY_LOGGERS:
+        logger = logging.getLogger(name)
+        for old_filter in [f for f in logger.filters if isinstance(f, _LibraryScrubber)]:
+            logger.removeFilter(old_filter)
+        if secrets:
+            logger.addFilter(_LibraryScrubber(secrets))
     return proxy_logger
+
+
+class _LibraryScrubber(SecretScrubber):
+    """The filter `configure_logging` puts on `LIBRARY_LOGGERS` (and replaces on a re-call)."""
