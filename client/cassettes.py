@@ -33,8 +33,13 @@ replaced by placeholders (`filter_headers`), so recording your own cassettes wit
 configuration does not write your key either.
 
 The cassettes live in `cassettes/` at the root of this repository (`cassette_dir()`); they
-are not installed with the package. Other teams vendor the YAML files they use into their
-own repository and pass that folder: `make_vcr(cassette_dir="tests/cassettes")`.
+are not installed with the package (`pip install 'segmind-character-gateway[testing]'`
+brings vcrpy, PyYAML and pytest, what replaying needs). Other teams vendor the YAML files
+they use into their own repository, say `tests/cassettes/`, and name that folder from the
+test file: `cassette_path("success", directory="cassettes")` in `tests/test_x.py`. A
+relative folder is found from the file whose code calls (`cassette_path`, `make_vcr`,
+`recorded_webhook`), so pytest may run from anywhere; for a folder that does not exist
+there, the working directory is tried next, as before.
 """
 
 from __future__ import annotations
@@ -43,9 +48,11 @@ import base64
 import contextlib
 import json
 import re
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import FrameType
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
@@ -78,6 +85,7 @@ __all__ = [
     "is_submit",
     "make_vcr",
     "recorded_webhook",
+    "resolve_dir",
     "segmind_body",
     "vcr_config",
 ]
@@ -123,21 +131,49 @@ def cassette_dir() -> Path:
 _default_dir = cassette_dir  # `make_vcr`'s parameter of the same name shadows it
 
 
+def resolve_dir(directory: str | Path) -> Path:
+    """An absolute folder: `directory` itself if absolute; if relative, the folder of that
+    name beside the file whose code called into this module (your test module), so the
+    answer does not depend on where pytest was started; failing that (no such folder
+    there, or a caller with no file: a REPL), relative to the working directory."""
+    path = Path(directory).expanduser()
+    if path.is_absolute():
+        return path
+    caller = _caller_folder()
+    if caller is not None and (caller / path).is_dir():
+        return (caller / path).resolve()
+    return path.absolute()
+
+
+def _caller_folder() -> Path | None:
+    """The folder of the first file up the stack that is not this module."""
+    frame: FrameType | None = sys._getframe(1)
+    while frame is not None and frame.f_globals.get("__name__") == __name__:
+        frame = frame.f_back
+    if frame is None:
+        return None
+    file = frame.f_globals.get("__file__")
+    return Path(file).resolve().parent if isinstance(file, str) else None
+
+
 def cassette_path(name: str, directory: str | Path | None = None) -> Path:
     """The path of one cassette, by flow name (`"success"`, `"error_429"`...) or file name.
 
-    Raises `FileNotFoundError` naming the folder searched, e.g. when the package is
-    installed without the repository: vendor the YAML files and pass `directory`. The
-    path is absolute: vcrpy would read a relative one inside `make_vcr`'s library folder.
+    `directory` is the folder of YAML files you vendored; a relative one is found from the
+    calling test file (`resolve_dir`). Raises `FileNotFoundError` naming the folder
+    searched, e.g. when the package is installed without the repository: vendor the YAML
+    files and pass `directory`. The path is absolute: vcrpy would read a relative one
+    inside `make_vcr`'s library folder.
     """
-    folder = (Path(directory) if directory is not None else cassette_dir()).absolute()
+    folder = resolve_dir(directory) if directory is not None else cassette_dir()
     path = folder / (name if name.endswith((".yaml", ".yml")) else f"{name}.yaml")
     if not path.is_file():
         known = sorted(p.stem for p in folder.glob("*.yaml")) if folder.is_dir() else []
         hint = (
             f"known: {', '.join(known)}"
             if known
-            else "vendor the YAML files you use and pass their folder as directory="
+            else "vendor the YAML files you use and pass their folder as directory= "
+            "(a relative folder is found from your test file, then the working directory)"
         )
         raise FileNotFoundError(f"no cassette {path.name!r} in {folder}; {hint}")
     return path
@@ -164,7 +200,7 @@ def recorded_webhook(
 
     Post it to your receiver (for instance with Starlette's `TestClient`) and verify it with
     `client.verify_webhook(body, headers, CASSETTE_WEBHOOK_SECRET, now=...)`, `now` being
-    `datetime.fromtimestamp(webhook.timestamp, UTC)`. Needs PyYAML (vcrpy brings it).
+    `datetime.fromtimestamp(webhook.timestamp, UTC)`. Needs PyYAML (the `testing` extra).
     """
     import yaml  # type: ignore[import-untyped]
 
@@ -350,10 +386,11 @@ def make_vcr(cassette_dir: str | Path | None = None, **overrides: Any) -> vcr.VC
     """A `vcr.VCR` ready to replay our cassettes offline (record mode `none`).
 
     `cassette_dir` is where relative cassette names are looked up (default: this
-    repository's `cassettes/`); `overrides` replace entries of `vcr_config()`, e.g.
+    repository's `cassettes/`; a relative folder is found from the calling test file, as
+    in `resolve_dir`); `overrides` replace entries of `vcr_config()`, e.g.
     `record_mode="once"` to record your own cassettes with the same matching and filters.
     """
     import vcr
 
-    directory = Path(cassette_dir) if cassette_dir is not None else _default_dir()
+    directory = resolve_dir(cassette_dir) if cassette_dir is not None else _default_dir()
     return configure(vcr.VCR(cassette_library_dir=str(directory), **vcr_config(**overrides)))

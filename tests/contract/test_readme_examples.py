@@ -1,40 +1,32 @@
 """The README's offline-testing guide works as written: each Python block of its section
-"Test your code offline with our cassettes" is run as the test module it claims to be."""
+"Test your code offline with our cassettes" is saved as a test file of another team's
+repository, with the cassettes vendored beside it as the guide says, and run by pytest
+under `-W error` from a different working directory (here in this project's venv;
+`test_outside_team` does the same in a fresh venv with only the `testing` extra)."""
 
 from __future__ import annotations
 
-import re
-import socket
-import types
+import sys
 from pathlib import Path
 
-import pytest
-
-README = Path(__file__).resolve().parents[2] / "README.md"
-SECTION = "## Test your code offline with our cassettes"
-
-
-def guide_blocks() -> list[str]:
-    text = README.read_text()
-    start = text.index(SECTION)
-    end = text.index("\n## ", start + len(SECTION))
-    return re.findall(r"```python\n(.*?)```", text[start:end], re.DOTALL)
+from tests.contract.outside import guide_blocks, lay_out_their_tests, run_their_tests
 
 
 def test_the_guide_has_its_examples() -> None:
-    assert len(guide_blocks()) >= 2
+    blocks = guide_blocks()
+    assert len(blocks) >= 2
+    assert all("def test_" in block for block in blocks), "an example with no test in it"
 
 
-@pytest.mark.parametrize("block", range(len(guide_blocks())))
-def test_each_readme_example_passes_offline(block: int, monkeypatch: pytest.MonkeyPatch) -> None:
-    def refuse(*args: object, **kwargs: object) -> None:
-        raise AssertionError(f"a README example tried to use the network: {args!r}")
-
-    monkeypatch.setattr(socket, "create_connection", refuse)
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    module = types.ModuleType(f"readme_example_{block}")
-    exec(compile(guide_blocks()[block], f"README.md example {block}", "exec"), module.__dict__)  # noqa: S102
-    tests = [f for name, f in vars(module).items() if name.startswith("test_") and callable(f)]
-    assert tests, "an example with no test in it"
-    for test in tests:
-        test()
+def test_the_readme_examples_pass_offline_under_w_error_from_anywhere(tmp_path: Path) -> None:
+    blocks = guide_blocks()
+    tests = lay_out_their_tests(
+        tmp_path / "their-repo",
+        {f"test_readme_example_{n}.py": block for n, block in enumerate(blocks)},
+    )
+    done = run_their_tests(sys.executable, tests, cwd=tmp_path / "somewhere-else")
+    printed = done.stdout + done.stderr
+    assert done.returncode == 0, printed
+    expected = sum(block.count("\ndef test_") + block.startswith("def test_") for block in blocks)
+    assert f"{expected} passed in" in done.stdout, printed
+    assert "warning" not in printed.lower(), printed
