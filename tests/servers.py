@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -45,6 +47,10 @@ class ServerProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+            # Its own children too (a gateway's embedded fake, were the gateway killed before
+            # it could stop it): the server leads a process group of its own.
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
             self.output = self.printed()
             self.log.unlink(missing_ok=True)
         return self.output
@@ -65,7 +71,11 @@ def start_server(module: str, *args: str, env: dict[str, str] | None = None) -> 
     log = Path(name)
     with log.open("ab") as sink:  # the child keeps its own copy of the descriptor
         proc = subprocess.Popen(
-            argv, stdout=sink, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}
+            argv,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {})},
+            process_group=0,  # so `stop` can end whatever the server started, too
         )
     server = ServerProcess(f"http://127.0.0.1:{port}", port, proc, log, argv)
     deadline = time.monotonic() + READY_SECONDS
