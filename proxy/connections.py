@@ -40,6 +40,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import h11
+from starlette.requests import ClientDisconnect
+from starlette.types import ASGIApp, Receive, Scope, Send
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 if TYPE_CHECKING:
@@ -79,6 +81,15 @@ class ConnectionGuard:
     per_client: Counter[str] = field(default_factory=Counter)
     unlogged: Counter[str] = field(default_factory=Counter)
     logged_at: dict[str, float] = field(default_factory=dict)
+    _app: Any = None
+    _quiet_app: Any = None
+
+    def quiet(self, app: Any) -> Any:
+        """`app`, ending quietly when its client is gone (see `_quiet_when_gone`); made
+        once per app, not per connection."""
+        if self._app is not app:
+            self._app, self._quiet_app = app, _quiet_when_gone(app)
+        return self._quiet_app
 
     def note(self, kind: str, now: float, message: str) -> None:
         """Log a refusal, at most one line per `kind` every LOG_EVERY seconds: a flood of
@@ -88,6 +99,21 @@ class ConnectionGuard:
             log.warning("%s (%d since the last line like it)", message, self.unlogged[kind])
             self.logged_at[kind] = now
             self.unlogged[kind] = 0
+
+
+def _quiet_when_gone(app: ASGIApp) -> ASGIApp:
+    """Starlette raises ClientDisconnect into the app when the client goes away while its
+    body is read, which uvicorn logs as "Exception in ASGI application", a traceback at
+    ERROR. A body past `body_timeout` ends exactly so: nothing failed and there is no one
+    left to answer, so it ends here, unlogged, instead of flooding the log under attack."""
+
+    async def quiet(scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await app(scope, receive, send)
+        except ClientDisconnect:
+            return
+
+    return quiet
 
 
 def _answer(status: int, reason: str, message: str, headers: dict[str, str]) -> bytes:
@@ -276,6 +302,7 @@ class _GuardedH11(H11Protocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        self.app = self.guard.quiet(self.app)
         self._deadlines = _Deadlines(
             self.guard, self.loop, transport, len(self.connections), self._abandon
         )
@@ -334,6 +361,7 @@ def _httptools_class() -> type[asyncio.Protocol] | None:
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(transport)
+            self.app = self.guard.quiet(self.app)
             self._deadlines = _Deadlines(
                 self.guard, self.loop, transport, len(self.connections), self._abandon
             )
