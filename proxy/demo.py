@@ -6,8 +6,8 @@ listens for that team's webhook on loopback, submits one job with the project's 
 shows its progress, checks that the webhook arrives with a valid signature, downloads the
 four videos and stops everything, also on Ctrl-C, SIGTERM or SIGHUP (the gateway and its
 fake share the demo's process group, so a signal to the group reaches them all). Nothing
-leaves the machine, and the
-upstream key (the fake's, made up by the gateway process) never reaches this process.
+leaves the machine, and the upstream key (the fake's, made up by the gateway process)
+never reaches this process.
 """
 
 from __future__ import annotations
