@@ -221,16 +221,17 @@ async def start_harness(
     webhook_transport: httpx.AsyncBaseTransport | None = None,
     clock_start: float | None = None,
     wall_clock: Clock | None = None,
+    upstream_key: str = UPSTREAM_KEY,
     **settings: Any,
 ) -> Harness:
     """`webhook_transport` replaces the deliverer's SSRF-guarded sockets (e.g. an
     `httpx.ASGITransport` to an in-process receiver); `clock_start` starts both virtual
     clocks there instead of at their epoch; `wall_clock` times the gateway's heartbeat
-    (default: real time)."""
+    (default: real time); `upstream_key` is the company key (the fake's one account)."""
     fake_clock = FakeClock() if clock_start is None else FakeClock(start=clock_start)
     fake_app = create_fake(
         FakeSettings(
-            api_keys=[UPSTREAM_KEY], public_url=FAKE_URL, seed=5, plan="unlimited",
+            api_keys=[upstream_key], public_url=FAKE_URL, seed=5, plan="unlimited",
             **(fake or {}),
         ),
         clock=fake_clock,
@@ -242,7 +243,7 @@ async def start_harness(
     settings.setdefault("poll_schedule", "fixed")
     gateway_settings = ProxySettings(
         upstream_url=FAKE_URL,
-        upstream_key=UPSTREAM_KEY,
+        upstream_key=upstream_key,
         public_url=GATEWAY_URL,
         **settings,
     )
