@@ -338,6 +338,13 @@ class _GuardedH11(H11Protocol):
                 deadlines.head_complete()
             deadlines.message_complete()
 
+    def handle_websocket_upgrade(self, event: h11.Request) -> None:
+        # The connection passes to a WebSocket protocol, which closes it: this one hears
+        # of it no more, so it gives up its place and deadlines now.
+        if self._deadlines is not None:
+            self._deadlines.lost()
+        super().handle_websocket_upgrade(event)
+
     def _abandon(self) -> bool:
         cycle = self.cycle
         if cycle is None or cycle.response_started:
@@ -399,6 +406,12 @@ def _httptools_class() -> type[asyncio.Protocol] | None:
             super().on_message_complete()
             if self._deadlines is not None:
                 self._deadlines.message_complete()
+
+        def handle_websocket_upgrade(self) -> None:
+            # As in _GuardedH11: the WebSocket protocol takes the connection over.
+            if self._deadlines is not None:
+                self._deadlines.lost()
+            super().handle_websocket_upgrade()
 
         def _abandon(self) -> bool:
             cycle = self.cycle
@@ -462,5 +475,7 @@ def connection_limits(settings: ProxySettings) -> ConnectionLimits:
 
 
 def uvicorn_options(settings: ProxySettings) -> dict[str, Any]:
-    """Keyword arguments for `uvicorn.run` or `uvicorn.Config`: the guarded protocol."""
-    return {"http": guarded_protocol(connection_limits(settings))}
+    """Keyword arguments for `uvicorn.run` or `uvicorn.Config`: the guarded protocol, and
+    no WebSocket upgrades (the gateway has no WebSocket route; an upgraded connection would
+    leave these limits for a protocol without them)."""
+    return {"http": guarded_protocol(connection_limits(settings)), "ws": "none"}

@@ -289,3 +289,30 @@ def test_past_max_connections_a_connection_gets_503_and_a_closed_one_frees_its_p
     finally:
         for conn in held:
             conn.close()
+
+
+def test_websocket_upgrades_leave_no_place_taken(capped: ServerProcess) -> None:
+    """An upgraded connection passes to another protocol; its place under the per-client
+    cap must be given back (the gateway refuses upgrades; the h11 app accepts them)."""
+    upgrade = (
+        b"GET /healthz HTTP/1.1\r\nHost: gateway\r\nConnection: Upgrade\r\n"
+        b"Upgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+        b"Sec-WebSocket-Version: 13\r\n\r\n"
+    )
+    for _ in range(4):  # more than the cap of 3
+        with _connect(capped, "127.0.0.21") as conn:
+            conn.sendall(upgrade)
+            assert conn.recv(65536).startswith(b"HTTP/1.1 ")
+    # The server learns of each close when its loop reads the FIN: a few tries, bounded.
+    for _ in range(50):
+        held = [_connect(capped, "127.0.0.21") for _ in range(3)]
+        try:
+            for conn in held:
+                conn.sendall(HEALTH)
+            statuses = [_one_answer(conn)[0] for conn in held]
+        finally:
+            for conn in held:
+                conn.close()
+        if statuses == [200, 200, 200]:
+            break
+    assert statuses == [200, 200, 200]
