@@ -36,6 +36,7 @@ import json
 import logging
 import resource
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
@@ -131,8 +132,9 @@ def _answer(status: int, reason: str, message: str, headers: dict[str, str]) -> 
 class _Deadlines:
     """One connection's head and body deadlines, and its place in the caps.
 
-    The protocol tells it where the parser is (`head_started`, `head_complete`,
-    `message_complete`, `between_requests`); it closes the transport when a deadline passes.
+    The protocol tells it what was read (`received`) and where its parser is (`arm_head`
+    when a head begins, `head_complete`, `message_complete`, `lost`); it answers and closes
+    the transport when a deadline passes or a head grows too large.
     """
 
     def __init__(
@@ -141,12 +143,12 @@ class _Deadlines:
         loop: asyncio.AbstractEventLoop,
         transport: asyncio.Transport,
         connections: int,
-        abandon_request: Any,
+        abandon_request: Callable[[], bool],
     ) -> None:
         self.guard = guard
         self.loop = loop
         self.transport = transport
-        self.abandon_request = abandon_request  # () -> bool: True if the app had not answered
+        self.abandon_request = abandon_request  # True if the app had not begun its answer
         self.head: asyncio.TimerHandle | None = None
         self.body: asyncio.TimerHandle | None = None
         self.got_bytes = False  # any byte of the current request head has arrived
@@ -214,7 +216,9 @@ class _Deadlines:
         if self.head is None:
             return False
         self.head_bytes += len(data)
-        # Bytes past a head's end (a body, a next request) belong to no head.
+        if self.head_bytes <= self.guard.limits.max_head_bytes:
+            return False
+        # A read that ends the head may carry a body after it: that is not a large head.
         return b"\r\n\r\n" not in tail + data and self.head_too_large()
 
     def head_too_large(self) -> bool:

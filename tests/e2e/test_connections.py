@@ -195,6 +195,15 @@ def test_a_head_over_max_head_bytes_gets_431_and_is_closed(quick: ServerProcess)
     with _connect(quick) as fine:  # a large head within the limit is served
         fine.sendall(HEALTH[:-2] + b"X-Pad: " + b"a" * 3000 + b"\r\n\r\n")
         assert _one_answer(fine)[0] == 200
+    path = "/admin/teams" if "proxy" in quick.argv else "/echo"
+    body = json.dumps({"name": "x" * 50_000}).encode()  # in the same read as its head
+    with _connect(quick) as large_body:  # a body is no part of the head
+        large_body.sendall(
+            f"POST {path} HTTP/1.1\r\nHost: gateway\r\nContent-Type: application/json\r\n"
+            f"X-Admin-Key: {ADMIN_KEY}\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+            + body
+        )
+        assert _one_answer(large_body)[0] not in (408, 431)
     with _connect(quick) as big:
         big.sendall(HEAD + b"X-Pad: ")
         answer = b""
