@@ -103,7 +103,7 @@ def _input_schema(workflow: Workflow) -> dict[str, Any]:
                 "type": "string",
                 "maxLength": spec.max_length,
                 "default": spec.default,
-                "description": "An http(s) URL of the character's photo.",
+                "description": "An http(s) URL of the photo, without spaces or control characters.",
             }
         else:
             properties[spec.name] = {
@@ -111,7 +111,10 @@ def _input_schema(workflow: Workflow) -> dict[str, Any]:
                 "minLength": 1,
                 "maxLength": spec.max_length,
                 "default": spec.default,
-                "description": "A scene prompt; must not be blank.",
+                "description": (
+                    "A scene prompt; must not be blank: one of only whitespace, control or "
+                    "invisible characters is refused with 400."
+                ),
             }
     return {
         "type": "object",

@@ -93,33 +93,35 @@ STORE_DOWN = "The gateway's store is unavailable: nothing was admitted or charge
 
 def _input_schema() -> dict[str, Any]:
     properties: dict[str, Any] = {}
-    aliases: dict[str, Any] = {}
     for name, field in CharacterVideoInputs.model_fields.items():
         wire = field.alias or name
         if wire == "Character_Image":
             schema: dict[str, Any] = {
                 "type": "string",
                 "maxLength": MAX_URL_LENGTH,
-                "description": "An http(s) URL of the character's photo, without spaces.",
+                "description": "An http(s) URL of the photo, without spaces or control characters.",
             }
         else:
             schema = {
                 "type": "string",
                 "minLength": 1,
                 "maxLength": MAX_SCENE_LENGTH,
-                "description": "A scene prompt; must not be blank.",
+                "description": (
+                    "A scene prompt; must not be blank: one of only whitespace, control or "
+                    "invisible characters is refused with 400."
+                ),
             }
         properties[wire] = {**schema, "default": field.default}
-        aliases[name] = {**schema, "description": f"Accepted spelling of `{wire}`."}
     return {
         "type": "object",
         "description": (
             "The workflow inputs, each optional with the default shown: `{}` (or an empty "
             "body) runs the defaults, and shares one generation with the body that spells "
-            "them out. Unknown names are refused with 400. Workflows other than "
+            "them out. Names are case-sensitive: any other name (`scene_1` too) is refused "
+            "with 400, which suggests the right one. Workflows other than "
             f"`{CHARACTER_VIDEO_WORKFLOW_ID}` that an operator configures take any object."
         ),
-        "properties": {**properties, **aliases},
+        "properties": properties,
         "additionalProperties": False,
         "example": {"Scene_1": "A knight on a cliff at dawn"},
     }
