@@ -69,6 +69,7 @@ from _load import (
 
 ROOT = Path(__file__).resolve().parent.parent
 FAKE_KEY = "bench-upstream-key"  # the gateway's "company" key on the fake
+METRICS_TOKEN = "bench-metrics-token-3f8a1c"  # noqa: S105 (a test value) /metrics needs one
 TEAM_NAME = "bench"
 WORKFLOW_ID = "68628fe34727e611dfa219b4-v4"
 SUBMIT_PATH = f"/workflows/{WORKFLOW_ID}"
@@ -230,6 +231,9 @@ def _create_team(db: str, env: dict[str, str]) -> str:
         limits += [flag, GENEROUS]
     for flag in ("--daily-budget", "--monthly-budget"):
         limits += [flag, "1e12"]
+    # Admin commands never create a store: `admin init` makes the one the gateway will serve.
+    init = [sys.executable, "-m", "proxy", "admin", "init", "--db", db]
+    subprocess.run(init, cwd=ROOT, env=env, capture_output=True, timeout=60, check=True)
     argv = [sys.executable, "-m", "proxy", "admin", "create-team", TEAM_NAME, "--db", db, "--json"]
     done = subprocess.run(
         [*argv, *limits], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
@@ -316,7 +320,10 @@ METRIC_LINE = re.compile(r"^(segmind_gateway_\w+)\{([^}]*)\}\s+(\S+)$")
 
 def _metric(http: httpx.Client, gateway_url: str, name: str, **labels: str) -> float:
     """Sum of a gateway metric's samples whose labels include `labels`."""
-    text = _expect_200(http.get(gateway_url + "/metrics"), "gateway /metrics").text
+    scrape = http.get(
+        gateway_url + "/metrics", headers={"authorization": f"Bearer {METRICS_TOKEN}"}
+    )
+    text = _expect_200(scrape, "gateway /metrics").text
     total = 0.0
     for line in text.splitlines():
         m = METRIC_LINE.match(line)
@@ -464,6 +471,7 @@ def _start_servers(
     team_env = {
         **env,
         "SEGMIND_API_KEY": FAKE_KEY,
+        "PROXY_METRICS_TOKEN": METRICS_TOKEN,
         # The company-wide upstream budget and the poll schedule must not slow the setup.
         "PROXY_UPSTREAM_REQUESTS_PER_MINUTE": GENEROUS,
         "PROXY_POLL_INTERVAL": "0.05",
