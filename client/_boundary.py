@@ -89,11 +89,15 @@ def scrub_response(
         ]
     extensions = dict(response.extensions)
     extensions["reason_phrase"] = scrubber(reason_text).encode("latin-1", errors="replace")
+    try:
+        request: httpx.Request | None = response.request
+    except RuntimeError:  # a response built by hand, with no request set
+        request = None
     return httpx.Response(
         response.status_code,
         headers=headers,
         content=content,
-        request=response.request,
+        request=request,
         extensions=extensions,
     )
 

@@ -331,32 +331,48 @@ def secret_pattern(secret: str) -> str:
     return "".join(map(_spellings, secret))
 
 
-class Scrubber:
-    """Masks every occurrence of a secret, in every spelling, in any text a server sends.
+# Every spelling but the plain one starts with one of these; a text without any of them can
+# hold a secret only as is, and a literal search (much faster) finds it.
+_ESCAPE_STARTS = ("%", "\\", "&", "+")
 
-    An empty (or absent) secret is no secret: it masks nothing.
+
+class Scrubber:
+    """Masks every occurrence of the secrets, in every spelling, in any text a server sends.
+
+    An empty (or absent) secret is no secret: it masks nothing. With several, the longest
+    is tried first, so a secret that contains another is masked whole.
     """
 
-    __slots__ = ("_pattern",)
+    __slots__ = ("_literal", "_marker", "_spelled")
 
-    def __init__(self, secret: str | None) -> None:
-        self._pattern = re.compile(secret_pattern(secret)) if secret else None
+    def __init__(self, *secrets: str | None, marker: str = REDACTED) -> None:
+        kept = sorted({s for s in secrets if s}, key=lambda s: (-len(s), s))
+        self._marker = marker
+        self._spelled = (
+            re.compile("|".join(f"(?:{secret_pattern(s)})" for s in kept)) if kept else None
+        )
+        self._literal = re.compile("|".join(map(re.escape, kept))) if kept else None
 
     def __bool__(self) -> bool:
-        return self._pattern is not None
+        return self._spelled is not None
+
+    def _pattern(self, text: str) -> re.Pattern[str] | None:
+        if any(start in text for start in _ESCAPE_STARTS):
+            return self._spelled
+        return self._literal
 
     def found_in(self, text: str) -> bool:
-        return self._pattern is not None and self._pattern.search(text) is not None
+        pattern = self._pattern(text)
+        return pattern is not None and pattern.search(text) is not None
 
     def __call__(self, text: str) -> str:
-        pattern = self._pattern
-        if pattern is None:
-            return text
+        marker = self._marker
         for _ in range(_MAX_PASSES):
-            if pattern.search(text) is None:
+            pattern = self._pattern(text)
+            if pattern is None or pattern.search(text) is None:
                 return text
-            text = pattern.sub(REDACTED, text)
-        return "" if pattern.search(REDACTED) else REDACTED
+            text = pattern.sub(marker, text)
+        return "" if self.found_in(marker) else marker
 
 
 def scrub(text: str, secret: str | None) -> str:

@@ -15,14 +15,13 @@ from __future__ import annotations
 import contextvars
 import json
 import logging
-import re
 import sys
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import IO, Any
 
-from client._errors import secret_pattern
+from client._errors import Scrubber
 
 __all__ = [
     "LIBRARY_LOGGERS",
@@ -52,7 +51,6 @@ LIBRARY_LOGGERS = (
     "httpcore.socks",
 )
 _HANDLER_NAME = "proxy.json"
-_MAX_PASSES = 4
 
 # Attributes every LogRecord has; whatever else is on a record came from `extra=`.
 _RECORD_ATTRIBUTES = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {
@@ -80,34 +78,21 @@ class Redactor:
     """Replaces every occurrence of the given secrets in a string with `REDACTED`.
 
     Each secret is matched in every spelling the client's own scrubber knows (as is,
-    JSON-escaped, URL-encoded, as HTML character references: `client._errors.secret_pattern`),
+    JSON-escaped, URL-encoded, as HTML character references: `client._errors.Scrubber`),
     so a secret holding a quote or a backslash cannot slip through a serialised line, and
     an upstream's echo that reached a record by a path nobody foresaw is caught here too.
     Secrets shorter than `MIN_SECRET_LENGTH` are ignored.
     """
 
     def __init__(self, secrets: Iterable[str] = ()) -> None:
-        kept = {s for s in secrets if isinstance(s, str) and len(s) >= MIN_SECRET_LENGTH}
-        # Longest first, so a secret that contains another is redacted whole.
-        ordered = sorted(kept, key=lambda secret: (-len(secret), secret))
-        self._pattern = (
-            re.compile("|".join(f"(?:{secret_pattern(s)})" for s in ordered)) if ordered else None
-        )
+        kept = [s for s in secrets if isinstance(s, str) and len(s) >= MIN_SECRET_LENGTH]
+        self._scrubber = Scrubber(*kept, marker=REDACTED)
 
     def __bool__(self) -> bool:
-        return self._pattern is not None
+        return bool(self._scrubber)
 
     def scrub(self, text: str) -> str:
-        pattern = self._pattern
-        if pattern is None:
-            return text
-        # A secret can re-form across a marker only if it shares characters with the marker;
-        # passes are bounded, and the fallback below holds no part of the input.
-        for _ in range(_MAX_PASSES):
-            if pattern.search(text) is None:
-                return text
-            text = pattern.sub(REDACTED, text)
-        return "" if pattern.search(REDACTED) else REDACTED
+        return self._scrubber(text)
 
     def scrub_value(self, value: Any) -> Any:
         """A JSON-ready copy of `value` with every string in it scrubbed."""
@@ -122,7 +107,7 @@ class Redactor:
         return self.scrub(str(value))
 
     def contains_secret(self, text: str) -> bool:
-        return self._pattern is not None and self._pattern.search(text) is not None
+        return self._scrubber.found_in(text)
 
 
 class SecretScrubber(logging.Filter):
