@@ -60,6 +60,8 @@ LIMIT_FLAGS = (
 )
 DEMO_TEAM = "demo"
 FAKE_PORT = "embedded_fake_port"  # what the store remembers between starts of `make run`
+TWIN_MARGIN = 3.0  # seconds a due heartbeat may be late (a busy store) before it is missed
+TWIN_WATCH_STEP = 0.25
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -303,12 +305,13 @@ def _serve(args: argparse.Namespace) -> int:
         settings = settings.model_copy(update={"instance_id": settings.instance})
         _refuse_a_live_twin(settings)
         if with_fake:
-            fake = _start_fake(settings, args.fake_args.split())
+            scaled = _scaled_for(args.fake_args.split(), settings)
+            fake = _start_fake(settings, _with_plan(args.fake_args.split(), scaled, settings))
             settings = settings.model_copy(
                 update={
                     "upstream_url": fake.url,
                     "upstream_key": fake.key_secret(),
-                    **_scaled_for(args.fake_args.split(), settings),
+                    **scaled,
                     # A local demo's webhook receiver listens on loopback.
                     "webhook_allow_networks": [
                         *settings.webhook_allow_networks,
@@ -365,9 +368,46 @@ def _bind(host: str, port: int) -> socket.socket:
 
 def _refuse_a_live_twin(settings: ProxySettings) -> None:
     """Two live processes under one instance id would both poll (and take back) the same
-    runs: refuse to start, having changed nothing in the store."""
+    runs: refuse to start, having changed nothing in the store.
+
+    A fresh heartbeat alone does not tell a live twin from this process's own previous
+    run, killed a moment ago (whose runs a restart must take back at once). A live process
+    beats every `lease_seconds / 3`: watch for that next beat, read-only. It comes: a
+    twin, refused. The row is released (a clean stop) or stays still: proceed."""
+    seen = _heartbeat_of(settings)
+    now = time.time()
+    if seen is None or seen < now:
+        return
+    # It last beat at `seen - lease_seconds` (our lease; processes on one store share it).
+    next_beat = seen - settings.lease_seconds + settings.lease_seconds / 3
+    deadline = max(next_beat, now) + TWIN_MARGIN
+    print(
+        f"instance id {settings.instance!r} has a fresh heartbeat on this store; waiting up "
+        f"to {deadline - now:.0f} s for its next one, to tell a live process from a "
+        "killed one",
+        file=sys.stderr,
+        flush=True,
+    )
+    while time.time() < deadline:
+        time.sleep(TWIN_WATCH_STEP)
+        latest = _heartbeat_of(settings)
+        if latest is None or latest < time.time():
+            return  # released by a clean stop, or lapsed
+        if latest > seen:
+            raise GatewayError(
+                f"a live gateway process on store {os.path.abspath(settings.db)} already "
+                f"has instance id {settings.instance!r} (it beat again just now); starting "
+                "would take over its runs. Give this process its own id with --instance-id "
+                "or PROXY_INSTANCE_ID (or another port, `PORT=...`, when the id is the "
+                "default host:port). Nothing was changed"
+            )
+    return  # no beat when one was due: that process is gone; this one takes its runs
+
+
+def _heartbeat_of(settings: ProxySettings) -> float | None:
+    """Until when the store holds this instance id alive (None: no row), read-only."""
     if not os.path.isfile(settings.db):
-        return  # a new store has no processes
+        return None  # a new store has no processes
     try:
         store = SQLiteStore(settings.db, create=False)
         try:
@@ -375,18 +415,8 @@ def _refuse_a_live_twin(settings: ProxySettings) -> None:
         finally:
             store.close()
     except sqlite3.Error:
-        return  # not readable now: the gateway's own start says why
-    now = time.time()
-    if twin is None or twin.alive_until < now:
-        return
-    raise GatewayError(
-        f"a live gateway process on store {os.path.abspath(settings.db)} already has "
-        f"instance id {settings.instance!r} (its heartbeat holds for "
-        f"{twin.alive_until - now:.0f} s more); starting would take over its runs. "
-        f"Give this process its own id with --instance-id or PROXY_INSTANCE_ID (or another "
-        f"port, `PORT=...`, when the id is the default host:port); if that process was "
-        f"killed, start again once its heartbeat has lapsed. Nothing was changed"
-    )
+        return None  # not readable now: the gateway's own start says why
+    return None if twin is None else twin.alive_until
 
 
 def _start_fake(settings: ProxySettings, fake_args: list[str]) -> EmbeddedFake:
@@ -441,12 +471,43 @@ def _scaled_for(fake_args: list[str], settings: ProxySettings) -> dict[str, floa
         scale = float(fake_args[fake_args.index("--time-scale") + 1])
     except (IndexError, ValueError):
         return {}
-    return {
+    scaled: dict[str, float] = {
         "expected_run_seconds": settings.expected_run_seconds * scale,
         "poll_target_delay": settings.poll_target_delay * scale,
         "poll_min_interval": max(settings.poll_min_interval * scale, 0.05),
         "poll_interval": max(settings.poll_interval * scale, 0.05),
     }
+    if scale > 0:
+        # Runs 1/scale times faster poll 1/scale times as often; the company budget (and
+        # the fake's plan, `_with_plan`) scales with them, or one user's demo runs wait
+        # for it. Rate windows stay a real minute on both sides.
+        budget = max(1, round(settings.upstream_requests_per_minute / scale))
+        plan = _plan_of(fake_args)
+        scaled["upstream_requests_per_minute"] = min(budget, plan) if plan else budget
+    return scaled
+
+
+def _plan_of(fake_args: list[str]) -> int | None:
+    """The requests a minute a `--plan` in the fake's flags allows (None: no limit given,
+    0: unlimited)."""
+    if "--plan" not in fake_args or fake_args.index("--plan") + 1 >= len(fake_args):
+        return None
+    # The fake's plan names (fakeserver --help); the gateway never imports the fake.
+    value = fake_args[fake_args.index("--plan") + 1].lower()
+    named = {"free": 5, "pro": 50, "unlimited": 0}
+    return int(value) if value.isdigit() else named.get(value)
+
+
+def _with_plan(
+    fake_args: list[str], scaled: dict[str, float], settings: ProxySettings
+) -> list[str]:
+    """The fake's flags with a `--plan` equal to the gateway's company budget, unless one
+    is given: a budget at or under the upstream's limit, counted in a sliding window as
+    the fake counts it, can never draw a 429."""
+    if "--plan" in fake_args:
+        return fake_args
+    budget = int(scaled.get("upstream_requests_per_minute", settings.upstream_requests_per_minute))
+    return [*fake_args, "--plan", str(budget)]
 
 
 def _print_demo(settings: ProxySettings, fake: bool) -> None:
