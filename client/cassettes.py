@@ -15,8 +15,9 @@ How a request finds its recorded answer (`vcr_config()` and `configure()`):
 - **method and path** must be equal. Scheme, host and port are ignored, so a cassette
   replays whatever base URL the code under test uses; the query string is ignored too.
 - **a submit** (`POST .../workflows/{id}`) must also carry the same inputs *after
-  canonicalisation* (`canonical_body`): defaults filled in, key order ignored, either
-  spelling of names (`Scene_1` or `scene_1`). So `{}` replays a submit recorded with every
+  canonicalisation* (`canonical_body`): defaults filled in, key order ignored (names are
+  the wire names only: a `scene_1` body is refused by every server, so it is compared as
+  sent and finds no recording). So `{}` replays a submit recorded with every
   default spelled out, and a submit of other inputs finds nothing: vcrpy raises
   `CannotOverwriteExistingCassetteException` instead of replaying another job's answer.
   Other requests (polls, credits) match on method and path only; a poll's path holds the
