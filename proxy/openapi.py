@@ -446,17 +446,26 @@ def build_document() -> dict[str, Any]:
                 )
             },
             "/metrics": {
-                "get": _public(
-                    "metrics",
-                    "Prometheus metrics (labels never carry a key)",
-                    {
+                "get": {
+                    "operationId": "metrics",
+                    "summary": "Prometheus metrics (labels never carry a key), for operators",
+                    # Team names and spend: the metrics token or the admin key, never a team's.
+                    "security": [{"MetricsToken": []}, {"AdminKey": []}],
+                    "responses": {
                         "200": _answer(
                             "Prometheus text exposition.",
                             {"type": "string"},
                             media_type="text/plain",
-                        )
+                        ),
+                        "401": _answer(
+                            "No metrics token or admin key, or a wrong one.", _ref("Error")
+                        ),
+                        "403": _answer(
+                            "Off: the gateway has neither a metrics token nor an admin key.",
+                            _ref("Error"),
+                        ),
                     },
-                )
+                }
             },
             "/openapi.json": {
                 "get": _public(
@@ -470,6 +479,12 @@ def build_document() -> dict[str, Any]:
             "securitySchemes": {
                 "ApiKeyHeader": {"type": "apiKey", "in": "header", "name": "x-api-key"},
                 "BearerAuth": {"type": "http", "scheme": "bearer"},
+                "MetricsToken": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "PROXY_METRICS_TOKEN (or the admin key) as a bearer token",
+                },
+                "AdminKey": {"type": "apiKey", "in": "header", "name": "x-admin-key"},
             },
             "headers": _components_headers(),
             "schemas": _schemas(),
