@@ -84,7 +84,7 @@ def make_run_args(db: Path, *fake_args: str) -> list[str]:
 
 def demo_keys(db: Path) -> list[tuple[str, float | None]]:
     """The demo team's keys: (prefix, revoked_at) each, oldest first."""
-    store = SQLiteStore(str(db), create=False)
+    store = SQLiteStore(str(db))
     try:
         return [(k.prefix, k.revoked_at) for k in store.keys("demo")]
     finally:
@@ -92,7 +92,7 @@ def demo_keys(db: Path) -> list[tuple[str, float | None]]:
 
 
 def key_is_live(db: Path, key: str) -> bool:
-    store = SQLiteStore(str(db), create=False)
+    store = SQLiteStore(str(db))
     try:
         return store.team_for_key(hash_key(key)) is not None
     finally:
