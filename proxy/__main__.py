@@ -435,8 +435,9 @@ def _start_fake(settings: ProxySettings, fake_args: list[str]) -> EmbeddedFake:
     print(f"upstream: the fake Segmind at {fake.url} (no SEGMIND_API_KEY set)", flush=True)
     if before is not None and fake.port != before:
         print(
-            f"the fake's earlier port {before} is taken: results cached before this start "
-            "name it in their video URLs, and will not download while it is",
+            f"the fake's usual port {before} is busy (another `make run` on this store?), so "
+            f"it runs on {fake.port}: video URLs of runs it makes name {fake.port}, and stop "
+            "downloading once this gateway stops",
             file=sys.stderr,
             flush=True,
         )
