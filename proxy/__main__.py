@@ -515,14 +515,18 @@ def _print_demo(settings: ProxySettings, fake: bool) -> None:
     store = SQLiteStore(settings.db)
     now = time.time()
     try:
-        if any(t.name == DEMO_TEAM for t in store.teams()):
-            # One demo key, not one more each start: keys are stored hashed, so the
-            # previous one cannot be shown again; it is replaced.
-            replaced = store.revoke_keys(now, team_name=DEMO_TEAM)
-            made = create_key(store, DEMO_TEAM, now)
-        else:
-            replaced = 0
+        others = [i.id for i in store.instances()
+                  if i.alive_until >= now and i.id != settings.instance]  # fmt: skip
+        replaced = 0
+        if not any(t.name == DEMO_TEAM for t in store.teams()):
             made = create_team(store, DEMO_TEAM, settings.default_limits, now)
+        else:
+            # One demo key, not one more each start: keys are stored hashed, so the
+            # previous one cannot be shown again; it is replaced. Unless another live
+            # gateway serves this store: its printed key must keep working.
+            if not others:
+                replaced = store.revoke_keys(now, team_name=DEMO_TEAM)
+            made = create_key(store, DEMO_TEAM, now)
     finally:
         store.close()
     base = settings.base_url
@@ -531,6 +535,8 @@ def _print_demo(settings: ProxySettings, fake: bool) -> None:
              f"  api key:        {made.key}"]  # fmt: skip
     if replaced:
         lines.append("  (a new key each start: the previous start's key no longer works)")
+    elif others:
+        lines.append(f"  (one more: {', '.join(others)} also serves this store, and its key works)")
     if made.webhook_secret:
         lines.append(f"  webhook secret: {made.webhook_secret}")
     if settings.metrics_token is not None:

@@ -267,6 +267,26 @@ def test_make_run_keeps_one_demo_key_across_restarts(tmp_path: Path) -> None:
     assert [key_is_live(db, key) for key in printed] == [False, False, True]
 
 
+def test_a_second_make_run_on_another_port_leaves_the_first_ones_key_working(
+    tmp_path: Path,
+) -> None:
+    """The demo key is replaced on a restart, not while another gateway on the store
+    still serves the key it printed (`PORT=8001 make run` beside `make run`)."""
+    db = tmp_path / "gateway.sqlite"
+    first = serve(free_port(), *make_run_args(db), cwd=tmp_path, env=clean_env())
+    try:
+        second = serve(free_port(), *make_run_args(db), cwd=tmp_path, env=clean_env())
+        try:
+            keys = [PRINTED_KEY.search(g.printed()) for g in (first, second)]
+            assert all(keys), [g.printed() for g in (first, second)]
+            assert [key_is_live(db, k[1]) for k in keys if k] == [True, True]
+            assert "also serves this store" in second.printed()
+        finally:
+            second.stop()
+    finally:
+        first.stop()
+
+
 def advance_until_done(gateway: str, fake: str, key: str, request_id: str) -> dict[str, object]:
     """Move both virtual clocks (the fake's, then the gateway's, which answers once its
     poll loops have caught up) until the run has ended; no real time passes for it."""
