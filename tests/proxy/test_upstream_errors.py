@@ -138,8 +138,11 @@ async def test_an_upstream_429_that_persists_holds_the_run_and_fails_nothing(
     )
     answer = await harness.submit(key, KNIGHT)
     assert answer.status_code == 200, answer.text
-    for _ in range(3):
+    await harness.gateway.poller.settle()  # its sender has asked the budget
+    for _ in range(10):
         await harness.advance(2)
+        if len(upstream_submits(harness)) == 4:
+            break
     assert [e["status"] for e in upstream_submits(harness)] == [429, 429, 429, 200]
     done = await harness.advance_until_done(key, answer.json()["request_id"])
     assert done["status"] == "COMPLETED"
