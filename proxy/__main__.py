@@ -302,8 +302,13 @@ def _serve(args: argparse.Namespace) -> int:
     try:
         port = listener.getsockname()[1]  # the one the system picked, for --port 0
         settings = settings.model_copy(update={"port": port})
+        # The default id is this host and port, and this process holds the port now: no
+        # live process on this host can have it, so a fresh heartbeat under it is this
+        # gateway's own previous run (killed), whose runs it takes back at once.
+        default_id = settings.instance_id is None
         settings = settings.model_copy(update={"instance_id": settings.instance})
-        _refuse_a_live_twin(settings)
+        if not default_id:
+            _refuse_a_live_twin(settings)
         if with_fake:
             scaled = _scaled_for(args.fake_args.split(), settings)
             fake = _start_fake(settings, _with_plan(args.fake_args.split(), scaled, settings))

@@ -61,7 +61,9 @@ def serve(port: int, *args: str, cwd: Path, env: dict[str, str]) -> ServerProces
     os.close(handle)
     log = Path(name)
     with log.open("ab") as sink:
-        proc = subprocess.Popen(argv, stdout=sink, stderr=subprocess.STDOUT, cwd=cwd, env=env)
+        # Its own process group, so stop() ends its embedded fake too (tests.servers).
+        proc = subprocess.Popen(argv, stdout=sink, stderr=subprocess.STDOUT, cwd=cwd, env=env,
+                                process_group=0)  # fmt: skip
     server = ServerProcess(f"http://127.0.0.1:{port}", port, proc, log, argv)
     deadline = time.monotonic() + READY_SECONDS
     while time.monotonic() < deadline:  # waiting for a process to listen, not for a job
@@ -194,6 +196,36 @@ def test_a_live_process_with_the_same_instance_id_is_not_taken_over(tmp_path: Pa
         assert "--instance-id" in twin.stderr
         assert "PORT=" in twin.stderr
         assert store_rows(db) == before
+
+
+def test_make_run_killed_takes_its_runs_back_at_once_on_restart(tmp_path: Path) -> None:
+    """Under the default id (host and port) the restarted process holds the port, so the
+    fresh heartbeat it finds can only be its own killed predecessor's: no wait for it."""
+    db = tmp_path / "gateway.sqlite"
+    port = free_port()
+    args = make_run_args(db, "--time-scale", "1", "--clock", "virtual")
+    first = serve(port, *args, cwd=tmp_path, env=clean_env())
+    try:
+        key = PRINTED_KEY.search(first.printed())
+        assert key is not None, first.printed()
+        queued = httpx.post(f"{first.url}{SUBMIT}", json={"Scene_1": "A run to take back"},
+                            headers={"x-api-key": key[1]})  # fmt: skip
+        assert queued.status_code == 200, queued.text
+        first.proc.kill()  # SIGKILL: the heartbeat row stays fresh for lease_seconds
+        first.proc.wait()
+        second = serve(port, *args, cwd=tmp_path, env=clean_env())
+        try:
+            assert "fresh heartbeat" not in second.printed(), second.printed()
+            store = SQLiteStore(str(db))
+            try:
+                owners = {i.id: i.runs for i in store.instances()}
+            finally:
+                store.close()
+            assert sum(owners.values()) == 1, owners
+        finally:
+            second.stop()
+    finally:
+        first.stop()
 
 
 # -- admin commands and the store they use (item 13) ------------------------------------
