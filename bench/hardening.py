@@ -33,7 +33,7 @@ Row = tuple[str, str, str, bool]  # figure, measured, goal, met
 
 def _webhooks(f: dict[str, Any]) -> list[Row]:
     contended = f["delay_contended_s"]
-    delay = "not arrived" if contended is None else f"{contended:.2f} s"
+    delay = "not arrived" if contended is None else f"{contended * 1000:.0f} ms"
     return [
         (
             "gateway peak RSS, receiver answering 400 MB",
@@ -44,7 +44,7 @@ def _webhooks(f: dict[str, Any]) -> list[Row]:
         ),
         (
             f"other team's webhook delay, {f['trickling_receivers']} receivers trickling",
-            f"{delay} (idle {f['delay_idle_s']:.2f} s)",
+            f"{delay} (idle {f['delay_idle_s'] * 1000:.0f} ms)",
             "< 20 s",
             bool(f["goal_delay_met"]),
         ),
