@@ -298,6 +298,24 @@ class _Deadlines:
             self.transport.close()
 
 
+def _deadlines_for(protocol: Any, transport: asyncio.Transport) -> _Deadlines:
+    """The deadlines and place under the caps of a connection `protocol` (either parser's
+    guarded class) has just made."""
+    return _Deadlines(
+        protocol.guard, protocol.loop, transport, len(protocol.connections), protocol._abandon
+    )
+
+
+def _abandon(cycle: Any) -> bool:
+    """Drop the request in `cycle` (either parser's) if its answer has not begun: then the
+    connection can still be answered 408; else nothing more can be said on it."""
+    if cycle is None or cycle.response_started:
+        return False
+    cycle.disconnected = True  # whatever the app sends later is dropped
+    cycle.message_event.set()
+    return True
+
+
 class _GuardedH11(H11Protocol):
     """uvicorn's h11 protocol with deadlines and caps, for where httptools is missing."""
 
@@ -307,9 +325,7 @@ class _GuardedH11(H11Protocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self.app = self.guard.quiet(self.app)
-        self._deadlines = _Deadlines(
-            self.guard, self.loop, transport, len(self.connections), self._abandon
-        )
+        self._deadlines = _deadlines_for(self, transport)
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._deadlines is not None:
@@ -350,12 +366,7 @@ class _GuardedH11(H11Protocol):
         super().handle_websocket_upgrade(event)
 
     def _abandon(self) -> bool:
-        cycle = self.cycle
-        if cycle is None or cycle.response_started:
-            return False
-        cycle.disconnected = True  # whatever the app sends later is dropped
-        cycle.message_event.set()
-        return True
+        return _abandon(self.cycle)
 
 
 def _httptools_class() -> type[asyncio.Protocol] | None:
@@ -373,9 +384,7 @@ def _httptools_class() -> type[asyncio.Protocol] | None:
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(transport)
             self.app = self.guard.quiet(self.app)
-            self._deadlines = _Deadlines(
-                self.guard, self.loop, transport, len(self.connections), self._abandon
-            )
+            self._deadlines = _deadlines_for(self, transport)
 
         def connection_lost(self, exc: Exception | None) -> None:
             if self._deadlines is not None:
@@ -418,12 +427,7 @@ def _httptools_class() -> type[asyncio.Protocol] | None:
             super().handle_websocket_upgrade()
 
         def _abandon(self) -> bool:
-            cycle = self.cycle
-            if cycle is None or cycle.response_started:
-                return False
-            cycle.disconnected = True  # whatever the app sends later is dropped
-            cycle.message_event.set()
-            return True
+            return _abandon(self.cycle)
 
     return _GuardedHttpTools
 

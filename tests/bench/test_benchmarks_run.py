@@ -14,7 +14,9 @@ import pytest
 BENCH = Path(__file__).resolve().parents[2] / "bench"
 
 
-@pytest.mark.parametrize("script", ["fakeserver.py", "gateway.py", "webhook_receivers.py"])
+@pytest.mark.parametrize(
+    "script", ["fakeserver.py", "gateway.py", "webhook_receivers.py", "slowloris.py"]
+)
 def test_a_quick_run_is_valid(script: str) -> None:
     done = subprocess.run(
         [sys.executable, str(BENCH / script), "--quick"],
