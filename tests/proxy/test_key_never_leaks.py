@@ -42,6 +42,8 @@ from tests.proxy.harness import Harness, start_harness, stop_harness
 
 HOOK = "https://93.184.215.14/hooks/leak"  # a public address literal: no DNS lookup
 
+METRICS_TOKEN = "metrics-token-for-the-leak-sweep"
+
 
 def spellings(key: str) -> dict[str, str]:
     """The key as each output format, or an echoing server, may spell it."""
@@ -228,6 +230,7 @@ async def run_scenario(
         upstream_key=key,
         log_level="DEBUG",
         give_up_after=600.0,
+        metrics_token=METRICS_TOKEN,  # so the /metrics answer below is the real page
     )
     answers: list[str] = []
     try:
@@ -250,7 +253,9 @@ async def run_scenario(
             notes.append(f"run ended {body['status']}")
             answers.append(shown(await h.poll(team, request_id)))
         await h.advance(60.0)  # any webhook retry due
-        answers.append(shown(await h.http.get("/metrics")))
+        scraped = await h.http.get("/metrics", headers={"authorization": f"Bearer {METRICS_TOKEN}"})
+        assert scraped.status_code == 200, scraped.text
+        answers.append(shown(scraped))
         answers.append(shown(await h.http.get("/v1/get-user-credits", headers={"x-api-key": team})))
         metrics = bytes(metrics_response(h.gateway.metrics).body).decode()
     finally:
