@@ -99,18 +99,38 @@ def _sample_script(url: str, key: str) -> str:
     return code.replace("https://api.segmind.com/workflows/", f"{url}/workflows/")
 
 
+# Run before the script, in its process: its `time.sleep(7)` between polls moves the
+# fake's virtual clock 7 s instead of waiting, so the run takes the polls a real one would
+# and the test takes well under a second. The script's own text is unchanged.
+SLEEP_ADVANCES_THE_FAKE = """
+import time, httpx
+def _sleep(seconds, _url={url!r}):
+    httpx.post(_url + "/__admin/clock/advance", json={{"seconds": seconds}}).raise_for_status()
+time.sleep = _sleep
+"""
+
+
 def test_the_product_page_sample_script_completes_unchanged(fake_process: StartFake) -> None:
-    # Runs so short (a few ms) that the script's first poll already sees COMPLETED,
-    # so the test does not sit through the script's own 7-second sleeps.
-    server = fake_process("--api-key", KEY, "--time-scale", "0.00001")
+    # ~7 s runs on a clock that stands still but for the script's sleeps: its first poll
+    # sees the run unfinished, and it completes after a few of its 7-second sleeps.
+    server = fake_process("--api-key", KEY, "--clock", "virtual", "--time-scale", "0.01")
     script = _sample_script(server.url, KEY)
     assert script.count(server.url) == 1
+    prelude = SLEEP_ADVANCES_THE_FAKE.format(url=server.url)
     done = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True
+        [sys.executable, "-c", prelude + script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
     )
     assert "Request queued:" in done.stdout
     assert "Generation complete: [{'keyname': 'Scene_1_Video'" in done.stdout
     assert done.stdout.count("scene_") == 4
+    journal = httpx.get(f"{server.url}/__admin/journal", params={"route": "poll"}).json()
+    assert len(journal["entries"]) > 1, (
+        "the run was still going at the first poll, as a real one is"
+    )
 
 
 def test_bad_flags_fail_with_a_clear_message() -> None:
