@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import secrets
 import time
 from collections.abc import Callable
 
@@ -24,7 +25,9 @@ from client._boundary import scrub_response
 from client._errors import Scrubber
 from proxy.logs import Redactor
 
-KEY = 'SG_7f3a9c1e5b2d4680"\\a1b2c3d4e5f6'
+# Made afresh each run, never a committed literal: random hex with the two characters
+# JSON must escape (`"` and a backslash) in the middle, the scrubber's hardest case.
+KEY = f'bench-{secrets.token_hex(8)}"\\{secrets.token_hex(6)}'
 OUTPUT = json.dumps(
     [
         {"keyname": f"Scene_{n}_Video", "value": {"data": f"https://cdn.test/{n}.mp4"}}
