@@ -120,10 +120,10 @@ def test_demo_runs_through_with_fake_never_meet_an_upstream_429(tmp_path: Path) 
                     done[rid] = body["status"]
             if len(done) == len(ids):
                 break
-            advance = {"json": {"seconds": 1.0}}
-            httpx.post(f"{fake[1]}/__admin/clock/advance", **advance).raise_for_status()
-            httpx.post(f"{server.url}/admin/clock/advance", headers={"x-admin-key": ADMIN_KEY},
-                       **advance).raise_for_status()  # fmt: skip
+            second = {"seconds": 1.0}
+            httpx.post(f"{fake[1]}/__admin/clock/advance", json=second).raise_for_status()
+            httpx.post(f"{server.url}/admin/clock/advance", json=second,
+                       headers={"x-admin-key": ADMIN_KEY}).raise_for_status()  # fmt: skip
         assert sorted(done.values()) == ["COMPLETED"] * len(ids), done
         journal = httpx.get(f"{fake[1]}/__admin/journal").json()["entries"]
         assert journal, "the fake saw no calls"
