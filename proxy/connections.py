@@ -298,14 +298,6 @@ class _Deadlines:
             self.transport.close()
 
 
-def _deadlines_for(protocol: Any, transport: asyncio.Transport) -> _Deadlines:
-    """The deadlines and place under the caps of a connection `protocol` (either parser's
-    guarded class) has just made."""
-    return _Deadlines(
-        protocol.guard, protocol.loop, transport, len(protocol.connections), protocol._abandon
-    )
-
-
 def _abandon(cycle: Any) -> bool:
     """Drop the request in `cycle` (either parser's) if its answer has not begun: then the
     connection can still be answered 408; else nothing more can be said on it."""
@@ -316,16 +308,26 @@ def _abandon(cycle: Any) -> bool:
     return True
 
 
-class _GuardedH11(H11Protocol):
-    """uvicorn's h11 protocol with deadlines and caps, for where httptools is missing."""
+class _Guarded(asyncio.Protocol):
+    """What both parsers' guarded protocols share: placed first among the bases, before
+    uvicorn's protocol class, so `super()` here is uvicorn's. A connection takes its place
+    under the caps and its deadlines when made, gives them up when lost, and every byte
+    read is counted against them before uvicorn parses it."""
 
     guard: ClassVar[ConnectionGuard]
     _deadlines: _Deadlines | None = None
 
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
-        self.app = self.guard.quiet(self.app)
-        self._deadlines = _deadlines_for(self, transport)
+        uvicorn_side: Any = self  # uvicorn's attributes, set by its connection_made
+        uvicorn_side.app = self.guard.quiet(uvicorn_side.app)
+        self._deadlines = _Deadlines(
+            self.guard,
+            uvicorn_side.loop,
+            transport,  # type: ignore[arg-type]  # a stream connection: a Transport
+            len(uvicorn_side.connections),
+            self._abandon,
+        )
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._deadlines is not None:
@@ -339,8 +341,21 @@ class _GuardedH11(H11Protocol):
         if deadlines.received(data):
             return
         super().data_received(data)
-        if deadlines.head_too_large():
-            return
+        if not deadlines.head_too_large():
+            self._between_requests(deadlines)
+
+    def _between_requests(self, deadlines: _Deadlines) -> None:
+        """After bytes were parsed: arm the head deadline if they began the next request."""
+
+    def _abandon(self) -> bool:
+        uvicorn_side: Any = self
+        return _abandon(uvicorn_side.cycle)
+
+
+class _GuardedH11(_Guarded, H11Protocol):
+    """uvicorn's h11 protocol with deadlines and caps, for where httptools is missing."""
+
+    def _between_requests(self, deadlines: _Deadlines) -> None:
         idle = self.cycle is None or self.cycle.response_complete
         if self.conn.their_state is h11.IDLE and idle:
             deadlines.arm_head()  # the next request on a kept-alive connection has begun
@@ -365,9 +380,6 @@ class _GuardedH11(H11Protocol):
             self._deadlines.lost()
         super().handle_websocket_upgrade(event)
 
-    def _abandon(self) -> bool:
-        return _abandon(self.cycle)
-
 
 def _httptools_class() -> type[asyncio.Protocol] | None:
     try:
@@ -375,31 +387,10 @@ def _httptools_class() -> type[asyncio.Protocol] | None:
     except ImportError:  # no httptools (PyPy, Windows): uvicorn's "auto" picks h11 too
         return None
 
-    class _GuardedHttpTools(HttpToolsProtocol):
+    class _GuardedHttpTools(_Guarded, HttpToolsProtocol):
         """uvicorn's httptools protocol (its "auto" choice) with deadlines and caps."""
 
-        guard: ClassVar[ConnectionGuard]
-        _deadlines: _Deadlines | None = None
-
-        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-            super().connection_made(transport)
-            self.app = self.guard.quiet(self.app)
-            self._deadlines = _deadlines_for(self, transport)
-
-        def connection_lost(self, exc: Exception | None) -> None:
-            if self._deadlines is not None:
-                self._deadlines.lost()
-            super().connection_lost(exc)
-
-        def data_received(self, data: bytes) -> None:
-            deadlines = self._deadlines
-            if deadlines is None or deadlines.refused:
-                return  # refused: its answer is written; read nothing of it
-            if deadlines.received(data):
-                return
-            super().data_received(data)
-            if deadlines.head_too_large():
-                return
+        def _between_requests(self, deadlines: _Deadlines) -> None:
             if deadlines.body is None and (self.cycle is None or self.cycle.response_complete):
                 # Bytes between requests (even bare CRLFs, which begin no message) cancelled
                 # uvicorn's keep-alive timer: the head deadline takes over.
@@ -425,9 +416,6 @@ def _httptools_class() -> type[asyncio.Protocol] | None:
             if self._deadlines is not None:
                 self._deadlines.lost()
             super().handle_websocket_upgrade()
-
-        def _abandon(self) -> bool:
-            return _abandon(self.cycle)
 
     return _GuardedHttpTools
 
