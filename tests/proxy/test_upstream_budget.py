@@ -237,16 +237,22 @@ async def test_a_dead_gateways_held_run_is_sent_by_the_taker_never_charged_as_un
 # -- cheap refusals before expensive work (item 10) -------------------------------------
 
 
-async def test_a_rate_limited_submit_with_a_webhook_costs_no_dns_lookup(
-    harness: Harness, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    lookups: list[str] = []
+@pytest.fixture
+def lookups(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The hosts looked up in DNS, in order; each answers a public address."""
+    seen: list[str] = []
 
     async def counted(host: str, *args: Any, **kwargs: Any) -> list[Any]:
-        lookups.append(host)
+        seen.append(host)
         return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("93.184.215.14", 0))]
 
     monkeypatch.setattr(anyio, "getaddrinfo", counted)
+    return seen
+
+
+async def test_a_rate_limited_submit_with_a_webhook_costs_no_dns_lookup(
+    harness: Harness, lookups: list[str]
+) -> None:
     key = harness.team("alpha", submits_per_minute=1)
     hook = {"x-webhook-url": "https://hooks.example.com/done"}
     first = await harness.submit(key, {"Scene_1": "one"}, **hook)
@@ -259,15 +265,8 @@ async def test_a_rate_limited_submit_with_a_webhook_costs_no_dns_lookup(
 
 
 async def test_a_team_at_its_concurrency_limit_costs_no_dns_lookup(
-    harness: Harness, monkeypatch: pytest.MonkeyPatch
+    harness: Harness, lookups: list[str]
 ) -> None:
-    lookups: list[str] = []
-
-    async def counted(host: str, *args: Any, **kwargs: Any) -> list[Any]:
-        lookups.append(host)
-        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("93.184.215.14", 0))]
-
-    monkeypatch.setattr(anyio, "getaddrinfo", counted)
     key = harness.team("alpha", max_concurrent=1)
     hook = {"x-webhook-url": "https://hooks.example.com/done"}
     assert (await harness.submit(key, {"Scene_1": "one"}, **hook)).status_code == 200
