@@ -40,7 +40,7 @@ from .demo import run_demo
 from .embedded import EmbeddedFake
 from .errors import GatewayError, NotFound
 from .rules import RuleError, Store, open_store
-from .store import StoreError, describe
+from .store import StoreError, is_new, location
 from .store.migrations import latest_version
 from .teams import (
     NewKey,
@@ -171,11 +171,6 @@ def _limits(args: argparse.Namespace, base: TeamLimits) -> TeamLimits:
     )
 
 
-def _where(db: str) -> str:
-    """The store as messages name it: a file's absolute path, or a URL without password."""
-    return describe(db) if "://" in db else os.path.abspath(db)
-
-
 def _open_store(db: str) -> Store:
     """The existing store at `db`: an admin command never makes one, which would hold
     keys no gateway knows (a new file in whatever folder the command ran from)."""
@@ -184,7 +179,7 @@ def _open_store(db: str) -> Store:
     except (OSError, StoreError) as exc:
         reason = "no such file" if isinstance(exc, FileNotFoundError) else _explain(exc)
         raise GatewayError(
-            f"no gateway store at {_where(db)} ({reason}); admin commands work on the store "
+            f"no gateway store at {location(db)} ({reason}); admin commands work on the store "
             "the gateway serves: pass it with --db (a path or a postgresql:// URL, or "
             f"PROXY_DB), or make a new one with `python -m proxy migrate --db {db}` "
             "(`python -m proxy serve` makes it too)"
@@ -196,7 +191,7 @@ async def _store_note(store: Store, db: str, created: bool = False) -> str:
     now = time.time()
     alive = [i.id for i in await store.instances() if i.alive_until >= now]
     serving = f"served now by {', '.join(alive)}" if alive else "no gateway serves it right now"
-    return f"store: {_where(db)} ({'created; ' if created else ''}{serving})"
+    return f"store: {location(db)} ({'created; ' if created else ''}{serving})"
 
 
 def _migrate(args: argparse.Namespace) -> int:
@@ -214,7 +209,7 @@ def _migrate(args: argparse.Namespace) -> int:
 def _admin(args: argparse.Namespace) -> int:
     settings = _settings(args)
     command = args.admin_command
-    created = command == "init" and "://" not in settings.db and not os.path.exists(settings.db)
+    created = command == "init" and is_new(settings.db)
     store = open_store(settings.db) if command == "init" else _open_store(settings.db)
     try:
         return asyncio.run(_admin_command(args, settings, store, created))
@@ -232,7 +227,7 @@ async def _admin_command(
     now = time.time()
     out: dict[str, Any]
     if command == "init":
-        out = {"store": _where(settings.db), "created": created}
+        out = {"store": location(settings.db), "created": created}
         text = "a new store" if created else "the store was already there; nothing changed"
     elif command == "create-team":
         made = await create_team(store, args.name, _limits(args, settings.default_limits), now)
@@ -438,7 +433,7 @@ def _refuse_a_live_twin(settings: ProxySettings) -> None:
             return  # released by a clean stop, or lapsed
         if latest > seen:
             raise GatewayError(
-                f"a live gateway process on store {_where(settings.db)} already "
+                f"a live gateway process on store {location(settings.db)} already "
                 f"has instance id {settings.instance!r} (it beat again just now); starting "
                 "would take over its runs. Give this process its own id with --instance-id "
                 "or PROXY_INSTANCE_ID (or another port, `PORT=...`, when the id is the "

@@ -5,7 +5,7 @@ backends: SQLite (one file, the embedded default) and PostgreSQL (several machin
 This package reads and writes; it decides nothing. The rules are in `proxy/rules/`.
 """
 
-from .backend import Backend, describe, open_backend
+from .backend import Backend, describe, is_new, location, open_backend
 from .errors import StorageUnavailable, StoreError, StoreTooNew
 from .records import (
     Admission,
@@ -36,5 +36,7 @@ __all__ = [
     "TeamKey",
     "Tx",
     "describe",
+    "is_new",
+    "location",
     "open_backend",
 ]

@@ -16,7 +16,7 @@ from typing import Protocol, TypeVar
 
 from .tx import Tx
 
-__all__ = ["Backend", "Listener", "describe", "open_backend"]
+__all__ = ["Backend", "Listener", "describe", "is_new", "location", "open_backend"]
 
 T = TypeVar("T")
 Listener = Callable[[str], None]  # called on the event loop with a channel name
@@ -53,6 +53,29 @@ def describe(url: str) -> str:
     return re.sub(r"://([^:/@]*):[^@/]*@", r"://\1:***@", url)
 
 
+def _sqlite_path(url: str) -> str | None:
+    """The file a SQLite `db` setting names; None for another kind of store."""
+    match = SCHEME.match(url)
+    if match is None:
+        return url
+    if match.group(1).lower() == "sqlite" and url.lower().startswith("sqlite:///"):
+        return url[len("sqlite:///") :] or None
+    return None
+
+
+def location(url: str) -> str:
+    """Where the store is, as messages name it: a file's absolute path, or the URL
+    without its password."""
+    path = _sqlite_path(url)
+    return str(Path(path).resolve()) if path else describe(url)
+
+
+def is_new(url: str) -> bool:
+    """Whether opening the store would make it (only a file can be made by opening)."""
+    path = _sqlite_path(url)
+    return path is not None and not Path(path).exists()
+
+
 def open_backend(url: str, *, create: bool = True, pool_size: int = 8) -> Backend:
     """The backend the `db` setting names: a path or `sqlite:///path` (SQLite), or
     `postgresql://user@host:port/dbname`. `create=False` opens only a store that exists:
@@ -63,21 +86,15 @@ def open_backend(url: str, *, create: bool = True, pool_size: int = 8) -> Backen
         from .postgres import PostgresBackend
 
         return PostgresBackend(url, pool_size=pool_size)
-    if scheme == "sqlite":
-        path = url[len("sqlite:///") :] if url.lower().startswith("sqlite:///") else ""
-        if not path:
-            raise ValueError(
-                f"db {describe(url)!r}: write a SQLite store as sqlite:///relative/path or "
-                "sqlite:////absolute/path, or give the path alone"
-            )
-        url = path
-    elif scheme != "file":
+    path = _sqlite_path(url)
+    if path is None:
         raise ValueError(
-            f"db {describe(url)!r}: unknown kind of store {scheme!r}; use a file path, "
-            "sqlite:///path or postgresql://user@host:port/dbname"
+            f"db {describe(url)!r}: not a store this gateway knows; use a file path, "
+            "sqlite:///relative/path, sqlite:////absolute/path or "
+            "postgresql://user@host:port/dbname"
         )
     from .sqlite import SQLiteBackend
 
-    if not create and not Path(url).is_file():
-        raise FileNotFoundError(f"no store at {url}")
-    return SQLiteBackend(url)
+    if not create and not Path(path).is_file():
+        raise FileNotFoundError(f"no store at {path}")
+    return SQLiteBackend(path)
