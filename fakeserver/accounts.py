@@ -71,9 +71,13 @@ class Account:
 
 
 class Accounts:
-    def __init__(self) -> None:
+    def __init__(self, open_to_any_key: tuple[float, int] | None = None) -> None:
+        """`open_to_any_key=(credits, rate_limit)`: every unknown key gets an account of its
+        own on first use, as moto takes any credentials (so code under test runs with
+        whatever key it carries); None: unknown keys are refused (401)."""
         self._by_digest: dict[str, Account] = {}
         self._lock = threading.Lock()
+        self._open_to_any_key = open_to_any_key
 
     def add(
         self,
@@ -87,18 +91,32 @@ class Accounts:
         if not key:
             raise ValueError("an API key must not be empty")
         with self._lock:
-            account = Account(
-                label=label or f"key-{len(self._by_digest) + 1}",
-                credits=credits,
-                rate_limit=rate_limit,
-                workflows=None if workflows is None else frozenset(workflows),
-                initial_credits=credits,
-            )
-            self._by_digest[_digest(key)] = account
-            return account
+            return self._add(key, credits, rate_limit, workflows, label)
+
+    def _add(
+        self,
+        key: str,
+        credits: float,
+        rate_limit: int,
+        workflows: Iterable[str] | None = None,
+        label: str | None = None,
+    ) -> Account:
+        account = Account(
+            label=label or f"key-{len(self._by_digest) + 1}",
+            credits=credits,
+            rate_limit=rate_limit,
+            workflows=None if workflows is None else frozenset(workflows),
+            initial_credits=credits,
+        )
+        self._by_digest[_digest(key)] = account
+        return account
 
     def find(self, key: str) -> Account | None:
-        return self._by_digest.get(_digest(key))
+        found = self._by_digest.get(_digest(key))
+        if found is None and self._open_to_any_key is not None and key:
+            with self._lock:  # two first requests with one key make one account
+                found = self._by_digest.get(_digest(key)) or self._add(key, *self._open_to_any_key)
+        return found
 
     def by_label(self, label: str) -> Account | None:
         return next((a for a in self._by_digest.values() if a.label == label), None)
