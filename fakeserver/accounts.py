@@ -76,7 +76,7 @@ class Accounts:
         own on first use, as moto takes any credentials (so code under test runs with
         whatever key it carries); None: unknown keys are refused (401)."""
         self._by_digest: dict[str, Account] = {}
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self._open_to_any_key = open_to_any_key
 
     def add(
@@ -91,31 +91,24 @@ class Accounts:
         if not key:
             raise ValueError("an API key must not be empty")
         with self._lock:
-            return self._add(key, credits, rate_limit, workflows, label)
-
-    def _add(
-        self,
-        key: str,
-        credits: float,
-        rate_limit: int,
-        workflows: Iterable[str] | None = None,
-        label: str | None = None,
-    ) -> Account:
-        account = Account(
-            label=label or f"key-{len(self._by_digest) + 1}",
-            credits=credits,
-            rate_limit=rate_limit,
-            workflows=None if workflows is None else frozenset(workflows),
-            initial_credits=credits,
-        )
-        self._by_digest[_digest(key)] = account
-        return account
+            account = Account(
+                label=label or f"key-{len(self._by_digest) + 1}",
+                credits=credits,
+                rate_limit=rate_limit,
+                workflows=None if workflows is None else frozenset(workflows),
+                initial_credits=credits,
+            )
+            self._by_digest[_digest(key)] = account
+            return account
 
     def find(self, key: str) -> Account | None:
         found = self._by_digest.get(_digest(key))
         if found is None and self._open_to_any_key is not None and key:
-            with self._lock:  # two first requests with one key make one account
-                found = self._by_digest.get(_digest(key)) or self._add(key, *self._open_to_any_key)
+            credits, rate_limit = self._open_to_any_key
+            with self._lock:  # two first requests with one key make one account (re-entrant)
+                found = self._by_digest.get(_digest(key)) or self.add(
+                    key, credits=credits, rate_limit=rate_limit
+                )
         return found
 
     def by_label(self, label: str) -> Account | None:

@@ -21,13 +21,35 @@ from pathlib import Path
 
 import httpx
 
-__all__ = ["ServiceProcess"]
+__all__ = ["LoggedProcess", "ServiceProcess", "end_server"]
 
 READY_SECONDS = 30.0
 STOP_SECONDS = 10.0
 
 
-class ServiceProcess:
+class LoggedProcess:
+    """A server process (leading its own group) whose output goes to the file `log`."""
+
+    proc: subprocess.Popen[bytes]
+    log: Path
+    output: str | None  # everything it printed, once stopped
+
+    def printed(self) -> str:
+        """What the server has printed so far (everything, once stopped)."""
+        if self.output is not None:
+            return self.output
+        return self.log.read_bytes().decode(errors="replace")
+
+    def stop(self) -> str:
+        """Stop the server and its children (once); returns everything it printed."""
+        if self.output is None:
+            end_server(self.proc)
+            self.output = self.printed()
+            self.log.unlink(missing_ok=True)
+        return self.output
+
+
+class ServiceProcess(LoggedProcess):
     """`argv` started in a process group of its own; `url` once `/healthz` answers."""
 
     def __init__(self, argv: list[str], env: dict[str, str], listening: str) -> None:
@@ -72,24 +94,16 @@ class ServiceProcess:
     def _name(self) -> str:
         return " ".join(self.argv[1:4])
 
-    def printed(self) -> str:
-        """What the server has printed so far (everything, once stopped)."""
-        if self.output is not None:
-            return self.output
-        return self.log.read_bytes().decode(errors="replace")
 
-    def stop(self) -> str:
-        """Stop the server and its children (once); returns everything it printed."""
-        if self.output is None:
-            if self.proc.poll() is None:
-                self.proc.terminate()
-            try:
-                self.proc.wait(timeout=STOP_SECONDS)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            self.output = self.printed()
-            self.log.unlink(missing_ok=True)
-        return self.output
+def end_server(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, `STOP_SECONDS` to finish, then SIGKILL; then its whole process group (a
+    gateway's embedded fake, were the gateway killed before it could stop it)."""
+    if proc.poll() is None:
+        proc.terminate()
+    try:
+        proc.wait(timeout=STOP_SECONDS)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
