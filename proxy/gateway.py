@@ -104,6 +104,7 @@ class Gateway:
         resumed = await self.poller.resume(await self.heartbeat.claim(own=True))
         if resumed:
             log.info("resumed polling of %d unfinished generations", resumed)
+        self.store.watch()  # news from other replicas: auth changes, webhooks queued
         self.heartbeat.start(self._adopt)
         self._update_in_flight()
         self.deliverer.start()

@@ -67,8 +67,7 @@ def admit(tx: Tx, ask: AdmissionRequest, now: float) -> Admission:
         _check_concurrency(tx, ask, now)
         _check_budgets(tx, ask, now)
         day, month = budget_periods(now)
-        for period in (day, month):
-            tx.add_spend(team.id, period, ask.price)
+        tx.add_spend(team.id, (day, month), ask.price)
         generation = tx.insert_generation(
             ask.generation_id,
             ask.scope_key,
@@ -190,10 +189,13 @@ def _check_budgets(tx: Tx, ask: AdmissionRequest, now: float) -> None:
             seconds_to_next_month,
         ),
     )
+    if all(budget is None for _, budget, _, _, _ in checks):
+        return
+    spent_in = tx.spent(team.id, day, month)
     for limit_name, budget, period, when, reset in checks:
         if budget is None:
             continue
-        spent = tx.spent(team.id, period)
+        spent = spent_in[period]
         if spent + price > budget + 1e-9:
             raise LimitReached(
                 f"{limit_name.replace('_', ' ')} exhausted: team {team.name!r} has spent "

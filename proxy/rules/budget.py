@@ -35,7 +35,11 @@ MARGIN = 1.0  # seconds a call is counted beyond the window (see the module's do
 def take(tx: Tx, kind: str, now: float, per_minute: int) -> float:
     """Spend one upstream call of `kind` ("submit" or "poll") now, or say how many
     seconds to wait before asking again (0.0: go)."""
-    paused_until, submits_until = tx.budget_state()
+    return _take(tx, kind, now, per_minute, tx.budget_state())
+
+
+def _take(tx: Tx, kind: str, now: float, per_minute: int, state: tuple[float, float]) -> float:
+    paused_until, submits_until = state
     if now < paused_until:
         return paused_until - now
     interval = WINDOW / per_minute
@@ -62,7 +66,7 @@ def claim_send(
     """Take the budget slot for sending the WAITING run `generation_id` and mark it
     SUBMITTING; or say how many seconds to wait (it stays WAITING); -1.0 when it is no
     longer WAITING. Refused while an earlier-admitted run still waits, whoever holds it."""
-    tx.budget_state()  # the budget's lock first, as every budget unit of work takes it
+    state = tx.budget_state()  # the budget's lock first, as every budget unit takes it
     try:
         generation = tx.generation(generation_id, lock=True)
     except KeyError:
@@ -73,7 +77,7 @@ def claim_send(
     if tx.waiting_ahead(generation_id):
         # Its turn comes after the one ahead's: at the earliest one slot later.
         return max(_wait(tx, now, per_minute), WINDOW / per_minute)
-    wait = take(tx, "submit", now, per_minute)
+    wait = _take(tx, "submit", now, per_minute, state)
     if wait <= 0:
         tx.set_waiting(generation_id, now, sending=True)
     return wait

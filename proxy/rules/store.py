@@ -46,6 +46,9 @@ class Store:
         self.backend = backend
         self._auth_version = -1
         self._auth_cache: dict[str, Team | None] = {}
+        # Notices of auth changes heard (from any process); see `team_for_key`.
+        self._auth_news = 0
+        self._auth_heard_at = -1  # `_auth_news` when the version was last read
 
     async def _write(self, unit: Callable[[Tx], T]) -> T:
         return await self.backend.write(unit)
@@ -59,6 +62,14 @@ class Store:
 
     def subscribe(self, listener: Listener) -> None:
         self.backend.subscribe(listener)
+
+    def watch(self) -> None:
+        """Start hearing other processes' news (call on the running loop, at start)."""
+        self.backend.subscribe(self._news)
+
+    def _news(self, channel: str) -> None:
+        if channel in ("auth", "*"):
+            self._auth_news += 1
 
     def close(self) -> None:
         self.backend.close()
@@ -115,8 +126,14 @@ class Store:
 
         Answers are remembered only while the store's auth version stands still; every
         change to keys or teams bumps it in the same unit of work, so a revocation (from
-        this process or another) takes effect on the very next request.
+        this process or another) takes effect on the very next request. Where the backend
+        hears every process's news (PostgreSQL with its listener up), the version is read
+        again only after an auth notice; otherwise on every call.
         """
+        heard = self._auth_news
+        trusted = self.backend.hears_everyone and self._auth_heard_at == heard
+        if trusted and key_hash in self._auth_cache:
+            return self._auth_cache[key_hash]
 
         def unit(tx: Tx) -> tuple[int, Team | None, bool]:
             version = tx.meta("auth_version") or 0
@@ -128,6 +145,8 @@ class Store:
         if version != self._auth_version:
             self._auth_cache.clear()
             self._auth_version = version
+        # No notice arrived while reading: what was read stands until the next one.
+        self._auth_heard_at = heard
         if not looked_up:
             return self._auth_cache.get(key_hash)
         if len(self._auth_cache) >= AUTH_CACHE_SIZE:
@@ -138,7 +157,8 @@ class Store:
     async def spent(self, team_id: str, now: float) -> tuple[float, float]:
         """Dollars a team has spent today and this month (UTC)."""
         day, month = budget_periods(now)
-        return await self._read(lambda tx: (tx.spent(team_id, day), tx.spent(team_id, month)))
+        spent = await self._read(lambda tx: tx.spent(team_id, day, month))
+        return spent[day], spent[month]
 
     async def rate_tat(self, team_id: str, name: str) -> float | None:
         return await self._read(lambda tx: tx.rate_tat(team_id, name))

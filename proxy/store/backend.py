@@ -39,7 +39,14 @@ class Backend(Protocol):
 
     def subscribe(self, listener: Listener) -> None:
         """Call `listener(channel)` on the running loop when a unit of work, in this or
-        another process, commits news on `channel` ("outbox", "finished", "auth")."""
+        another process, commits news on `channel` ("outbox", "finished", "auth"); "*"
+        means news may have been missed: look again at everything."""
+        ...
+
+    @property
+    def hears_everyone(self) -> bool:
+        """Whether every other process's news reaches the subscribers now (then what was
+        read can be trusted until news says otherwise); False: read again each time."""
         ...
 
     def close(self) -> None: ...

@@ -56,6 +56,7 @@ class PostgresBackend:
         self._listeners: list[tuple[asyncio.AbstractEventLoop, Listener]] = []
         self._closed = threading.Event()
         self._listener: threading.Thread | None = None
+        self._listening = threading.Event()  # set while LISTEN holds on a live connection
         kwargs: dict[str, Any] = {"autocommit": True, "connect_timeout": CONNECT_TIMEOUT}
         self._pool = ConnectionPool(
             url, min_size=1, max_size=pool_size, kwargs=kwargs, open=False, timeout=POOL_TIMEOUT
@@ -115,6 +116,10 @@ class PostgresBackend:
 
     # -- news from other processes --------------------------------------------------------
 
+    @property
+    def hears_everyone(self) -> bool:
+        return self._listening.is_set()
+
     def subscribe(self, listener: Listener) -> None:
         self._listeners.append((asyncio.get_running_loop(), listener))
         if self._listener is None:
@@ -128,10 +133,13 @@ class PostgresBackend:
                     self.url, autocommit=True, connect_timeout=CONNECT_TIMEOUT
                 ) as db:
                     db.execute(f"LISTEN {CHANNEL}")
+                    self._listening.set()
+                    self._deliver("*")  # what was said before this point was not heard
                     while not self._closed.is_set():
                         for notice in db.notifies(timeout=0.5):
                             self._deliver(notice.payload)
             except psycopg.Error as exc:
+                self._listening.clear()
                 if not self._closed.is_set():
                     log.warning("store listener reconnecting: %s", _reason(exc))
                     # Whatever was said meanwhile is lost: tell everyone to look again.

@@ -96,6 +96,10 @@ class SQLiteBackend:
         except sqlite3.Error as exc:
             raise StorageUnavailable() from exc
 
+    @property
+    def hears_everyone(self) -> bool:
+        return False  # other processes on the file say nothing: read again each time
+
     def subscribe(self, listener: Listener) -> None:
         self._listeners.append((asyncio.get_running_loop(), listener))
 

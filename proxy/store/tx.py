@@ -296,17 +296,24 @@ class Tx:
         )
         return int(count), None if oldest is None else float(oldest)
 
-    def spent(self, team_id: str, period: str) -> float:
-        row = self._one(
-            "SELECT amount FROM spend WHERE team_id = ? AND period = ?", (team_id, period)
+    def spent(self, team_id: str, *periods: str) -> dict[str, float]:
+        """What the team spent in each period (0.0 where nothing was)."""
+        rows = self._all(
+            f"SELECT period, amount FROM spend WHERE team_id = ? "
+            f"AND period IN ({', '.join('?' * len(periods))})",
+            (team_id, *periods),
         )
-        return float(row[0]) if row else 0.0
+        found = {str(period): float(amount) for period, amount in rows}
+        return {period: found.get(period, 0.0) for period in periods}
 
-    def add_spend(self, team_id: str, period: str, amount: float) -> None:
+    def add_spend(self, team_id: str, periods: Sequence[str], amount: float) -> None:
+        """Add `amount` to the spend of each period, in one statement."""
         self._run(
-            "INSERT INTO spend (team_id, period, amount) VALUES (?, ?, ?) "
-            "ON CONFLICT (team_id, period) DO UPDATE SET amount = spend.amount + excluded.amount",
-            (team_id, period, amount),
+            "INSERT INTO spend (team_id, period, amount) VALUES "
+            + ", ".join("(?, ?, ?)" for _ in periods)
+            + " ON CONFLICT (team_id, period) DO UPDATE SET "
+            "amount = spend.amount + excluded.amount",
+            [value for period in periods for value in (team_id, period, amount)],
         )
 
     def refund_spend(self, team_id: str, period: str, amount: float) -> None:
@@ -326,10 +333,10 @@ class Tx:
         cost: float,
         charged: tuple[str, str],
     ) -> Generation:
-        self._run(
+        row = self._one(
             "INSERT INTO generations (id, scope_key, workflow_id, inputs, owner_team_id, "
             "status, terminal, created_at, updated_at, cost, charge_day, charge_month) "
-            "VALUES (?, ?, ?, ?, ?, 'WAITING', 0, ?, ?, ?, ?, ?)",
+            f"VALUES (?, ?, ?, ?, ?, 'WAITING', 0, ?, ?, ?, ?, ?) RETURNING {GENERATION_COLUMNS}",
             (
                 generation_id,
                 scope_key,
@@ -342,7 +349,7 @@ class Tx:
                 *charged,
             ),
         )
-        return self.generation(generation_id)
+        return _generation(row)
 
     def insert_request(self, request: RequestRecord) -> None:
         self._run(
@@ -509,15 +516,13 @@ class Tx:
 
     def set_lease(self, generation_id: str, instance: str) -> int:
         """Give the run to `instance` with a new fencing token (one above the last)."""
-        self._run(
+        row = self._one(
             "INSERT INTO poll_leases (generation_id, instance, token) VALUES (?, ?, 1) "
             "ON CONFLICT (generation_id) DO UPDATE SET instance = excluded.instance, "
-            "token = poll_leases.token + 1",
+            "token = poll_leases.token + 1 RETURNING token",
             (generation_id, instance),
         )
-        found = self.lease(generation_id)
-        assert found is not None
-        return found[1]
+        return int(row[0])
 
     def drop_lease(self, generation_id: str) -> None:
         self._run("DELETE FROM poll_leases WHERE generation_id = ?", (generation_id,))
