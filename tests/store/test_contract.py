@@ -17,6 +17,7 @@ from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import anyio
 import pytest
 
 from proxy.config import TeamLimits
@@ -277,3 +278,30 @@ def test_a_store_made_before_migrations_upgrades_in_place(tmp_path: Path) -> Non
         store.close()
     versions = sqlite3.connect(path).execute("SELECT version FROM schema_migrations").fetchall()
     assert sorted(v for (v,) in versions) == list(range(1, latest_version() + 1))
+
+
+async def test_a_revocation_on_one_replica_reaches_another(store: Store, store_url: str) -> None:
+    """Replica B remembers a key's team; replica A revokes the key: B refuses it as soon as
+    the store tells it (PostgreSQL: a notice; SQLite: B reads the auth version each time)."""
+    other = open_store(store_url)
+    try:
+        other.watch()
+        store.watch()
+        if other.backend.name == "postgresql":  # its listener connects on a thread of its own
+            for _ in range(500):
+                if other.backend.hears_everyone:
+                    break
+                await anyio.sleep(0.01)
+            assert other.backend.hears_everyone
+        await _team(store, "keyed")
+        await store.add_key("keyed", "hash-1", "prefix-1", NOW)
+        assert (await other.team_for_key("hash-1")) is not None
+        assert (await other.team_for_key("hash-1")) is not None  # now from memory
+        assert await store.revoke_keys(NOW, prefix="prefix-1") == 1
+        for _ in range(500):  # the notice's trip: bounded, never a fixed sleep
+            if await other.team_for_key("hash-1") is None:
+                break
+            await anyio.sleep(0.01)
+        assert await other.team_for_key("hash-1") is None
+    finally:
+        other.close()
