@@ -38,13 +38,14 @@ class Step:
     stdout: str | None = None  # `> FILE`
 
 
-def block(path: Path = SECTION) -> str:
-    """The shell block of the "Several machines" section in `path`."""
+def block(path: Path = SECTION, language: str = "sh") -> str:
+    """The first `language` block of the "Several machines" section in `path`: the
+    commands (`sh`), or the example configuration (`nginx`)."""
     text = path.read_text()
     start = text.index(HEADING)
-    found = re.search(r"```sh\n(.*?)```", text[start:], re.S)
+    found = re.search(rf"```{language}\n(.*?)```", text[start:], re.S)
     if found is None:
-        raise ValueError(f"no ```sh block under {HEADING!r} in {path}")
+        raise ValueError(f"no ```{language} block under {HEADING!r} in {path}")
     return found[1]
 
 

@@ -38,7 +38,7 @@ import pytest
 
 from client import verify_webhook
 from proxy.config import PRICE
-from proxy.nginx import RETRY_AFTER, UNAVAILABLE
+from proxy.nginx import RETRY_AFTER, UNAVAILABLE, render
 from proxy.webhooks import message_id
 from tests.processes import stop_group
 from tests.receiver import Receiver, eventually
@@ -353,6 +353,10 @@ def test_the_readme_shows_the_commands_this_test_runs() -> None:
     readme = Path(__file__).parents[2] / "README.md"
     if HEADING in readme.read_text():
         assert block(readme) == block()
+        assert block(readme, "nginx") == block(language="nginx")
+    # The example configuration is what the command prints for its example replicas.
+    example = [f"10.0.0.{n}:8000" for n in (11, 12, 13)]
+    assert block(language="nginx") == render("8080", example)
     assert step("nginx", {"PWD": "/srv"}).argv == ["nginx", "-c", "/srv/gateway-nginx.conf"]
 
 
