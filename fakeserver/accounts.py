@@ -71,9 +71,13 @@ class Account:
 
 
 class Accounts:
-    def __init__(self) -> None:
+    def __init__(self, open_to_any_key: tuple[float, int] | None = None) -> None:
+        """`open_to_any_key=(credits, rate_limit)`: every unknown key gets an account of its
+        own on first use, as moto takes any credentials (so code under test runs with
+        whatever key it carries); None: unknown keys are refused (401)."""
         self._by_digest: dict[str, Account] = {}
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
+        self._open_to_any_key = open_to_any_key
 
     def add(
         self,
@@ -98,7 +102,14 @@ class Accounts:
             return account
 
     def find(self, key: str) -> Account | None:
-        return self._by_digest.get(_digest(key))
+        found = self._by_digest.get(_digest(key))
+        if found is None and self._open_to_any_key is not None and key:
+            credits, rate_limit = self._open_to_any_key
+            with self._lock:  # two first requests with one key make one account (re-entrant)
+                found = self._by_digest.get(_digest(key)) or self.add(
+                    key, credits=credits, rate_limit=rate_limit
+                )
+        return found
 
     def by_label(self, label: str) -> Account | None:
         return next((a for a in self._by_digest.values() if a.label == label), None)

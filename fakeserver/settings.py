@@ -42,6 +42,9 @@ class FakeSettings(BaseSettings):
     restricted_keys: list[str] = Field(
         default_factory=list, description="keys that authenticate but may run no workflow (403)"
     )
+    any_key: bool = Field(
+        False, description="accept every key, each an account of its own from its first use"
+    )
     credits: float = Field(1000.0, ge=0)
     price: float = Field(PRICE, ge=0)
     plan: str = Field("pro", description="free (5/min), pro (50/min), unlimited, or a number")

@@ -29,8 +29,11 @@ class FakeState:
         self.catalog: dict[str, Workflow] = default_catalog(
             tuple(settings.output_keys) if settings.output_keys else None
         )
-        self.accounts = Accounts()
-        keys = settings.api_keys or ([] if settings.restricted_keys else [DEMO_KEY])
+        self.accounts = Accounts(
+            (settings.credits, settings.rate_limit) if settings.any_key else None
+        )
+        no_demo_key = settings.restricted_keys or settings.any_key
+        keys = settings.api_keys or ([] if no_demo_key else [DEMO_KEY])
         for key in keys:
             self.accounts.add(key, credits=settings.credits, rate_limit=settings.rate_limit)
         for key in settings.restricted_keys:

@@ -16,6 +16,7 @@ store they used. A new key is printed once and never again.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import errno
 import json
@@ -23,7 +24,6 @@ import os
 import secrets
 import signal
 import socket
-import sqlite3
 import sys
 import threading
 import time
@@ -42,8 +42,11 @@ from .embedded import EmbeddedFake
 from .errors import GatewayError, NotFound
 from .nginx import DEFAULT_ACCESS_LOG
 from .nginx import render as render_nginx
-from .store import SQLiteStore
+from .rules import RuleError, Store, open_store
+from .store import StoreError, is_new, location
+from .store.migrations import latest_version
 from .teams import (
+    NewKey,
     create_key,
     create_team,
     describe_team,
@@ -79,7 +82,8 @@ def _parser() -> argparse.ArgumentParser:
         "--upstream-url",
         help="Segmind's base URL (default: real Segmind; key from SEGMIND_API_KEY)",
     )
-    add("--db", help="SQLite store file (default gateway.sqlite)")
+    add("--db", help="the store: a path or sqlite:///path (default gateway.sqlite), or "
+                      "postgresql://user@host:port/dbname for several replicas")  # fmt: skip
     add("--config", help="a TOML file of settings")
     add("--clock", choices=["system", "virtual"])
     add("--log-level")
@@ -110,11 +114,18 @@ def _parser() -> argparse.ArgumentParser:
     nginx.add_argument("--replica", action="append", required=True, metavar="HOST:PORT",
                        help="a gateway replica (repeat for each)")  # fmt: skip
     nginx.add_argument("--access-log", default=DEFAULT_ACCESS_LOG, help="nginx's access log")
+    migrate = sub.add_parser(
+        "migrate", help="make the store, or bring its schema up to date (start-up does it too)"
+    )
+    migrate.add_argument("--db", help="the store: a path, sqlite:///path or postgresql://...")
+    migrate.add_argument("--config", help="a TOML file of settings (for db)")
     admin = sub.add_parser("admin", help="create, list and revoke teams and keys")
     admin_sub = admin.add_subparsers(dest="admin_command", required=True)
 
     def with_db(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-        parser.add_argument("--db", help="the store the server uses (default gateway.sqlite)")
+        parser.add_argument(
+            "--db", help="the store the server uses: a path (default gateway.sqlite) or URL"
+        )
         parser.add_argument("--config", help="a TOML file of settings (for db and defaults)")
         parser.add_argument("--json", action="store_true", help="print JSON")
         return parser
@@ -170,47 +181,68 @@ def _limits(args: argparse.Namespace, base: TeamLimits) -> TeamLimits:
     )
 
 
-def _open_store(db: str) -> SQLiteStore:
+def _open_store(db: str) -> Store:
     """The existing store at `db`: an admin command never makes one, which would hold
     keys no gateway knows (a new file in whatever folder the command ran from)."""
-    path = os.path.abspath(db)
     try:
-        if not os.path.isfile(path):
-            raise FileNotFoundError(path)
-        return SQLiteStore(db, create=False)
-    except (OSError, sqlite3.Error) as exc:
-        reason = "no such file" if isinstance(exc, FileNotFoundError) else str(exc)
+        return open_store(db, create=False)
+    except (OSError, StoreError) as exc:
+        reason = "no such file" if isinstance(exc, FileNotFoundError) else _explain(exc)
         raise GatewayError(
-            f"no gateway store at {path} ({reason}); admin commands work on the store the "
-            "gateway serves: pass it with --db PATH (or PROXY_DB), or make a new one with "
-            f"`python -m proxy admin init --db {db}` (`python -m proxy serve` makes it too)"
+            f"no gateway store at {location(db)} ({reason}); admin commands work on the store "
+            "the gateway serves: pass it with --db (a path or a postgresql:// URL, or "
+            f"PROXY_DB), or make a new one with `python -m proxy migrate --db {db}` "
+            "(`python -m proxy serve` makes it too)"
         ) from None
 
 
-def _store_note(store: SQLiteStore, created: bool = False) -> str:
+async def _store_note(store: Store, db: str, created: bool = False) -> str:
     """Which store a command used, and which gateway processes serve it right now."""
     now = time.time()
-    alive = [i.id for i in store.instances() if i.alive_until >= now]
+    alive = [i.id for i in await store.instances() if i.alive_until >= now]
     serving = f"served now by {', '.join(alive)}" if alive else "no gateway serves it right now"
-    return f"store: {os.path.abspath(store.path)} ({'created; ' if created else ''}{serving})"
+    return f"store: {location(db)} ({'created; ' if created else ''}{serving})"
+
+
+def _migrate(args: argparse.Namespace) -> int:
+    """Make the store, or bring its schema up to this version (start-up does it too)."""
+    settings = _settings(args)
+    store = open_store(settings.db)
+    try:
+        print(asyncio.run(_store_note(store, settings.db)))
+        print(f"schema version {latest_version()}: up to date")
+    finally:
+        store.close()
+    return 0
 
 
 def _admin(args: argparse.Namespace) -> int:
     settings = _settings(args)
     command = args.admin_command
-    created = command == "init" and not os.path.exists(settings.db)
-    store = SQLiteStore(settings.db) if command == "init" else _open_store(settings.db)
+    created = command == "init" and is_new(settings.db)
+    store = open_store(settings.db) if command == "init" else _open_store(settings.db)
+    try:
+        return asyncio.run(_admin_command(args, settings, store, created))
+    finally:
+        store.close()
+
+
+async def _admin_command(
+    args: argparse.Namespace, settings: ProxySettings, store: Store, created: bool
+) -> int:
+    command = args.admin_command
     # --json keeps stdout one JSON document: the store goes to stderr there.
-    print(_store_note(store, created), file=sys.stderr if args.json else sys.stdout, flush=True)
+    note = await _store_note(store, settings.db, created)
+    print(note, file=sys.stderr if args.json else sys.stdout, flush=True)
     now = time.time()
     out: dict[str, Any]
     if command == "init":
-        out = {"store": os.path.abspath(settings.db), "created": created}
+        out = {"store": location(settings.db), "created": created}
         text = "a new store" if created else "the store was already there; nothing changed"
     elif command == "create-team":
-        made = create_team(store, args.name, _limits(args, settings.default_limits), now)
+        made = await create_team(store, args.name, _limits(args, settings.default_limits), now)
         out = {
-            "team": describe_team(store, made.team, now),
+            "team": await describe_team(store, made.team, now),
             "api_key": made.key,
             "webhook_secret": made.webhook_secret,
         }
@@ -219,15 +251,15 @@ def _admin(args: argparse.Namespace) -> int:
             f"webhook secret (shown once): {made.webhook_secret}"
         )
     elif command == "create-key":
-        made = create_key(store, args.team, now)
+        made = await create_key(store, args.team, now)
         out = {"team": made.team.name, "api_key": made.key, "prefix": made.prefix}
         text = f"new key for {made.team.name!r} (shown once): {made.key}"
     elif command == "list-teams":
-        teams = [describe_team(store, t, now) for t in store.teams()]
+        teams = [await describe_team(store, t, now) for t in await store.teams()]
         out = {"teams": teams}
         text = "\n".join(_team_line(t) for t in teams) or "no teams yet: admin create-team NAME"
     elif command == "list-instances":
-        found = [i.public(now) for i in store.instances()]
+        found = [i.public(now) for i in await store.instances()]
         out = {"instances": found}
         text = (
             "\n".join(
@@ -238,18 +270,18 @@ def _admin(args: argparse.Namespace) -> int:
         )
     elif command in ("revoke-key", "revoke-team"):
         if command == "revoke-key":
-            count = store.revoke_keys(now, prefix=args.prefix)
+            count = await store.revoke_keys(now, prefix=args.prefix)
             if not count:  # a typo must not read as a revoked (leaked) key
                 raise NotFound(
                     f"no live key starts with {args.prefix!r}; nothing was revoked "
                     "(list-teams shows the live keys' prefixes)"
                 )
         else:
-            count = store.revoke_keys(now, team_name=args.team)
+            count = await store.revoke_keys(now, team_name=args.team)
         out = {"revoked": count}
         text = f"revoked {count} key(s)" if count else "no live key matched; nothing revoked"
     elif command == "rotate-secret":
-        secret = rotate_secret(store, args.team, now, settings.webhook_secret_overlap)
+        secret = await rotate_secret(store, args.team, now, settings.webhook_secret_overlap)
         hours = settings.webhook_secret_overlap / 3600
         out = {"team": args.team, "webhook_secret": secret, "overlap_seconds": hours * 3600}
         text = (
@@ -257,22 +289,23 @@ def _admin(args: argparse.Namespace) -> int:
             f"the previous secret keeps signing for {hours:g} h: update your receivers"
         )
     elif command == "webhooks":
-        out = webhook_report(store, args.request_id)
+        out = await webhook_report(store, args.request_id)
         text = json.dumps(out, indent=2)
     elif command == "resend":
-        message = store.resend(args.webhook_id, now)
+        message = await store.resend(args.webhook_id, now)
         if message is None:
             raise NotFound(f"no webhook message {args.webhook_id!r}")
         out = message.public()
         text = f"{message.id} queued again for {message.url.split('?')[0]}"
     elif command == "recover":
-        team_id = store.team(args.team).id if args.team else None
-        count = store.recover(parse_since(args.since), now, team_id)
+        team_id = (await store.team(args.team)).id if args.team else None
+        count = await store.recover(parse_since(args.since), now, team_id)
         out = {"queued": count}
         text = f"{count} failed message(s) queued again"
     else:  # set-limits
-        team = store.set_limits(args.team, _limits(args, store.team(args.team).limits))
-        out = describe_team(store, team, now)
+        current = await store.team(args.team)
+        team = await store.set_limits(args.team, _limits(args, current.limits))
+        out = await describe_team(store, team, now)
         text = _team_line(out)
     print(json.dumps(out, indent=2) if args.json else text)
     return 0
@@ -410,7 +443,7 @@ def _refuse_a_live_twin(settings: ProxySettings) -> None:
             return  # released by a clean stop, or lapsed
         if latest > seen:
             raise GatewayError(
-                f"a live gateway process on store {os.path.abspath(settings.db)} already "
+                f"a live gateway process on store {location(settings.db)} already "
                 f"has instance id {settings.instance!r} (it beat again just now); starting "
                 "would take over its runs. Give this process its own id with --instance-id "
                 "or PROXY_INSTANCE_ID (or another port, `PORT=...`, when the id is the "
@@ -421,16 +454,16 @@ def _refuse_a_live_twin(settings: ProxySettings) -> None:
 
 def _heartbeat_of(settings: ProxySettings) -> float | None:
     """Until when the store holds this instance id alive (None: no row), read-only."""
-    if not os.path.isfile(settings.db):
-        return None  # a new store has no processes
     try:
-        store = SQLiteStore(settings.db, create=False)
-        try:
-            twin = next((i for i in store.instances() if i.id == settings.instance), None)
-        finally:
-            store.close()
-    except sqlite3.Error:
-        return None  # not readable now: the gateway's own start says why
+        store = open_store(settings.db, create=False)
+    except (OSError, StoreError):
+        return None  # a new store has no processes; or not readable now: start says why
+    try:
+        twin = next((i for i in asyncio.run(store.instances()) if i.id == settings.instance), None)
+    except StoreError:
+        return None
+    finally:
+        store.close()
     return None if twin is None else twin.alive_until
 
 
@@ -439,12 +472,12 @@ def _start_fake(settings: ProxySettings, fake_args: list[str]) -> EmbeddedFake:
     (their video URLs name that port) still download."""
     from .embedded import start_fake
 
-    store = SQLiteStore(settings.db)
+    store = open_store(settings.db)
     try:
-        before = store.remembered(FAKE_PORT)
+        before = asyncio.run(store.remembered(FAKE_PORT))
         fake = start_fake(settings.host, fake_args, port=before)
         if before is None:
-            store.remember(FAKE_PORT, fake.port)
+            asyncio.run(store.remember(FAKE_PORT, fake.port))
     finally:
         store.close()
     print(f"upstream: the fake Segmind at {fake.url} (no SEGMIND_API_KEY set)", flush=True)
@@ -526,22 +559,25 @@ def _with_plan(
     return [*fake_args, "--plan", str(budget)]
 
 
-def _print_demo(settings: ProxySettings, fake: bool) -> None:
-    store = SQLiteStore(settings.db)
+async def _demo_key(store: Store, settings: ProxySettings) -> tuple[NewKey, int, list[str]]:
+    """The demo team's key (the team made on first start), how many keys it replaced, and
+    the other live gateways on the store."""
     now = time.time()
+    others = [i.id for i in await store.instances()
+              if i.alive_until >= now and i.id != settings.instance]  # fmt: skip
+    if not any(t.name == DEMO_TEAM for t in await store.teams()):
+        return await create_team(store, DEMO_TEAM, settings.default_limits, now), 0, others
+    # One demo key, not one more each start: keys are stored hashed, so the previous
+    # one cannot be shown again; it is replaced. Unless another live gateway serves this
+    # store: its printed key must keep working.
+    replaced = 0 if others else await store.revoke_keys(now, team_name=DEMO_TEAM)
+    return await create_key(store, DEMO_TEAM, now), replaced, others
+
+
+def _print_demo(settings: ProxySettings, fake: bool) -> None:
+    store = open_store(settings.db)
     try:
-        others = [i.id for i in store.instances()
-                  if i.alive_until >= now and i.id != settings.instance]  # fmt: skip
-        replaced = 0
-        if not any(t.name == DEMO_TEAM for t in store.teams()):
-            made = create_team(store, DEMO_TEAM, settings.default_limits, now)
-        else:
-            # One demo key, not one more each start: keys are stored hashed, so the
-            # previous one cannot be shown again; it is replaced. Unless another live
-            # gateway serves this store: its printed key must keep working.
-            if not others:
-                replaced = store.revoke_keys(now, team_name=DEMO_TEAM)
-            made = create_key(store, DEMO_TEAM, now)
+        made, replaced, others = asyncio.run(_demo_key(store, settings))
     finally:
         store.close()
     base = settings.base_url
@@ -591,7 +627,7 @@ def _python_snippet(base_url: str, key: str, *, poll_interval: float | None = No
 
 
 def _explain(exc: Exception) -> str:
-    if isinstance(exc, GatewayError):
+    if isinstance(exc, GatewayError | RuleError | StoreError):
         return exc.message
     if isinstance(exc, ValidationError):
         # Each problem's own words, without pydantic's echo of the value (a secret's).
@@ -612,6 +648,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     try:
         if args.command == "admin":
             code = _admin(args)
+        elif args.command == "migrate":
+            code = _migrate(args)
         elif args.command == "demo":
             code = run_demo(args)
         elif args.command == "nginx-config":
@@ -619,7 +657,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             code = 0
         else:
             code = _serve(args)
-    except (GatewayError, ValueError, ValidationError) as exc:
+    except (GatewayError, RuleError, StoreError, ValueError, ValidationError) as exc:
         print(f"proxy: {_explain(exc)}", file=sys.stderr)
         code = 2
     sys.exit(code)

@@ -71,9 +71,9 @@ def _limits(values: Any, base: TeamLimits) -> TeamLimits:
 
 async def list_teams(request: Request) -> Response:
     gateway = _gateway(request)
-    sync, now = gateway.store.sync, gateway.clock.now()
-    teams = gateway.store.read(sync.teams)
-    return JSONResponse({"teams": [describe_team(sync, t, now) for t in teams]})
+    store, now = gateway.store, gateway.clock.now()
+    teams = await store.teams()
+    return JSONResponse({"teams": [await describe_team(store, t, now) for t in teams]})
 
 
 async def add_team(request: Request) -> Response:
@@ -87,14 +87,12 @@ async def add_team(request: Request) -> Response:
             'e.g. {"name": "video", "limits": {"daily_budget": 50}}'
         )
     try:
-        made = await gateway.store.write(
-            create_team, gateway.store.sync, name, limits, gateway.clock.now()
-        )
+        made = await create_team(gateway.store, name, limits, gateway.clock.now())
     except ValueError as exc:
         raise BadInput(str(exc)) from None
     return JSONResponse(
         {
-            "team": describe_team(gateway.store.sync, made.team, gateway.clock.now()),
+            "team": await describe_team(gateway.store, made.team, gateway.clock.now()),
             "api_key": made.key,
             "webhook_secret": made.webhook_secret,
             "note": "the key and the webhook secret are shown once; store them now",
@@ -105,9 +103,7 @@ async def add_team(request: Request) -> Response:
 
 async def add_key(request: Request) -> Response:
     gateway = _gateway(request)
-    made = await gateway.store.write(
-        create_key, gateway.store.sync, request.path_params["name"], gateway.clock.now()
-    )
+    made = await create_key(gateway.store, request.path_params["name"], gateway.clock.now())
     return JSONResponse(
         {"team": made.team.name, "api_key": made.key, "prefix": made.prefix}, status_code=201
     )
@@ -116,9 +112,7 @@ async def add_key(request: Request) -> Response:
 async def revoke_key(request: Request) -> Response:
     gateway = _gateway(request)
     prefix = request.path_params["prefix"]
-    count = await gateway.store.write(
-        gateway.store.sync.revoke_keys, gateway.clock.now(), prefix=prefix
-    )
+    count = await gateway.store.revoke_keys(gateway.clock.now(), prefix=prefix)
     if not count:
         raise NotFound(f"no live key starts with {prefix!r}")
     return JSONResponse({"revoked": count})
@@ -126,8 +120,8 @@ async def revoke_key(request: Request) -> Response:
 
 async def revoke_team_keys(request: Request) -> Response:
     gateway = _gateway(request)
-    count = await gateway.store.write(
-        gateway.store.sync.revoke_keys, gateway.clock.now(), team_name=request.path_params["name"]
+    count = await gateway.store.revoke_keys(
+        gateway.clock.now(), team_name=request.path_params["name"]
     )
     return JSONResponse({"revoked": count})
 
@@ -135,10 +129,10 @@ async def revoke_team_keys(request: Request) -> Response:
 async def set_limits(request: Request) -> Response:
     gateway = _gateway(request)
     name = request.path_params["name"]
-    current = gateway.store.read(gateway.store.sync.team, name)
+    current = await gateway.store.team(name)
     limits = _limits(await _object(request), current.limits)
-    team = await gateway.store.write(gateway.store.sync.set_limits, name, limits)
-    return JSONResponse(describe_team(gateway.store.sync, team, gateway.clock.now()))
+    team = await gateway.store.set_limits(name, limits)
+    return JSONResponse(await describe_team(gateway.store, team, gateway.clock.now()))
 
 
 async def advance_clock(request: Request) -> Response:
@@ -161,24 +155,20 @@ async def advance_clock(request: Request) -> Response:
 async def rotate(request: Request) -> Response:
     gateway = _gateway(request)
     name, overlap = request.path_params["name"], gateway.settings.webhook_secret_overlap
-    secret = await gateway.store.write(
-        rotate_secret, gateway.store.sync, name, gateway.clock.now(), overlap
-    )
+    secret = await rotate_secret(gateway.store, name, gateway.clock.now(), overlap)
     return JSONResponse({"team": name, "webhook_secret": secret, "overlap_seconds": overlap})
 
 
 async def webhook_attempts(request: Request) -> Response:
     gateway = _gateway(request)
-    report = gateway.store.read(
-        webhook_report, gateway.store.sync, request.path_params["request_id"]
-    )
+    report = await webhook_report(gateway.store, request.path_params["request_id"])
     return JSONResponse(report)
 
 
 async def resend(request: Request) -> Response:
     gateway = _gateway(request)
     webhook_id = request.path_params["webhook_id"]
-    message = await gateway.store.write(gateway.store.sync.resend, webhook_id, gateway.clock.now())
+    message = await gateway.store.resend(webhook_id, gateway.clock.now())
     if message is None:
         raise NotFound(f"no webhook message {webhook_id!r}")
     gateway.deliverer.notify()
@@ -193,10 +183,8 @@ async def recover(request: Request) -> Response:
     except ValueError as exc:
         raise BadInput(str(exc)) from None
     team = body.get("team")
-    team_id = gateway.store.read(gateway.store.sync.team, str(team)).id if team else None
-    count = await gateway.store.write(
-        gateway.store.sync.recover, since, gateway.clock.now(), team_id
-    )
+    team_id = (await gateway.store.team(str(team))).id if team else None
+    count = await gateway.store.recover(since, gateway.clock.now(), team_id)
     gateway.deliverer.notify()
     return JSONResponse({"queued": count})
 
@@ -205,7 +193,7 @@ async def list_instances(request: Request) -> Response:
     """The gateway processes sharing this store: alive or not, and the runs each polls."""
     gateway = _gateway(request)
     now = gateway.heartbeat.wall.now()
-    found = gateway.store.read(gateway.store.sync.instances)
+    found = await gateway.store.instances()
     return JSONResponse({"this": gateway.instance, "instances": [i.public(now) for i in found]})
 
 

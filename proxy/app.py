@@ -25,12 +25,13 @@ from .auth import authenticate
 from .bodies import parse_body
 from .clock import Clock
 from .config import ProxySettings
-from .errors import BadInput, GatewayError, LimitExceeded
+from .errors import BadInput, GatewayError, LimitExceeded, answer_for, answered
 from .gateway import Gateway, SubmitOptions
 from .metrics import scrape
 from .middleware import TEAM_KEY, ObservabilityMiddleware
 from .quotas import RateDecision, gcra_state, ratelimit_headers
-from .store import Team
+from .rules import RuleError
+from .store import StoreError, Team
 
 __all__ = ["create_app"]
 
@@ -42,8 +43,9 @@ def _gateway(request: Request) -> Gateway:
     return gateway
 
 
-def _team(request: Request, gateway: Gateway) -> Team:
-    team = authenticate(gateway.store, request.headers)
+async def _team(request: Request, gateway: Gateway) -> Team:
+    with answered():
+        team = await authenticate(gateway.store, request.headers)
     request.scope[TEAM_KEY] = team.name
     return team
 
@@ -94,11 +96,14 @@ def _options(request: Request) -> SubmitOptions:
     return SubmitOptions(no_cache, webhook.strip() if webhook else None, idempotency_key)
 
 
-def _submit_state(gateway: Gateway, team: Team) -> RateDecision | None:
+async def _submit_state(gateway: Gateway, team: Team) -> RateDecision | None:
     limit = team.limits.submits_per_minute
     if limit is None:
         return None
-    tat = gateway.store.read(gateway.store.sync.rate_tat, team.id, "submits")
+    try:
+        tat = await gateway.store.rate_tat(team.id, "submits")
+    except StoreError:
+        return None  # the fields are a courtesy: the answer itself says what happened
     return gcra_state(tat, gateway.clock.now(), limit)
 
 
@@ -117,18 +122,21 @@ def _add_rate_fields(exc: GatewayError, name: str, state: RateDecision | None) -
 
 async def submit(request: Request) -> Response:
     gateway = _gateway(request)
-    team = _team(request, gateway)
+    team = await _team(request, gateway)
     try:
         options = _options(request)
         body = parse_body(await _read_body(request, gateway.settings.max_body_bytes))
-        admission = await gateway.submit(team, request.path_params["workflow_id"], body, options)
+        with answered():
+            admission = await gateway.submit(
+                team, request.path_params["workflow_id"], body, options
+            )
     except LimitExceeded as exc:
         if exc.limit == "submits_per_minute":
             _refused_rate_headers(exc, "submits", team.limits.submits_per_minute)
-        _add_rate_fields(exc, "submits", _submit_state(gateway, team))
+        _add_rate_fields(exc, "submits", await _submit_state(gateway, team))
         raise
     except GatewayError as exc:
-        _add_rate_fields(exc, "submits", _submit_state(gateway, team))
+        _add_rate_fields(exc, "submits", await _submit_state(gateway, team))
         raise
     request_id = admission.request.id
     status = admission.request.cache_status.value
@@ -153,9 +161,10 @@ async def submit(request: Request) -> Response:
 
 async def poll(request: Request) -> Response:
     gateway = _gateway(request)
-    team = _team(request, gateway)
+    team = await _team(request, gateway)
     try:
-        answer = gateway.poll(team, request.path_params["request_id"])
+        with answered():
+            answer = await gateway.poll(team, request.path_params["request_id"])
     except LimitExceeded as exc:
         if exc.limit == "polls_per_minute":
             _refused_rate_headers(exc, "polls", team.limits.polls_per_minute)
@@ -172,10 +181,11 @@ async def poll(request: Request) -> Response:
 
 async def credits(request: Request) -> Response:
     gateway = _gateway(request)
-    team = _team(request, gateway)
-    state = _submit_state(gateway, team)
+    team = await _team(request, gateway)
+    state = await _submit_state(gateway, team)
     headers = ratelimit_headers("submits", state) if state is not None else {}
-    return JSONResponse(gateway.credits(team), headers=headers)
+    with answered():
+        return JSONResponse(await gateway.credits(team), headers=headers)
 
 
 async def healthz(request: Request) -> Response:
@@ -185,8 +195,8 @@ async def healthz(request: Request) -> Response:
 async def readyz(request: Request) -> Response:
     gateway = _gateway(request)
     try:
-        gateway.store.read(gateway.store.sync.teams)
-    except GatewayError:
+        await gateway.store.teams()
+    except StoreError:
         return JSONResponse({"status": "unavailable", "store": "unreachable"}, 503)
     return JSONResponse({"status": "ready", "polling": gateway.poller.tracked})
 
@@ -199,6 +209,11 @@ async def metrics(request: Request) -> Response:
 async def _gateway_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, GatewayError)
     return exc.response()
+
+
+async def _rule_or_store_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RuleError | StoreError)
+    return answer_for(exc).response()
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
@@ -258,7 +273,12 @@ def create_app(
                 log_polls=gateway.settings.log_polls,
             )
         ],
-        exception_handlers={GatewayError: _gateway_error, HTTPException: _http_error},
+        exception_handlers={
+            GatewayError: _gateway_error,
+            RuleError: _rule_or_store_error,
+            StoreError: _rule_or_store_error,
+            HTTPException: _http_error,
+        },
         lifespan=lifespan,
     )
     app.state.gateway = gateway

@@ -16,7 +16,8 @@ from starlette.datastructures import Headers
 
 from .config import TEAM_KEY_PREFIX
 from .errors import Unauthenticated
-from .store import AsyncStore, Team
+from .rules import Store
+from .store import Team
 
 __all__ = [
     "KEY_PREFIX",
@@ -56,14 +57,14 @@ def presented_key(headers: Headers) -> tuple[str | None, str]:
     return None, ""
 
 
-def authenticate(store: AsyncStore, headers: Headers) -> Team:
+async def authenticate(store: Store, headers: Headers) -> Team:
     key, header = presented_key(headers)
     if key is None:
         raise Unauthenticated(
             "no team key: send your team's gateway key as x-api-key: <key> or "
             "Authorization: Bearer <key> (ask the gateway operators for one)"
         )
-    team = store.read(store.sync.team_for_key, hash_key(key))
+    team = await store.team_for_key(hash_key(key))
     if team is None:
         # Show a prefix only of what is shaped like a gateway key: of anything short (or
         # of a Segmind key pasted by mistake) the "prefix" would be most or all of it.

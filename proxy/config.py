@@ -55,7 +55,11 @@ class ProxySettings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
     public_url: str | None = Field(None, description="base of poll URLs; default: served address")
-    db: str = Field("gateway.sqlite", description="path of the SQLite store")
+    db: str = Field(
+        "gateway.sqlite",
+        description="the store: a path or sqlite:///path (SQLite, one machine), or "
+        "postgresql://user@host:port/dbname (replicas on several machines)",
+    )
     upstream_url: str | None = Field(
         None, description="Segmind's base URL; default: real Segmind when a key is set"
     )

@@ -39,8 +39,9 @@ import httpx
 
 from .clock import Clock
 from .config import ProxySettings
+from .rules import Store
 from .ssrf import AddressPolicy, GuardedTransport, WebhookUrlError
-from .store import AsyncStore, OutboxMessage
+from .store import OutboxMessage
 from .webhooks import Verdict, classify, host_of, next_delay, sign
 
 __all__ = ["ANSWER_BYTES", "Deliverer", "host_share", "team_share"]
@@ -87,7 +88,7 @@ class _Outcome:
 class Deliverer:
     def __init__(
         self,
-        store: AsyncStore,
+        store: Store,
         clock: Clock,
         settings: ProxySettings,
         transport: httpx.AsyncBaseTransport | None = None,
@@ -119,6 +120,13 @@ class Deliverer:
 
     def start(self) -> None:
         self._loop = asyncio.get_running_loop().create_task(self._run(), name="webhooks")
+        # A message another process queued (a run it finished, an operator's resend) is
+        # news from the store: look at once rather than at the next periodic read.
+        self.store.subscribe(self._news)
+
+    def _news(self, channel: str) -> None:
+        if channel in ("outbox", "*"):
+            self._wake.set()
 
     def notify(self) -> None:
         """A message may be due now (called after an outbox write)."""
@@ -161,7 +169,7 @@ class Deliverer:
                     # Only what could be sent: a message in flight, or of an endpoint, team
                     # or host at its share, waits for a delivery to finish, which wakes the
                     # loop.
-                    due = self.store.read(self.store.sync.next_due_at, *self._skipped())
+                    due = await self.store.next_due_at(*self._skipped())
                 except Exception:
                     log.exception("webhook loop: store read failed; retrying in 5 s")
                     due = self.clock.now() + 5
@@ -241,9 +249,7 @@ class Deliverer:
         teams and hosts at their share are left out of the batches read, so however many
         messages one team has waiting, they never hide anyone else's."""
         while True:
-            batch = self.store.read(
-                self.store.sync.due_messages, self.clock.now(), BATCH, *self._skipped()
-            )
+            batch = await self.store.due_messages(self.clock.now(), BATCH, *self._skipped())
             started = False
             for message in batch:
                 if len(self._sending) >= self.settings.webhook_concurrency:
@@ -252,7 +258,7 @@ class Deliverer:
                     continue  # a share filled up in this batch: left out of the next
                 now = self.clock.now()
                 lease = now + self.settings.webhook_timeout + LEASE_MARGIN
-                if not await self.store.write(self.store.sync.claim, message.id, now, lease):
+                if not await self.store.claim(message.id, now, lease):
                     continue  # another process took it
                 self._count(message, +1)
                 task = asyncio.get_running_loop().create_task(self._deliver(message))
@@ -276,7 +282,7 @@ class Deliverer:
     async def _deliver(self, message: OutboxMessage) -> None:
         async with self._slots:
             now = self.clock.now()
-            secrets = self.store.read(self.store.sync.team_secrets, message.team_id, now)
+            secrets = await self.store.team_secrets(message.team_id, now)
             headers = sign(secrets, message.id, now, message.body)
             started = time.perf_counter()
             outcome = await self._attempt(message, headers, now)
@@ -345,8 +351,7 @@ class Deliverer:
                 state = "failed"
             else:
                 state, next_at = "pending", now + delay
-        await self.store.write(
-            self.store.sync.record_attempt,
+        await self.store.record_attempt(
             message.id,
             now,
             status_code=status,

@@ -13,6 +13,7 @@ never reaches this process.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import dataclasses
 import json
@@ -21,7 +22,6 @@ import queue
 import secrets
 import signal
 import socket
-import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -56,7 +56,8 @@ from client._progress import ProgressDisplay
 
 from .config import ProxySettings
 from .embedded import terminate
-from .store import SQLiteStore
+from .rules import open_store
+from .store import StoreError
 from .teams import create_team
 
 __all__ = ["add_arguments", "run_demo"]
@@ -353,10 +354,13 @@ def run_demo(args: argparse.Namespace, out: IO[str] | None = None) -> int:
             db = args.db or Path(tmp) / "gateway.sqlite"
             name = f"demo-{secrets.token_hex(3)}"  # a fresh team: its own budget and cache
             try:
-                store = SQLiteStore(str(db))
-                team = create_team(store, name, ProxySettings().default_limits, time.time())
-                store.close()
-            except sqlite3.Error as exc:
+                store = open_store(str(db))
+                try:
+                    limits = ProxySettings().default_limits
+                    team = asyncio.run(create_team(store, name, limits, time.time()))
+                finally:
+                    store.close()
+            except StoreError as exc:
                 raise DemoError(f"cannot use {db} as the gateway's store ({exc})") from exc
             assert team.webhook_secret is not None  # a new team always gets one
             port = args.port or _free_port()

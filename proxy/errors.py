@@ -7,7 +7,11 @@
     ├── LimitExceeded            429 (rate, concurrency) or 406 (budget), names the limit
     ├── UpstreamFailure          502/503/504: Segmind refused or failed; says what to do
     │   └── UnconfirmedSubmit    502/504: a submit Segmind may have started (no answer at all)
+    ├── Conflict                 409: a team name taken
     └── StoreUnavailable         503: the gateway cannot check limits, so admits nothing
+
+The rules (`proxy/rules/`) and the store (`proxy/store/`) raise their own errors, with no
+HTTP in them; `answer_for` is where they become one of these.
 
 No message ever contains the upstream key or a team key: messages are built from team
 names, key prefixes and the upstream's own error text, which `upstream.py` scrubs.
@@ -15,12 +19,26 @@ names, key prefixes and the upstream's own error text, which `upstream.py` scrub
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from starlette.responses import JSONResponse
 
+from .rules.errors import (
+    BUDGET_LIMITS,
+    IdempotencyMismatch,
+    LeaseLost,
+    LimitReached,
+    RuleError,
+    TeamExists,
+    UnknownTeam,
+)
+from .store.errors import StorageUnavailable, StoreError
+
 __all__ = [
     "BadInput",
+    "Conflict",
     "GatewayError",
     "LimitExceeded",
     "NotFound",
@@ -28,6 +46,8 @@ __all__ = [
     "Unauthenticated",
     "UnconfirmedSubmit",
     "UpstreamFailure",
+    "answer_for",
+    "answered",
 ]
 
 
@@ -107,3 +127,40 @@ class StoreUnavailable(GatewayError):
             "was admitted or charged; retry in a few seconds",
             headers={"Retry-After": "5"},
         )
+
+
+class Conflict(GatewayError):
+    status_code = 409
+
+
+def answer_for(exc: RuleError | StoreError) -> GatewayError:
+    """The answer to a refusal of the rules or a failure of the store: the one place
+    where they become HTTP."""
+    if isinstance(exc, LimitReached):
+        money = exc.limit in BUDGET_LIMITS
+        return LimitExceeded(
+            exc.message,
+            limit=exc.limit,
+            retry_after=exc.retry_after,
+            status_code=406 if money else 429,
+        )
+    if isinstance(exc, IdempotencyMismatch):
+        return BadInput(exc.message, status_code=422)
+    if isinstance(exc, TeamExists | LeaseLost):
+        return Conflict(exc.message)
+    if isinstance(exc, UnknownTeam):
+        return NotFound(exc.message)
+    if isinstance(exc, StorageUnavailable):
+        return StoreUnavailable(exc.message)
+    if isinstance(exc, StoreError):
+        return StoreUnavailable(exc.message)
+    return GatewayError(exc.message, status_code=400)
+
+
+@contextmanager
+def answered() -> Iterator[None]:
+    """Within: the rules' refusals and the store's failures are raised as answers."""
+    try:
+        yield
+    except (RuleError, StoreError) as exc:
+        raise answer_for(exc) from exc

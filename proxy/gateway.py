@@ -28,17 +28,9 @@ from .logs import configure_logging
 from .metrics import Metrics
 from .poller import Poller
 from .quotas import MemoryRateLimiter, RateDecision
+from .rules import AdmissionRequest, open_store
 from .ssrf import AddressPolicy, WebhookUrlError, check_url_syntax, resolve_and_check
-from .store import (
-    Admission,
-    AdmissionRequest,
-    AsyncStore,
-    CacheStatus,
-    Generation,
-    RequestRecord,
-    SQLiteStore,
-    Team,
-)
+from .store import Admission, CacheStatus, Generation, RequestRecord, Team
 from .upstream import Upstream, UpstreamBudget
 
 __all__ = ["Gateway", "PollAnswer", "SubmitOptions"]
@@ -83,7 +75,7 @@ class Gateway:
         self.metrics = metrics or Metrics()
         secrets = [settings.upstream_key.get_secret_value()] if settings.upstream_key else []
         configure_logging(settings.log_level, secrets=secrets)
-        self.store = AsyncStore(SQLiteStore(settings.db))
+        self.store = open_store(settings.db)
         self.budget = UpstreamBudget(self.clock, settings.upstream_requests_per_minute, self.store)
         self.upstream = Upstream(
             settings, self.clock, self.budget, upstream_transport, on_call=self.metrics.upstream
@@ -158,7 +150,7 @@ class Gateway:
         if options.webhook_url is not None:
             # Cheap refusals first: a team over its limits costs no DNS lookup. The atomic
             # admission below checks them again, and is the one that counts.
-            self.store.read(self.store.sync.peek_admission, ask, self.clock.now())
+            await self.store.peek_admission(ask, self.clock.now())
             await self._check_webhook(options.webhook_url)
         # Admission runs as its own task too: the store's writer thread commits it even if
         # the caller is cancelled while waiting, and a paid run that was admitted must then
@@ -179,7 +171,7 @@ class Gateway:
             raise BadInput(f"X-Webhook-Url refused: {exc.message}") from None
 
     async def _admit(self, ask: AdmissionRequest, inputs: dict[str, Any], team: Team) -> Admission:
-        admission = await self.store.write(self.store.sync.admit, ask, self.clock.now())
+        admission = await self.store.admit(ask, self.clock.now())
         status = admission.request.cache_status
         if admission.replayed:
             return admission
@@ -192,9 +184,7 @@ class Gateway:
         self.metrics.spent(team.name, self.settings.price)
         # The paid submit runs as its own task: if the caller goes away mid-flight, the run
         # is still recorded (and its concurrency slot released) rather than orphaned.
-        task = asyncio.get_running_loop().create_task(
-            self._start(admission.generation, admission.request.id, inputs)
-        )
+        task = asyncio.get_running_loop().create_task(self._start(admission, inputs))
         self._submits.add(task)
         task.add_done_callback(self._submits.discard)
         # Retrieve the outcome even when the caller left, so no error goes unobserved.
@@ -202,13 +192,13 @@ class Gateway:
         generation = await asyncio.shield(task)
         return Admission(admission.request, generation, admission.replayed, admission.rate)
 
-    async def _start(
-        self, generation: Generation, request_id: str, inputs: dict[str, Any]
-    ) -> Generation:
+    async def _start(self, admission: Admission, inputs: dict[str, Any]) -> Generation:
         """Send a new run now if the company budget has a slot (its upstream errors then
         reach the caller in this answer); otherwise hold it: it is answered QUEUED at once
         and stays WAITING in the store, sent in admission order as the budget allows."""
-        if await self.budget.claim_send(generation.id) == 0:
+        generation, request_id = admission.generation, admission.request.id
+        self.poller.hold(generation.id, admission.token)
+        if await self.budget.claim_send(generation.id, self.poller.fence(generation.id)) == 0:
             generation = await self.poller.send(generation, answered=request_id, inputs=inputs)
         # Follows it from here: polls a run that was sent, sends one still WAITING.
         self.poller.track(generation.id)
@@ -222,7 +212,7 @@ class Gateway:
 
     # -- poll ---------------------------------------------------------------------------
 
-    def poll(self, team: Team, request_id: str) -> PollAnswer:
+    async def poll(self, team: Team, request_id: str) -> PollAnswer:
         rate = None
         limit = team.limits.polls_per_minute
         if limit is not None:
@@ -239,7 +229,7 @@ class Gateway:
         if finished is not None:
             self._refuse_expired(request_id, finished[2], now)
             return PollAnswer(finished[0], finished[1], rate)
-        found = self.store.read(self.store.sync.request, team.id, request_id)
+        found = await self.store.request(team.id, request_id)
         if found is None:
             raise NotFound(
                 f"no request {request_id!r} for team {team.name!r}: check the id, and use the "
@@ -268,9 +258,9 @@ class Gateway:
                 "on Segmind, and its video URLs with them; submit again for a new run"
             )
 
-    def credits(self, team: Team) -> dict[str, float]:
+    async def credits(self, team: Team) -> dict[str, float]:
         """What the team can still spend, as Segmind's credits answer: min(day, month) left."""
-        day, month = self.store.read(self.store.sync.spent, team.id, self.clock.now())
+        day, month = await self.store.spent(team.id, self.clock.now())
         left = [
             budget - spent
             for budget, spent in (
@@ -283,7 +273,7 @@ class Gateway:
 
     # -- bookkeeping --------------------------------------------------------------------
 
-    async def _adopt(self, generations: list[Generation]) -> None:
+    async def _adopt(self, generations: list[tuple[Generation, int]]) -> None:
         """Runs another gateway process stopped polling: this one polls them now."""
         await self.poller.adopt(generations)
         self._update_in_flight()

@@ -1,7 +1,7 @@
 """This process's heartbeat, and the sweep that adopts runs whose poller died.
 
 Several gateway processes may share one store; each run is polled by the one process
-that holds its lease (`store/leases.py`). Every `lease_seconds / 3` this loop renews the
+that holds its lease (`rules/leases.py`). Every `lease_seconds / 3` this loop renews the
 process's heartbeat for `lease_seconds` and claims the unfinished runs whose holder's
 heartbeat lapsed (a process killed, or stopped cleanly, which lapses it at once), handing
 them to the poller. Liveness is a matter of real time, so the loop runs on the wall clock,
@@ -15,17 +15,18 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from .clock import Clock
-from .store import AsyncStore, Generation
+from .rules import Store
+from .store import Generation
 
 __all__ = ["Heartbeat"]
 
 log = logging.getLogger("proxy.leases")
 
-Adopt = Callable[[list[Generation]], Awaitable[None]]
+Adopt = Callable[[list[tuple[Generation, int]]], Awaitable[None]]
 
 
 class Heartbeat:
-    def __init__(self, store: AsyncStore, wall: Clock, instance: str, lease_seconds: float) -> None:
+    def __init__(self, store: Store, wall: Clock, instance: str, lease_seconds: float) -> None:
         self.store = store
         self.wall = wall
         self.instance = instance
@@ -35,15 +36,12 @@ class Heartbeat:
         self._task: asyncio.Task[None] | None = None
 
     async def beat(self) -> None:
-        await self.store.write(
-            self.store.sync.heartbeat, self.instance, self.wall.now() + self.lease_seconds
-        )
+        await self.store.heartbeat(self.instance, self.wall.now() + self.lease_seconds)
 
-    async def claim(self, *, own: bool = False) -> list[Generation]:
-        """Take the runs no live process polls (with `own`, this instance's old ones too)."""
-        return await self.store.write(
-            self.store.sync.claim_runs, self.instance, self.wall.now(), own=own
-        )
+    async def claim(self, *, own: bool = False) -> list[tuple[Generation, int]]:
+        """Take the runs no live process polls (with `own`, this instance's old ones too),
+        each with its new fencing token."""
+        return await self.store.claim_runs(self.instance, self.wall.now(), own=own)
 
     def start(self, adopt: Adopt) -> None:
         self._task = asyncio.get_running_loop().create_task(
@@ -82,6 +80,6 @@ class Heartbeat:
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
         try:
-            await self.store.write(self.store.sync.release, self.instance)
+            await self.store.release(self.instance)
         except Exception:
             log.exception("could not release the leases of instance %s", self.instance)

@@ -25,9 +25,10 @@ import client
 
 from .clock import Clock
 from .config import ProxySettings
-from .errors import GatewayError, StoreUnavailable, UnconfirmedSubmit
+from .errors import GatewayError, UnconfirmedSubmit
+from .rules import Fence, LeaseLost, Store
 from .schedule import PRIOR_MEDIAN, DurationModel, PollSchedule
-from .store import AsyncStore, Generation
+from .store import Generation, StorageUnavailable
 from .upstream import Upstream
 
 __all__ = ["Poller"]
@@ -42,7 +43,7 @@ MODEL_KEY = "poller.duration_model"
 class Poller:
     def __init__(
         self,
-        store: AsyncStore,
+        store: Store,
         upstream: Upstream,
         clock: Clock,
         settings: ProxySettings,
@@ -68,6 +69,9 @@ class Poller:
             queued_interval=max(60.0 * scale, settings.poll_min_interval),
         )
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        # The lease each run is polled under: every write of its state names it, and a
+        # write under a lease another process has since taken over is refused.
+        self._fences: dict[str, Fence] = {}
         # Sends of held runs under way: a stop lets them finish (bounded by the upstream
         # timeout) rather than leave a run that went out as "cannot be known".
         self._sending: set[asyncio.Task[Generation]] = set()
@@ -79,6 +83,14 @@ class Poller:
     def tracked(self) -> int:
         return len(self._tasks)
 
+    def fence(self, generation_id: str) -> Fence | None:
+        return self._fences.get(generation_id)
+
+    def hold(self, generation_id: str, token: int | None) -> None:
+        """Remember the lease (fencing token) this process holds a run under."""
+        if token is not None:
+            self._fences[generation_id] = Fence(self.instance, token)
+
     def track(self, generation_id: str) -> None:
         if generation_id in self._tasks:
             return
@@ -87,7 +99,11 @@ class Poller:
             self._run(generation_id), name=f"poll {generation_id}"
         )
         self._tasks[generation_id] = task
-        task.add_done_callback(lambda _: self._tasks.pop(generation_id, None))
+        task.add_done_callback(lambda _: self._forget(generation_id))
+
+    def _forget(self, generation_id: str) -> None:
+        self._tasks.pop(generation_id, None)
+        self._fences.pop(generation_id, None)
 
     def first_delay(self) -> float:
         """Seconds from a submit to the first poll of its run."""
@@ -109,12 +125,12 @@ class Poller:
             self.model.observe(max(now - generation.created_at, 1e-3), running_at)
         except ValueError:
             return  # a duration the model cannot take (e.g. beyond its bounds): skip it
-        await self.store.write(self.store.sync.kv_set, MODEL_KEY, json.dumps(self.model.to_json()))
+        await self.store.kv_set(MODEL_KEY, json.dumps(self.model.to_json()))
 
-    async def resume(self, claimed: list[Generation]) -> int:
+    async def resume(self, claimed: list[tuple[Generation, int]]) -> int:
         """At start: load what was learnt, then adopt the runs this process claimed (its
         own from before a restart, and any whose process died); returns how many it polls."""
-        saved = self.store.read(self.store.sync.kv_get, MODEL_KEY)
+        saved = await self.store.kv_get(MODEL_KEY)
         if saved:
             try:
                 self.model = DurationModel.from_json(json.loads(saved))
@@ -122,12 +138,13 @@ class Poller:
                 log.warning("the stored duration model is unreadable; starting from the prior")
         return await self.adopt(claimed)
 
-    async def adopt(self, generations: list[Generation]) -> int:
+    async def adopt(self, generations: list[tuple[Generation, int]]) -> int:
         """Poll these runs from now on, and send the held ones (WAITING: never sent); fail
         the ones cut off mid-submit, since whether the upstream started them cannot be
         known. Returns how many it follows."""
         polled = 0
-        for generation in generations:
+        for generation, token in generations:
+            self.hold(generation.id, token)
             if generation.upstream_id is None and generation.status != "WAITING":
                 await self._finish(
                     generation,
@@ -173,7 +190,7 @@ class Poller:
         upstream error fails the run (refunded unless it may have started) and is raised;
         the request `answered` gets it in its answer, the others by webhook."""
         if inputs is None:  # a held run: sent from what the store kept
-            inputs = self.store.read(self.store.sync.generation_inputs, generation.id)
+            inputs = await self.store.generation_inputs(generation.id)
         try:
             upstream_id = await self.upstream.submit(generation.workflow_id, inputs, generation.id)
         except GatewayError as exc:
@@ -181,11 +198,11 @@ class Poller:
             # comes back only if no run can have started, or the operators said so.
             unconfirmed = isinstance(exc, UnconfirmedSubmit)
             refund = not unconfirmed or self.settings.failed_runs == "refund"
-            failed = await self.store.write(
-                self.store.sync.record_status,
+            failed = await self.store.record_status(
                 generation.id,
                 "FAILED",
                 self.clock.now(),
+                fence=self.fence(generation.id),
                 error=exc.message,
                 terminal=True,
                 refund=refund,
@@ -211,14 +228,10 @@ class Poller:
                 "upstream rate limit: run %s waits for the budget again", generation.id,
                 extra={"generation_id": generation.id, "team_id": generation.owner_team_id},
             )  # fmt: skip
-            return self.store.read(self.store.sync.generation, generation.id)
+            return await self.store.generation(generation.id)
         now = self.clock.now()
-        started = await self.store.write(
-            self.store.sync.mark_submitted,
-            generation.id,
-            upstream_id,
-            now,
-            now + self.first_delay(),
+        started = await self.store.mark_submitted(
+            generation.id, upstream_id, now, now + self.first_delay(), self.fence(generation.id)
         )
         log.info(
             "generation started",
@@ -229,7 +242,7 @@ class Poller:
     async def _send_held(self, generation: Generation) -> None:
         """One turn for a held run: send it if its turn and the budget allow, else sleep
         until they might."""
-        wait = await self.upstream.budget.claim_send(generation.id)
+        wait = await self.upstream.budget.claim_send(generation.id, self.fence(generation.id))
         if wait < 0:
             return  # no longer WAITING (another process sent it): read it again
         if wait > 0:
@@ -264,11 +277,11 @@ class Poller:
         try:
             while True:
                 try:
-                    generation = self.store.read(self.store.sync.generation, generation_id)
+                    generation = await self.store.generation(generation_id)
                     if generation.terminal:
                         return
                     if generation.upstream_id is None:
-                        if not self._holds(generation_id):
+                        if not await self._holds(generation_id):
                             return
                         if generation.status == "WAITING":
                             await self._send_held(generation)
@@ -279,10 +292,13 @@ class Poller:
                     if wait > 0:
                         await self._sleep(wait)
                         continue  # read it again: the state may have moved meanwhile
-                    if not self._holds(generation_id):
+                    if not await self._holds(generation_id):
                         return
                     await self._poll_once(generation)
-                except StoreUnavailable:
+                except LeaseLost as exc:
+                    log.warning("%s", exc.message)
+                    return
+                except StorageUnavailable:
                     # Locked or unreachable for a moment (every poll writes the store, for
                     # the shared upstream budget too): the run is not lost, so try again.
                     log.warning(
@@ -299,11 +315,18 @@ class Poller:
         finally:
             self._leave()
 
-    def _holds(self, generation_id: str) -> bool:
+    async def _holds(self, generation_id: str) -> bool:
         """Whether this process still polls the run: another takes it over if this one's
-        heartbeat lapsed (a process paused for longer than its lease)."""
-        holder = self.store.read(self.store.sync.lease_holder, generation_id)
-        if holder == self.instance:
+        heartbeat lapsed (a process paused for longer than its lease). Only a cheap early
+        look: the fencing token on every write is what keeps a late writer out."""
+        held = await self.store.lease(generation_id)
+        holder = None if held is None else held[0]
+        fence = self.fence(generation_id)
+        if (
+            held is not None
+            and holder == self.instance
+            and (fence is None or fence.token == held[1])
+        ):
             return True
         if holder is not None:
             log.warning(
@@ -348,11 +371,11 @@ class Poller:
                                        is client.JobState.FAILED else None),
             )  # fmt: skip
             return
-        await self.store.write(
-            self.store.sync.record_status,
+        await self.store.record_status(
             generation.id,
             status.status,
             now,
+            fence=self.fence(generation.id),
             next_poll_at=now + self._next_delay(generation, now, status.status),
         )
 
@@ -378,8 +401,8 @@ class Poller:
             type(exc).__name__,
             backoff,
         )
-        await self.store.write(
-            self.store.sync.record_poll_failure, generation.id, now, now + backoff
+        await self.store.record_poll_failure(
+            generation.id, now, now + backoff, self.fence(generation.id)
         )
 
     async def _finish(
@@ -390,11 +413,11 @@ class Poller:
         if ran and not (error or "").startswith("gave up"):
             await self._learn(generation, self.clock.now())
         refund = status != "COMPLETED" and self.settings.failed_runs == "refund"
-        finished = await self.store.write(
-            self.store.sync.record_status,
+        finished = await self.store.record_status(
             generation.id,
             status,
             self.clock.now(),
+            fence=self.fence(generation.id),
             output=output,
             error=error,
             terminal=True,

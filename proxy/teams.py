@@ -11,7 +11,8 @@ from typing import Any
 from .auth import hash_key, key_prefix, new_team_key
 from .config import TeamLimits
 from .errors import NotFound
-from .store import SQLiteStore, Team, TeamKey
+from .rules import Store
+from .store import Team, TeamKey
 from .webhooks import new_secret
 
 __all__ = [
@@ -33,33 +34,33 @@ class NewKey:
     webhook_secret: str | None = None  # with a new team: shown once too
 
 
-def create_team(store: SQLiteStore, name: str, limits: TeamLimits, now: float) -> NewKey:
+async def create_team(store: Store, name: str, limits: TeamLimits, now: float) -> NewKey:
     name = name.strip()
     if not name or len(name) > 64 or not all(c.isalnum() or c in "-_." for c in name):
         raise ValueError(f"team names are 1 to 64 letters, digits, '-', '_' or '.'; got {name!r}")
     secret = new_secret()
-    team = store.create_team(uuid.uuid4().hex, name, limits, now, webhook_secret=secret)
-    made = create_key(store, team.name, now)
+    team = await store.create_team(Team(uuid.uuid4().hex, name, now, limits, secret))
+    made = await create_key(store, team.name, now)
     return NewKey(made.team, made.key, made.prefix, secret)
 
 
-def rotate_secret(store: SQLiteStore, team_name: str, now: float, overlap: float) -> str:
+async def rotate_secret(store: Store, team_name: str, now: float, overlap: float) -> str:
     """A new webhook secret; the old one keeps signing for `overlap` seconds."""
     secret = new_secret()
-    store.rotate_secret(team_name, secret, now, overlap)
+    await store.rotate_secret(team_name, secret, now, overlap)
     return secret
 
 
-def create_key(store: SQLiteStore, team_name: str, now: float) -> NewKey:
+async def create_key(store: Store, team_name: str, now: float) -> NewKey:
     key = new_team_key()
-    stored = store.add_key(team_name, hash_key(key), key_prefix(key), now)
-    return NewKey(store.team(team_name), key, stored.prefix)
+    stored = await store.add_key(team_name, hash_key(key), key_prefix(key), now)
+    return NewKey(await store.team(team_name), key, stored.prefix)
 
 
-def describe_team(store: SQLiteStore, team: Team, now: float) -> dict[str, object]:
+async def describe_team(store: Store, team: Team, now: float) -> dict[str, object]:
     """A team as the admin API and CLI show it: limits, key prefixes, spend; no secrets."""
-    day, month = store.spent(team.id, now)
-    keys: list[TeamKey] = store.keys(team.name)
+    day, month = await store.spent(team.id, now)
+    keys: list[TeamKey] = await store.keys(team.name)
     return {
         "name": team.name,
         "created_at": team.created_at,
@@ -73,11 +74,11 @@ def describe_team(store: SQLiteStore, team: Team, now: float) -> dict[str, objec
     }
 
 
-def webhook_report(
-    store: SQLiteStore, request_id: str, team_id: str | None = None
+async def webhook_report(
+    store: Store, request_id: str, team_id: str | None = None
 ) -> dict[str, Any]:
     """A request's webhook messages and every attempt, as the admin API and CLI show them."""
-    found = store.messages_for_request(team_id, request_id)
+    found = await store.messages_for_request(team_id, request_id)
     if not found:
         raise NotFound(
             f"no webhook messages for request {request_id!r} (did it send X-Webhook-Url?)"

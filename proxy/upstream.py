@@ -22,7 +22,7 @@ from .clock import Clock
 from .config import ProxySettings
 from .errors import BadInput, GatewayError, UnconfirmedSubmit, UpstreamFailure
 from .logs import Redactor
-from .store import AsyncStore
+from .rules import Fence, Store
 
 __all__ = ["Upstream", "UpstreamBudget", "UpstreamGone"]
 
@@ -43,33 +43,29 @@ class UpstreamBudget:
     """The company-wide cap on upstream calls (Segmind's limit is per account, shared by
     every team and every gateway process on the store): a sliding window over the
     gateway's clock, submits served before polls, and a pause for everyone after an
-    upstream 429. The state is in the store (`store/budget.py`), so processes sharing it
+    upstream 429. The state is in the store (`rules/budget.py`), so processes sharing it
     share the budget."""
 
-    def __init__(self, clock: Clock, per_minute: int, store: AsyncStore) -> None:
+    def __init__(self, clock: Clock, per_minute: int, store: Store) -> None:
         self.clock = clock
         self.per_minute = per_minute
         self.store = store
 
     async def pause(self, seconds: float) -> None:
-        await self.store.write(self.store.sync.pause_upstream, self.clock.now() + seconds)
+        await self.store.pause_upstream(self.clock.now() + seconds)
 
-    async def claim_send(self, generation_id: str) -> float:
+    async def claim_send(self, generation_id: str, fence: Fence | None = None) -> float:
         """The slot to send a WAITING run now (0.0, and it is SUBMITTING), or seconds to
         wait (it stays WAITING); negative: it is not WAITING any more."""
-        return await self.store.write(
-            self.store.sync.claim_send, generation_id, self.clock.now(), self.per_minute
-        )
+        return await self.store.claim_send(generation_id, self.clock.now(), self.per_minute, fence)
 
     async def unclaim_send(self, generation_id: str) -> None:
-        await self.store.write(self.store.sync.unclaim_send, generation_id, self.clock.now())
+        await self.store.unclaim_send(generation_id, self.clock.now())
 
     async def acquire(self, kind: str, sleep: Sleep | None = None) -> None:
         sleep = sleep or self.clock.sleep
         while True:
-            wait = await self.store.write(
-                self.store.sync.take_upstream, kind, self.clock.now(), self.per_minute
-            )
+            wait = await self.store.take_upstream(kind, self.clock.now(), self.per_minute)
             if wait <= 0:
                 return
             await sleep(wait)

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -14,6 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+
+from fakeserver.testing.processes import LoggedProcess
 
 __all__ = ["ServerProcess", "free_port", "launch", "start_server"]
 
@@ -28,7 +28,7 @@ def free_port() -> int:
 
 
 @dataclass
-class ServerProcess:
+class ServerProcess(LoggedProcess):
     url: str
     port: int
     proc: subprocess.Popen[bytes]
@@ -36,30 +36,6 @@ class ServerProcess:
     log: Path
     argv: list[str] = field(default_factory=list)
     output: str | None = None
-
-    def stop(self) -> str:
-        """Stop the process (once) and return everything it printed."""
-        if self.output is None:
-            if self.proc.poll() is None:
-                self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-            # Its own children too (a gateway's embedded fake, were the gateway killed before
-            # it could stop it): the server leads a process group of its own.
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            self.output = self.printed()
-            self.log.unlink(missing_ok=True)
-        return self.output
-
-    def printed(self) -> str:
-        """What the process has printed so far (everything, once stopped)."""
-        if self.output is not None:
-            return self.output
-        return self.log.read_bytes().decode(errors="replace")
 
 
 def start_server(module: str, *args: str, env: dict[str, str] | None = None) -> ServerProcess:

@@ -3,7 +3,7 @@ so the replica test runs exactly what an operator reads: one place for both.
 
 The section's shell block holds variable assignments (examples of what differs per
 deployment) and commands using them. `step(role, values)` returns one command, named by
-what it does (`init`, `create-team`, `serve`, `nginx-config`, `nginx`), with the test's
+what it does (`migrate`, `create-team`, `serve`, `nginx-config`, `nginx`), with the test's
 values in place of the variables.
 """
 
@@ -24,7 +24,7 @@ HEADING = "### Several machines"
 VARIABLE = re.compile(r"\$(\w+)|\$\{(\w+)\}")
 ASSIGNMENT = re.compile(r"^[A-Z_][A-Z0-9_]*=")
 ROLES = {
-    ("admin", "init"): "init",
+    ("migrate",): "migrate",
     ("admin", "create-team"): "create-team",
     ("serve",): "serve",
     ("nginx-config",): "nginx-config",

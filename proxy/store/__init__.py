@@ -1,21 +1,42 @@
-"""Everything that must survive a restart: teams, keys, requests, generations, cache,
-idempotency keys, quota counters and spend. One SQLite file (WAL) by default."""
+"""Storage: what must survive a restart (teams, keys, requests, runs, cache, idempotency
+keys, quota counters, spend, the webhook outbox, leases), behind one interface with two
+backends: SQLite (one file, the embedded default) and PostgreSQL (several machines).
 
-from .outbox import Attempt, OutboxMessage
-from .records import Admission, CacheStatus, Generation, RequestRecord, Team, TeamKey
-from .sqlite import AdmissionRequest, AsyncStore, SQLiteStore, TeamExists
+This package reads and writes; it decides nothing. The rules are in `proxy/rules/`.
+"""
+
+from .backend import Backend, describe, is_new, location, open_backend
+from .errors import StorageUnavailable, StoreError, StoreTooNew
+from .records import (
+    Admission,
+    Attempt,
+    CacheStatus,
+    Generation,
+    Instance,
+    OutboxMessage,
+    RequestRecord,
+    Team,
+    TeamKey,
+)
+from .tx import Tx
 
 __all__ = [
     "Admission",
-    "AdmissionRequest",
-    "AsyncStore",
     "Attempt",
+    "Backend",
     "CacheStatus",
     "Generation",
+    "Instance",
     "OutboxMessage",
     "RequestRecord",
-    "SQLiteStore",
+    "StorageUnavailable",
+    "StoreError",
+    "StoreTooNew",
     "Team",
-    "TeamExists",
     "TeamKey",
+    "Tx",
+    "describe",
+    "is_new",
+    "location",
+    "open_backend",
 ]

@@ -4,11 +4,22 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 from ..config import TeamLimits
 from ..quotas import RateDecision
 
-__all__ = ["Admission", "CacheStatus", "Generation", "RequestRecord", "Team", "TeamKey"]
+__all__ = [
+    "Admission",
+    "Attempt",
+    "CacheStatus",
+    "Generation",
+    "Instance",
+    "OutboxMessage",
+    "RequestRecord",
+    "Team",
+    "TeamKey",
+]
 
 
 class CacheStatus(StrEnum):
@@ -78,3 +89,59 @@ class Admission:
     generation: Generation
     replayed: bool  # an Idempotency-Key replay of an earlier request
     rate: RateDecision | None  # the submit-rate decision, for the RateLimit fields
+    token: int | None = None  # a new run's lease fencing token, for the process polling it
+
+
+@dataclass(frozen=True)
+class OutboxMessage:
+    id: str  # the webhook-id: stable across attempts and resends
+    request_id: str
+    team_id: str
+    url: str
+    event: str
+    body: bytes
+    state: str
+    attempts: int
+    next_attempt_at: float | None
+    created_at: float
+    last_error: str | None
+
+    def public(self) -> dict[str, Any]:
+        return {
+            "webhook_id": self.id,
+            "request_id": self.request_id,
+            "url": self.url,
+            "event": self.event,
+            "state": self.state,
+            "attempts": self.attempts,
+            "next_attempt_at": self.next_attempt_at,
+            "created_at": self.created_at,
+            "last_error": self.last_error,
+        }
+
+
+@dataclass(frozen=True)
+class Attempt:
+    attempt: int
+    at: float
+    status_code: int | None
+    latency_ms: float | None
+    response: str | None
+    error: str | None
+
+
+@dataclass(frozen=True)
+class Instance:
+    """A gateway process as the store knows it: for operators (`/admin/instances`)."""
+
+    id: str
+    alive_until: float
+    runs: int  # unfinished runs leased to it
+
+    def public(self, now: float) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "alive": self.alive_until >= now,
+            "alive_until": self.alive_until,
+            "runs": self.runs,
+        }

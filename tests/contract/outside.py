@@ -13,15 +13,20 @@ from pathlib import Path
 from client.cassettes import cassette_dir
 
 __all__ = [
+    "HARNESS_SECTION",
     "README",
     "SECTION",
     "guide_blocks",
+    "lay_out_harness_tests",
     "lay_out_their_tests",
     "run_their_tests",
 ]
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 SECTION = "## Test your code offline with our cassettes"
+HARNESS_SECTION = "## Testing your own code offline: mock, server or cassettes"
+#: The product page's script, verbatim, which the harness guide runs as `segmind_sample.py`.
+SAMPLE = Path(__file__).resolve().parents[1] / "data" / "product_page_sample.py.txt"
 #: The cassettes the guide's examples use, and so the only ones vendored.
 VENDORED = ("success.yaml", "gateway_webhook.yaml")
 #: Their conftest: any connection attempt fails the test that made it, so "offline" is
@@ -40,13 +45,40 @@ def _offline(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(socket, "create_connection", refuse)
     monkeypatch.setattr(socket.socket, "connect", refuse)
 """
+#: The harness guide's conftest: the fixtures start loopback servers, so only connections
+#: off this machine fail the test (a Segmind call the mock missed would be one).
+LOOPBACK_GUARD = """
+import socket
+
+import pytest
+
+LOOPBACK = ("127.0.0.1", "::1", "localhost")
 
 
-def guide_blocks() -> list[str]:
-    """The Python blocks of the README's offline-testing section, in order."""
+@pytest.fixture(autouse=True)
+def _offline(monkeypatch: pytest.MonkeyPatch) -> None:
+    create_connection, connect = socket.create_connection, socket.socket.connect
+
+    def guarded_create(address, *args, **kwargs):
+        if address[0] not in LOOPBACK:
+            raise AssertionError(f"a test tried to leave this machine: {address!r}")
+        return create_connection(address, *args, **kwargs)
+
+    def guarded_connect(sock, address):
+        if isinstance(address, tuple) and address[0] not in LOOPBACK:
+            raise AssertionError(f"a test tried to leave this machine: {address!r}")
+        return connect(sock, address)
+
+    monkeypatch.setattr(socket, "create_connection", guarded_create)
+    monkeypatch.setattr(socket.socket, "connect", guarded_connect)
+"""
+
+
+def guide_blocks(section: str = SECTION) -> list[str]:
+    """The Python blocks of one of the README's offline-testing sections, in order."""
     text = README.read_text()
-    start = text.index(SECTION)
-    end = text.index("\n## ", start + len(SECTION))
+    start = text.index(section)
+    end = text.index("\n## ", start + len(section))
     return re.findall(r"```python\n(.*?)```", text[start:end], re.DOTALL)
 
 
@@ -61,6 +93,19 @@ def lay_out_their_tests(root: Path, files: dict[str, str]) -> Path:
     for name in VENDORED:
         shutil.copy(cassette_dir() / name, tests / "cassettes" / name)
     return tests
+
+
+def lay_out_harness_tests(root: Path) -> tuple[Path, int]:
+    """`root/tests/` with the harness guide's blocks as test files, the product page's
+    script beside them and a loopback-only guard; returns the folder and the tests' count."""
+    tests = root / "tests"
+    tests.mkdir(parents=True)
+    blocks = guide_blocks(HARNESS_SECTION)
+    for n, block in enumerate(blocks):
+        (tests / f"test_harness_example_{n}.py").write_text(block)
+    (tests / "conftest.py").write_text(LOOPBACK_GUARD)
+    shutil.copy(SAMPLE, tests / "segmind_sample.py")
+    return tests, sum(block.count("\ndef test_") for block in blocks)
 
 
 def run_their_tests(python: Path | str, tests: Path, cwd: Path) -> subprocess.CompletedProcess[str]:

@@ -247,18 +247,17 @@ def _listens(port: int) -> bool:
 
 
 @pytest.fixture
-def deployment(tmp_path: Path) -> Iterator[Deployment]:
+def deployment(tmp_path: Path, postgres_url: str) -> Iterator[Deployment]:
     for folder in ("admin", "balancer", *(f"replica-{n}" for n in range(1, REPLICAS + 1))):
         (tmp_path / folder).mkdir()
-    # SQLite until the PostgreSQL store lands; then `postgres_url`, the one change.
-    db = str(tmp_path / "admin" / "gateway.sqlite")
+    db = postgres_url  # the only thing the replicas share
     fake = start_server("fakeserver", "--api-key", UPSTREAM_KEY, "--clock", "virtual",
                         "--plan", "unlimited", "--seed", "11")  # fmt: skip
     replicas = [Replica(n, tmp_path / f"replica-{n}") for n in range(1, REPLICAS + 1)]
     built = Deployment(tmp_path, db, fake, replicas)
     try:
         admin = tmp_path / "admin"
-        built.run(built.step("init"), cwd=admin)
+        built.run(built.step("migrate"), cwd=admin)
         made = json.loads(built.run(built.step("create-team"), cwd=admin))
         built.key, built.secret = made["api_key"], made["webhook_secret"]
         # The test's own step: limits that 40 runs at once and a steady load never meet.
@@ -266,7 +265,7 @@ def deployment(tmp_path: Path) -> Iterator[Deployment]:
                   "max-concurrent", "daily-budget", "monthly-budget")]  # fmt: skip
         limits = [word for flag in limits for word in (flag, "100000")]
         subprocess.run(
-            [*built.step("init").argv[:3], "admin", "set-limits", TEAM, "--db", db, *limits],
+            [*built.step("migrate").argv[:3], "admin", "set-limits", TEAM, "--db", db, *limits],
             cwd=admin, check=True, capture_output=True, timeout=60,
         )  # fmt: skip
         for replica in replicas:

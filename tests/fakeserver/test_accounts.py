@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 import pytest
 
+from fakeserver.accounts import Accounts
 from tests.fakeserver.conftest import KEY, SUBMIT, Fake
 
 
@@ -102,3 +103,16 @@ def test_bad_plan_name_is_refused_with_the_valid_ones() -> None:
 
     with pytest.raises(ValidationError, match="free, pro, unlimited"):
         FakeSettings(plan="gold", api_keys=[KEY])
+
+
+def test_open_to_any_key_makes_one_account_per_key_on_first_use() -> None:
+    accounts = Accounts(open_to_any_key=(7.0, 5))
+    first = accounts.find("their-key")
+    assert first is not None
+    assert (first.label, first.credits, first.rate_limit) == ("key-1", 7, 5)
+    assert accounts.find("their-key") is first
+    other = accounts.find("another-key")
+    assert other is not None
+    assert other.label == "key-2"
+    assert accounts.find("") is None
+    assert Accounts().find("their-key") is None  # closed by default: 401

@@ -1,0 +1,118 @@
+"""A run's life after admission: sent, polled, finished; and who may write it.
+
+Every write of a run's state names the lease it is made under (instance and fencing
+token). A process that lost its lease while stalled (its heartbeat lapsed and another
+took the run over, with a new token) is refused with `LeaseLost`: it can never overwrite
+what the new owner wrote. A terminal state is written with its cache entry or refund and
+its webhook messages in one unit of work, so a crash never leaves one without the other.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..store.records import Generation
+from ..store.tx import Tx
+from .errors import LeaseLost
+from .outbox import enqueue
+
+__all__ = ["Fence", "check_fence", "mark_submitted", "record_poll_failure", "record_status"]
+
+
+@dataclass(frozen=True)
+class Fence:
+    """The lease a write is made under."""
+
+    instance: str
+    token: int
+
+
+def check_fence(tx: Tx, generation_id: str, fence: Fence | None) -> None:
+    """Refuse a write under a lease that is no longer current (None: an operator's write,
+    or a run with no poller yet, which needs none)."""
+    if fence is None:
+        return
+    held = tx.lease(generation_id, lock=True)
+    if held is not None and held != (fence.instance, fence.token):
+        raise LeaseLost(
+            f"run {generation_id} is polled by instance {held[0]} now (lease {held[1]}, "
+            f"this process held {fence.token}); this process stops polling it"
+        )
+
+
+def mark_submitted(
+    tx: Tx,
+    generation_id: str,
+    upstream_id: str,
+    now: float,
+    next_poll_at: float,
+    fence: Fence | None,
+) -> Generation:
+    tx.generation(generation_id, lock=True)
+    check_fence(tx, generation_id, fence)
+    tx.set_submitted(generation_id, upstream_id, now, next_poll_at)
+    return tx.generation(generation_id)
+
+
+def record_poll_failure(
+    tx: Tx, generation_id: str, now: float, next_poll_at: float, fence: Fence | None
+) -> Generation:
+    tx.generation(generation_id, lock=True)
+    check_fence(tx, generation_id, fence)
+    tx.set_poll_failure(generation_id, now, next_poll_at)
+    return tx.generation(generation_id)
+
+
+def record_status(
+    tx: Tx,
+    generation_id: str,
+    status: str,
+    now: float,
+    *,
+    fence: Fence | None = None,
+    output: str | None = None,
+    error: str | None = None,
+    terminal: bool = False,
+    next_poll_at: float | None = None,
+    cache_ttl: float = 0.0,
+    refund: bool = False,
+    answered: str | None = None,
+) -> Generation:
+    """Write what the upstream said; a terminal state also fills the cache or refunds,
+    and queues the webhooks. The request `answered` (already told the outcome in its
+    answer) gets no webhook."""
+    current = tx.generation(generation_id, lock=True)
+    if current.terminal:
+        return current  # terminal states never change
+    check_fence(tx, generation_id, fence)
+    tx.set_status(
+        generation_id,
+        status,
+        now,
+        output=output,
+        error=error,
+        terminal=terminal,
+        next_poll_at=next_poll_at,
+    )
+    if not terminal:
+        return tx.generation(generation_id)
+    if status == "COMPLETED" and cache_ttl > 0:
+        tx.put_cache(current.scope_key, generation_id, now + cache_ttl)
+    if status != "COMPLETED" and refund:
+        _refund(tx, generation_id)
+    finished = tx.generation(generation_id)
+    tx.drop_lease(generation_id)
+    for request in tx.requests_of(generation_id):
+        if request.id != answered:
+            enqueue(tx, request, finished, now)
+    tx.notify("finished")
+    return finished
+
+
+def _refund(tx: Tx, generation_id: str) -> None:
+    team_id, cost, day, month, refunded = tx.charge_of(generation_id)
+    if refunded or day is None or month is None:
+        return
+    for period in (day, month):
+        tx.refund_spend(team_id, period, cost)
+    tx.set_refunded(generation_id)

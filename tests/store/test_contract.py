@@ -1,0 +1,279 @@
+"""The store contract: every rule, on both backends (SQLite file, PostgreSQL database).
+
+The rules are written once (`proxy/rules/`); these tests hold each backend to them,
+including where only the database can make them exact: admissions racing from several
+processes, leases taken over and fenced, the outbox after a crash, cache expiry,
+Idempotency-Key replays, and the schema's migrations.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from proxy.config import TeamLimits
+from proxy.rules import (
+    AdmissionRequest,
+    Fence,
+    IdempotencyMismatch,
+    LeaseLost,
+    Store,
+    TeamExists,
+    open_store,
+)
+from proxy.store import Team
+from proxy.store.migrations import latest_version
+from tests.proxy.harness import blocking
+
+pytestmark = pytest.mark.anyio
+
+PRICE = 4.0
+NOW = 1_790_000_000.0  # a fixed moment: budgets count by UTC day and month
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+async def store(store_url: str) -> AsyncIterator[Store]:
+    opened = open_store(store_url)
+    yield opened
+    opened.close()
+
+
+async def _team(store: Store, name: str = "alpha", **limits: float | None) -> Team:
+    defaults = {"submits_per_minute": None, "max_concurrent": None}
+    return await store.create_team(
+        Team(uuid.uuid4().hex, name, NOW, TeamLimits(**{**defaults, **limits}), "whsec_test")
+    )
+
+
+def _ask(team: Team, scope: str | None = None, **extra: object) -> AdmissionRequest:
+    return AdmissionRequest(
+        team=team,
+        request_id=uuid.uuid4().hex,
+        generation_id=uuid.uuid4().hex,
+        scope_key=scope or uuid.uuid4().hex,
+        workflow_id="contract",
+        inputs={"scope": scope},
+        price=PRICE,
+        instance="gateway-a",
+        **extra,  # type: ignore[arg-type]
+    )
+
+
+async def test_a_team_name_is_taken_once(store: Store) -> None:
+    await _team(store, "alpha")
+    with pytest.raises(TeamExists):
+        await _team(store, "alpha")
+
+
+async def test_identical_requests_share_one_run_and_a_finished_one_is_a_hit(store: Store) -> None:
+    team = await _team(store)
+    first = await store.admit(_ask(team, "same"), NOW)
+    joined = await store.admit(_ask(team, "same"), NOW)
+    assert (first.request.cache_status, joined.request.cache_status) == ("MISS", "JOIN")
+    assert joined.generation.id == first.generation.id
+    fence = Fence("gateway-a", first.token or 0)
+    await store.mark_submitted(first.generation.id, "up-1", NOW, NOW + 5, fence)
+    await store.record_status(
+        first.generation.id, "COMPLETED", NOW + 10, fence=fence, output="{}", terminal=True,
+        cache_ttl=100.0,
+    )  # fmt: skip
+    hit = await store.admit(_ask(team, "same"), NOW + 50)
+    assert hit.request.cache_status == "HIT"
+    assert hit.generation.id == first.generation.id
+    # The cache lasts cache_ttl: after it, the same request is a new, paid run.
+    expired = await store.admit(_ask(team, "same"), NOW + 111)
+    assert expired.request.cache_status == "MISS"
+    assert await store.spent(team.id, NOW) == (2 * PRICE, 2 * PRICE)
+
+
+async def test_an_idempotency_key_replays_and_refuses_another_body(store: Store) -> None:
+    team = await _team(store)
+    first = await store.admit(_ask(team, "a", idempotency_key="k1", fingerprint="f1"), NOW)
+    again = await store.admit(_ask(team, "a", idempotency_key="k1", fingerprint="f1"), NOW + 1)
+    assert again.replayed
+    assert again.request.id == first.request.id
+    with pytest.raises(IdempotencyMismatch):
+        await store.admit(_ask(team, "b", idempotency_key="k1", fingerprint="f2"), NOW + 2)
+    assert await store.spent(team.id, NOW) == (PRICE, PRICE)
+
+
+async def test_a_failed_run_is_refunded_once(store: Store) -> None:
+    team = await _team(store)
+    admitted = await store.admit(_ask(team), NOW)
+    fence = Fence("gateway-a", admitted.token or 0)
+    for _ in range(2):
+        await store.record_status(
+            admitted.generation.id, "FAILED", NOW + 1, fence=fence, error="boom", terminal=True,
+            refund=True,
+        )  # fmt: skip
+    assert await store.spent(team.id, NOW) == (0.0, 0.0)
+
+
+async def test_a_finished_run_queues_one_webhook_per_request_but_the_answered_one(
+    store: Store,
+) -> None:
+    team = await _team(store)
+    url = "https://hooks.example.com/done"
+    paid = await store.admit(_ask(team, "s", webhook_url=url), NOW)
+    joined = await store.admit(_ask(team, "s", webhook_url=url), NOW)
+    await store.record_status(
+        paid.generation.id, "COMPLETED", NOW + 1, fence=Fence("gateway-a", paid.token or 0),
+        output="{}", terminal=True, answered=paid.request.id,
+    )  # fmt: skip
+    due = await store.due_messages(NOW + 1, 10)
+    assert [m.request_id for m in due] == [joined.request.id]
+
+
+async def test_a_stalled_writer_that_lost_its_lease_is_fenced_off(store: Store) -> None:
+    team = await _team(store)
+    admitted = await store.admit(_ask(team), NOW)
+    old = Fence("gateway-a", admitted.token or 0)
+    await store.claim_send(admitted.generation.id, NOW, 50, old)
+    await store.mark_submitted(admitted.generation.id, "up-1", NOW, NOW + 5, old)
+    # gateway-a's heartbeat lapsed (it never beat): gateway-b takes the run over.
+    await store.heartbeat("gateway-b", NOW + 30)
+    [(run, token)] = await store.claim_runs("gateway-b", NOW)
+    assert run.id == admitted.generation.id
+    assert token > old.token
+    with pytest.raises(LeaseLost):
+        await store.record_status(run.id, "COMPLETED", NOW + 2, fence=old, terminal=True)
+    with pytest.raises(LeaseLost):
+        await store.record_poll_failure(run.id, NOW + 2, NOW + 9, old)
+    done = await store.record_status(
+        run.id, "FAILED", NOW + 3, fence=Fence("gateway-b", token), error="x", terminal=True
+    )
+    assert done.status == "FAILED"
+    # A second sweeper finds nothing left to take: a run is never claimed twice.
+    await store.heartbeat("gateway-c", NOW + 30)
+    assert await store.claim_runs("gateway-c", NOW + 100) == []
+
+
+async def test_an_outbox_message_is_delivered_at_least_once_after_a_crash(store: Store) -> None:
+    team = await _team(store)
+    url = "https://hooks.example.com/x"
+    admitted = await store.admit(_ask(team, webhook_url=url), NOW)
+    await store.record_status(
+        admitted.generation.id, "FAILED", NOW, fence=Fence("gateway-a", admitted.token or 0),
+        error="x", terminal=True,
+    )  # fmt: skip
+    [message] = await store.due_messages(NOW, 10)
+    assert await store.claim(message.id, NOW, NOW + 30)
+    assert not await store.claim(message.id, NOW + 1, NOW + 31)  # held by the first taker
+    # The taker died before recording an attempt: the message is due again at its lease's end.
+    assert await store.due_messages(NOW + 29, 10) == []
+    assert [m.id for m in await store.due_messages(NOW + 30, 10)] == [message.id]
+    assert await store.claim(message.id, NOW + 30, NOW + 60)
+
+
+async def test_the_upstream_window_never_holds_more_than_its_budget(store: Store) -> None:
+    granted = []
+    for step in range(480):  # four minutes in half seconds
+        at = NOW + step / 2
+        if await store.take_upstream("poll", at, 6) == 0:
+            granted.append(at)
+    assert len(granted) >= 18  # the budget is used, not only respected
+    assert all(sum(1 for t in granted if start <= t < start + 60) <= 6 for start in granted), (
+        "a 60 s span held more calls than the budget"
+    )
+
+
+def _race(url: str, team: str, per_process: int, identical: bool) -> Counter[str]:
+    """Three processes admit `per_process` requests each, all at once."""
+    argv = [sys.executable, "-m", "tests.store.admitter", url, team, str(per_process)]
+    processes = [
+        subprocess.Popen(
+            [*argv, "1" if identical else "0"],
+            cwd=REPO,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(3)
+    ]
+    try:
+        for process in processes:
+            assert process.stdout is not None
+            assert process.stdout.readline().strip() == "ready"
+        for process in processes:
+            assert process.stdin is not None
+            process.stdin.write("go\n")
+            process.stdin.flush()
+        outcomes: Counter[str] = Counter()
+        for process in processes:
+            out, _ = process.communicate(timeout=60)
+            outcomes.update(json.loads(out))
+        return outcomes
+    finally:
+        for process in processes:
+            process.kill()
+
+
+async def test_concurrent_submits_from_three_processes_admit_exactly_the_limit(
+    store: Store, store_url: str
+) -> None:
+    await _team(store, "racers", max_concurrent=7)
+    outcomes = _race(store_url, "racers", 67, identical=False)
+    assert outcomes == {"MISS": 7, "max_concurrent": 194}
+
+
+async def test_identical_submits_from_three_processes_make_one_paid_run(
+    store: Store, store_url: str
+) -> None:
+    team = await _team(store, "twins")
+    outcomes = _race(store_url, "twins", 67, identical=True)
+    assert outcomes == {"MISS": 1, "JOIN": 200}
+    assert await store.spent(team.id, time.time()) == (PRICE, PRICE)  # charged once, today
+    assert await store.waiting_runs() == 1
+
+
+async def test_a_budget_is_never_overshot_by_one_run(store: Store, store_url: str) -> None:
+    await _team(store, "spenders", daily_budget=10 * PRICE + 1.0)
+    outcomes = _race(store_url, "spenders", 67, identical=False)
+    assert outcomes == {"MISS": 10, "daily_budget": 191}
+
+
+def test_a_store_made_before_migrations_upgrades_in_place(tmp_path: Path) -> None:
+    """A SQLite store as the gateway made it before versioned migrations: no version
+    table, no fencing tokens, no webhook hosts. Opening it upgrades it, keeping its rows."""
+    import sqlite3
+
+    from proxy.store.migrations import BASE
+
+    path = tmp_path / "old.sqlite"
+    old = sqlite3.connect(path)
+    old.executescript(
+        BASE.format(double="REAL", bytes="BLOB", serial="", bigint="INTEGER").replace(
+            "    webhook_secret_previous TEXT,\n    webhook_previous_until REAL\n",
+            "    webhook_secret_placeholder TEXT\n",
+        )
+    )
+    old.execute(
+        "INSERT INTO teams (id, name, created_at, limits) VALUES ('t1', 'old', 1.0, ?)",
+        (TeamLimits().model_dump_json(),),
+    )
+    old.execute(
+        "INSERT INTO outbox (id, request_id, team_id, url, event, body, state, created_at, "
+        "updated_at, next_attempt_at) VALUES ('m1', 'r1', 't1', 'https://Hooks.Example.com/a', "
+        "'job.failed', x'7b7d', 'pending', 1.0, 1.0, 1.0)"
+    )
+    old.commit()
+    old.close()
+    store = open_store(str(path), create=False)
+    try:
+        assert blocking(store.team("old")).id == "t1"
+        [message] = blocking(store.due_messages(2.0, 10, skip_hosts=["elsewhere.example.com"]))
+        assert message.id == "m1"
+        assert blocking(store.due_messages(2.0, 10, skip_hosts=["hooks.example.com"])) == []
+    finally:
+        store.close()
+    versions = sqlite3.connect(path).execute("SELECT version FROM schema_migrations").fetchall()
+    assert sorted(v for (v,) in versions) == list(range(1, latest_version() + 1))
