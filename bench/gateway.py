@@ -20,6 +20,19 @@ ratio is the figure to compare across machines; the absolute rates only describe
 The gateway runs as shipped (its default INFO log: one JSON access line per request) unless
 `--gateway-log-level` says otherwise.
 
+With `--db URL` (repeat it: `--db sqlite --db postgresql://...`) it compares stores instead,
+side by side in one run (issue 11): for each store, a fake and a gateway on it, then
+
+    polls      GET /workflows/request/{id} of completed runs (answered from the store)
+    admits     POST /workflows/{workflow} with a new body each time: every one a MISS
+               admission (the store's admission transaction plus a real upstream submit to
+               the fake, which runs jobs in a fraction of a second)
+    admits x3  the same spread over three gateway processes on that store (`--replicas`)
+
+printed with each store's ratio to the first one's. `sqlite` alone means a fresh SQLite
+file; any other value is passed to `--db` as it is (give PostgreSQL a database of its own).
+Goals: polls on PostgreSQL at least 0.9x SQLite's; 200 admissions/s across 3 replicas.
+
 Goal (issue): polling through the gateway is at least as fast as polling the fake directly,
 since it is served from the store. A benchmark, not a timed test: it exits 0 whether or not
 the goal is met, and 2 when its own figures are invalid (an answer other than 200, a poll
@@ -30,6 +43,7 @@ measured phases).
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import platform
@@ -224,7 +238,7 @@ def _clean_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith(prefixes)}
 
 
-def _create_team(db: str, env: dict[str, str]) -> str:
+def _create_team(db: str, env: dict[str, str], name: str = TEAM_NAME) -> str:
     """A team with limits no phase reaches; returns its key."""
     limits = []
     for flag in ("--submits-per-minute", "--polls-per-minute", "--max-concurrent"):
@@ -234,7 +248,7 @@ def _create_team(db: str, env: dict[str, str]) -> str:
     # Admin commands never create a store: `admin init` makes the one the gateway will serve.
     init = [sys.executable, "-m", "proxy", "admin", "init", "--db", db]
     subprocess.run(init, cwd=ROOT, env=env, capture_output=True, timeout=60, check=True)
-    argv = [sys.executable, "-m", "proxy", "admin", "create-team", TEAM_NAME, "--db", db, "--json"]
+    argv = [sys.executable, "-m", "proxy", "admin", "create-team", name, "--db", db, "--json"]
     done = subprocess.run(
         [*argv, *limits], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
     )
@@ -448,28 +462,40 @@ def _parser() -> argparse.ArgumentParser:
         help="the gateway's log level (default: its own, INFO, one access line per request)",
     )
     p.add_argument("--quick", action="store_true", help="a smoke run of about 8 s")
+    p.add_argument(
+        "--db",
+        action="append",
+        metavar="URL",
+        help="compare stores instead (repeat): `sqlite` (a fresh file), a path, or a URL",
+    )
+    p.add_argument("--replicas", type=int, default=3, help="with --db: gateways for admits xN")
     return p
 
 
-def _start_servers(
-    args: argparse.Namespace, db: str, servers: list[Server]
-) -> tuple[Server, Server]:
-    env = _clean_env()
-    fake_port, gateway_port = free_port(), free_port()
+def _start_fake(servers: list[Server]) -> Server:
+    port = free_port()
     fake = start_server(
         "fake",
         [
-            sys.executable, "-m", "fakeserver", "--host", HOST, "--port", str(fake_port),
+            sys.executable, "-m", "fakeserver", "--host", HOST, "--port", str(port),
             "--api-key", FAKE_KEY, "--plan", "unlimited", "--credits", "1e12",
             "--time-scale", "0.0001", "--log-level", "warning",
         ],
-        fake_port,
+        port,
         cwd=str(ROOT),
-        env=env,
+        env=_clean_env(),
     )  # fmt: skip
     servers.append(fake)
+    wait_until_answers(fake, "/healthz")
+    return fake
+
+
+def _start_gateway(
+    args: argparse.Namespace, db: str, fake: Server, servers: list[Server], name: str = "gateway"
+) -> Server:
+    port = free_port()
     team_env = {
-        **env,
+        **_clean_env(),
         "SEGMIND_API_KEY": FAKE_KEY,
         "PROXY_METRICS_TOKEN": METRICS_TOKEN,
         # The company-wide upstream budget and the poll schedule must not slow the setup.
@@ -479,16 +505,184 @@ def _start_servers(
         "PROXY_POLL_SCHEDULE": "fixed",
     }
     argv = [
-        sys.executable, "-m", "proxy", "serve", "--host", HOST, "--port", str(gateway_port),
-        "--db", db, "--upstream-url", f"http://{HOST}:{fake_port}",
+        sys.executable, "-m", "proxy", "serve", "--host", HOST, "--port", str(port),
+        "--db", db, "--upstream-url", f"http://{HOST}:{fake.port}",
     ]  # fmt: skip
     if args.gateway_log_level:
         argv += ["--log-level", args.gateway_log_level]
-    gateway = start_server("gateway", argv, gateway_port, cwd=str(ROOT), env=team_env)
+    gateway = start_server(name, argv, port, cwd=str(ROOT), env=team_env)
     servers.append(gateway)
-    wait_until_answers(fake, "/healthz")
     wait_until_answers(gateway, "/readyz")
-    return fake, gateway
+    return gateway
+
+
+def _start_servers(
+    args: argparse.Namespace, db: str, servers: list[Server]
+) -> tuple[Server, Server]:
+    fake = _start_fake(servers)
+    return fake, _start_gateway(args, db, fake, servers)
+
+
+# --- stores side by side (--db) -------------------------------------------------------------
+
+POLLS, ADMITS, ADMITS_X = "polls", "admits", "admits x{n}"
+STORE_POLL_GOAL = 0.9  # polls/s on PostgreSQL against SQLite's
+REPLICA_ADMIT_GOAL = 200.0  # admissions/s across the replicas
+
+
+@dataclass(frozen=True)
+class StorePlan:
+    """One measured phase against one store: polls or admissions, over `ports`."""
+
+    name: str
+    ports: list[int]
+    pids: list[int]
+    team_key: str
+    polls: list[str]  # completed runs' poll paths (for `polls`)
+    tag: str  # makes admission bodies unique to this phase
+    connections: int
+    seconds: float
+    warmup: float
+
+
+async def _drive_store(plan: StorePlan) -> tuple[PhaseResult, int]:
+    """The phase's result, and how many 200s were not what the phase measures."""
+    # Connections alternate over the gateways: a client balanced over the replicas.
+    conns = [Connection(HOST, plan.ports[i % len(plan.ports)]) for i in range(plan.connections)]
+    auth = [("x-api-key", plan.team_key), ("content-type", "application/json")]
+    if plan.name == POLLS:
+        request_for = _spread(
+            [build_request("GET", p, HOST, auth[:1]) for p in plan.polls], plan.connections
+        )
+        expected = EXPECTED[GW_POLL]
+    else:
+        fresh = itertools.count()  # warm-up included: no body is ever sent twice
+
+        def request_for(index: int, seq: int) -> bytes:
+            scene = {"Scene_1": f"Admission {plan.tag} {next(fresh)}: a keeper at dawn"}
+            return build_request("POST", SUBMIT_PATH, HOST, auth, json.dumps(scene).encode())
+
+        expected = b"The request is queued"  # the MISS message: a new paid run admitted
+    unexpected = 0
+
+    def check(status: int, body: bytes) -> None:
+        nonlocal unexpected
+        if status == 200 and expected not in body:
+            unexpected += 1
+
+    cap = max(1, int(plan.seconds * MAX_RATE))
+    try:
+        await run_phase(
+            "warm-up", conns, request_for, seconds=plan.warmup, max_requests=cap,
+        )  # fmt: skip
+        close_all(conns)
+        unexpected = 0
+        # One gateway's CPU is measured (the first): with several, it is a sample.
+        result = await run_phase(
+            plan.name, conns, request_for, seconds=plan.seconds, max_requests=cap,
+            server_pid=plan.pids[0], on_answer=check,
+        )  # fmt: skip
+        return result, unexpected
+    finally:
+        close_all(conns)
+
+
+def _store_load_process(plan: StorePlan, out: Pipe) -> None:
+    load_entry(_drive_store, plan, out)
+
+
+def _store_db(url: str, tmp: str, index: int) -> str:
+    return str(Path(tmp) / f"store-{index}.sqlite") if url == "sqlite" else url
+
+
+def _measure_store(
+    args: argparse.Namespace, url: str, db: str, index: int
+) -> tuple[dict[str, PhaseResult], list[str]]:
+    """Polls and admissions on one store, then admissions over `--replicas` gateways."""
+    servers: list[Server] = []
+    problems: list[str] = []
+    results: dict[str, PhaseResult] = {}
+    team = f"{TEAM_NAME}-{index}-{os.getpid()}"  # a reused PostgreSQL database has others
+    try:
+        key = _create_team(db, _clean_env(), team)
+        fake = _start_fake(servers)
+        gateways = [_start_gateway(args, db, fake, servers)]
+        with httpx.Client(timeout=HTTP_TIMEOUT) as http:
+            polls, _, _ = _setup_jobs(
+                http, f"http://{HOST}:{gateways[0].port}", f"http://{HOST}:{fake.port}",
+                key, args.jobs,
+            )  # fmt: skip
+        phases = [(POLLS, 1), (ADMITS, 1), (ADMITS_X.format(n=args.replicas), args.replicas)]
+        for name, count in phases:
+            while len(gateways) < count:
+                gateways.append(_start_gateway(args, db, fake, servers, f"gateway {len(gateways)}"))
+            plan = StorePlan(
+                name=name if name == POLLS else ADMITS,
+                ports=[g.port for g in gateways[:count]],
+                pids=[g.pid for g in gateways[:count]],
+                team_key=key,
+                polls=polls,
+                tag=f"{os.getpid()}-{index}-{count}",
+                connections=args.connections,
+                seconds=args.seconds,
+                warmup=args.warmup,
+            )
+            budget = plan.warmup + plan.seconds + 2 * PHASE_GRACE_SECONDS + 30.0
+            kind, payload = run_in_load_process(_store_load_process, plan, budget)
+            if kind != "ok":
+                raise RuntimeError(f"the load process failed:\n{payload}")
+            result, unexpected = payload
+            results[name] = result
+            if result.not_ok or result.timed_out:
+                bad = {str(k): v for k, v in result.statuses.items() if k != 200}
+                bad.update(result.errors)
+                problems.append(f"{url} {name}: {result.not_ok:,} bad answers {bad}")
+            if unexpected:
+                problems.append(f"{url} {name}: {unexpected:,} answers not {plan.name} ones")
+        for server in servers:
+            if server.proc.poll() is not None:
+                problems.append(f"{url}: {server.name} exited during the run")
+    finally:
+        for server in reversed(servers):
+            stop_server(server)
+    return results, problems
+
+
+def compare_stores(args: argparse.Namespace) -> int:
+    """`--db` given: the same phases on each store, side by side, with ratios."""
+    problems: list[str] = []
+    measured: list[tuple[str, dict[str, PhaseResult]]] = []
+    with tempfile.TemporaryDirectory(prefix="bench-stores-") as tmp:
+        for index, url in enumerate(args.db):
+            results, found = _measure_store(args, url, _store_db(url, tmp, index), index)
+            measured.append((url, results))
+            problems += found
+    x = ADMITS_X.format(n=args.replicas)
+    print(
+        f"stores side by side: python {platform.python_version()}, {os.cpu_count()} CPUs, "
+        f"{args.connections} connections, {args.seconds:g} s a phase"
+    )
+    print(f"{'store':<28} {'polls/s':>9} {'admits/s':>9} {x + '/s':>12}   vs first store")
+    first = measured[0][1]
+    for url, r in measured:
+        shown = re.sub(r"//[^@/]*@", "//", url)  # no user name in a printed URL
+        print(
+            f"{shown[:28]:<28} {r[POLLS].rate:>9,.0f} {r[ADMITS].rate:>9,.0f} {r[x].rate:>12,.0f}"
+            f"   polls {_ratio(r[POLLS].rate, first[POLLS].rate):.2f}x, admits "
+            f"{_ratio(r[ADMITS].rate, first[ADMITS].rate):.2f}x, {x} "
+            f"{_ratio(r[x].rate, first[x].rate):.2f}x"
+        )
+    last_url, last = measured[-1]
+    poll_ratio = _ratio(last[POLLS].rate, first[POLLS].rate)
+    print(
+        f"goal: polls on {last_url.split(':')[0]} >= {STORE_POLL_GOAL}x {args.db[0].split(':')[0]}"
+        f"'s: {poll_ratio:.2f}x ({'met' if poll_ratio >= STORE_POLL_GOAL else 'NOT met'}); "
+        f">= {REPLICA_ADMIT_GOAL:.0f} admissions/s over {args.replicas} replicas: "
+        f"{last[x].rate:,.0f} ({'met' if last[x].rate >= REPLICA_ADMIT_GOAL else 'NOT met'})"
+    )
+    for line in problems:
+        print(f"INVALID: {line}")
+    return 2 if problems else 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -500,6 +694,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     # A SIGTERM must still stop the servers: turn it into SystemExit, which runs `finally`.
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    if args.db:
+        return compare_stores(args)
     servers: list[Server] = []
     problems: list[str] = []
     with tempfile.TemporaryDirectory(prefix="bench-gateway-") as tmp:

@@ -6,6 +6,7 @@
     python -m proxy admin list-teams | list-instances | create-key TEAM | revoke-key PREFIX |
                           revoke-team TEAM | set-limits TEAM [...]
     python -m proxy admin init [--db PATH]                         # a new, empty store
+    python -m proxy nginx-config --listen 8080 --replica HOST:PORT [--replica ...]
 
 Admin commands work on the same store file as the server (`--db`), so they need no
 running gateway; they never create one (only `serve` and `admin init` do) and say which
@@ -39,6 +40,8 @@ from .demo import add_arguments as add_demo_arguments
 from .demo import run_demo
 from .embedded import EmbeddedFake
 from .errors import GatewayError, NotFound
+from .nginx import DEFAULT_ACCESS_LOG
+from .nginx import render as render_nginx
 from .rules import RuleError, Store, open_store
 from .store import StoreError, is_new, location
 from .store.migrations import latest_version
@@ -104,6 +107,13 @@ def _parser() -> argparse.ArgumentParser:
         help="one four-scene generation through a local gateway and fake, with its webhook",
     )
     add_demo_arguments(demo)
+    nginx = sub.add_parser(
+        "nginx-config", help="print an nginx configuration balancing over gateway replicas"
+    )
+    nginx.add_argument("--listen", default="8080", help="nginx's PORT or HOST:PORT (8080)")
+    nginx.add_argument("--replica", action="append", required=True, metavar="HOST:PORT",
+                       help="a gateway replica (repeat for each)")  # fmt: skip
+    nginx.add_argument("--access-log", default=DEFAULT_ACCESS_LOG, help="nginx's access log")
     migrate = sub.add_parser(
         "migrate", help="make the store, or bring its schema up to date (start-up does it too)"
     )
@@ -642,6 +652,9 @@ def main(argv: Sequence[str] | None = None) -> None:
             code = _migrate(args)
         elif args.command == "demo":
             code = run_demo(args)
+        elif args.command == "nginx-config":
+            print(render_nginx(args.listen, args.replica, args.access_log), end="")
+            code = 0
         else:
             code = _serve(args)
     except (GatewayError, RuleError, StoreError, ValueError, ValidationError) as exc:

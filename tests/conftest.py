@@ -5,6 +5,8 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
+# Registered here so any test may ask for a fresh PostgreSQL database by name.
+from tests.postgres import postgres_url as postgres_url
 from tests.servers import ServerProcess, start_server
 
 

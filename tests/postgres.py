@@ -15,7 +15,7 @@ from contextlib import contextmanager
 import psycopg
 import pytest
 
-__all__ = ["SERVER", "postgres_database"]
+__all__ = ["ADMIN_DB", "SERVER", "postgres_database", "postgres_url"]
 
 SERVER = os.environ.get("TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432")
 ADMIN_DB = "test"
@@ -42,3 +42,10 @@ def postgres_database(prefix: str = "gw_test") -> Iterator[str]:
     finally:
         with _admin() as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """The URL of a fresh PostgreSQL database for this test alone (`postgres_database`)."""
+    with postgres_database() as url:
+        yield url
