@@ -11,7 +11,8 @@ from pathlib import Path
 import httpx
 
 from proxy.config import PRICE
-from proxy.store import SQLiteStore
+from proxy.rules import open_store
+from proxy.store.sqlite import SQLiteBackend
 from tests.servers import ServerProcess, start_server
 from tests.stack import ADMIN_KEY, WORKFLOW, BothClocks, Stack, running_stack, start_gateway
 
@@ -32,9 +33,10 @@ def submit(stack: Stack, scene: str) -> str:
 
 
 def statuses(db: Path) -> list[str]:
-    store = SQLiteStore(str(db))
+    store = open_store(str(db), create=False)
     try:
-        rows = store._connection().execute("SELECT status FROM generations ORDER BY rowid")
+        assert isinstance(store.backend, SQLiteBackend)
+        rows = store.backend._connection().execute("SELECT status FROM generations ORDER BY rowid")
         return [str(status) for (status,) in rows]
     finally:
         store.close()

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Coroutine
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -26,7 +27,8 @@ from proxy.cache import canonical_inputs, generation_key, scoped_key
 from proxy.clock import Clock, VirtualClock
 from proxy.config import PRICE, ProxySettings, TeamLimits
 from proxy.gateway import Gateway
-from proxy.store import AdmissionRequest, Team
+from proxy.rules import AdmissionRequest
+from proxy.store import Team
 from proxy.teams import NewKey, create_team
 from tests.faulting import FaultingASGITransport
 
@@ -117,11 +119,8 @@ class Harness:
 
     def new_team(self, name: str, **limits: Any) -> NewKey:
         """A new team; its key and its webhook secret (`.key`, `.webhook_secret`)."""
-        return create_team(
-            self.gateway.store.sync,
-            name,
-            TeamLimits(**limits),
-            self.clock.now(),
+        return blocking(
+            create_team(self.gateway.store, name, TeamLimits(**limits), self.clock.now())
         )
 
     async def submit(self, key: str, body: Any = None, **headers: str) -> httpx.Response:
@@ -193,6 +192,13 @@ class Harness:
         await self.gateway.start()
         self.http = httpx.AsyncClient(transport=httpx.ASGITransport(app=self.app),
                                       base_url=GATEWAY_URL)  # fmt: skip
+
+
+def blocking(work: Coroutine[Any, Any, T]) -> T:
+    """Run a store coroutine to its end from synchronous test code, on a thread of its own
+    (its own event loop), whether or not a loop runs here."""
+    with ThreadPoolExecutor(max_workers=1) as thread:
+        return thread.submit(asyncio.run, work).result()
 
 
 def admission_for(

@@ -60,10 +60,11 @@ async def test_adaptive_polling_costs_a_fraction_of_the_naive_loop(
     naive = sum(job.plan.duration / 7.0 for job in jobs.values())
     assert sum(per_job.values()) <= 0.35 * naive  # the bench measures ~19%; generous bound
 
-    sync = harness.gateway.store.sync
+    store = harness.gateway.store
+    team = await store.team("adaptive")
     delays = []
     for request_id in ids:
-        found = sync.request(sync.team("adaptive").id, request_id)
+        found = await store.request(team.id, request_id)
         assert found is not None
         generation = found[1]
         assert generation.upstream_id is not None
@@ -82,7 +83,7 @@ async def test_what_the_poller_learns_is_kept_across_a_restart(make_harness: Mak
         for i in range(3)
     ]
     await run_until_done(harness, key, ids)
-    saved = harness.gateway.store.sync.kv_get(MODEL_KEY)
+    saved = await harness.gateway.store.kv_get(MODEL_KEY)
     assert saved is not None
     assert len(DurationModel.from_json(json.loads(saved)).observations) == 3
     await harness.restart()

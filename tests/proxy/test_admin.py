@@ -19,7 +19,7 @@ from proxy.app import create_app
 from proxy.auth import hash_key, key_prefix
 from proxy.config import ProxySettings
 from proxy.gateway import Gateway
-from proxy.store import SQLiteStore
+from proxy.rules import open_store
 from tests.proxy.harness import UPSTREAM_KEY, WORKFLOW, Harness
 
 pytestmark = pytest.mark.anyio
@@ -44,10 +44,10 @@ async def cli(db: Path, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def live_team(db: Path, key: str) -> str | None:
-    store = SQLiteStore(str(db))
+async def live_team(db: Path, key: str) -> str | None:
+    store = open_store(str(db), create=False)
     try:
-        team = store.team_for_key(hash_key(key))
+        team = await store.team_for_key(hash_key(key))
     finally:
         store.close()
     return None if team is None else team.name
@@ -64,7 +64,7 @@ def one_key(text: str) -> str:
 def db(tmp_path: Path) -> Path:
     """A store as `serve` or `admin init` makes it: admin commands never create one."""
     path = tmp_path / "admin.sqlite"
-    SQLiteStore(str(path)).close()
+    open_store(str(path)).close()
     return path
 
 
@@ -74,7 +74,7 @@ async def test_create_team_prints_its_key_once(db: Path) -> None:
     assert "'video-team' created" in made.stdout
     assert "shown once" in made.stdout
     key = one_key(made.stdout)
-    assert live_team(db, key) == "video-team"
+    assert await live_team(db, key) == "video-team"
 
     listed = await cli(db, "list-teams")
     assert listed.returncode == 0, listed.stderr
@@ -123,7 +123,7 @@ async def test_keys_are_created_and_revoked(db: Path) -> None:
     assert "shown once" in made.stdout
     second = one_key(made.stdout)
     assert second != first
-    assert live_team(db, first) == live_team(db, second) == "keyring"
+    assert await live_team(db, first) == await live_team(db, second) == "keyring"
     listed = (await cli(db, "list-teams")).stdout
     assert key_prefix(first) in listed
     assert key_prefix(second) in listed
@@ -131,16 +131,16 @@ async def test_keys_are_created_and_revoked(db: Path) -> None:
     revoked = await cli(db, "revoke-key", key_prefix(first))
     assert revoked.returncode == 0, revoked.stderr
     assert "revoked 1 key(s)" in revoked.stdout
-    assert live_team(db, first) is None
-    assert live_team(db, second) == "keyring"
+    assert await live_team(db, first) is None
+    assert await live_team(db, second) == "keyring"
     assert key_prefix(first) not in (await cli(db, "list-teams")).stdout, "only live keys"
 
     third = one_key((await cli(db, "create-key", "keyring")).stdout)
     everything = await cli(db, "revoke-team", "keyring")
     assert everything.returncode == 0, everything.stderr
     assert "revoked 2 key(s)" in everything.stdout
-    assert live_team(db, second) is None
-    assert live_team(db, third) is None
+    assert await live_team(db, second) is None
+    assert await live_team(db, third) is None
     assert "keys none" in (await cli(db, "list-teams")).stdout
 
 
@@ -150,7 +150,7 @@ async def test_revoking_a_prefix_that_matches_nothing_is_an_error(db: Path) -> N
     wrong = await cli(db, "revoke-key", "sgw_notakey0")
     assert wrong.returncode == 2
     assert "sgw_notakey0" in wrong.stderr
-    assert live_team(db, key) == "typo"
+    assert await live_team(db, key) == "typo"
     assert (await cli(db, "revoke-key", key_prefix(key))).returncode == 0
     again = await cli(db, "revoke-key", key_prefix(key))
     assert again.returncode == 2, "already revoked: nothing was revoked now"
@@ -162,9 +162,9 @@ async def test_set_limits_changes_only_what_is_given(db: Path) -> None:
                         "--monthly-budget", "99.5")  # fmt: skip
     assert changed.returncode == 0, changed.stderr
     assert "submits_per_minute=3" in changed.stdout
-    store = SQLiteStore(str(db))
+    store = open_store(str(db), create=False)
     try:
-        limits = store.team("tunable").limits
+        limits = (await store.team("tunable")).limits
     finally:
         store.close()
     assert limits.submits_per_minute == 3
@@ -188,7 +188,7 @@ async def test_a_duplicate_team_is_refused_clearly(db: Path) -> None:
     assert again.returncode == 2
     assert "a team named 'twins' already exists" in again.stderr
     assert KEY.search(again.stdout + again.stderr) is None, "no second key was made"
-    assert live_team(db, first) == "twins"
+    assert await live_team(db, first) == "twins"
 
 
 @pytest.mark.parametrize(
@@ -249,7 +249,7 @@ async def test_the_admin_api_is_off_without_an_admin_key(harness: Harness) -> No
         answer = await harness.http.request(method, path, json=body, headers=admin())
         assert answer.status_code == 403, (path, answer.text)
         assert "PROXY_ADMIN_KEY" in answer.json()["error"]
-    assert harness.gateway.store.sync.teams() == []
+    assert await harness.gateway.store.teams() == []
 
 
 @pytest.mark.parametrize("given", [None, "wrong-admin-key", ADMIN_KEY + "x", ADMIN_KEY[:-1]])
@@ -265,7 +265,7 @@ async def test_the_admin_api_refuses_a_wrong_admin_key(
             assert "X-Admin-Key" in answer.json()["error"]
             if given:
                 assert given not in answer.text
-    assert [t.name for t in harness.gateway.store.sync.teams()] == ["insider"]
+    assert [t.name for t in await harness.gateway.store.teams()] == ["insider"]
 
 
 async def test_teams_and_keys_through_the_admin_api(make_harness: MakeHarness) -> None:
@@ -365,7 +365,7 @@ async def test_admin_api_errors_are_clear(
     answer = await harness.http.request(method, path, json=body, headers=admin())
     assert answer.status_code == status, answer.text
     assert says in answer.json()["error"]
-    teams = harness.gateway.store.sync.teams()
+    teams = await harness.gateway.store.teams()
     assert [t.name for t in teams] == ["dup"], "nothing was created"
     assert teams[0].limits.daily_budget == 50.0, "nothing was changed"
 

@@ -10,15 +10,16 @@ from __future__ import annotations
 import asyncio
 import json
 import random
-import threading
 from collections import Counter
 from typing import Any
 
+import anyio
 import pytest
 
 from client._models import DEFAULT_CHARACTER_IMAGE, DEFAULT_SCENES
 from proxy.config import PRICE, ProxySettings
-from proxy.store import Admission, AdmissionRequest, RequestRecord
+from proxy.rules import AdmissionRequest
+from proxy.store import Admission, RequestRecord
 from tests.proxy.conftest import MakeHarness
 from tests.proxy.harness import Harness
 
@@ -50,12 +51,12 @@ def upstream_submits(harness: Harness) -> int:
     return len(harness.upstream_calls("submit"))
 
 
-def sharing(harness: Harness, team: str, request_id: str) -> list[RequestRecord]:
+async def sharing(harness: Harness, team: str, request_id: str) -> list[RequestRecord]:
     """Every request of the generation that a team's request belongs to, oldest first."""
-    store = harness.gateway.store.sync
-    found = store.request(store.team(team).id, request_id)
+    store = harness.gateway.store
+    found = await store.request((await store.team(team)).id, request_id)
     assert found is not None
-    return store.requests_of(found[1].id)
+    return await store.requests_of(found[1].id)
 
 
 async def completed(harness: Harness, key: str, request_id: str) -> dict[str, Any]:
@@ -163,7 +164,7 @@ async def test_the_join_survives_the_first_requester_going_away(harness: Harness
 
     await harness.advance(10)
     await harness.submits_settled()
-    requests = sharing(harness, "alpha", joined)
+    requests = await sharing(harness, "alpha", joined)
     assert [r.cache_status.value for r in requests] == ["MISS", "JOIN"]
     await completed(harness, key, joined)
     for request in requests:  # the one who left can still poll its own id
@@ -180,15 +181,15 @@ async def test_a_requester_gone_while_the_store_admits_leaves_no_run_orphaned(
     its reservation and concurrency slot would be held for ever (and joiners wait for ever).
     """
     key = harness.team("alpha", max_concurrent=1)
-    store = harness.gateway.store.sync
+    store = harness.gateway.store
     real_admit = store.admit
-    loop = asyncio.get_running_loop()
-    admitted, release = asyncio.Event(), threading.Event()
+    admitted, release = asyncio.Event(), asyncio.Event()
 
-    def admit_then_hold(ask: AdmissionRequest, now: float) -> Admission:
-        admission = real_admit(ask, now)  # committed
-        loop.call_soon_threadsafe(admitted.set)
-        release.wait(10)  # the answer is not back on the event loop yet
+    async def admit_then_hold(ask: AdmissionRequest, now: float) -> Admission:
+        admission = await real_admit(ask, now)  # committed
+        admitted.set()
+        with anyio.fail_after(10):
+            await release.wait()  # the answer is not back to the caller yet
         return admission
 
     monkeypatch.setattr(store, "admit", admit_then_hold)
@@ -342,7 +343,7 @@ async def test_an_idempotency_key_replays_the_same_request(harness: Harness) -> 
     assert late.headers["idempotent-replayed"] == "true"
     assert upstream_submits(harness) == 1
     assert await harness.credits(key) == pytest.approx(BUDGET - PRICE)
-    assert len(sharing(harness, "alpha", request_id)) == 1  # no second request at all
+    assert len(await sharing(harness, "alpha", request_id)) == 1  # no second request at all
 
 
 async def test_an_idempotency_key_reused_with_another_body_is_422(harness: Harness) -> None:

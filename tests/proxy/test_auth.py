@@ -82,14 +82,14 @@ async def test_both_key_headers_work_everywhere(harness: Harness) -> None:
 
 async def test_a_revoked_key_fails_on_the_very_next_request(harness: Harness) -> None:
     key = harness.team("revokable")
-    store = harness.gateway.store.sync
-    second = create_key(store, "revokable", harness.clock.now()).key
+    store = harness.gateway.store
+    second = (await create_key(store, "revokable", harness.clock.now())).key
     answer = await harness.submit(key)
     assert answer.status_code == 200, answer.text
     request_id = answer.json()["request_id"]
     assert (await harness.poll(key, request_id)).status_code == 200
 
-    assert store.revoke_keys(harness.clock.now(), prefix=key_prefix(key)) == 1
+    assert await store.revoke_keys(harness.clock.now(), prefix=key_prefix(key)) == 1
     for refused in (
         await harness.poll(key, request_id),
         await harness.submit(key),
@@ -100,9 +100,9 @@ async def test_a_revoked_key_fails_on_the_very_next_request(harness: Harness) ->
     # The team's other key is untouched and still sees the team's requests.
     assert (await harness.poll(second, request_id)).status_code == 200
 
-    assert store.revoke_keys(harness.clock.now(), team_name="revokable") == 1
+    assert await store.revoke_keys(harness.clock.now(), team_name="revokable") == 1
     assert (await harness.poll(second, request_id)).status_code == 401
-    assert store.revoke_keys(harness.clock.now(), team_name="revokable") == 0
+    assert await store.revoke_keys(harness.clock.now(), team_name="revokable") == 0
 
 
 async def test_a_team_sees_only_its_own_requests(harness: Harness) -> None:
@@ -127,10 +127,10 @@ async def test_a_team_sees_only_its_own_requests(harness: Harness) -> None:
 
 async def test_keys_are_stored_only_as_hashes(harness: Harness) -> None:
     keys = [harness.team(f"team-{i}") for i in range(3)]
-    keys.append(create_key(harness.gateway.store.sync, "team-0", harness.clock.now()).key)
+    keys.append((await create_key(harness.gateway.store, "team-0", harness.clock.now())).key)
     for key in keys:  # use them, so every path that touches a key has run
         assert (await harness.submit(key, {"Scene_1": key[-6:]})).status_code == 200
-    harness.gateway.store.sync.revoke_keys(harness.clock.now(), prefix=key_prefix(keys[1]))
+    await harness.gateway.store.revoke_keys(harness.clock.now(), prefix=key_prefix(keys[1]))
 
     db = Path(harness.gateway.settings.db)
     files = [p for p in db.parent.iterdir() if p.name.startswith(db.name)]

@@ -19,6 +19,7 @@ import pytest
 
 from proxy.config import PRICE
 from proxy.quotas import seconds_to_next_day, seconds_to_next_month
+from proxy.store.sqlite import SQLiteBackend
 from tests.proxy.harness import Harness, start_harness, stop_harness
 
 pytestmark = pytest.mark.anyio
@@ -410,10 +411,11 @@ async def test_polls_have_their_own_limit_and_never_count_as_submits(harness: Ha
 
 async def test_an_unreachable_store_admits_nothing(harness: Harness) -> None:
     key = harness.team("careful", **limited(daily_budget=10.0, submits_per_minute=5))
-    store = harness.gateway.store
-    store.sync.busy_timeout = 0.05
+    backend = harness.gateway.store.backend
+    assert isinstance(backend, SQLiteBackend)
+    backend.busy_timeout = 0.05
     # The writer thread opens its connection (with the new timeout) on its next write.
-    await store.write(store.sync.close)
+    await asyncio.get_running_loop().run_in_executor(backend._writer, backend._close_local)
 
     locker = sqlite3.connect(harness.gateway.settings.db, isolation_level=None)
     try:

@@ -7,13 +7,13 @@ poller's schedule runs on the gateway's virtual clock: `advance(7)` is one poll 
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 from typing import Any
 
 import pytest
 
 from fakeserver.jobs import FAILURE_REASONS
 from proxy.config import PRICE
+from proxy.store import StorageUnavailable
 from tests.proxy.conftest import MakeHarness
 from tests.proxy.harness import UPSTREAM_KEY, Harness, admission_for
 
@@ -269,11 +269,11 @@ async def test_a_run_cut_off_mid_submit_by_a_restart_is_failed_not_resubmitted(
     harness: Harness,
 ) -> None:
     key = harness.team("alpha", max_concurrent=1)
-    store = harness.gateway.store.sync
-    ask = admission_for(store.team("alpha"), KNIGHT)
+    store = harness.gateway.store
+    ask = admission_for(await store.team("alpha"), KNIGHT)
     # The state a crash leaves between sending a run and hearing Segmind's answer.
-    store.admit(ask, harness.clock.now())
-    assert store.claim_send(ask.generation_id, harness.clock.now(), 60) == 0  # SUBMITTING
+    await store.admit(ask, harness.clock.now())
+    assert await store.claim_send(ask.generation_id, harness.clock.now(), 60) == 0  # SUBMITTING
     await harness.restart()
 
     failed = await status_of(harness, key, ask.request_id)
@@ -291,16 +291,17 @@ async def test_a_poll_loop_outlives_a_moment_the_store_is_locked(
 ) -> None:
     key = harness.team("alpha")
     request_id = await submitted(harness, key)
-    store = harness.gateway.store.sync
+    store = harness.gateway.store
     take = store.take_upstream
     locked = {"left": 1}
 
-    def locked_once(*args: Any, **kwargs: Any) -> float:
-        # What another process holding the write lock past busy_timeout looks like.
+    async def locked_once(*args: Any, **kwargs: Any) -> float:
+        # What another process holding the write lock past busy_timeout looks like (the
+        # backend turns SQLite's "database is locked" into StorageUnavailable).
         if locked["left"]:
             locked["left"] -= 1
-            raise sqlite3.OperationalError("database is locked")
-        return take(*args, **kwargs)
+            raise StorageUnavailable()
+        return await take(*args, **kwargs)
 
     monkeypatch.setattr(store, "take_upstream", locked_once)
     await harness.advance(INTERVAL)

@@ -128,9 +128,9 @@ class Pair:
         status: str = answer.json()["status"]
         return status
 
-    def generation(self, request_id: str) -> tuple[str, str]:
+    async def generation(self, request_id: str) -> tuple[str, str]:
         """The generation id and upstream id of a request's run."""
-        found = self.b.store.sync.request(self.team_id, request_id)
+        found = await self.b.store.request(self.team_id, request_id)
         assert found is not None
         generation = found[1]
         assert generation.upstream_id is not None
@@ -177,14 +177,14 @@ async def pair(make_pair: MakePair) -> Pair:
     return await make_pair()
 
 
-def team(pair: Pair) -> str:
+async def team(pair: Pair) -> str:
     made = pair.harness.new_team("alpha")
-    pair.team_id = pair.a.store.sync.team("alpha").id
+    pair.team_id = (await pair.a.store.team("alpha")).id
     return made.key
 
 
 async def test_two_gateways_on_one_store_poll_each_run_once(pair: Pair) -> None:
-    key = team(pair)
+    key = await team(pair)
     knight = await pair.submit(pair.harness.http, key, KNIGHT)
     dragon = await pair.submit(pair.b_http, key, DRAGON)
     assert (pair.a.poller.tracked, pair.b.poller.tracked) == (1, 1)
@@ -196,13 +196,13 @@ async def test_two_gateways_on_one_store_poll_each_run_once(pair: Pair) -> None:
     for http in (pair.harness.http, pair.b_http):  # either answers for both runs
         assert await pair.status(http, key, knight) == "COMPLETED"
         assert await pair.status(http, key, dragon) == "COMPLETED"
-    assert set(pair.a_polls()) == {pair.generation(knight)[1]}
-    assert set(pair.b_polls()) == {pair.generation(dragon)[1]}
+    assert set(pair.a_polls()) == {(await pair.generation(knight))[1]}
+    assert set(pair.b_polls()) == {(await pair.generation(dragon))[1]}
     assert len(pair.harness.upstream_calls("submit")) == 2
 
 
 async def test_a_frozen_gateways_runs_are_taken_over_once_its_lease_lapses(pair: Pair) -> None:
-    key = team(pair)
+    key = await team(pair)
     knight = await pair.submit(pair.harness.http, key, KNIGHT)
     await pair.advance(7)
     assert sum(pair.a_polls().values()) == 1
@@ -211,7 +211,8 @@ async def test_a_frozen_gateways_runs_are_taken_over_once_its_lease_lapses(pair:
     assert pair.b.poller.tracked == 0
     await pair.beat(1, a=False)  # now it has lapsed
     assert pair.b.poller.tracked == 1
-    assert pair.b.store.sync.lease_holder(pair.generation(knight)[0]) == "gateway-b"
+    generation_id = (await pair.generation(knight))[0]
+    assert await pair.b.store.lease_holder(generation_id) == "gateway-b"
 
     for _ in range(20):
         await pair.advance(7)
@@ -226,7 +227,7 @@ async def test_a_frozen_gateways_runs_are_taken_over_once_its_lease_lapses(pair:
 async def test_a_cleanly_stopped_gateways_runs_are_taken_over_at_the_next_sweep(
     pair: Pair,
 ) -> None:
-    key = team(pair)
+    key = await team(pair)
     knight = await pair.submit(pair.harness.http, key, KNIGHT)
     await pair.stop_a()  # releases its leases: nobody has to wait LEASE seconds
     await pair.beat(1)
@@ -244,14 +245,14 @@ async def test_a_cleanly_stopped_gateways_runs_are_taken_over_at_the_next_sweep(
 async def test_a_run_its_dead_gateway_was_submitting_is_failed_not_resubmitted(
     pair: Pair,
 ) -> None:
-    key = team(pair)
-    store = pair.a.store.sync
-    ask = admission_for(store.team("alpha"), KNIGHT, instance="gateway-c")
+    key = await team(pair)
+    store = pair.a.store
+    ask = admission_for(await store.team("alpha"), KNIGHT, instance="gateway-c")
     # What a third gateway leaves when it dies between admitting a run and Segmind's answer.
-    store.heartbeat("gateway-c", pair.b_wall.now() + LEASE)
-    store.admit(ask, pair.harness.clock.now())
+    await store.heartbeat("gateway-c", pair.b_wall.now() + LEASE)
+    await store.admit(ask, pair.harness.clock.now())
     # Its budget slot taken and the request sent (SUBMITTING), no answer yet.
-    assert store.claim_send(ask.generation_id, pair.harness.clock.now(), 60) == 0
+    assert await store.claim_send(ask.generation_id, pair.harness.clock.now(), 60) == 0
 
     await pair.beat(3)  # c's lease holds: its submit may still be under way
     assert await pair.status(pair.b_http, key, ask.request_id) == "QUEUED"
@@ -269,7 +270,7 @@ async def test_the_upstream_budget_is_the_companys_across_processes(
 ) -> None:
     per_minute = 6  # one upstream call per 10 s after a burst of 6, for both together
     pair = await make_pair(upstream_requests_per_minute=per_minute)
-    key = team(pair)
+    key = await team(pair)
     ids = [
         await pair.submit(http, key, {"Scene_1": f"run {n} via {name}"})
         for n in range(3)
@@ -291,7 +292,7 @@ async def test_the_upstream_budget_is_the_companys_across_processes(
 
 
 async def test_an_upstream_429_seen_by_one_process_pauses_the_other(pair: Pair) -> None:
-    key = team(pair)
+    key = await team(pair)
     await pair.submit(pair.harness.http, key, KNIGHT)
     await pair.submit(pair.b_http, key, DRAGON)
     pair.harness.fake_state.faults.script("poll", [{"code": 429, "headers": {"Retry-After": "30"}}])
@@ -316,7 +317,7 @@ async def test_operators_see_each_process_alive_or_not_and_the_runs_it_polls(
     make_pair: MakePair,
 ) -> None:
     pair = await make_pair(admin_key=ADMIN_KEY)
-    key = team(pair)
+    key = await team(pair)
     await pair.submit(pair.harness.http, key, KNIGHT)
     await pair.submit(pair.b_http, key, DRAGON)
     await pair.submit(pair.b_http, key, {"Scene_1": "A third run"})

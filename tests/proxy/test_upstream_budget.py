@@ -19,8 +19,8 @@ import anyio
 import pytest
 
 from proxy.config import PRICE
-from proxy.store import SQLiteStore
-from proxy.store.budget import MARGIN, WINDOW
+from proxy.rules import open_store
+from proxy.rules.budget import MARGIN, WINDOW
 from tests.proxy.conftest import MakeHarness
 from tests.proxy.harness import Harness, admission_for
 from tests.proxy.test_several_gateways import (  # noqa: F401  (fixtures)
@@ -52,54 +52,67 @@ def busiest(times: list[float], span: float = WINDOW) -> int:
 
 
 @pytest.mark.parametrize("per_minute", [1, 6, 20])
-def test_no_sixty_seconds_ever_hold_more_calls_than_the_budget(
+async def test_no_sixty_seconds_ever_hold_more_calls_than_the_budget(
     tmp_path: Path, per_minute: int
 ) -> None:
     """GCRA with a burst of N let a sliding minute hold 2N-1 (21 at 20/min): not this."""
-    store = SQLiteStore(str(tmp_path / "budget.sqlite"))
+    store = open_store(str(tmp_path / "budget.sqlite"))
     granted, now = [], 1_000.0
-    for _ in range(4000):  # demand far above the budget: a call asked every 0.25 s
-        if store.take_upstream("poll", now, per_minute) == 0:
-            granted.append(now)
-        now += 0.25
+    try:
+        for _ in range(4000):  # demand far above the budget: a call asked every 0.25 s
+            if await store.take_upstream("poll", now, per_minute) == 0:
+                granted.append(now)
+            now += 0.25
+    finally:
+        store.close()
     assert busiest(granted) == per_minute
     # And it is a limit, not a trickle: the whole budget is used, window after window.
     assert len(granted) >= per_minute * int((now - 1_000.0) // (WINDOW + MARGIN))
 
 
-def test_processes_on_one_store_share_one_window(tmp_path: Path) -> None:
+async def test_processes_on_one_store_share_one_window(tmp_path: Path) -> None:
     path = str(tmp_path / "budget.sqlite")
-    stores = [SQLiteStore(path), SQLiteStore(path), SQLiteStore(path)]
+    stores = [open_store(path), open_store(path), open_store(path)]
     granted, now, per_minute = [], 5_000.0, 10
-    for step in range(3000):
-        if stores[step % 3].take_upstream("poll", now, per_minute) == 0:
-            granted.append(now)
-        now += 0.1
+    try:
+        for step in range(3000):
+            if await stores[step % 3].take_upstream("poll", now, per_minute) == 0:
+                granted.append(now)
+            now += 0.1
+    finally:
+        for store in stores:
+            store.close()
     assert busiest(granted) == per_minute
 
 
-def test_a_refused_call_is_told_the_true_wait(tmp_path: Path) -> None:
-    store = SQLiteStore(str(tmp_path / "budget.sqlite"))
-    for at in (0.0, 10.0, 20.0):
-        assert store.take_upstream("poll", 100.0 + at, 3) == 0
-    wait = store.take_upstream("poll", 130.0, 3)
-    assert wait == pytest.approx(100.0 + WINDOW + MARGIN - 130.0)
-    assert store.take_upstream("poll", 130.0 + wait - 0.01, 3) > 0
-    assert store.take_upstream("poll", 130.0 + wait, 3) == 0
+async def test_a_refused_call_is_told_the_true_wait(tmp_path: Path) -> None:
+    store = open_store(str(tmp_path / "budget.sqlite"))
+    try:
+        for at in (0.0, 10.0, 20.0):
+            assert await store.take_upstream("poll", 100.0 + at, 3) == 0
+        wait = await store.take_upstream("poll", 130.0, 3)
+        assert wait == pytest.approx(100.0 + WINDOW + MARGIN - 130.0)
+        assert await store.take_upstream("poll", 130.0 + wait - 0.01, 3) > 0
+        assert await store.take_upstream("poll", 130.0 + wait, 3) == 0
+    finally:
+        store.close()
 
 
-def test_polls_step_aside_while_a_submit_waits(tmp_path: Path) -> None:
+async def test_polls_step_aside_while_a_submit_waits(tmp_path: Path) -> None:
     """Submits before polls: once a submit was refused for want of a slot, a poll asking
     first when the slot frees does not take it; the submit does."""
-    store = SQLiteStore(str(tmp_path / "budget.sqlite"))
-    for at in (0.0, 1.0):
-        assert store.take_upstream("poll", at, 2) == 0
-    wait = store.take_upstream("submit", 5.0, 2)
-    assert wait > 0
-    freed = 5.0 + wait
-    assert store.take_upstream("poll", freed, 2) > 0  # the slot is the submit's
-    assert store.take_upstream("submit", freed, 2) == 0
-    assert store.upstream_calls_between(freed, freed) == [freed]
+    store = open_store(str(tmp_path / "budget.sqlite"))
+    try:
+        for at in (0.0, 1.0):
+            assert await store.take_upstream("poll", at, 2) == 0
+        wait = await store.take_upstream("submit", 5.0, 2)
+        assert wait > 0
+        freed = 5.0 + wait
+        assert await store.take_upstream("poll", freed, 2) > 0  # the slot is the submit's
+        assert await store.take_upstream("submit", freed, 2) == 0
+        assert await store.upstream_calls_between(freed, freed) == [freed]
+    finally:
+        store.close()
 
 
 # -- submits answered at once ---------------------------------------------------------
@@ -118,10 +131,10 @@ async def submit_now(harness: Harness, key: str, body: dict[str, str]) -> dict[s
     return document
 
 
-def statuses(harness: Harness, team_name: str, request_ids: list[str]) -> list[str]:
-    store = harness.gateway.store.sync
-    team_id = store.team(team_name).id
-    found = [store.request(team_id, rid) for rid in request_ids]
+async def statuses(harness: Harness, team_name: str, request_ids: list[str]) -> list[str]:
+    store = harness.gateway.store
+    team_id = (await store.team(team_name)).id
+    found = [await store.request(team_id, rid) for rid in request_ids]
     return [f[1].status for f in found if f is not None]
 
 
@@ -135,8 +148,8 @@ async def test_a_submit_over_the_budget_is_held_not_held_hostage(
     ]
     # Two went out; two wait in the store, never sent, and poll QUEUED like any queued run.
     assert len(harness.upstream_calls("submit")) == 2
-    assert statuses(harness, "alpha", ids)[2:] == ["WAITING", "WAITING"]
-    assert harness.gateway.store.sync.waiting_runs() == 2
+    assert (await statuses(harness, "alpha", ids))[2:] == ["WAITING", "WAITING"]
+    assert await harness.gateway.store.waiting_runs() == 2
     for rid in ids[2:]:
         assert (await harness.poll(key, rid)).json() == {"status": "QUEUED"}
     done = [await harness.advance_until_done(key, rid, step=10.0) for rid in ids]
@@ -176,7 +189,7 @@ async def test_a_stop_does_not_wait_for_the_budget_and_held_runs_survive_a_resta
     await harness.clock.wait_for_sleepers(1)
     # The stop is bounded in real time; nothing is waited out on the (virtual) budget.
     await asyncio.wait_for(harness.restart(), ANSWER_WITHIN)
-    assert statuses(harness, "alpha", held) == ["WAITING", "WAITING"]
+    assert await statuses(harness, "alpha", held) == ["WAITING", "WAITING"]
     for rid in [sent["request_id"], *held]:
         done = await harness.advance_until_done(key, rid, step=10.0)
         assert done["status"] == "COMPLETED", done
@@ -206,8 +219,8 @@ async def test_a_held_run_that_segmind_refuses_fails_refunded_with_its_webhook(
     assert "Segmind failed to submit" in polled["error_message"]
     assert await harness.credits(key) == pytest.approx(BUDGET - PRICE)  # the first only
     # Its caller was answered QUEUED long ago: it hears of the failure by webhook.
-    store = harness.gateway.store.sync
-    events = [m.event for m, _ in store.messages_for_request(None, held)]
+    store = harness.gateway.store
+    events = [m.event for m, _ in await store.messages_for_request(None, held)]
     assert events == ["job.failed"]
 
 
@@ -217,12 +230,14 @@ async def test_a_held_run_that_segmind_refuses_fails_refunded_with_its_webhook(
 async def test_a_dead_gateways_held_run_is_sent_by_the_taker_never_charged_as_unknown(
     pair: Pair,  # noqa: F811
 ) -> None:
-    key = team(pair)
-    store = pair.a.store.sync
-    ask = admission_for(store.team("alpha"), {"Scene_1": "A held knight"}, instance="gateway-c")
+    key = await team(pair)
+    store = pair.a.store
+    ask = admission_for(
+        await store.team("alpha"), {"Scene_1": "A held knight"}, instance="gateway-c"
+    )
     # What a third gateway leaves when it dies while the run waits for the budget.
-    store.heartbeat("gateway-c", pair.b_wall.now() + LEASE)
-    store.admit(ask, pair.harness.clock.now())
+    await store.heartbeat("gateway-c", pair.b_wall.now() + LEASE)
+    await store.admit(ask, pair.harness.clock.now())
     await pair.beat(3)  # c's lease holds: it may still send it
     assert pair.harness.upstream_calls("submit") == []
     await pair.beat(1)  # c is gone: one of a and b takes it and sends it

@@ -24,8 +24,9 @@ from anyio.abc import SocketAttribute, SocketStream
 from anyio.streams.buffered import BufferedByteReceiveStream
 
 from proxy.delivery import host_share, team_share
-from proxy.store import SQLiteStore
-from proxy.store.outbox import RESPONSE_EXCERPT
+from proxy.rules import open_store
+from proxy.store.tx import RESPONSE_EXCERPT
+from proxy.webhooks import host_of
 from tests.proxy.harness import Harness
 from tests.proxy.test_webhooks import KNIGHT, RUN, MakeHarness, outbox, submit
 from tests.raw_http import read_request
@@ -154,7 +155,7 @@ async def recorded(harness: Harness, request_id: str, seconds: float = 5.0) -> N
     """Until the request's first attempt is in the store (a real, bounded wait: the
     attempt runs on real sockets and its deadline is real time)."""
     with anyio.fail_after(seconds):
-        while not outbox(harness, request_id)[1]:  # noqa: ASYNC110 (the store has no event)
+        while not (await outbox(harness, request_id))[1]:  # noqa: ASYNC110 (the store has no event)
             await anyio.sleep(0.01)
 
 
@@ -170,7 +171,7 @@ async def test_a_huge_answer_is_not_read_past_a_few_kilobytes(make_harness: Make
         with anyio.fail_after(10):
             while not receiver.flood_sent:  # noqa: ASYNC110 (the sender's own loop ends it)
                 await anyio.sleep(0.01)
-    message, [attempt] = outbox(harness, request_id)
+    message, [attempt] = await outbox(harness, request_id)
     assert (message.state, attempt.status_code, attempt.error) == ("delivered", 200, None)
     assert attempt.response == "a" * RESPONSE_EXCERPT
     # The gateway hung up after the first few KB: the receiver could not send the rest
@@ -193,7 +194,7 @@ async def test_a_status_line_trickled_byte_by_byte_is_cut_off_at_the_deadline(
         request_id = await submit(harness, team.key, receiver.url("/trickle-head"))
         await harness.advance(RUN, webhooks=False)
         await recorded(harness, request_id)
-    message, [attempt] = outbox(harness, request_id)
+    message, [attempt] = await outbox(harness, request_id)
     assert message.state == "pending"  # retried on the schedule, like any timeout
     assert (attempt.status_code, attempt.error) == (None, "no answer within 0.5 s")
 
@@ -207,7 +208,7 @@ async def test_a_2xx_whose_answer_trickles_counts_and_keeps_what_came_by_the_dea
         request_id = await submit(harness, team.key, receiver.url("/trickle-body"))
         await harness.advance(RUN, webhooks=False)
         await recorded(harness, request_id)
-    message, [attempt] = outbox(harness, request_id)
+    message, [attempt] = await outbox(harness, request_id)
     # The receiver said 200 in time: it has the message, so it is not sent again.
     assert (message.state, attempt.status_code, attempt.error) == ("delivered", 200, None)
     assert str(attempt.response).startswith("started a")
@@ -294,10 +295,10 @@ def test_the_shares_for_the_default_64_slots() -> None:
 # -- the batch read -------------------------------------------------------------------------
 
 
-def test_the_batch_read_leaves_out_teams_and_hosts_at_their_share(tmp_path: Path) -> None:
+async def test_the_batch_read_leaves_out_teams_and_hosts_at_their_share(tmp_path: Path) -> None:
     # The hog's many due messages come first; left out by team, or by host in any of its
     # spellings, they no longer fill the batch in front of another team's.
-    store = SQLiteStore(str(tmp_path / "outbox.sqlite"))
+    store = open_store(str(tmp_path / "outbox.sqlite"))
     hog_urls = [
         "http://127.0.0.1/a",
         "http://127.1/b",
@@ -309,17 +310,18 @@ def test_the_batch_read_leaves_out_teams_and_hosts_at_their_share(tmp_path: Path
     with sqlite3.connect(tmp_path / "outbox.sqlite") as db:
         db.executemany(
             "INSERT INTO outbox (id, request_id, team_id, url, event, body, state, "
-            "next_attempt_at, created_at, updated_at) "
-            "VALUES (?, 'r', ?, ?, 'job.completed', x'7b7d', 'pending', ?, 0, 0)",
-            [(f"msg_{n}", team, url, due) for n, (team, url, due) in enumerate(rows)],
+            "next_attempt_at, created_at, updated_at, host) "
+            "VALUES (?, 'r', ?, ?, 'job.completed', x'7b7d', 'pending', ?, 0, 0, ?)",
+            # The host as the store records it when it queues a message (proxy/rules/outbox).
+            [(f"msg_{n}", team, url, due, host_of(url)) for n, (team, url, due) in enumerate(rows)],
         )
     try:
-        assert [m.team_id for m in store.due_messages(200.0, 3)] == ["hog"] * 3
-        by_team = store.due_messages(200.0, 3, skip_teams=["hog"])
-        by_host = store.due_messages(200.0, 3, skip_hosts=["127.0.0.1"])
+        assert [m.team_id for m in await store.due_messages(200.0, 3)] == ["hog"] * 3
+        by_team = await store.due_messages(200.0, 3, skip_teams=["hog"])
+        by_host = await store.due_messages(200.0, 3, skip_hosts=["127.0.0.1"])
         assert [m.team_id for m in by_team + by_host] == ["other", "other"]
-        assert store.next_due_at(skip_teams=["hog"]) == 100.0
-        assert store.next_due_at(skip_hosts=["127.0.0.1"]) == 100.0
-        assert store.due_messages(200.0, 3, skip_hosts=["hooks.example", "127.0.0.1"]) == []
+        assert await store.next_due_at(skip_teams=["hog"]) == 100.0
+        assert await store.next_due_at(skip_hosts=["127.0.0.1"]) == 100.0
+        assert await store.due_messages(200.0, 3, skip_hosts=["hooks.example", "127.0.0.1"]) == []
     finally:
         store.close()

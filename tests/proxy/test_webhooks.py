@@ -36,7 +36,9 @@ from starlette.routing import Route
 
 from client import InvalidWebhook, WebhookEvent, verify_webhook
 from proxy.config import PRICE
-from proxy.store import Attempt, OutboxMessage, SQLiteStore
+from proxy.rules import open_store
+from proxy.store import Attempt, OutboxMessage
+from proxy.store.sqlite import SQLiteBackend
 from proxy.webhooks import MAX_BODY_BYTES, RETRY_SCHEDULE, message_id
 from tests.proxy.harness import UPSTREAM_KEY, Harness
 from tests.raw_http import read_request
@@ -217,15 +219,15 @@ async def submit(harness: Harness, key: str, url: str, body: Any = None, **heade
     return request_id
 
 
-def outbox(harness: Harness, request_id: str) -> tuple[OutboxMessage, list[Attempt]]:
+async def outbox(harness: Harness, request_id: str) -> tuple[OutboxMessage, list[Attempt]]:
     """The request's one webhook message and its attempts, read from the store."""
-    [(message, attempts)] = harness.gateway.store.sync.messages_for_request(None, request_id)
+    [(message, attempts)] = await harness.gateway.store.messages_for_request(None, request_id)
     return message, attempts
 
 
 async def until_due(harness: Harness, request_id: str) -> None:
     """Move the clocks to just past the message's next attempt."""
-    message, _ = outbox(harness, request_id)
+    message, _ = await outbox(harness, request_id)
     assert message.state == "pending", message
     assert message.next_attempt_at is not None, message
     await harness.advance(message.next_attempt_at - harness.clock.now() + 0.001)
@@ -288,7 +290,7 @@ async def test_a_completed_run_is_delivered_once_signed_with_the_team_secret(
     assert event.result.request_id == request_id
     assert sorted(event.result.videos) == [1, 2, 3, 4]
 
-    message, attempts = outbox(harness, request_id)
+    message, attempts = await outbox(harness, request_id)
     assert (message.state, message.attempts, message.next_attempt_at) == ("delivered", 1, None)
     assert [a.status_code for a in attempts] == [200]
     await harness.advance(200_000)  # exactly one: nothing more, however long we wait
@@ -419,7 +421,7 @@ async def test_a_500_is_retried_about_5_s_later_with_the_same_id_and_a_fresh_tim
     request_id = await submit(harness, team.key, receiver.script("/hook", 500, 200))
     await harness.advance(RUN)
     [first] = receiver.deliveries
-    message, [attempt] = outbox(harness, request_id)
+    message, [attempt] = await outbox(harness, request_id)
     assert (message.state, attempt.status_code) == ("pending", 500)
     assert message.next_attempt_at is not None
     assert 4.0 <= message.next_attempt_at - attempt.at <= 6.0  # 5 s +-20%
@@ -434,7 +436,7 @@ async def test_a_500_is_retried_about_5_s_later_with_the_same_id_and_a_fresh_tim
     assert second.body == first.body  # the same message, re-signed at its own time
     assert first.verify(str(team.webhook_secret)).webhook_id == first.id
     assert second.verify(str(team.webhook_secret)).webhook_id == first.id
-    message, attempts = outbox(harness, request_id)
+    message, attempts = await outbox(harness, request_id)
     assert (message.state, [a.status_code for a in attempts]) == ("delivered", [500, 200])
 
 
@@ -444,14 +446,14 @@ async def test_the_schedule_runs_its_course_then_the_message_fails(hooks: HooksF
     request_id = await submit(harness, team.key, receiver.script("/down", *[503] * 20))
     await harness.advance(RUN)
     for made, expected in enumerate(RETRY_SCHEDULE[1:], start=1):
-        message, attempts = outbox(harness, request_id)
+        message, attempts = await outbox(harness, request_id)
         assert len(attempts) == made == len(receiver.deliveries)
         assert message.state == "pending"
         assert message.next_attempt_at is not None
         delay = message.next_attempt_at - attempts[-1].at
         assert expected * 0.8 <= delay <= expected * 1.2, (made, delay)
         await until_due(harness, request_id)
-    message, attempts = outbox(harness, request_id)
+    message, attempts = await outbox(harness, request_id)
     assert len(attempts) == len(RETRY_SCHEDULE) == 8
     assert message.state == "failed"
     assert message.next_attempt_at is None
@@ -466,15 +468,15 @@ async def test_the_schedule_is_configurable(hooks: HooksFactory) -> None:
     team = harness.new_team("alpha")
     request_id = await submit(harness, team.key, receiver.script("/down", *[500] * 5))
     await harness.advance(RUN)
-    message, attempts = outbox(harness, request_id)
+    message, attempts = await outbox(harness, request_id)
     assert message.next_attempt_at is not None
     assert 48 <= message.next_attempt_at - attempts[0].at <= 72
     await until_due(harness, request_id)
-    message, attempts = outbox(harness, request_id)
+    message, attempts = await outbox(harness, request_id)
     assert message.next_attempt_at is not None
     assert 480 <= message.next_attempt_at - attempts[1].at <= 720
     await until_due(harness, request_id)
-    message, attempts = outbox(harness, request_id)
+    message, attempts = await outbox(harness, request_id)
     assert (message.state, len(attempts)) == ("failed", 3)
 
 
@@ -505,7 +507,7 @@ async def test_retry_after_is_honoured_and_clamped(
     team = harness.new_team("alpha")
     request_id = await submit(harness, team.key, receiver.script("/hook", answer, 200))
     await harness.advance(RUN)
-    message, [attempt] = outbox(harness, request_id)
+    message, [attempt] = await outbox(harness, request_id)
     assert message.state == "pending"
     assert message.next_attempt_at is not None
     assert low - 0.01 <= message.next_attempt_at - attempt.at <= high + 0.01
@@ -513,7 +515,7 @@ async def test_retry_after_is_honoured_and_clamped(
     assert len(receiver.deliveries) == 1
     await until_due(harness, request_id)
     assert len(receiver.deliveries) == 2
-    assert outbox(harness, request_id)[0].state == "delivered"
+    assert (await outbox(harness, request_id))[0].state == "delivered"
 
 
 async def test_a_redirect_is_not_followed_and_is_retried(hooks: HooksFactory) -> None:
@@ -522,12 +524,12 @@ async def test_a_redirect_is_not_followed_and_is_retried(hooks: HooksFactory) ->
     moved = (302, {"Location": f"{HOOKS}/elsewhere"}, "")
     request_id = await submit(harness, team.key, receiver.script("/moved", moved, 200))
     await harness.advance(RUN)
-    message, [attempt] = outbox(harness, request_id)
+    message, [attempt] = await outbox(harness, request_id)
     assert (message.state, attempt.status_code) == ("pending", 302)
     assert receiver.to("/elsewhere") == []
     await until_due(harness, request_id)
     assert [d.path for d in receiver.deliveries] == ["/moved", "/moved"]
-    assert outbox(harness, request_id)[0].state == "delivered"
+    assert (await outbox(harness, request_id))[0].state == "delivered"
 
 
 async def test_410_disables_the_endpoint_for_that_team(hooks: HooksFactory) -> None:
@@ -537,7 +539,7 @@ async def test_410_disables_the_endpoint_for_that_team(hooks: HooksFactory) -> N
     gone = receiver.script("/gone", 410)
     first = await submit(harness, team.key, gone)
     await harness.advance(RUN)
-    message, [attempt] = outbox(harness, first)
+    message, [attempt] = await outbox(harness, first)
     assert (message.state, attempt.status_code, message.next_attempt_at) == ("disabled", 410, None)
     assert "410" in str(message.last_error)
 
@@ -545,11 +547,11 @@ async def test_410_disables_the_endpoint_for_that_team(hooks: HooksFactory) -> N
     elsewhere = await submit(harness, team.key, receiver.script("/fine"))
     theirs = await submit(harness, other.key, gone)  # another team's endpoint: still on
     await harness.advance(RUN + 200_000)
-    message, attempts = outbox(harness, later)
+    message, attempts = await outbox(harness, later)
     assert (message.state, attempts) == ("disabled", [])
     assert [d.data["request_id"] for d in receiver.to("/gone")] == [first, theirs]
     assert [d.data["request_id"] for d in receiver.to("/fine")] == [elsewhere]
-    assert outbox(harness, theirs)[0].state == "delivered"
+    assert (await outbox(harness, theirs))[0].state == "delivered"
 
 
 @pytest.mark.parametrize("status", [400, 401, 403, 404, 413, 422])
@@ -559,7 +561,7 @@ async def test_other_4xx_stop_at_once(hooks: HooksFactory, status: int) -> None:
     request_id = await submit(harness, team.key, receiver.script("/hook", status, 200))
     await harness.advance(RUN)
     await harness.advance(200_000)
-    message, attempts = outbox(harness, request_id)
+    message, attempts = await outbox(harness, request_id)
     assert (message.state, message.next_attempt_at) == ("failed", None)
     assert [a.status_code for a in attempts] == [status]
     assert str(status) in str(message.last_error)
@@ -575,7 +577,7 @@ async def test_a_refused_connection_is_retried(make_harness: MakeHarness) -> Non
     receiver = SocketReceiver(lambda: harness.clock.now(), closed_port())
     request_id = await submit(harness, team.key, receiver.url("/hook"))
     await harness.advance(RUN)
-    message, [attempt] = outbox(harness, request_id)
+    message, [attempt] = await outbox(harness, request_id)
     assert message.state == "pending"
     assert attempt.status_code is None
     assert "ConnectError" in str(attempt.error)
@@ -583,7 +585,7 @@ async def test_a_refused_connection_is_retried(make_harness: MakeHarness) -> Non
         await until_due(harness, request_id)
         [delivery] = await receiver.wait_for("/hook", 1)
     assert delivery.verify(str(team.webhook_secret)).webhook_id == message.id
-    message, attempts = outbox(harness, request_id)
+    message, attempts = await outbox(harness, request_id)
     assert (message.state, [a.status_code for a in attempts]) == ("delivered", [None, 200])
 
 
@@ -595,7 +597,7 @@ async def test_a_receiver_that_answers_too_late_is_retried(make_harness: MakeHar
         receiver.hold.add("/slow")
         # A real 0.2 s wait: the gateway's timeout is real time, not the virtual clock.
         await harness.advance(RUN)
-        message, [attempt] = outbox(harness, request_id)
+        message, [attempt] = await outbox(harness, request_id)
         assert message.state == "pending"
         assert attempt.status_code is None
         assert attempt.error == "no answer within 0.2 s"
@@ -604,7 +606,7 @@ async def test_a_receiver_that_answers_too_late_is_retried(make_harness: MakeHar
     first, second = receiver.to("/slow")
     assert first.id == second.id
     assert second.verify(str(team.webhook_secret)).webhook_id == first.id
-    message, attempts = outbox(harness, request_id)
+    message, attempts = await outbox(harness, request_id)
     assert (message.state, [a.status_code for a in attempts]) == ("delivered", [None, 200])
 
 
@@ -623,13 +625,13 @@ async def test_a_hanging_receiver_never_delays_another_teams_delivery(
         assert delivery.verify(str(fast.webhook_secret)).result.request_id == prompt
         with anyio.fail_after(2):
             # The delivery finishes on its own task; its outcome is only in the store.
-            while outbox(harness, prompt)[0].state != "delivered":  # noqa: ASYNC110
+            while (await outbox(harness, prompt))[0].state != "delivered":  # noqa: ASYNC110
                 await anyio.sleep(0.01)
-        message, attempts = outbox(harness, stuck)
+        message, attempts = await outbox(harness, stuck)
         assert (message.state, attempts) == ("pending", [])  # still waiting on the slow one
         receiver.release.set()
         await harness.settle_webhooks()
-    assert outbox(harness, stuck)[0].state == "delivered"
+    assert (await outbox(harness, stuck))[0].state == "delivered"
     assert len(receiver.to("/slow")) == 1
 
 
@@ -776,7 +778,7 @@ async def test_the_admin_api_lists_attempts_and_resends_a_message(hooks: HooksFa
     assert [d.id for d in receiver.deliveries] == [webhook_id] * 3
     assert receiver.deliveries[-1].body == receiver.deliveries[0].body
     receiver.deliveries[-1].verify(str(team.webhook_secret))
-    message_now, attempts = outbox(harness, request_id)
+    message_now, attempts = await outbox(harness, request_id)
     assert (message_now.state, len(attempts)) == ("delivered", 3)
     nothing = await harness.http.post("/admin/webhooks/msg_nope/resend", headers=ADMIN)
     assert nothing.status_code == 404
@@ -788,15 +790,15 @@ async def test_a_resend_re_enables_a_disabled_endpoint(hooks: HooksFactory) -> N
     gone = receiver.script("/gone", 410)
     request_id = await submit(harness, team.key, gone)
     await harness.advance(RUN)
-    assert outbox(harness, request_id)[0].state == "disabled"
+    assert (await outbox(harness, request_id))[0].state == "disabled"
     webhook_id = message_id(request_id, "job.completed")
     resent = await harness.http.post(f"/admin/webhooks/{webhook_id}/resend", headers=ADMIN)
     assert resent.status_code == 200
     await harness.settle_webhooks()
-    assert outbox(harness, request_id)[0].state == "delivered"
+    assert (await outbox(harness, request_id))[0].state == "delivered"
     later = await submit(harness, team.key, gone)  # the endpoint is on again
     await harness.settle_webhooks()
-    assert outbox(harness, later)[0].state == "delivered"
+    assert (await outbox(harness, later))[0].state == "delivered"
     assert [d.id for d in receiver.deliveries][:2] == [webhook_id] * 2
 
 
@@ -810,7 +812,7 @@ async def test_recover_queues_again_every_failed_message_since_a_time(hooks: Hoo
     recent = await submit(harness, team.key, receiver.script("/recent", 400))  # a HIT
     fine = await submit(harness, team.key, receiver.script("/fine"))
     await harness.settle_webhooks()
-    assert [outbox(harness, r)[0].state for r in (old, recent, fine)] == [
+    assert [(await outbox(harness, r))[0].state for r in (old, recent, fine)] == [
         "failed", "failed", "delivered"]  # fmt: skip
 
     iso = dt.datetime.fromtimestamp(since, dt.UTC).isoformat().replace("+00:00", "Z")
@@ -818,7 +820,7 @@ async def test_recover_queues_again_every_failed_message_since_a_time(hooks: Hoo
     assert answer.status_code == 200, answer.text
     assert answer.json() == {"queued": 1}
     await harness.settle_webhooks()
-    assert [outbox(harness, r)[0].state for r in (old, recent, fine)] == [
+    assert [(await outbox(harness, r))[0].state for r in (old, recent, fine)] == [
         "failed", "delivered", "delivered"]  # fmt: skip
     first, again = receiver.to("/recent")
     assert first.id == again.id == message_id(recent, "job.completed")
@@ -828,7 +830,7 @@ async def test_recover_queues_again_every_failed_message_since_a_time(hooks: Hoo
     )
     assert everything.json() == {"queued": 1}
     await harness.settle_webhooks()
-    assert outbox(harness, old)[0].state == "delivered"
+    assert (await outbox(harness, old))[0].state == "delivered"
     assert len(receiver.to("/fine")) == 1  # a delivered message is never recovered
     bad = await harness.http.post(
         "/admin/webhooks/recover", json={"since": "yesterday"}, headers=ADMIN
@@ -864,7 +866,7 @@ async def test_the_cli_lists_resends_recovers_and_rotates(
     recent = await submit(harness, team.key, receiver.script("/recent", 400, 200))  # a HIT
     await harness.settle_webhooks()
     # One message is waiting on the clock for its retry; the CLI's must not wait for it.
-    assert outbox(harness, retried)[0].state == "pending"
+    assert (await outbox(harness, retried))[0].state == "pending"
 
     report = await cli(db, "webhooks", refused)
     [message] = report["messages"]
@@ -875,7 +877,7 @@ async def test_the_cli_lists_resends_recovers_and_rotates(
     since = dt.datetime.fromtimestamp(harness.clock.now() - 0.5, dt.UTC).isoformat()
     assert await cli(db, "recover", "--since", since) == {"queued": 1}
     await wait_for_state(harness, recent, "delivered")
-    assert outbox(harness, refused)[0].state == "failed"  # older than --since
+    assert (await outbox(harness, refused))[0].state == "failed"  # older than --since
 
     resent = await cli(db, "resend", webhook_id)
     assert (resent["webhook_id"], resent["state"]) == (webhook_id, "pending")
@@ -898,13 +900,13 @@ async def wait_for_state(harness: Harness, request_id: str, state: str) -> None:
     """A change made by another process is picked up by the gateway within its idle check
     (real time, shortened to 50 ms here): wait for it, for real, at most a few seconds."""
     with anyio.fail_after(5):
-        while outbox(harness, request_id)[0].state != state:  # noqa: ASYNC110
+        while (await outbox(harness, request_id))[0].state != state:  # noqa: ASYNC110
             await anyio.sleep(0.02)
 
 
 def test_the_cli_explains_an_unknown_request(tmp_path: Path) -> None:
     db = tmp_path / "empty.sqlite"
-    SQLiteStore(str(db)).close()  # admin commands never create a store
+    open_store(str(db)).close()  # admin commands never create a store
     done = subprocess.run(
         [sys.executable, "-m", "proxy", "admin", "webhooks", "nope", "--db", str(db)],
         capture_output=True,
@@ -943,6 +945,8 @@ async def test_a_webhook_url_that_is_not_public_is_refused_at_submit(
     assert "secret" not in error  # credentials are never echoed
     assert harness.upstream_calls("submit") == []
     assert await harness.credits(team.key) == before
-    db = harness.gateway.store.sync._connection()
+    backend = harness.gateway.store.backend
+    assert isinstance(backend, SQLiteBackend)
+    db = backend._connection()
     assert db.execute("SELECT COUNT(*) FROM requests").fetchone()[0] == 0
     assert db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0] == 0
