@@ -469,6 +469,12 @@ def _parser() -> argparse.ArgumentParser:
         help="compare stores instead (repeat): `sqlite` (a fresh file), a path, or a URL",
     )
     p.add_argument("--replicas", type=int, default=3, help="with --db: gateways for admits xN")
+    p.add_argument(
+        "--shipped-polls",
+        action="store_true",
+        help="with --db: admitting gateways poll on the shipped (adaptive) schedule instead "
+        "of every 0.05 s, as a deployment would",
+    )
     return p
 
 
@@ -491,19 +497,25 @@ def _start_fake(servers: list[Server]) -> Server:
 
 
 def _start_gateway(
-    args: argparse.Namespace, db: str, fake: Server, servers: list[Server], name: str = "gateway"
+    args: argparse.Namespace,
+    db: str,
+    fake: Server,
+    servers: list[Server],
+    name: str = "gateway",
+    *,
+    fast_polls: bool = True,
 ) -> Server:
     port = free_port()
     team_env = {
         **_clean_env(),
         "SEGMIND_API_KEY": FAKE_KEY,
         "PROXY_METRICS_TOKEN": METRICS_TOKEN,
-        # The company-wide upstream budget and the poll schedule must not slow the setup.
+        # The company-wide upstream budget must not slow the setup or hold admissions.
         "PROXY_UPSTREAM_REQUESTS_PER_MINUTE": GENEROUS,
-        "PROXY_POLL_INTERVAL": "0.05",
-        # It measures answering polls, not the schedule: the fixed loop finishes setup fast.
-        "PROXY_POLL_SCHEDULE": "fixed",
     }
+    if fast_polls or not args.shipped_polls:
+        # It measures answering polls, not the schedule: the fixed loop finishes setup fast.
+        team_env |= {"PROXY_POLL_INTERVAL": "0.05", "PROXY_POLL_SCHEDULE": "fixed"}
     argv = [
         sys.executable, "-m", "proxy", "serve", "--host", HOST, "--port", str(port),
         "--db", db, "--upstream-url", f"http://{HOST}:{fake.port}",
@@ -613,13 +625,24 @@ def _measure_store(
                 key, args.jobs,
             )  # fmt: skip
         phases = [(POLLS, 1), (ADMITS, 1), (ADMITS_X.format(n=args.replicas), args.replicas)]
+        admitters: list[Server] = []
         for name, count in phases:
-            while len(gateways) < count:
-                gateways.append(_start_gateway(args, db, fake, servers, f"gateway {len(gateways)}"))
+            serving = gateways
+            if name != POLLS:
+                # Admissions on gateways of their own: with --shipped-polls, on the poll
+                # schedule a deployment runs, not the setup's 20 polls a second per run.
+                while len(admitters) < count:
+                    admitters.append(
+                        _start_gateway(
+                            args, db, fake, servers, f"admitter {len(admitters)}",
+                            fast_polls=False,
+                        )
+                    )  # fmt: skip
+                serving = admitters
             plan = StorePlan(
                 name=name if name == POLLS else ADMITS,
-                ports=[g.port for g in gateways[:count]],
-                pids=[g.pid for g in gateways[:count]],
+                ports=[g.port for g in serving[:count]],
+                pids=[g.pid for g in serving[:count]],
                 team_key=key,
                 polls=polls,
                 tag=f"{os.getpid()}-{index}-{count}",

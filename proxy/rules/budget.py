@@ -23,6 +23,8 @@ waiting.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from ..store.tx import Tx
 from .runs import Fence, check_fence
 
@@ -30,29 +32,63 @@ __all__ = ["MARGIN", "WINDOW", "claim_send", "pause", "take", "unclaim_send"]
 
 WINDOW = 60.0  # seconds: "requests per minute"
 MARGIN = 1.0  # seconds a call is counted beyond the window (see the module's doc)
+FORGET_EVERY = 1.0  # seconds between deletions of calls out of the window, while it has room
+
+
+@dataclass
+class _Window:
+    """The budget row as this unit of work found it, and the calls counted since."""
+
+    paused_until: float
+    submits_until: float
+    calls: int  # may still count calls that left the window: never fewer than are in it
+    forgotten_at: float
+    stored: tuple[int, float]
+
+    @classmethod
+    def locked(cls, tx: Tx) -> _Window:
+        paused_until, submits_until, calls, forgotten_at = tx.budget_state()
+        return cls(paused_until, submits_until, calls, forgotten_at, (calls, forgotten_at))
+
+    def save(self, tx: Tx) -> None:
+        if (self.calls, self.forgotten_at) != self.stored:
+            tx.set_call_count(self.calls, self.forgotten_at)
 
 
 def take(tx: Tx, kind: str, now: float, per_minute: int) -> float:
     """Spend one upstream call of `kind` ("submit" or "poll") now, or say how many
     seconds to wait before asking again (0.0: go)."""
-    return _take(tx, kind, now, per_minute, tx.budget_state())
+    held_runs = False
+    if kind != "submit":
+        # A poll's record lost in a database crash costs at most a call over the budget
+        # (met by the upstream's 429 and the pause); a submit's is kept (claim_send).
+        tx.relax_durability()
+        # Read before the budget's lock, which every process's every call waits for.
+        held_runs = tx.any_waiting()
+    window = _Window.locked(tx)
+    try:
+        return _take(tx, kind, now, per_minute, window, held_runs)
+    finally:
+        window.save(tx)
 
 
-def _take(tx: Tx, kind: str, now: float, per_minute: int, state: tuple[float, float]) -> float:
-    paused_until, submits_until = state
-    if now < paused_until:
-        return paused_until - now
+def _take(
+    tx: Tx, kind: str, now: float, per_minute: int, window: _Window, held_runs: bool = False
+) -> float:
+    if now < window.paused_until:
+        return window.paused_until - now
     interval = WINDOW / per_minute
     if kind != "submit":
         # Submits before polls: a poll steps aside while a submit waits for its slot, and
         # while any admitted run waits to be sent (its sender may not have asked yet).
-        if now < submits_until:
-            return max(submits_until - now, 1e-3)
-        if tx.waiting_count():
-            return max(_wait(tx, now, per_minute), interval)
-    wait = _wait(tx, now, per_minute)
+        if now < window.submits_until:
+            return max(window.submits_until - now, 1e-3)
+        if held_runs:
+            return max(_wait(tx, now, per_minute, window), interval)
+    wait = _wait(tx, now, per_minute, window)
     if wait <= 0:
         tx.add_call(now)
+        window.calls += 1
         return 0.0
     if kind == "submit":
         # Hold polls off until this submit is back for the slot it waits for.
@@ -66,7 +102,6 @@ def claim_send(
     """Take the budget slot for sending the WAITING run `generation_id` and mark it
     SUBMITTING; or say how many seconds to wait (it stays WAITING); -1.0 when it is no
     longer WAITING. Refused while an earlier-admitted run still waits, whoever holds it."""
-    state = tx.budget_state()  # the budget's lock first, as every budget unit takes it
     try:
         generation = tx.generation(generation_id, lock=True)
     except KeyError:
@@ -74,10 +109,16 @@ def claim_send(
     if generation.status != "WAITING":
         return -1.0  # finished or already sent: nothing to claim
     check_fence(tx, generation_id, fence)
-    if tx.waiting_ahead(generation_id):
-        # Its turn comes after the one ahead's: at the earliest one slot later.
-        return max(_wait(tx, now, per_minute), WINDOW / per_minute)
-    wait = _take(tx, "submit", now, per_minute, state)
+    ahead = tx.waiting_ahead(generation_id)
+    # The budget's lock last (after the run's): every process's every call waits for it.
+    window = _Window.locked(tx)
+    try:
+        if ahead:
+            # Its turn comes after the one ahead's: at the earliest one slot later.
+            return max(_wait(tx, now, per_minute, window), WINDOW / per_minute)
+        wait = _take(tx, "submit", now, per_minute, window)
+    finally:
+        window.save(tx)
     if wait <= 0:
         tx.set_waiting(generation_id, now, sending=True)
     return wait
@@ -94,12 +135,16 @@ def pause(tx: Tx, until: float) -> None:
     tx.raise_budget_times(paused_until=until)
 
 
-def _wait(tx: Tx, now: float, per_minute: int) -> float:
+def _wait(tx: Tx, now: float, per_minute: int, window: _Window) -> float:
     """Seconds until the window has room for one more call (0.0: room now)."""
     span = WINDOW + MARGIN
-    # Forget calls that can never count again; the table stays at most `per_minute` rows.
-    tx.forget_calls(now - span)
-    if tx.call_count() < per_minute:
+    # Forget the calls that can never count again: whenever the count says the window is
+    # full (it must then be exact), else at most every FORGET_EVERY seconds, which keeps
+    # the table to about a window's calls without a deletion at every call.
+    if window.calls >= per_minute or now - window.forgotten_at >= FORGET_EVERY:
+        window.calls -= tx.forget_calls(now - span)
+        window.forgotten_at = now
+    if window.calls < per_minute:
         return 0.0
     # Room comes when the call that would be the (per_minute+1)-th back leaves the span.
     return max(tx.nth_latest_call(per_minute) + span - now, 1e-3)

@@ -28,6 +28,9 @@ class Dialect:
     # A lock on a name for the rest of the transaction (None: the transaction already
     # excludes every other writer).
     name_lock: str | None
+    # Makes this transaction's commit return before its record is on disk (None: the
+    # dialect's commits already do, e.g. SQLite's WAL with synchronous=NORMAL).
+    relaxed_commit: str | None
 
     def sql(self, text: str) -> str:
         """The statement `text` (written with `?` and {greatest}/{order}) in this dialect."""
@@ -55,6 +58,7 @@ SQLITE = Dialect(
     order="rowid",
     types={"double": "REAL", "bytes": "BLOB", "serial": "", "bigint": "INTEGER"},
     name_lock=None,
+    relaxed_commit=None,
 )
 
 POSTGRES = Dialect(
@@ -72,4 +76,5 @@ POSTGRES = Dialect(
     },
     # Two keys: a namespace of this gateway's own, then the name's.
     name_lock="SELECT pg_advisory_xact_lock(1398166349, %s)",
+    relaxed_commit="SET LOCAL synchronous_commit TO OFF",
 )

@@ -193,7 +193,16 @@ def _base(db: Connection, dialect: Dialect) -> None:
 
 def _fencing_and_hosts(db: Connection, dialect: Dialect) -> None:
     """Lease fencing tokens; the receiving host of each webhook message as a column, so
-    the deliverer's fair shares are one indexed comparison in either dialect."""
+    the deliverer's fair shares are one indexed comparison in either dialect; the number
+    of calls in the upstream window kept with the budget, so a large budget is not a
+    count over thousands of rows at every call."""
+    db.execute("ALTER TABLE upstream_budget ADD COLUMN calls INTEGER NOT NULL DEFAULT 0")
+    db.execute(
+        dialect.ddl(
+            "ALTER TABLE upstream_budget ADD COLUMN forgotten_at {double} NOT NULL DEFAULT 0"
+        )
+    )
+    db.execute("UPDATE upstream_budget SET calls = (SELECT COUNT(*) FROM upstream_calls)")
     db.execute("ALTER TABLE poll_leases ADD COLUMN token INTEGER NOT NULL DEFAULT 0")
     db.execute("ALTER TABLE outbox ADD COLUMN host TEXT")
     rows = db.execute("SELECT id, url FROM outbox").fetchall()
@@ -206,7 +215,7 @@ def _fencing_and_hosts(db: Connection, dialect: Dialect) -> None:
 
 MIGRATIONS = (
     Migration(1, "teams, keys, generations, requests, cache, budgets, outbox, leases", _base),
-    Migration(2, "lease fencing tokens; webhook hosts", _fencing_and_hosts),
+    Migration(2, "lease fencing tokens; webhook hosts; upstream window count", _fencing_and_hosts),
 )
 
 

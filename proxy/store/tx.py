@@ -110,6 +110,14 @@ class Tx:
         """Tell the other processes on this store, once this transaction commits."""
         self.notices.add(channel)
 
+    def relax_durability(self) -> None:
+        """This unit's commit need not wait for the disk: a database crash may forget it
+        (never half of it). Only for writes whose loss costs nothing but a little accuracy
+        (an upstream poll's place in the budget window), so that a lock everyone shares
+        is not held through a disk flush."""
+        if self.dialect.relaxed_commit is not None:
+            self.db.execute(self.dialect.relaxed_commit)
+
     # -- locks ----------------------------------------------------------------------------
 
     def lock_name(self, name: str) -> None:
@@ -537,14 +545,21 @@ class Tx:
 
     # -- the company's upstream budget ----------------------------------------------------
 
-    def budget_state(self) -> tuple[float, float]:
-        """(paused_until, submits_until), locked to the end of the transaction."""
-        paused_until, submits_until = self._one(
-            "SELECT paused_until, submits_until FROM upstream_budget "
+    def budget_state(self) -> tuple[float, float, int, float]:
+        """(paused_until, submits_until, calls counted in the window, when old calls were
+        last forgotten), locked to the end of the transaction."""
+        paused_until, submits_until, calls, forgotten_at = self._one(
+            "SELECT paused_until, submits_until, calls, forgotten_at FROM upstream_budget "
             f"WHERE name = ?{self.dialect.for_update}",
             (BUDGET_ROW,),
         )
-        return float(paused_until), float(submits_until)
+        return float(paused_until), float(submits_until), int(calls), float(forgotten_at)
+
+    def set_call_count(self, calls: int, forgotten_at: float) -> None:
+        self._run(
+            "UPDATE upstream_budget SET calls = ?, forgotten_at = ? WHERE name = ?",
+            (calls, forgotten_at, BUDGET_ROW),
+        )
 
     def raise_budget_times(self, *, paused_until: float = 0.0, submits_until: float = 0.0) -> None:
         self._run(
@@ -553,11 +568,9 @@ class Tx:
             (paused_until, submits_until, BUDGET_ROW),
         )
 
-    def forget_calls(self, before: float) -> None:
-        self._run("DELETE FROM upstream_calls WHERE at <= ?", (before,))
-
-    def call_count(self) -> int:
-        return int(self._one("SELECT COUNT(*) FROM upstream_calls")[0])
+    def forget_calls(self, before: float) -> int:
+        """Delete the calls at or before `before`; returns how many."""
+        return self._run("DELETE FROM upstream_calls WHERE at <= ?", (before,)).rowcount
 
     def nth_latest_call(self, n: int) -> float:
         """The time of the n-th latest call (n = 1: the latest)."""
@@ -575,6 +588,9 @@ class Tx:
 
     def waiting_count(self) -> int:
         return int(self._one("SELECT COUNT(*) FROM generations WHERE status = 'WAITING'")[0])
+
+    def any_waiting(self) -> bool:
+        return self._one("SELECT 1 FROM generations WHERE status = 'WAITING' LIMIT 1") is not None
 
     def waiting_ahead(self, generation_id: str) -> bool:
         """Whether a run admitted before this one still waits to be sent."""
