@@ -109,13 +109,16 @@ def claim_send(
     if generation.status != "WAITING":
         return -1.0  # finished or already sent: nothing to claim
     check_fence(tx, generation_id, fence)
-    ahead = tx.waiting_ahead(generation_id)
+    ahead = tx.waiting_ahead(generation_id, per_minute)
     # The budget's lock last (after the run's): every process's every call waits for it.
     window = _Window.locked(tx)
     try:
-        if ahead:
-            # Its turn comes after the one ahead's: at the earliest one slot later.
-            return max(_wait(tx, now, per_minute, window), WINDOW / per_minute)
+        # Runs admitted earlier go first where slots are short: this one goes now only if
+        # the window has room for it and for every one of them.
+        wait = _wait(tx, now, per_minute, window, need=ahead + 1) if ahead else 0.0
+        if wait > 0:
+            # Its turn comes after theirs: at the earliest one slot later.
+            return max(wait, WINDOW / per_minute)
         wait = _take(tx, "submit", now, per_minute, window)
     finally:
         window.save(tx)
@@ -135,16 +138,18 @@ def pause(tx: Tx, until: float) -> None:
     tx.raise_budget_times(paused_until=until)
 
 
-def _wait(tx: Tx, now: float, per_minute: int, window: _Window) -> float:
-    """Seconds until the window has room for one more call (0.0: room now)."""
+def _wait(tx: Tx, now: float, per_minute: int, window: _Window, need: int = 1) -> float:
+    """Seconds until the window has room for `need` more calls (0.0: room now)."""
     span = WINDOW + MARGIN
     # Forget the calls that can never count again: whenever the count says the window is
-    # full (it must then be exact), else at most every FORGET_EVERY seconds, which keeps
-    # the table to about a window's calls without a deletion at every call.
-    if window.calls >= per_minute or now - window.forgotten_at >= FORGET_EVERY:
+    # too full (it must then be exact), else at most every FORGET_EVERY seconds, which
+    # keeps the table to about a window's calls without a deletion at every call.
+    if window.calls + need > per_minute or now - window.forgotten_at >= FORGET_EVERY:
         window.calls -= tx.forget_calls(now - span)
         window.forgotten_at = now
-    if window.calls < per_minute:
+    if window.calls + need <= per_minute:
         return 0.0
-    # Room comes when the call that would be the (per_minute+1)-th back leaves the span.
-    return max(tx.nth_latest_call(per_minute) + span - now, 1e-3)
+    if need > per_minute:
+        return WINDOW / per_minute  # more wait than a window holds: look again a slot later
+    # Room comes when the call `need` places short of the (per_minute+1)-th back leaves.
+    return max(tx.nth_latest_call(per_minute - need + 1) + span - now, 1e-3)

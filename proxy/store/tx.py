@@ -592,15 +592,16 @@ class Tx:
     def any_waiting(self) -> bool:
         return self._one("SELECT 1 FROM generations WHERE status = 'WAITING' LIMIT 1") is not None
 
-    def waiting_ahead(self, generation_id: str) -> bool:
-        """Whether a run admitted before this one still waits to be sent."""
+    def waiting_ahead(self, generation_id: str, up_to: int) -> int:
+        """How many runs admitted before this one still wait to be sent (at most `up_to`)."""
         row = self._one(
-            "SELECT 1 FROM generations w, generations g WHERE g.id = ? AND w.status = 'WAITING' "
+            "SELECT COUNT(*) FROM (SELECT 1 FROM generations w, generations g "
+            "WHERE g.id = ? AND w.status = 'WAITING' "
             "AND (w.created_at < g.created_at OR (w.created_at = g.created_at "
-            "AND w.{order} < g.{order})) LIMIT 1",
-            (generation_id,),
+            "AND w.{order} < g.{order})) LIMIT ?) ahead",
+            (generation_id, up_to),
         )
-        return row is not None
+        return int(row[0])
 
     # -- the webhook outbox ---------------------------------------------------------------
 

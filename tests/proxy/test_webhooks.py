@@ -429,7 +429,7 @@ async def test_a_500_is_retried_about_5_s_later_with_the_same_id_and_a_fresh_tim
     assert len(receiver.deliveries) == 1  # not a moment early
     await harness.advance(0.02)
     _first_again, second = receiver.deliveries
-    assert 4.0 <= second.at - first.at <= 6.0
+    assert 4.0 <= second.at - first.at <= 6.0 + 0.01  # 5 s +-20%, seen 0.01 s after it fell due
     assert second.id == first.id  # receivers de-duplicate on it
     assert int(second.headers["webhook-timestamp"]) - int(first.headers["webhook-timestamp"]) >= 4
     assert second.headers["webhook-signature"] != first.headers["webhook-signature"]
@@ -765,7 +765,7 @@ async def test_the_admin_api_lists_attempts_and_resends_a_message(hooks: HooksFa
     assert delivered["response"] == "ok"
     assert delivered["error"] is None
     assert all(a["latency_ms"] >= 0 for a in (failed, delivered))
-    assert 4.0 <= delivered["at"] - failed["at"] <= 6.0
+    assert 4.0 <= delivered["at"] - failed["at"] <= 6.0 + 0.001  # until_due: 1 ms past due
     missing = await harness.http.get("/admin/requests/nope/webhooks", headers=ADMIN)
     assert missing.status_code == 404
     assert "no webhook messages" in missing.json()["error"]
