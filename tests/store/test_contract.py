@@ -305,3 +305,22 @@ async def test_a_revocation_on_one_replica_reaches_another(store: Store, store_u
         assert await other.team_for_key("hash-1") is None
     finally:
         other.close()
+
+
+async def test_a_later_run_overtakes_a_waiting_one_only_while_slots_are_plenty(
+    store: Store,
+) -> None:
+    team = await _team(store)
+    first, second = [await store.admit(_ask(team), NOW) for _ in range(2)]
+    fence = Fence("gateway-a", second.token or 0)
+    # Room for both in the window: the later run need not wait for the earlier one's sender.
+    assert await store.claim_send(second.generation.id, NOW, 3, fence) == 0.0
+    third = await store.admit(_ask(team), NOW)
+    # Three a minute, two spent: the one slot left is the first run's; the third waits.
+    assert await store.take_upstream("submit", NOW, 3) == 0.0
+    wait = await store.claim_send(third.generation.id, NOW, 3, Fence("gateway-a", third.token or 0))
+    assert wait > 0
+    assert (
+        await store.claim_send(first.generation.id, NOW, 3, Fence("gateway-a", first.token or 0))
+        == 0.0
+    )
