@@ -43,7 +43,7 @@ from proxy.webhooks import message_id
 from tests.processes import stop_group
 from tests.receiver import Receiver, eventually
 from tests.servers import ServerProcess, free_port, launch, start_server
-from tests.several_machines import HEADING, Step, block, step
+from tests.several_machines import Step, block, step
 from tests.stack import ADMIN_KEY, UPSTREAM_KEY, WORKFLOW
 
 pytestmark = pytest.mark.skipif(
@@ -347,13 +347,9 @@ def test_requests_spread_over_the_replicas(deployment: Deployment) -> None:
         assert answer.json() == json.loads(UNAVAILABLE)
 
 
-def test_the_readme_shows_the_commands_this_test_runs() -> None:
-    """Once the section is in README.md, its commands are these, character for character."""
-    readme = Path(__file__).parents[2] / "README.md"
-    if HEADING in readme.read_text():
-        assert block(readme) == block()
-        assert block(readme, "nginx") == block(language="nginx")
-    # The example configuration is what the command prints for its example replicas.
+def test_the_readme_shows_the_configuration_nginx_config_prints() -> None:
+    """The commands this module runs are read from the README's section (`step`); its
+    example configuration is what the command prints for its example replicas."""
     example = [f"10.0.0.{n}:8000" for n in (11, 12, 13)]
     assert block(language="nginx") == render("8080", example)
     assert step("nginx", {"PWD": "/srv"}).argv == ["nginx", "-c", "/srv/gateway-nginx.conf"]
