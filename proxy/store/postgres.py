@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -46,6 +47,7 @@ RETRIES = 8  # runs of one unit of work that met a deadlock or serialization fai
 CONNECT_TIMEOUT = 5  # seconds to reach the server
 POOL_TIMEOUT = 10.0  # seconds a unit of work waits for a free connection
 LISTEN_RETRY = 1.0  # seconds between reconnections of the listener
+SWITCH_INTERVAL = 0.0005  # seconds a thread may hold the interpreter while others wait
 
 
 class PostgresBackend:
@@ -62,6 +64,10 @@ class PostgresBackend:
             url, min_size=1, max_size=pool_size, kwargs=kwargs, open=False, timeout=POOL_TIMEOUT
         )
         self._workers = ThreadPoolExecutor(max_workers=pool_size, thread_name_prefix="store-pg")
+        # A worker holding a row lock waits for the interpreter after each round trip; at
+        # the default 5 ms switch interval a busy event loop would stretch every locked
+        # transaction (and everyone queued on its lock) by up to that much per statement.
+        sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_INTERVAL))
         try:
             self._pool.open(wait=True, timeout=CONNECT_TIMEOUT * 2)
             self._transaction(lambda tx: _migrate(tx))
