@@ -15,6 +15,7 @@ import asyncio
 import datetime as dt
 import email.utils
 import json
+import socket
 import subprocess
 import sys
 import time
@@ -27,7 +28,7 @@ from typing import Any, TypeAlias
 import anyio
 import httpx
 import pytest
-from anyio.abc import SocketAttribute, SocketStream
+from anyio.abc import Listener, SocketAttribute, SocketListener, SocketStream
 from anyio.streams.buffered import BufferedByteReceiveStream
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -168,11 +169,18 @@ class SocketReceiver:
 
 
 @asynccontextmanager
-async def listening(receiver: SocketReceiver) -> AsyncIterator[SocketReceiver]:
-    """Serve `receiver` on its port until the block ends."""
-    async with await anyio.create_tcp_listener(
-        local_host="127.0.0.1", local_port=receiver.port
-    ) as tcp:
+async def listening(
+    receiver: SocketReceiver, bound: socket.socket | None = None
+) -> AsyncIterator[SocketReceiver]:
+    """Serve `receiver` until the block ends: on `bound` (a socket bound to its port, which
+    it takes over), else on its port, 0 for one the system picks."""
+    tcp: Listener[SocketStream]
+    if bound is not None:
+        bound.listen()
+        tcp = await SocketListener.from_socket(bound)
+    else:
+        tcp = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=receiver.port)
+    async with tcp:
         receiver.port = tcp.extra(SocketAttribute.local_port)  # noqa: S610 (anyio, not Django)
         async with anyio.create_task_group() as tasks:
             tasks.start_soon(tcp.serve, receiver.handle)
@@ -181,16 +189,6 @@ async def listening(receiver: SocketReceiver) -> AsyncIterator[SocketReceiver]:
             finally:
                 receiver.release.set()
                 tasks.cancel_scope.cancel()
-
-
-def closed_port() -> int:
-    """A loopback port nothing listens on (yet)."""
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-    return port
 
 
 # -- fixtures and helpers -------------------------------------------------------------------
@@ -576,16 +574,20 @@ async def test_other_4xx_stop_at_once(hooks: HooksFactory, status: int) -> None:
 async def test_a_refused_connection_is_retried(make_harness: MakeHarness) -> None:
     harness = await make_harness(webhook_allow_networks=["127.0.0.0/8"])
     team = harness.new_team("alpha")
-    receiver = SocketReceiver(lambda: harness.clock.now(), closed_port())
-    request_id = await submit(harness, team.key, receiver.url("/hook"))
-    await harness.advance(RUN)
-    message, [attempt] = outbox(harness, request_id)
-    assert message.state == "pending"
-    assert attempt.status_code is None
-    assert "ConnectError" in str(attempt.error)
-    async with listening(receiver):
-        await until_due(harness, request_id)
-        [delivery] = await receiver.wait_for("/hook", 1)
+    # Bound but not listening: connections are refused, and no other process can take the
+    # port before the receiver listens on it (closing it again after `listening` is a no-op).
+    with socket.socket() as bound:
+        bound.bind(("127.0.0.1", 0))
+        receiver = SocketReceiver(lambda: harness.clock.now(), bound.getsockname()[1])
+        request_id = await submit(harness, team.key, receiver.url("/hook"))
+        await harness.advance(RUN)
+        message, [attempt] = outbox(harness, request_id)
+        assert message.state == "pending"
+        assert attempt.status_code is None
+        assert "ConnectError" in str(attempt.error)
+        async with listening(receiver, bound):
+            await until_due(harness, request_id)
+            [delivery] = await receiver.wait_for("/hook", 1)
     assert delivery.verify(str(team.webhook_secret)).webhook_id == message.id
     message, attempts = outbox(harness, request_id)
     assert (message.state, [a.status_code for a in attempts]) == ("delivered", [None, 200])
