@@ -6,10 +6,11 @@
 Real processes on loopback: the fake Segmind (`python -m fakeserver`, virtual clock) and
 the gateway (`python -m proxy`, virtual clock, a fresh SQLite store in a temporary
 directory, loopback allowlisted for webhooks, every other setting its default: 64 delivery
-slots, `webhook_timeout` 15 s). The receivers are raw HTTP/1.1 servers in this process
-(asyncio, in a thread). Two teams: "hog" and "other"; each pays for one run (the clocks
-are moved over the admin API until it is COMPLETED), after which each submit of the same
-body is a free cache HIT whose webhook is due at once.
+slots, `webhook_timeout` 15 s on the gateway's virtual clock, which the bench moves only to
+finish runs: a trickling receiver holds its slot throughout). The receivers are raw
+HTTP/1.1 servers in this process (asyncio, in a thread). Two teams: "hog" and "other";
+each pays for one run (the clocks are moved over the admin API until it is COMPLETED),
+after which each submit of the same body is a free cache HIT whose webhook is due at once.
 
 1. memory: the gateway's resident set idle (VmRSS), then a hog HIT whose receiver answers
    200 with a 400 MB body, sent as fast as the gateway reads it; the gateway's peak

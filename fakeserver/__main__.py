@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import socket
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -99,13 +100,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     from .app import create_app
     from .catalog import CHARACTER_VIDEO_ID
 
-    if settings.port == 0:
-        # A free port must be known before the app builds its poll URLs.
-        import socket
-
-        with socket.socket() as s:
-            s.bind((settings.host, 0))
-            settings = settings.model_copy(update={"port": s.getsockname()[1]})
+    # Bound here and handed to uvicorn, never released in between: with --port 0 the port
+    # the system picked is known (for poll URLs and the line below) and stays ours.
+    listener = _bind(settings.host, settings.port)
+    settings = settings.model_copy(update={"port": listener.getsockname()[1]})
     app = create_app(settings)
     keys = settings.api_keys or ([] if settings.restricted_keys else [DEMO_KEY])
     print(f"fake Segmind listening on http://{settings.host}:{settings.port}", flush=True)
@@ -118,7 +116,27 @@ def main(argv: Sequence[str] | None = None) -> None:
             f"-H 'x-api-key: {keys[0] if not settings.api_keys else '<your key>'}' -d '{{}}'",
             flush=True,
         )
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level=log_level)
+    server = uvicorn.Server(uvicorn.Config(app, log_level=log_level))
+    try:
+        server.run(sockets=[listener])
+    except KeyboardInterrupt:  # Ctrl-C: uvicorn has shut down gracefully already
+        pass
+    finally:
+        listener.close()
+    if not server.started:
+        sys.exit(3)  # uvicorn has logged why (as `uvicorn.run` exits)
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    """The listening socket, bound (uvicorn listens on it), or exit saying why not."""
+    listener = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+    try:
+        listener.bind((host, port))
+    except OSError as exc:
+        listener.close()
+        sys.exit(f"fakeserver: cannot listen on {host}:{port}: {exc.strerror}")
+    return listener
 
 
 if __name__ == "__main__":

@@ -8,14 +8,16 @@ when the time they wait for is reached, so tests never sleep through a job.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import heapq
 import itertools
 import time
+from collections.abc import Iterator
 from typing import Protocol
 
 import anyio
 
-__all__ = ["Clock", "SystemClock", "VirtualClock"]
+__all__ = ["Clock", "SystemClock", "VirtualClock", "fail_after"]
 
 VIRTUAL_EPOCH = 1_767_225_600.0  # 2026-01-01T00:00:00Z
 
@@ -73,3 +75,24 @@ class VirtualClock:
     @property
     def sleepers(self) -> int:
         return sum(1 for *_, f in self._sleepers if not f.done())
+
+
+@contextlib.contextmanager
+def fail_after(clock: Clock, seconds: float) -> Iterator[None]:
+    """`anyio.fail_after` on `clock`: the block is cancelled, and `TimeoutError` raised, once
+    `seconds` pass on it. On the system clock that is real time; on a virtual one, only a
+    test moving it ends the block, so a deadline's test never waits through it."""
+    with anyio.CancelScope() as scope:
+
+        def ring(alarm: asyncio.Future[None]) -> None:
+            if not alarm.cancelled():
+                scope.cancel()
+
+        alarm = asyncio.ensure_future(clock.sleep(seconds))
+        alarm.add_done_callback(ring)
+        try:
+            yield
+        finally:
+            alarm.cancel()
+    if scope.cancelled_caught:
+        raise TimeoutError(f"not done within {seconds:g} s")

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
-import socket
 import subprocess
 import sys
+import tempfile
 import time
 
 import httpx
@@ -22,6 +23,7 @@ from pydantic import SecretStr
 __all__ = ["EmbeddedFake", "start_fake", "terminate"]
 
 READY_SECONDS = 20.0
+LISTENING = re.compile(r"listening on (http://\S+)")  # the fake's first line, once bound
 
 
 class EmbeddedFake:
@@ -49,42 +51,46 @@ def terminate(process: subprocess.Popen[bytes], grace: float) -> None:
             process.wait(5)
 
 
-def _free_port(host: str, wanted: int = 0) -> int:
-    """`wanted` if it can be bound now, else a free port the system picks."""
-    for port in (wanted, 0) if wanted else (0,):
-        with socket.socket() as s:
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds it
-            try:
-                s.bind((host, port))
-            except OSError:
-                continue
-            found: int = s.getsockname()[1]
-            return found
-    raise OSError(f"no free port on {host}")
-
-
 def start_fake(
     host: str = "127.0.0.1", extra_args: list[str] | None = None, port: int | None = None
 ) -> EmbeddedFake:
-    """Start the fake with a fresh key on `port` if it is free (else on a free port);
-    return once it answers."""
-    port = _free_port(host, port or 0)
+    """Start the fake with a fresh key on `port` if it can bind it (else on a port it
+    picks); return once it answers."""
     key = "fake-upstream-" + secrets.token_hex(12)
+    for attempt in (port, 0) if port else (0,):
+        fake = _start(host, attempt, key, extra_args or [])
+        if fake is not None:
+            return fake
+    raise RuntimeError(f"the embedded fake could not listen on {host}")
+
+
+def _start(host: str, port: int, key: str, extra_args: list[str]) -> EmbeddedFake | None:
+    """The fake on `port` (0: one it picks and keeps, named in its start-up line: no port
+    is guessed here and released for it to bind, which another process could take in
+    between); None if it could not bind `port`."""
     argv = [sys.executable, "-m", "fakeserver", "--host", host, "--port", str(port),
-            *(extra_args or [])]  # fmt: skip
+            *extra_args]  # fmt: skip
     # The key goes by environment, not argv, where anyone on the machine could read it (ps).
     env = {**os.environ, "FAKESERVER_API_KEYS": json.dumps([key])}
-    # Our own interpreter running our own module; no outside input reaches argv[0:3].
-    process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, env=env)  # noqa: S603
-    fake = EmbeddedFake(f"http://{host}:{port}", port, key, process)
-    deadline = time.monotonic() + READY_SECONDS
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"the embedded fake exited with code {process.returncode}")
-        try:
-            if httpx.get(f"{fake.url}/healthz", timeout=1.0).status_code == 200:
-                return fake
-        except httpx.TransportError:
+    with tempfile.TemporaryFile() as out:
+        # Our own interpreter running our own module; no outside input reaches argv[0:3].
+        process = subprocess.Popen(argv, stdout=out, stderr=subprocess.DEVNULL, env=env)  # noqa: S603
+        deadline = time.monotonic() + READY_SECONDS
+        url = None
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                if port and url is None:
+                    return None  # its port is taken: the caller tries another
+                raise RuntimeError(f"the embedded fake exited with code {process.returncode}")
+            if url is None:
+                out.seek(0)
+                bound = LISTENING.search(out.read().decode(errors="replace"))
+                url = bound and bound[1]
+            try:
+                if url and httpx.get(f"{url}/healthz", timeout=1.0).status_code == 200:
+                    return EmbeddedFake(url, int(url.rsplit(":", 1)[1]), key, process)
+            except httpx.TransportError:
+                pass
             time.sleep(0.05)
-    fake.stop()
+    terminate(process, grace=5.0)
     raise RuntimeError(f"the embedded fake did not answer within {READY_SECONDS:.0f} s")

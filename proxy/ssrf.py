@@ -178,16 +178,10 @@ def _not_global_reason(ip: IPAddress) -> str | None:
         for net4, reason in _V4_REFUSED:
             if ip in net4:
                 return reason
-    # Belt and braces: whatever the tables above miss, the stdlib's registry catches.
-    if ip.is_loopback:
-        return "a loopback address"
-    if ip.is_link_local:
-        return "a link-local address"
-    if ip.is_multicast:
-        return "a multicast address"
-    if ip.is_private:
-        return "a private address"
-    if ip.is_reserved or ip.is_unspecified or not ip.is_global:
+    # What the tables leave out, the stdlib's registry catches: IPv6 outside 2000::/3 is
+    # reserved (IANA), and a newer Python may know ranges registered since. (Its loopback,
+    # link-local, multicast, private and unspecified ranges are all in the tables above.)
+    if ip.is_reserved or not ip.is_global:
         return "a reserved address that is not globally routable"
     return None
 

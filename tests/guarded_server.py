@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import socket
 
 import uvicorn
 from starlette.applications import Starlette
@@ -41,10 +42,14 @@ def main() -> None:
         max_head_bytes=int(os.environ.get("GUARD_MAX_HEAD_BYTES", "32768")),
     )
     app = Starlette(routes=[Route("/healthz", healthz), Route("/echo", echo, methods=["POST"])])
-    uvicorn.run(
-        app, host=args.host, port=args.port, log_level="warning",
-        http=guarded_protocol(limits, args.parser),
-    )  # fmt: skip
+    # Bound here and kept, so --port 0 names the port the system picked (tests.servers
+    # reads it from the line below) and no other process can take it meanwhile.
+    listener = socket.socket()
+    listener.bind((args.host, args.port))
+    print(f"guarded server listening on http://{args.host}:{listener.getsockname()[1]}",
+          flush=True)  # fmt: skip
+    config = uvicorn.Config(app, log_level="warning", http=guarded_protocol(limits, args.parser))
+    uvicorn.Server(config).run(sockets=[listener])
 
 
 if __name__ == "__main__":

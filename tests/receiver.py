@@ -4,6 +4,7 @@ loopback port, keeping every request it is sent exactly as received."""
 from __future__ import annotations
 
 import asyncio
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -15,8 +16,6 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
-
-from tests.servers import free_port
 
 __all__ = ["Received", "Receiver", "eventually"]
 
@@ -45,10 +44,15 @@ class Received:
 
 class Receiver:
     """A team's webhook receiver on a fixed loopback port: Starlette under uvicorn in a
-    thread. It records every request; while `hang` is set it holds requests unanswered."""
+    thread. It records every request; while `hang` is set it holds requests unanswered.
+
+    Its port is bound from the start and listened on from `start()`: until then connections
+    are refused (a receiver that is down), and no other process can take the port."""
 
     def __init__(self) -> None:
-        self.port = free_port()
+        self._socket = socket.socket()
+        self._socket.bind(("127.0.0.1", 0))
+        self.port: int = self._socket.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}/hooks/segmind?token=t0ken"
         self.received: list[Received] = []
         self.hang = threading.Event()
@@ -66,11 +70,12 @@ class Receiver:
     def start(self) -> None:
         app = Starlette(routes=[Route("/hooks/segmind", self.hook, methods=["POST"])])
         config = uvicorn.Config(
-            app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off",
-            ws="none", timeout_graceful_shutdown=1,
+            app, log_level="warning", lifespan="off", ws="none", timeout_graceful_shutdown=1,
         )  # fmt: skip
         self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.run, kwargs={"sockets": [self._socket]}, daemon=True
+        )
         self._thread.start()
         server = self._server
         eventually(lambda: server.started, 10, "the receiver listens")
@@ -81,3 +86,4 @@ class Receiver:
             self._server.should_exit = True
             self._thread.join(10)
             self._server = None
+        self._socket.close()  # (a no-op once uvicorn has served on it and closed it)

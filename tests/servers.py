@@ -1,13 +1,17 @@
-"""Real server processes for tests: uvicorn on a free loopback port, stopped afterwards."""
+"""Real server processes for tests: uvicorn on a loopback port the system picks, stopped
+afterwards."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 import socket
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,16 +19,22 @@ import httpx
 
 from fakeserver.testing.processes import LoggedProcess
 
-__all__ = ["ServerProcess", "free_port", "launch", "start_server"]
+__all__ = ["ServerProcess", "launch", "refused_port", "start_server"]
 
 READY_SECONDS = 20.0
+# The line both servers print once bound: "gateway listening on http://127.0.0.1:PORT",
+# "fake Segmind listening on ...".
+LISTENING = re.compile(r"listening on (http://[^\s:]+:(\d+))")
 
 
-def free_port() -> int:
+@contextlib.contextmanager
+def refused_port() -> Iterator[int]:
+    """A loopback port that refuses connections while the block runs: bound and never
+    listened on, so nothing else can take it meanwhile (a port merely found free could be)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
-        return port
+        yield port
 
 
 @dataclass
@@ -39,23 +49,21 @@ class ServerProcess(LoggedProcess):
 
 
 def start_server(module: str, *args: str, env: dict[str, str] | None = None) -> ServerProcess:
-    """`python -m <module> --host 127.0.0.1 --port <free> ...`, returned once /healthz answers."""
-    port = free_port()
-    argv = [sys.executable, "-m", module, "--host", "127.0.0.1", "--port", str(port), *args]
-    return launch(argv, port, env=env, name=module)
+    """`python -m <module> --host 127.0.0.1 --port 0 ...`, returned once /healthz answers."""
+    argv = [sys.executable, "-m", module, "--host", "127.0.0.1", "--port", "0", *args]
+    return launch(argv, env={**os.environ, **(env or {})})
 
 
 def launch(
-    argv: list[str],
-    port: int,
-    *,
-    env: dict[str, str] | None = None,
-    cwd: Path | None = None,
-    name: str = "server",
+    argv: list[str], *, env: dict[str, str], cwd: Path | None = None, name: str | None = None
 ) -> ServerProcess:
-    """Start `argv` (a server that listens on loopback `port`), returned once /healthz
-    answers; for commands whose flags are given whole, as a README writes them."""
-    handle, log_name = tempfile.mkstemp(prefix=f"{name}-", suffix=".log")
+    """Start a server (`python -m proxy serve` or `python -m fakeserver`, whatever its
+    --port) and return it once /healthz answers, at the address its start-up line names.
+
+    With --port 0 the server binds a port the system picks and keeps it: no port is
+    guessed here and released before the server binds it, which another process could
+    take in between. `name` prefixes its log file (default: the module run)."""
+    handle, log_name = tempfile.mkstemp(prefix=f"{name or Path(argv[2]).name}-", suffix=".log")
     os.close(handle)
     log = Path(log_name)
     with log.open("ab") as sink:  # the child keeps its own copy of the descriptor
@@ -63,21 +71,23 @@ def launch(
             argv,
             stdout=sink,
             stderr=subprocess.STDOUT,
-            env={**os.environ, **(env or {})},
             cwd=cwd,
+            env=env,
             process_group=0,  # so `stop` can end whatever the server started, too
         )
-    server = ServerProcess(f"http://127.0.0.1:{port}", port, proc, log, argv)
+    server = ServerProcess("", 0, proc, log, argv)
     deadline = time.monotonic() + READY_SECONDS
     # Waiting for a process to listen, not for a job: the clock of the fake is not involved.
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"{name} exited early:\n{server.stop()}")
+            raise RuntimeError(f"{argv[2:4]} exited early:\n{server.stop()}")
+        if not server.url and (bound := LISTENING.search(server.printed())):
+            server.url, server.port = bound[1], int(bound[2])
         try:
-            if httpx.get(f"{server.url}/healthz", timeout=1.0).status_code == 200:
+            if server.url and httpx.get(f"{server.url}/healthz", timeout=1.0).status_code == 200:
                 return server
         except httpx.TransportError:
             pass
         time.sleep(0.05)
     output = server.stop()
-    raise RuntimeError(f"{name} did not answer /healthz in {READY_SECONDS} s:\n{output}")
+    raise RuntimeError(f"{argv[2:4]} did not answer /healthz in {READY_SECONDS} s:\n{output}")

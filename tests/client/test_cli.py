@@ -249,11 +249,12 @@ def test_the_module_runs_end_to_end_against_a_real_fake_process(
 
 
 def test_the_module_reports_a_refused_connection() -> None:
-    from tests.servers import free_port
+    from tests.servers import refused_port
 
     # --retries 0: the default four retries with backoff would only add seconds here.
-    url = f"http://127.0.0.1:{free_port()}"
-    done = run_module("credits", "--base-url", url, "--api-key", "k", "--retries", "0")
+    with refused_port() as port:
+        url = f"http://127.0.0.1:{port}"
+        done = run_module("credits", "--base-url", url, "--api-key", "k", "--retries", "0")
     assert done.returncode == 24
     assert "could not connect" in done.stderr
 

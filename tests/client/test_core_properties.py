@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import random
 import string
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -140,13 +141,64 @@ def test_empty_or_long_scenes_are_rejected(text: str) -> None:
     assert "Scene_2" in caught.value.problems
 
 
-@given(st.text(max_size=60))
-def test_image_must_be_an_http_url(text: str) -> None:
-    try:
-        inputs = CharacterVideoInputs.parse({"Character_Image": text})
-    except InvalidInput:
-        return
-    assert inputs.character_image.lower().startswith(("http://", "https://"))
+# URLs built to be valid, so a parser that rejects every URL fails here; each is then broken
+# in one way the workflow cannot fetch, so one that accepts every URL fails below.
+_label = st.from_regex(r"[a-z0-9]([a-z0-9-]{0,14}[a-z0-9])?", fullmatch=True)
+_hosts = st.one_of(
+    st.lists(_label, min_size=1, max_size=4).map(".".join),
+    st.tuples(*[st.integers(0, 255)] * 4).map(lambda p: ".".join(map(str, p))),
+)
+_path_text = st.text(string.ascii_letters + string.digits + "-._~%!$&'()*+,;=:@/", max_size=40)
+valid_urls = st.builds(
+    "{}://{}{}/{}{}".format,
+    st.sampled_from(["http", "https", "HTTP", "Https"]),
+    _hosts,
+    st.one_of(st.just(""), st.integers(1, 65535).map(":{}".format)),
+    _path_text,
+    st.one_of(st.just(""), _path_text.map("?{}".format)),
+)
+
+
+@given(valid_urls)
+def test_valid_image_urls_are_accepted_as_given(url: str) -> None:
+    assert CharacterVideoInputs.parse({"Character_Image": url}).character_image == url
+
+
+def _other_scheme(url: str, data: st.DataObject) -> str:
+    scheme = data.draw(st.sampled_from(["ftp", "file", "javascript", "data", "ws", "httpx"]))
+    return scheme + url[url.index(":") :]
+
+
+def _no_scheme(url: str, data: st.DataObject) -> str:
+    return url[url.index("://") + 3 :]
+
+
+def _no_host(url: str, data: st.DataObject) -> str:
+    scheme, rest = url.split("://", 1)
+    return f"{scheme}://{rest[rest.find('/') :]}"
+
+
+def _a_blank_or_control_character(url: str, data: st.DataObject) -> str:
+    at = data.draw(st.integers(0, len(url)))
+    bad = data.draw(st.sampled_from([" ", "\t", "\n", "\x00", "\x7f", "\u200b", "\u00a0"]))
+    return url[:at] + bad + url[at:]
+
+
+def _too_long(url: str, data: st.DataObject) -> str:
+    return url + "a" * 2049
+
+
+BREAKAGES = [_other_scheme, _no_scheme, _no_host, _a_blank_or_control_character, _too_long]
+
+
+@given(valid_urls, st.sampled_from(BREAKAGES), st.data())
+def test_broken_image_urls_are_rejected(
+    url: str, breakage: Callable[[str, st.DataObject], str], data: st.DataObject
+) -> None:
+    broken = breakage(url, data)
+    with pytest.raises(InvalidInput) as caught:
+        CharacterVideoInputs.parse({"Character_Image": broken})
+    assert "Character_Image" in caught.value.problems
 
 
 @given(st.integers(100, 599), st.binary(max_size=200))

@@ -42,7 +42,7 @@ from proxy.nginx import RETRY_AFTER, UNAVAILABLE, render
 from proxy.webhooks import message_id
 from tests.processes import stop_group
 from tests.receiver import Receiver, eventually
-from tests.servers import ServerProcess, free_port, launch, start_server
+from tests.servers import ServerProcess, launch, start_server
 from tests.several_machines import Step, block, step
 from tests.stack import ADMIN_KEY, UPSTREAM_KEY, WORKFLOW
 
@@ -60,6 +60,16 @@ TERMINAL = ("COMPLETED", "FAILED")
 # Past every run's end (durations are clamped to 300-1800 s) yet well before a result's
 # hour is up, after which polls answer 404 as on Segmind.
 ALL_DONE = 1900.0
+
+
+def free_port() -> int:
+    """A loopback port free a moment ago. Guessed, unlike every other server's here: the
+    balancer's configuration names the replicas' ports before they start, and a rolling
+    restart brings a replica back on its own port, as deployments do."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
 
 
 @dataclass
@@ -150,7 +160,9 @@ class Deployment:
             "PROXY_UPSTREAM_REQUESTS_PER_MINUTE": "100000",
         }
         argv = [*step.argv, "--upstream-url", self.fake.url, "--clock", "virtual"]
-        replica.server = launch(argv, replica.port, env=env, cwd=replica.folder, name=replica.id)
+        replica.server = launch(
+            argv, env={**os.environ, **env}, cwd=replica.folder, name=replica.id
+        )
         self.sync_clock(replica)
 
     def stop_replica(self, replica: Replica, how: signal.Signals) -> None:

@@ -71,7 +71,9 @@ def test_held_runs_survive_sigterm_and_sigkill_and_are_sent_after(tmp_path: Path
         stack.gateway = start_gateway(stack.fake.url, db, env)
         clocks = BothClocks(stack)
         try:
-            for _ in range(60):
+            # 120 x 20 s: the last run is sent minutes in (one a minute) and may take the
+            # fake's longest, 1800 s; 60 steps left a long draw PROCESSING now and then.
+            for _ in range(120):
                 if statuses(db) == ["COMPLETED"] * 3:
                     break
                 clocks.sleep(20.0)

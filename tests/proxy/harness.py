@@ -36,6 +36,9 @@ UPSTREAM_KEY = "test-upstream-key-7f3a9c1e5b2d4680"
 FAKE_URL = "http://fake.test"
 GATEWAY_URL = "http://gateway.test"
 WORKFLOW = "/workflows/68628fe34727e611dfa219b4-v4"
+# Real seconds a test waits for work crossing a real socket, which happens at once: only a
+# bound in case it never comes, never a deadline a passing run comes near (CI is loaded).
+SAFETY = 30.0
 
 T = TypeVar("T")
 

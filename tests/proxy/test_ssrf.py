@@ -123,6 +123,19 @@ def test_every_address_in_a_refused_range_is_refused(
     assert not STRICT.is_allowed(ip)
 
 
+# IANA's reserved IPv6 blocks that no table of the module names (outside 2000::/3).
+RESERVED_V6 = ["200::/7", "400::/6", "800::/5", "1000::/4", "4000::/3", "6000::/3", "8000::/3",
+               "a000::/3", "c000::/3", "e000::/4", "f000::/5", "f800::/6", "fe00::/9"]  # fmt: skip
+
+
+@given(st.sampled_from(RESERVED_V6).flatmap(lambda net: st.ip_addresses(network=net)))
+def test_ipv6_outside_the_global_unicast_block_is_refused_as_reserved(ip: IPv6Address) -> None:
+    # The stdlib's registry is what refuses these: the check after the tables is reachable.
+    reason = STRICT.refusal_reason(ip)
+    assert reason is not None, ip
+    assert "reserved" in reason, (ip, reason)
+
+
 def test_the_metadata_address_is_named() -> None:
     reason = STRICT.refusal_reason(IPv4Address("169.254.169.254"))
     assert reason is not None

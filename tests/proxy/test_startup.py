@@ -16,8 +16,6 @@ import re
 import sqlite3
 import subprocess
 import sys
-import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -28,7 +26,7 @@ from client import CHARACTER_VIDEO_WORKFLOW_ID
 from proxy.auth import hash_key
 from proxy.rules import open_store
 from tests.proxy.harness import blocking
-from tests.servers import ServerProcess, free_port
+from tests.servers import ServerProcess, launch
 from tests.stack import gateway_env, running_stack
 
 ADMIN_KEY = "test-admin-key-startup-6b2e9d"
@@ -36,7 +34,6 @@ GATEWAY_SHAPED = "sgw_" + "A" * 43  # what `admin create-team` prints, shape for
 SUBMIT = f"/workflows/{CHARACTER_VIDEO_WORKFLOW_ID}"
 PRINTED_KEY = re.compile(r"api key: +(sgw_\S+)")
 VIDEO_URL = re.compile(r"http://127\.0\.0\.1:\d+/assets/[^\"\s]+\.mp4")
-READY_SECONDS = 20.0
 
 
 def clean_env(**changes: str) -> dict[str, str]:
@@ -55,28 +52,10 @@ def proxy(*args: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedPro
 
 def serve(port: int, *args: str, cwd: Path, env: dict[str, str]) -> ServerProcess:
     """`python -m proxy serve --port PORT ARGS`, once /healthz answers; its output in a
-    file. Raises with the output if it exits first (`start_server` picks its own port;
-    a restarted `make run` keeps its port)."""
+    file. Raises with the output if it exits first. PORT 0: one the gateway picks and
+    holds, read back from its start-up line (a restarted `make run` keeps its port)."""
     argv = [sys.executable, "-m", "proxy", "serve", "--port", str(port), *args]
-    handle, name = tempfile.mkstemp(prefix="proxy-startup-", suffix=".log")
-    os.close(handle)
-    log = Path(name)
-    with log.open("ab") as sink:
-        # Its own process group, so stop() ends its embedded fake too (tests.servers).
-        proc = subprocess.Popen(argv, stdout=sink, stderr=subprocess.STDOUT, cwd=cwd, env=env,
-                                process_group=0)  # fmt: skip
-    server = ServerProcess(f"http://127.0.0.1:{port}", port, proc, log, argv)
-    deadline = time.monotonic() + READY_SECONDS
-    while time.monotonic() < deadline:  # waiting for a process to listen, not for a job
-        if proc.poll() is not None:
-            raise RuntimeError(f"the gateway exited with {proc.returncode}:\n{server.stop()}")
-        try:
-            if httpx.get(f"{server.url}/healthz", timeout=1.0).status_code == 200:
-                return server
-        except httpx.TransportError:
-            pass
-        time.sleep(0.05)
-    raise RuntimeError(f"the gateway did not answer in {READY_SECONDS} s:\n{server.stop()}")
+    return launch(argv, cwd=cwd, env=env)
 
 
 def make_run_args(db: Path, *fake_args: str) -> list[str]:
@@ -124,7 +103,7 @@ def elsewhere(tmp_path: Path) -> Iterator[Path]:
 def test_an_empty_or_short_admin_key_stops_the_start(admin_key: str, elsewhere: Path) -> None:
     env = clean_env(PROXY_ADMIN_KEY=admin_key, SEGMIND_API_KEY="test-upstream-key-startup")
     started = proxy(
-        "serve", "--port", str(free_port()), "--upstream-url", "http://127.0.0.1:9",
+        "serve", "--port", "0", "--upstream-url", "http://127.0.0.1:9",
         cwd=elsewhere, env=env,
     )  # fmt: skip
     assert started.returncode == 2, started.stdout + started.stderr
@@ -136,7 +115,7 @@ def test_an_empty_or_short_admin_key_stops_the_start(admin_key: str, elsewhere: 
 
 def test_a_gateway_key_in_segmind_api_key_stops_make_run(elsewhere: Path) -> None:
     started = proxy(
-        "serve", "--port", str(free_port()), "--with-fake", "--demo-team",
+        "serve", "--port", "0", "--with-fake", "--demo-team",
         cwd=elsewhere, env=clean_env(SEGMIND_API_KEY=GATEWAY_SHAPED),
     )  # fmt: skip
     assert started.returncode == 2, started.stdout + started.stderr
@@ -151,8 +130,8 @@ def test_a_gateway_key_in_segmind_api_key_stops_make_run(elsewhere: Path) -> Non
 
 def test_a_second_make_run_on_the_same_port_changes_nothing(tmp_path: Path) -> None:
     db = tmp_path / "gateway.sqlite"
-    port = free_port()
-    first = serve(port, *make_run_args(db), cwd=tmp_path, env=clean_env())
+    first = serve(0, *make_run_args(db), cwd=tmp_path, env=clean_env())
+    port = first.port
     try:
         key = PRINTED_KEY.search(first.printed())
         assert key is not None, first.printed()
@@ -187,7 +166,7 @@ def test_a_live_process_with_the_same_instance_id_is_not_taken_over(tmp_path: Pa
 
         # Another port, but the id the first process runs under (tests.stack sets it).
         twin = proxy(
-            "serve", "--port", str(free_port()), "--upstream-url", stack.fake.url,
+            "serve", "--port", "0", "--upstream-url", stack.fake.url,
             "--db", str(db), "--clock", "virtual",
             cwd=tmp_path, env=clean_env(**gateway_env(stack.fake.url)),
         )  # fmt: skip
@@ -203,9 +182,9 @@ def test_make_run_killed_takes_its_runs_back_at_once_on_restart(tmp_path: Path) 
     """Under the default id (host and port) the restarted process holds the port, so the
     fresh heartbeat it finds can only be its own killed predecessor's: no wait for it."""
     db = tmp_path / "gateway.sqlite"
-    port = free_port()
     args = make_run_args(db, "--time-scale", "1", "--clock", "virtual")
-    first = serve(port, *args, cwd=tmp_path, env=clean_env())
+    first = serve(0, *args, cwd=tmp_path, env=clean_env())
+    port = first.port
     try:
         key = PRINTED_KEY.search(first.printed())
         assert key is not None, first.printed()
@@ -267,7 +246,7 @@ def test_admin_commands_say_which_store_they_used(tmp_path: Path, elsewhere: Pat
 
 def test_an_admin_command_names_the_gateway_serving_its_store(tmp_path: Path) -> None:
     db = tmp_path / "gateway.sqlite"
-    gateway = serve(free_port(), *make_run_args(db), "--instance-id", "the-demo-gateway",
+    gateway = serve(0, *make_run_args(db), "--instance-id", "the-demo-gateway",
                     cwd=tmp_path, env=clean_env())  # fmt: skip
     try:
         listed = proxy("admin", "list-teams", "--db", str(db), cwd=tmp_path, env=clean_env())
@@ -282,10 +261,11 @@ def test_an_admin_command_names_the_gateway_serving_its_store(tmp_path: Path) ->
 
 def test_make_run_keeps_one_demo_key_across_restarts(tmp_path: Path) -> None:
     db = tmp_path / "gateway.sqlite"
-    port = free_port()
+    port = 0  # the first start picks one; the restarts keep it
     printed = []
     for _ in range(3):
         gateway = serve(port, *make_run_args(db), cwd=tmp_path, env=clean_env())
+        port = gateway.port
         try:
             found = PRINTED_KEY.search(gateway.printed())
             assert found is not None, gateway.printed()
@@ -307,9 +287,9 @@ def test_a_second_make_run_on_another_port_leaves_the_first_ones_key_working(
     """The demo key is replaced on a restart, not while another gateway on the store
     still serves the key it printed (`PORT=8001 make run` beside `make run`)."""
     db = tmp_path / "gateway.sqlite"
-    first = serve(free_port(), *make_run_args(db), cwd=tmp_path, env=clean_env())
+    first = serve(0, *make_run_args(db), cwd=tmp_path, env=clean_env())
     try:
-        second = serve(free_port(), *make_run_args(db), cwd=tmp_path, env=clean_env())
+        second = serve(0, *make_run_args(db), cwd=tmp_path, env=clean_env())
         try:
             keys = [PRINTED_KEY.search(g.printed()) for g in (first, second)]
             assert all(keys), [g.printed() for g in (first, second)]
@@ -338,12 +318,12 @@ def advance_until_done(gateway: str, fake: str, key: str, request_id: str) -> di
 
 def test_cached_results_still_download_after_make_run_restarts(tmp_path: Path) -> None:
     db = tmp_path / "gateway.sqlite"
-    port = free_port()
     env = clean_env(PROXY_ADMIN_KEY=ADMIN_KEY)  # to move the gateway's virtual clock
     args = [*make_run_args(db, "--clock", "virtual"), "--clock", "virtual"]
     inputs = {"Scene_1": "A lighthouse keeper at dawn"}
 
-    first = serve(port, *args, cwd=tmp_path, env=env)
+    first = serve(0, *args, cwd=tmp_path, env=env)
+    port = first.port
     try:
         key = PRINTED_KEY.search(first.printed())
         fake = re.search(r"the fake Segmind at (http://\S+)", first.printed())

@@ -4,8 +4,9 @@ SSRF-guarded transport (loopback allowlisted), the gateway in-process on virtual
 
 The receivers here speak raw HTTP/1.1, since what is under test is what crosses the wire:
 how much of an answer the gateway reads, how long it lets an attempt run, and how many
-connections one team's receivers get at once. Deadlines are real time (the gateway's is),
-kept small; every wait is bounded.
+connections one team's receivers get at once. The gateway's deadline is on its clock, which
+the tests move; the real waits are for work crossing a socket, bounded only in case it
+never comes.
 """
 
 from __future__ import annotations
@@ -27,8 +28,8 @@ from proxy.delivery import host_share, team_share
 from proxy.rules import open_store
 from proxy.store.tx import RESPONSE_EXCERPT
 from proxy.webhooks import host_of
-from tests.proxy.harness import Harness
-from tests.proxy.test_webhooks import KNIGHT, RUN, MakeHarness, outbox, submit
+from tests.proxy.harness import SAFETY, Harness
+from tests.proxy.test_webhooks import HANG, KNIGHT, RUN, MakeHarness, outbox, submit
 from tests.raw_http import read_request
 
 pytestmark = pytest.mark.anyio
@@ -36,6 +37,7 @@ pytestmark = pytest.mark.anyio
 FLOOD_BYTES = 64 * 1024 * 1024  # what the flooding receiver offers (the issue's was 400 MB)
 CHUNK = 64 * 1024
 TRICKLE_EVERY = 0.05  # real seconds between the trickling receivers' bytes
+DEADLINE = 30.0  # the attempt's deadline (webhook_timeout), virtual: only advance() passes it
 OK = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok"
 GENEROUS = {"submits_per_minute": 1000, "max_concurrent": 100}
 
@@ -63,6 +65,7 @@ class HostileReceiver:
     flood_sent: list[int] = field(default_factory=list)  # bytes sent, per finished flood
     flood_whole: list[bool] = field(default_factory=list)  # did the gateway take it all?
     release: anyio.Event = field(default_factory=anyio.Event)
+    trickled: int = 0  # bytes the trickling paths have sent after their first chunk
     _arrived: anyio.Event = field(default_factory=anyio.Event)
 
     def url(self, path: str, address: str = "127.0.0.1") -> str:
@@ -73,14 +76,27 @@ class HostileReceiver:
             1 for a in self.arrivals if a.path.startswith(prefix) and address in (None, a.address)
         )
 
-    async def wait_for(
-        self, prefix: str, count: int, seconds: float = 5.0, address: str | None = None
-    ) -> None:
-        """Until `count` requests reached paths starting with `prefix` (a real wait)."""
-        with anyio.fail_after(seconds):
+    async def wait_for(self, prefix: str, count: int, address: str | None = None) -> None:
+        """Until `count` requests reached paths starting with `prefix`."""
+        with anyio.fail_after(SAFETY):
             while self.count(prefix, address) < count:
                 self._arrived = anyio.Event()
                 await self._arrived.wait()
+
+    async def trickling(self) -> None:
+        """Until a trickle is well under way: what came first (the status line) has been in
+        the gateway's socket for several of its event loop's turns."""
+        with anyio.fail_after(SAFETY):
+            while self.trickled < 3:
+                self._arrived = anyio.Event()
+                await self._arrived.wait()
+
+    async def _trickle(self, stream: SocketStream) -> None:
+        while True:
+            await anyio.sleep(TRICKLE_EVERY)
+            await stream.send(b"a")
+            self.trickled += 1
+            self._arrived.set()
 
     async def handle(self, stream: SocketStream) -> None:
         async with stream:
@@ -100,14 +116,10 @@ class HostileReceiver:
             await self._flood(stream)
         elif path.startswith("/trickle-head"):
             await stream.send(b"HTTP/1.1 200 OK\r\nx-trickle: ")
-            while True:
-                await anyio.sleep(TRICKLE_EVERY)
-                await stream.send(b"a")
+            await self._trickle(stream)
         elif path.startswith("/trickle-body"):
             await stream.send(b"HTTP/1.1 200 OK\r\ncontent-length: 1048576\r\n\r\nstarted ")
-            while True:
-                await anyio.sleep(TRICKLE_EVERY)
-                await stream.send(b"a")
+            await self._trickle(stream)
         else:
             if path.startswith("/hold"):
                 await self.release.wait()
@@ -151,24 +163,23 @@ async def loopback(make_harness: MakeHarness, **settings: Any) -> Harness:
     return await make_harness(webhook_allow_networks=["127.0.0.0/8"], **settings)
 
 
-async def recorded(harness: Harness, request_id: str, seconds: float = 5.0) -> None:
-    """Until the request's first attempt is in the store (a real, bounded wait: the
-    attempt runs on real sockets and its deadline is real time)."""
-    with anyio.fail_after(seconds):
-        while not (await outbox(harness, request_id))[1]:  # noqa: ASYNC110 (the store has no event)
-            await anyio.sleep(0.01)
+async def past_the_deadline(harness: Harness, receiver: HostileReceiver) -> None:
+    """Once the receiver trickles, move the gateway's clock through the attempt's deadline
+    (`DEADLINE`) and wait until the attempt is recorded."""
+    await receiver.trickling()
+    await harness.advance(DEADLINE)
 
 
 # -- a huge answer --------------------------------------------------------------------------
 
 
 async def test_a_huge_answer_is_not_read_past_a_few_kilobytes(make_harness: MakeHarness) -> None:
-    harness = await loopback(make_harness, webhook_timeout=30)
+    harness = await loopback(make_harness, webhook_timeout=HANG)
     team = harness.new_team("alpha")
     async with serving() as receiver:
         request_id = await submit(harness, team.key, receiver.url("/flood"))
         await harness.advance(RUN)  # the attempt is made and recorded
-        with anyio.fail_after(10):
+        with anyio.fail_after(SAFETY):
             while not receiver.flood_sent:  # noqa: ASYNC110 (the sender's own loop ends it)
                 await anyio.sleep(0.01)
     message, [attempt] = await outbox(harness, request_id)
@@ -188,26 +199,26 @@ async def test_a_status_line_trickled_byte_by_byte_is_cut_off_at_the_deadline(
 ) -> None:
     # Each byte comes well within the deadline, so only a deadline for the whole attempt
     # (not one per read) ever ends it.
-    harness = await loopback(make_harness, webhook_timeout=0.5)
+    harness = await loopback(make_harness, webhook_timeout=DEADLINE)
     team = harness.new_team("alpha")
     async with serving() as receiver:
         request_id = await submit(harness, team.key, receiver.url("/trickle-head"))
         await harness.advance(RUN, webhooks=False)
-        await recorded(harness, request_id)
+        await past_the_deadline(harness, receiver)
     message, [attempt] = await outbox(harness, request_id)
     assert message.state == "pending"  # retried on the schedule, like any timeout
-    assert (attempt.status_code, attempt.error) == (None, "no answer within 0.5 s")
+    assert (attempt.status_code, attempt.error) == (None, "no answer within 30 s")
 
 
 async def test_a_2xx_whose_answer_trickles_counts_and_keeps_what_came_by_the_deadline(
     make_harness: MakeHarness,
 ) -> None:
-    harness = await loopback(make_harness, webhook_timeout=0.5)
+    harness = await loopback(make_harness, webhook_timeout=DEADLINE)
     team = harness.new_team("alpha")
     async with serving() as receiver:
         request_id = await submit(harness, team.key, receiver.url("/trickle-body"))
         await harness.advance(RUN, webhooks=False)
-        await recorded(harness, request_id)
+        await past_the_deadline(harness, receiver)
     message, [attempt] = await outbox(harness, request_id)
     # The receiver said 200 in time: it has the message, so it is not sent again.
     assert (message.state, attempt.status_code, attempt.error) == ("delivered", 200, None)
@@ -234,7 +245,7 @@ async def test_one_teams_many_hanging_receivers_leave_slots_for_another_team(
     # twelve loopback hosts: either way, the per-endpoint share alone would let them take
     # every slot, for as long as each answer takes.
     concurrency, receivers = 8, 12
-    harness = await loopback(make_harness, webhook_timeout=30, webhook_concurrency=concurrency)
+    harness = await loopback(make_harness, webhook_timeout=HANG, webhook_concurrency=concurrency)
     hosts = [f"127.0.0.{n}" for n in range(1, receivers + 1)] if spread == "hosts" else []
     async with serving(*hosts) as receiver:
         urls = [
@@ -246,7 +257,9 @@ async def test_one_teams_many_hanging_receivers_leave_slots_for_another_team(
         other = harness.new_team("other")
         await submit(harness, other.key, receiver.url("/prompt"), {"Scene_1": "A bard"})
         await harness.advance(RUN, webhooks=False)
-        await receiver.wait_for("/prompt", 1, seconds=2.0)  # the hog's hang for 30 s
+        # The hog's receivers hang until released (their deadline is on the clock, which
+        # stands still): /prompt arrives only through a slot the hog could not take.
+        await receiver.wait_for("/prompt", 1)
         assert receiver.count("/hold") == share == concurrency // 2
         receiver.release.set()
         await harness.settle_webhooks()
@@ -258,7 +271,7 @@ async def test_a_host_many_teams_use_leaves_slots_for_every_other_host(
     make_harness: MakeHarness,
 ) -> None:
     concurrency = 8
-    harness = await loopback(make_harness, webhook_timeout=30, webhook_concurrency=concurrency)
+    harness = await loopback(make_harness, webhook_timeout=HANG, webhook_concurrency=concurrency)
     async with serving("127.0.0.1", "127.0.0.2") as receiver:
         held: Counter[str] = Counter()
         for name in ("a", "b", "c"):
@@ -282,7 +295,7 @@ async def test_a_host_many_teams_use_leaves_slots_for_every_other_host(
         elsewhere = harness.new_team("elsewhere")
         await submit(harness, elsewhere.key, receiver.url("/prompt", "127.0.0.2"), KNIGHT)
         await harness.advance(RUN, webhooks=False)
-        await receiver.wait_for("/prompt", 1, seconds=2.0)
+        await receiver.wait_for("/prompt", 1)
 
 
 def test_the_shares_for_the_default_64_slots() -> None:
