@@ -117,13 +117,11 @@ def peek(tx: Tx, ask: AdmissionRequest, now: float) -> None:
 
 def _shared(tx: Tx, ask: AdmissionRequest, now: float) -> tuple[Generation | None, CacheStatus]:
     """A finished result to reuse (HIT), or a run in flight to join (JOIN)."""
-    cached = tx.cached(ask.scope_key, now)
-    if cached is not None:
-        return cached, CacheStatus.HIT
-    running = tx.running(ask.scope_key)
-    if running is not None:
-        return running, CacheStatus.JOIN
-    return None, CacheStatus.MISS
+    found = tx.shared(ask.scope_key, now)
+    if found is None:
+        return None, CacheStatus.MISS
+    generation, kind = found
+    return generation, CacheStatus(kind)
 
 
 def _replay(tx: Tx, ask: AdmissionRequest, now: float) -> Admission | None:

@@ -26,7 +26,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..store.tx import Tx
-from .runs import Fence, check_fence
+from .runs import Fence, locked_run
 
 __all__ = ["MARGIN", "WINDOW", "claim_send", "pause", "take", "unclaim_send"]
 
@@ -103,12 +103,11 @@ def claim_send(
     SUBMITTING; or say how many seconds to wait (it stays WAITING); -1.0 when it is no
     longer WAITING. Refused while an earlier-admitted run still waits, whoever holds it."""
     try:
-        generation = tx.generation(generation_id, lock=True)
+        generation = locked_run(tx, generation_id, fence)
     except KeyError:
         return -1.0
     if generation.status != "WAITING":
         return -1.0  # finished or already sent: nothing to claim
-    check_fence(tx, generation_id, fence)
     ahead = tx.waiting_ahead(generation_id, per_minute)
     # The budget's lock last (after the run's): every process's every call waits for it.
     window = _Window.locked(tx)

@@ -7,7 +7,7 @@ the admission that created the run (one unit of work, so a run is never without 
 poller), dropped when the run ends. An instance whose heartbeat lapsed has lost its
 leases: the next live instance to sweep claims them, each with a new token, under one
 lock, so two sweepers never both take one run, and the old holder's late writes are
-refused (`runs.check_fence`).
+refused (`runs.locked_run`).
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ from ..store.tx import Tx
 from .errors import LeaseLost
 from .outbox import enqueue
 
-__all__ = ["Fence", "check_fence", "mark_submitted", "record_poll_failure", "record_status"]
+__all__ = ["Fence", "locked_run", "mark_submitted", "record_poll_failure", "record_status"]
 
 
 @dataclass(frozen=True)
@@ -27,13 +27,17 @@ class Fence:
     token: int
 
 
-def check_fence(tx: Tx, generation_id: str, fence: Fence | None) -> None:
-    """Refuse a write under a lease that is no longer current (None: an operator's write,
-    or a run with no poller yet, which needs none)."""
-    if fence is None:
-        return
-    held = tx.lease(generation_id, lock=True)
-    if held is not None and held != (fence.instance, fence.token):
+def locked_run(tx: Tx, generation_id: str, fence: Fence | None) -> Generation:
+    """The run, locked for this unit of work, if `fence` is its current lease."""
+    run, held = tx.run_and_lease(generation_id)
+    _check(generation_id, held, fence)
+    return run
+
+
+def _check(generation_id: str, held: tuple[str, int] | None, fence: Fence | None) -> None:
+    """Refuse a write under a lease that is no longer current (no fence: an operator's
+    write, or a run with no poller yet, which needs none)."""
+    if fence is not None and held is not None and held != (fence.instance, fence.token):
         raise LeaseLost(
             f"run {generation_id} is polled by instance {held[0]} now (lease {held[1]}, "
             f"this process held {fence.token}); this process stops polling it"
@@ -48,17 +52,14 @@ def mark_submitted(
     next_poll_at: float,
     fence: Fence | None,
 ) -> Generation:
-    tx.generation(generation_id, lock=True)
-    check_fence(tx, generation_id, fence)
-    tx.set_submitted(generation_id, upstream_id, now, next_poll_at)
-    return tx.generation(generation_id)
+    run = locked_run(tx, generation_id, fence)
+    return tx.set_submitted(generation_id, upstream_id, now, next_poll_at) or run
 
 
 def record_poll_failure(
     tx: Tx, generation_id: str, now: float, next_poll_at: float, fence: Fence | None
 ) -> Generation:
-    tx.generation(generation_id, lock=True)
-    check_fence(tx, generation_id, fence)
+    locked_run(tx, generation_id, fence)
     tx.set_poll_failure(generation_id, now, next_poll_at)
     return tx.generation(generation_id)
 
@@ -81,10 +82,10 @@ def record_status(
     """Write what the upstream said; a terminal state also fills the cache or refunds,
     and queues the webhooks. The request `answered` (already told the outcome in its
     answer) gets no webhook."""
-    current = tx.generation(generation_id, lock=True)
+    current, held = tx.run_and_lease(generation_id)
     if current.terminal:
         return current  # terminal states never change
-    check_fence(tx, generation_id, fence)
+    _check(generation_id, held, fence)
     tx.set_status(
         generation_id,
         status,

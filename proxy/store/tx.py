@@ -270,15 +270,6 @@ class Tx:
             (team_id, name, tat),
         )
 
-    def cached(self, scope_key: str, now: float) -> Generation | None:
-        row = self._one(
-            f"SELECT {_qualified('g', GENERATION_COLUMNS)} "
-            "FROM cache c JOIN generations g ON g.id = c.generation_id "
-            "WHERE c.scope_key = ? AND c.expires_at > ? AND g.status = 'COMPLETED'",
-            (scope_key, now),
-        )
-        return None if row is None else _generation(row)
-
     def put_cache(self, scope_key: str, generation_id: str, expires_at: float) -> None:
         self._run(
             "INSERT INTO cache (scope_key, generation_id, expires_at) VALUES (?, ?, ?) "
@@ -287,13 +278,18 @@ class Tx:
             (scope_key, generation_id, expires_at),
         )
 
-    def running(self, scope_key: str) -> Generation | None:
+    def shared(self, scope_key: str, now: float) -> tuple[Generation, str] | None:
+        """What a request for `scope_key` can share, in one read: a finished result still
+        cached ("HIT"), else the oldest run in flight ("JOIN")."""
         row = self._one(
-            f"SELECT {GENERATION_COLUMNS} FROM generations WHERE scope_key = ? AND terminal = 0 "
-            "ORDER BY created_at LIMIT 1",
-            (scope_key,),
+            f"SELECT * FROM (SELECT {_qualified('g', GENERATION_COLUMNS)}, 'HIT' AS kind, "
+            "0 AS rank FROM cache c JOIN generations g ON g.id = c.generation_id "
+            "WHERE c.scope_key = ? AND c.expires_at > ? AND g.status = 'COMPLETED' "
+            f"UNION ALL SELECT {GENERATION_COLUMNS}, 'JOIN', 1 FROM generations "
+            "WHERE scope_key = ? AND terminal = 0) AS shared ORDER BY rank, created_at LIMIT 1",
+            (scope_key, now, scope_key),
         )
-        return None if row is None else _generation(row)
+        return None if row is None else (_generation(row[:-2]), str(row[-2]))
 
     def running_count(self, team_id: str) -> tuple[int, float | None]:
         """How many unfinished runs the team owns, and when the oldest was admitted."""
@@ -384,6 +380,22 @@ class Tx:
             raise KeyError(generation_id)
         return _generation(row)
 
+    def run_and_lease(self, generation_id: str) -> tuple[Generation, tuple[str, int] | None]:
+        """A run, locked to the end of the transaction, and its lease (instance, fencing
+        token). The run's lock keeps its lease still too: a sweep skips locked runs."""
+        lock = " FOR UPDATE OF g" if self.dialect.for_update else ""
+        row = self._one(
+            f"SELECT {_qualified('g', GENERATION_COLUMNS)}, l.instance, l.token "
+            "FROM generations g LEFT JOIN poll_leases l ON l.generation_id = g.id "
+            f"WHERE g.id = ?{lock}",
+            (generation_id,),
+        )
+        if row is None:
+            raise KeyError(generation_id)
+        instance, token = row[-2], row[-1]
+        lease = None if instance is None else (str(instance), int(token))
+        return _generation(row[:-2]), lease
+
     def generation_inputs(self, generation_id: str) -> dict[str, Any]:
         row = self._one("SELECT inputs FROM generations WHERE id = ?", (generation_id,))
         if row is None:
@@ -405,14 +417,17 @@ class Tx:
 
     def set_submitted(
         self, generation_id: str, upstream_id: str, now: float, next_poll_at: float
-    ) -> None:
+    ) -> Generation | None:
+        """The run, sent; None if it had ended meanwhile (then it is left as it is)."""
         # created_at becomes the send time: a run held before it was sent is polled, given
         # up and expired from when the upstream started it, as Segmind does.
-        self._run(
+        row = self._one(
             "UPDATE generations SET upstream_id = ?, status = 'QUEUED', updated_at = ?, "
-            "created_at = ?, next_poll_at = ? WHERE id = ? AND terminal = 0",
+            "created_at = ?, next_poll_at = ? WHERE id = ? AND terminal = 0 "
+            f"RETURNING {GENERATION_COLUMNS}",
             (upstream_id, now, now, next_poll_at, generation_id),
         )
+        return None if row is None else _generation(row)
 
     def set_status(
         self,
