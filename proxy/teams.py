@@ -38,10 +38,10 @@ async def create_team(store: Store, name: str, limits: TeamLimits, now: float) -
     name = name.strip()
     if not name or len(name) > 64 or not all(c.isalnum() or c in "-_." for c in name):
         raise ValueError(f"team names are 1 to 64 letters, digits, '-', '_' or '.'; got {name!r}")
-    secret = new_secret()
-    team = await store.create_team(Team(uuid.uuid4().hex, name, now, limits, secret))
-    made = await create_key(store, team.name, now)
-    return NewKey(made.team, made.key, made.prefix, secret)
+    secret, key = new_secret(), new_team_key()
+    team = Team(uuid.uuid4().hex, name, now, limits, secret)
+    await store.create_team(team, (hash_key(key), key_prefix(key)))
+    return NewKey(team, key, key_prefix(key), secret)
 
 
 async def rotate_secret(store: Store, team_name: str, now: float, overlap: float) -> str:

@@ -90,8 +90,17 @@ class Store:
 
     # -- teams and keys -------------------------------------------------------------------
 
-    async def create_team(self, team: Team) -> Team:
-        return await self._write(lambda tx: teams.create_team(tx, team))
+    async def create_team(self, team: Team, key: tuple[str, str] | None = None) -> Team:
+        """A new team, and its first key (hash, prefix) in the same unit of work: a team is
+        never left without the key its creator was shown."""
+
+        def unit(tx: Tx) -> Team:
+            made = teams.create_team(tx, team)
+            if key is not None:
+                teams.add_key(tx, team.name, *key, team.created_at)
+            return made
+
+        return await self._write(unit)
 
     async def add_key(self, team_name: str, key_hash: str, prefix: str, now: float) -> TeamKey:
         return await self._write(lambda tx: teams.add_key(tx, team_name, key_hash, prefix, now))

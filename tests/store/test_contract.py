@@ -30,7 +30,7 @@ from proxy.rules import (
     TeamExists,
     open_store,
 )
-from proxy.store import Team
+from proxy.store import StorageUnavailable, Team
 from proxy.store.migrations import latest_version
 from tests.proxy.harness import blocking
 
@@ -324,3 +324,14 @@ async def test_a_later_run_overtakes_a_waiting_one_only_while_slots_are_plenty(
         await store.claim_send(first.generation.id, NOW, 3, Fence("gateway-a", first.token or 0))
         == 0.0
     )
+
+
+async def test_a_team_and_its_first_key_are_made_together_or_not_at_all(store: Store) -> None:
+    await store.create_team(
+        Team(uuid.uuid4().hex, "first", NOW, TeamLimits(), None), ("same-hash", "prefix-a")
+    )
+    with pytest.raises(StorageUnavailable):  # the key's hash is taken: the unit rolls back
+        await store.create_team(
+            Team(uuid.uuid4().hex, "second", NOW, TeamLimits(), None), ("same-hash", "prefix-b")
+        )
+    assert [team.name for team in await store.teams()] == ["first"]
