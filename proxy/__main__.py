@@ -27,7 +27,7 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from types import FrameType
 from typing import Any
 
@@ -35,13 +35,14 @@ from pydantic import SecretStr, ValidationError
 
 from client import CHARACTER_VIDEO_WORKFLOW_ID
 
-from .config import ProxySettings, TeamLimits
+from .config import ProxySettings
 from .demo import add_arguments as add_demo_arguments
 from .demo import run_demo
 from .embedded import EmbeddedFake
-from .errors import GatewayError, NotFound
+from .errors import GatewayError
 from .nginx import DEFAULT_ACCESS_LOG
 from .nginx import render as render_nginx
+from .operations import OPERATIONS, Operator
 from .rules import RuleError, Store, open_store
 from .store import StoreError, is_new, location
 from .store.migrations import latest_version
@@ -49,10 +50,6 @@ from .teams import (
     NewKey,
     create_key,
     create_team,
-    describe_team,
-    parse_since,
-    rotate_secret,
-    webhook_report,
 )
 
 __all__ = ["main"]
@@ -174,11 +171,11 @@ def _settings(args: argparse.Namespace, **extra: Any) -> ProxySettings:
     return ProxySettings.load(getattr(args, "config", None), **given)
 
 
-def _limits(args: argparse.Namespace, base: TeamLimits) -> TeamLimits:
-    changes = {name: getattr(args, name) for name, _, _ in LIMIT_FLAGS}
-    return TeamLimits.model_validate(
-        {**base.model_dump(), **{k: v for k, v in changes.items() if v is not None}}
-    )
+def _limit_changes(args: argparse.Namespace) -> dict[str, Any]:
+    """The limits given as flags (the others stay as they are, or the defaults)."""
+    return {
+        name: getattr(args, name) for name, _, _ in LIMIT_FLAGS if getattr(args, name) is not None
+    }
 
 
 def _open_store(db: str) -> Store:
@@ -231,84 +228,62 @@ async def _admin_command(
     args: argparse.Namespace, settings: ProxySettings, store: Store, created: bool
 ) -> int:
     command = args.admin_command
+    out: dict[str, Any]
     # --json keeps stdout one JSON document: the store goes to stderr there.
     note = await _store_note(store, settings.db, created)
     print(note, file=sys.stderr if args.json else sys.stdout, flush=True)
-    now = time.time()
-    out: dict[str, Any]
     if command == "init":
         out = {"store": location(settings.db), "created": created}
         text = "a new store" if created else "the store was already there; nothing changed"
-    elif command == "create-team":
-        made = await create_team(store, args.name, _limits(args, settings.default_limits), now)
-        out = {
-            "team": await describe_team(store, made.team, now),
-            "api_key": made.key,
-            "webhook_secret": made.webhook_secret,
-        }
-        text = (
-            f"team {made.team.name!r} created\napi key (shown once): {made.key}\n"
-            f"webhook secret (shown once): {made.webhook_secret}"
-        )
-    elif command == "create-key":
-        made = await create_key(store, args.team, now)
-        out = {"team": made.team.name, "api_key": made.key, "prefix": made.prefix}
-        text = f"new key for {made.team.name!r} (shown once): {made.key}"
-    elif command == "list-teams":
-        teams = [await describe_team(store, t, now) for t in await store.teams()]
-        out = {"teams": teams}
-        text = "\n".join(_team_line(t) for t in teams) or "no teams yet: admin create-team NAME"
-    elif command == "list-instances":
-        found = [i.public(now) for i in await store.instances()]
-        out = {"instances": found}
-        text = (
-            "\n".join(
-                f"{i['id']}: {'alive' if i['alive'] else 'stopped'}, polls {i['runs']} run(s)"
-                for i in found
-            )
-            or "no gateway process has run on this store yet"
-        )
-    elif command in ("revoke-key", "revoke-team"):
-        if command == "revoke-key":
-            count = await store.revoke_keys(now, prefix=args.prefix)
-            if not count:  # a typo must not read as a revoked (leaked) key
-                raise NotFound(
-                    f"no live key starts with {args.prefix!r}; nothing was revoked "
-                    "(list-teams shows the live keys' prefixes)"
-                )
-        else:
-            count = await store.revoke_keys(now, team_name=args.team)
-        out = {"revoked": count}
-        text = f"revoked {count} key(s)" if count else "no live key matched; nothing revoked"
-    elif command == "rotate-secret":
-        secret = await rotate_secret(store, args.team, now, settings.webhook_secret_overlap)
-        hours = settings.webhook_secret_overlap / 3600
-        out = {"team": args.team, "webhook_secret": secret, "overlap_seconds": hours * 3600}
-        text = (
-            f"new webhook secret for {args.team!r} (shown once): {secret}\n"
-            f"the previous secret keeps signing for {hours:g} h: update your receivers"
-        )
-    elif command == "webhooks":
-        out = await webhook_report(store, args.request_id)
-        text = json.dumps(out, indent=2)
-    elif command == "resend":
-        message = await store.resend(args.webhook_id, now)
-        if message is None:
-            raise NotFound(f"no webhook message {args.webhook_id!r}")
-        out = message.public()
-        text = f"{message.id} queued again for {message.url.split('?')[0]}"
-    elif command == "recover":
-        team_id = (await store.team(args.team)).id if args.team else None
-        count = await store.recover(parse_since(args.since), now, team_id)
-        out = {"queued": count}
-        text = f"{count} failed message(s) queued again"
-    else:  # set-limits
-        current = await store.team(args.team)
-        team = await store.set_limits(args.team, _limits(args, current.limits))
-        out = await describe_team(store, team, now)
-        text = _team_line(out)
+    else:
+        arguments = {k: v for k, v in vars(args).items() if k in ARGUMENTS}
+        if command in ("create-team", "set-limits"):
+            arguments["limits"] = _limit_changes(args)
+        out = await OPERATIONS[command](Operator(store, time.time(), settings), arguments)
+        text = TEXTS[command](out)
     print(json.dumps(out, indent=2) if args.json else text)
     return 0
+
+
+ARGUMENTS = ("name", "team", "prefix", "request_id", "webhook_id", "since")
+
+
+def _instances_text(out: dict[str, Any]) -> str:
+    lines = [
+        f"{i['id']}: {'alive' if i['alive'] else 'stopped'}, polls {i['runs']} run(s)"
+        for i in out["instances"]
+    ]
+    return "\n".join(lines) or "no gateway process has run on this store yet"
+
+
+def _revoked_text(out: dict[str, Any]) -> str:
+    count = out["revoked"]
+    return f"revoked {count} key(s)" if count else "no live key matched; nothing revoked"
+
+
+# What the command line prints for people (--json prints the operation's answer itself).
+TEXTS: dict[str, Callable[[dict[str, Any]], str]] = {
+    "create-team": lambda out: (
+        f"team {out['team']['name']!r} created\napi key (shown once): {out['api_key']}\n"
+        f"webhook secret (shown once): {out['webhook_secret']}"
+    ),
+    "create-key": lambda out: f"new key for {out['team']!r} (shown once): {out['api_key']}",
+    "list-teams": lambda out: (
+        "\n".join(_team_line(t) for t in out["teams"]) or "no teams yet: admin create-team NAME"
+    ),
+    "list-instances": _instances_text,
+    "revoke-key": _revoked_text,
+    "revoke-team": _revoked_text,
+    "rotate-secret": lambda out: (
+        f"new webhook secret for {out['team']!r} (shown once): {out['webhook_secret']}\n"
+        f"the previous secret keeps signing for {out['overlap_seconds'] / 3600:g} h: "
+        "update your receivers"
+    ),
+    "webhooks": lambda out: json.dumps(out, indent=2),
+    "resend": lambda out: f"{out['webhook_id']} queued again for {out['url'].split('?')[0]}",
+    "recover": lambda out: f"{out['queued']} failed message(s) queued again",
+    "set-limits": lambda out: _team_line(out),
+}
 
 
 def _team_line(team: dict[str, Any]) -> str:

@@ -8,24 +8,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from .auth import matches_a_secret, operator_credential
 from .bodies import parse_body
-from .config import MIN_SECRET_LENGTH, MINT_COMMAND, TeamLimits
-from .errors import BadInput, GatewayError, NotFound, Unauthenticated
+from .config import MIN_SECRET_LENGTH, MINT_COMMAND
+from .errors import BadInput, GatewayError, Unauthenticated
 from .gateway import Gateway
-from .teams import (
-    create_key,
-    create_team,
-    describe_team,
-    parse_since,
-    rotate_secret,
-    webhook_report,
-)
+from .operations import OPERATIONS, Operator
 
 __all__ = ["routes"]
 
@@ -54,85 +46,50 @@ async def _object(request: Request) -> dict[str, Any]:
     return body
 
 
-def _limits(values: Any, base: TeamLimits) -> TeamLimits:
-    # A misspelt limit must not be ignored silently: the team would keep the old value.
-    if not isinstance(values, dict):
-        raise BadInput("limits must be a JSON object of limit names and values")
-    known = sorted(TeamLimits.model_fields)
-    unknown = sorted(set(values) - set(known))
-    if unknown:
-        raise BadInput(f"unknown limits {unknown}; the limits are {known}")
-    try:
-        return TeamLimits.model_validate({**base.model_dump(), **values})
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        raise BadInput(f"invalid limits: {first['loc']}: {first['msg']}") from None
+def _operator(gateway: Gateway, now: float | None = None) -> Operator:
+    return Operator(gateway.store, gateway.clock.now() if now is None else now, gateway.settings)
+
+
+async def _run(request: Request, operation: str, **args: Any) -> dict[str, Any]:
+    """Run the admin operation (the command line's too) with `args`."""
+    return await OPERATIONS[operation](_operator(_gateway(request)), args)
 
 
 async def list_teams(request: Request) -> Response:
-    gateway = _gateway(request)
-    store, now = gateway.store, gateway.clock.now()
-    teams = await store.teams()
-    return JSONResponse({"teams": [await describe_team(store, t, now) for t in teams]})
+    return JSONResponse(await _run(request, "list-teams"))
 
 
 async def add_team(request: Request) -> Response:
-    gateway = _gateway(request)
     body = await _object(request)
-    name = str(body.pop("name", ""))
-    limits = _limits(body.pop("limits", None) or {}, gateway.settings.default_limits)
+    name, limits = body.pop("name", ""), body.pop("limits", None)
     if body:
         raise BadInput(
             f'unknown fields {sorted(body)}: a new team takes "name" and "limits", '
             'e.g. {"name": "video", "limits": {"daily_budget": 50}}'
         )
-    try:
-        made = await create_team(gateway.store, name, limits, gateway.clock.now())
-    except ValueError as exc:
-        raise BadInput(str(exc)) from None
-    return JSONResponse(
-        {
-            "team": await describe_team(gateway.store, made.team, gateway.clock.now()),
-            "api_key": made.key,
-            "webhook_secret": made.webhook_secret,
-            "note": "the key and the webhook secret are shown once; store them now",
-        },
-        status_code=201,
-    )
+    made = await _run(request, "create-team", name=name, limits=limits)
+    note = "the key and the webhook secret are shown once; store them now"
+    return JSONResponse({**made, "note": note}, status_code=201)
 
 
 async def add_key(request: Request) -> Response:
-    gateway = _gateway(request)
-    made = await create_key(gateway.store, request.path_params["name"], gateway.clock.now())
-    return JSONResponse(
-        {"team": made.team.name, "api_key": made.key, "prefix": made.prefix}, status_code=201
-    )
+    made = await _run(request, "create-key", team=request.path_params["name"])
+    return JSONResponse(made, status_code=201)
 
 
 async def revoke_key(request: Request) -> Response:
-    gateway = _gateway(request)
-    prefix = request.path_params["prefix"]
-    count = await gateway.store.revoke_keys(gateway.clock.now(), prefix=prefix)
-    if not count:
-        raise NotFound(f"no live key starts with {prefix!r}")
-    return JSONResponse({"revoked": count})
+    return JSONResponse(await _run(request, "revoke-key", prefix=request.path_params["prefix"]))
 
 
 async def revoke_team_keys(request: Request) -> Response:
-    gateway = _gateway(request)
-    count = await gateway.store.revoke_keys(
-        gateway.clock.now(), team_name=request.path_params["name"]
-    )
-    return JSONResponse({"revoked": count})
+    return JSONResponse(await _run(request, "revoke-team", team=request.path_params["name"]))
 
 
 async def set_limits(request: Request) -> Response:
-    gateway = _gateway(request)
-    name = request.path_params["name"]
-    current = await gateway.store.team(name)
-    limits = _limits(await _object(request), current.limits)
-    team = await gateway.store.set_limits(name, limits)
-    return JSONResponse(await describe_team(gateway.store, team, gateway.clock.now()))
+    changes = await _object(request)
+    return JSONResponse(
+        await _run(request, "set-limits", team=request.path_params["name"], limits=changes)
+    )
 
 
 async def advance_clock(request: Request) -> Response:
@@ -153,48 +110,33 @@ async def advance_clock(request: Request) -> Response:
 
 
 async def rotate(request: Request) -> Response:
-    gateway = _gateway(request)
-    name, overlap = request.path_params["name"], gateway.settings.webhook_secret_overlap
-    secret = await rotate_secret(gateway.store, name, gateway.clock.now(), overlap)
-    return JSONResponse({"team": name, "webhook_secret": secret, "overlap_seconds": overlap})
+    return JSONResponse(await _run(request, "rotate-secret", team=request.path_params["name"]))
 
 
 async def webhook_attempts(request: Request) -> Response:
-    gateway = _gateway(request)
-    report = await webhook_report(gateway.store, request.path_params["request_id"])
+    report = await _run(request, "webhooks", request_id=request.path_params["request_id"])
     return JSONResponse(report)
 
 
 async def resend(request: Request) -> Response:
-    gateway = _gateway(request)
-    webhook_id = request.path_params["webhook_id"]
-    message = await gateway.store.resend(webhook_id, gateway.clock.now())
-    if message is None:
-        raise NotFound(f"no webhook message {webhook_id!r}")
-    gateway.deliverer.notify()
-    return JSONResponse(message.public())
+    message = await _run(request, "resend", webhook_id=request.path_params["webhook_id"])
+    _gateway(request).deliverer.notify()
+    return JSONResponse(message)
 
 
 async def recover(request: Request) -> Response:
-    gateway = _gateway(request)
     body = await _object(request)
-    try:
-        since = parse_since(str(body.get("since", "")))
-    except ValueError as exc:
-        raise BadInput(str(exc)) from None
-    team = body.get("team")
-    team_id = (await gateway.store.team(str(team))).id if team else None
-    count = await gateway.store.recover(since, gateway.clock.now(), team_id)
-    gateway.deliverer.notify()
-    return JSONResponse({"queued": count})
+    queued = await _run(request, "recover", since=body.get("since", ""), team=body.get("team"))
+    _gateway(request).deliverer.notify()
+    return JSONResponse(queued)
 
 
 async def list_instances(request: Request) -> Response:
     """The gateway processes sharing this store: alive or not, and the runs each polls."""
     gateway = _gateway(request)
-    now = gateway.heartbeat.wall.now()
-    found = await gateway.store.instances()
-    return JSONResponse({"this": gateway.instance, "instances": [i.public(now) for i in found]})
+    # Liveness is wall-clock time (heartbeats), whatever clock the gateway's jobs run on.
+    found = await OPERATIONS["list-instances"](_operator(gateway, gateway.heartbeat.wall.now()), {})
+    return JSONResponse({"this": gateway.instance, **found})
 
 
 routes = [
