@@ -35,6 +35,7 @@ from ._errors import (
     InvalidWebhook,
     NotFound,
     RateLimited,
+    Scrubber,
     SegmindError,
     ServerError,
     ServiceUnavailable,
@@ -45,6 +46,8 @@ from ._errors import (
     WaitTimeout,
 )
 from ._models import (
+    MAX_SCENE_LENGTH,
+    MAX_URL_LENGTH,
     CharacterVideoInputs,
     Credits,
     JobHandle,
@@ -52,8 +55,10 @@ from ._models import (
     JobState,
     JobStatus,
     Progress,
+    validate_inputs,
 )
 from ._output import OutputItem, decode_output
+from ._progress import ProgressDisplay
 from ._retry import RetryPolicy
 from ._webhooks import WebhookEvent, verify_webhook
 
@@ -66,6 +71,8 @@ __all__ = [
     "DEFAULT_WAIT_TIMEOUT",
     "EXPECTED_RUN_COST",
     "EXPECTED_RUN_SECONDS",
+    "MAX_SCENE_LENGTH",
+    "MAX_URL_LENGTH",
     "STATUS_ERRORS",
     "APIError",
     "ApiKey",
@@ -95,8 +102,10 @@ __all__ = [
     "NotFound",
     "OutputItem",
     "Progress",
+    "ProgressDisplay",
     "RateLimited",
     "RetryPolicy",
+    "Scrubber",
     "SegmindError",
     "ServerError",
     "ServiceUnavailable",
@@ -108,5 +117,6 @@ __all__ = [
     "WaitTimeout",
     "WebhookEvent",
     "decode_output",
+    "validate_inputs",
     "verify_webhook",
 ]

@@ -14,9 +14,8 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from client import CHARACTER_VIDEO_WORKFLOW_ID
+from client import CHARACTER_VIDEO_WORKFLOW_ID, validate_inputs
 from client import InvalidInput as ClientInvalidInput
-from client._models import validate_inputs
 
 from .errors import BadInput
 

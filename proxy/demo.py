@@ -38,6 +38,8 @@ from typing import IO
 import httpx
 from rich.console import Console
 
+# The CLI's progress display (a live panel on a terminal, a line per change elsewhere):
+# the demo shows what `python -m client generate` shows, rather than a look of its own.
 from client import (
     DEFAULT_POLL_INTERVAL,
     CharacterVideoInputs,
@@ -45,14 +47,11 @@ from client import (
     InvalidWebhook,
     JobResult,
     Progress,
+    ProgressDisplay,
     SegmindError,
     WebhookEvent,
     verify_webhook,
 )
-
-# The CLI's progress display (a live panel on a terminal, a line per change elsewhere):
-# the demo shows what `python -m client generate` shows, rather than a look of its own.
-from client._progress import ProgressDisplay
 
 from .config import ProxySettings
 from .embedded import terminate

@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import IO, Any
 
-from client._errors import Scrubber
+from client import Scrubber
 
 __all__ = [
     "LIBRARY_LOGGERS",
@@ -78,7 +78,7 @@ class Redactor:
     """Replaces every occurrence of the given secrets in a string with `REDACTED`.
 
     Each secret is matched in every spelling the client's own scrubber knows (as is,
-    JSON-escaped, URL-encoded, as HTML character references: `client._errors.Scrubber`),
+    JSON-escaped, URL-encoded, as HTML character references: `client.Scrubber`),
     so a secret holding a quote or a backslash cannot slip through a serialised line, and
     an upstream's echo that reached a record by a path nobody foresaw is caught here too.
     Secrets shorter than `MIN_SECRET_LENGTH` are ignored.

@@ -18,8 +18,12 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from client import CHARACTER_VIDEO_WORKFLOW_ID, CharacterVideoInputs
-from client._models import MAX_SCENE_LENGTH, MAX_URL_LENGTH
+from client import (
+    CHARACTER_VIDEO_WORKFLOW_ID,
+    MAX_SCENE_LENGTH,
+    MAX_URL_LENGTH,
+    CharacterVideoInputs,
+)
 
 from .config import TeamLimits
 from .store import CacheStatus
