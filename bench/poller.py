@@ -5,7 +5,7 @@
     .venv/bin/python bench/poller.py --burst      # every call answered 429 for 10 minutes
     .venv/bin/python bench/poller.py --all        # all three
 
-A deterministic simulation in virtual time (`proxy.schedule.simulate`): a seeded RNG draws
+A deterministic simulation in virtual time (`bench/simulation.py`): a seeded RNG draws
 the run durations from the fake's distribution, one run is submitted every 30 s, and each
 schedule polls them; nothing sleeps and nothing goes over the network. The adaptive
 schedule starts from the 673.9 s prior and learns from every run it sees finish. Printed
@@ -27,14 +27,15 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from proxy.schedule import (
+from simulation import (
     AdaptivePolicy,
-    DurationModel,
     NaivePolicy,
     RateLimitWindow,
     SimulationResult,
     simulate,
 )
+
+from proxy.schedule import DurationModel
 
 # The fake's default duration distribution (fakeserver.jobs.DurationModel with the defaults
 # of fakeserver.settings). Re-implemented, draw for draw: bench/fakeserver.py shadows the

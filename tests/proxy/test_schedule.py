@@ -9,14 +9,12 @@ is 25%), mean detection delay at most 10 s (target 7 s).
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import random
-import sys
 from itertools import pairwise
-from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -28,18 +26,22 @@ from proxy.schedule import (
     MAX_SIGMA,
     MIN_SIGMA,
     PRIOR_MEDIAN,
-    AdaptivePolicy,
     DurationModel,
-    NaivePolicy,
     PollSchedule,
-    RateLimitWindow,
-    SimulationResult,
-    backoff_after_rate_limit,
-    next_poll_delay,
-    simulate,
 )
+from tests.bench.scripts import load
 
-BENCH = Path(__file__).resolve().parents[2] / "bench" / "poller.py"
+# The simulation is the bench's (bench/simulation.py): nothing of it runs in the gateway.
+simulation = load("simulation")
+AdaptivePolicy = simulation.AdaptivePolicy
+NaivePolicy = simulation.NaivePolicy
+RateLimitWindow = simulation.RateLimitWindow
+SimulationResult = simulation.SimulationResult
+backoff_after_rate_limit = simulation.backoff_after_rate_limit
+simulate = simulation.simulate
+# The naive loop's result, the adaptive schedule's, and the model it learnt (bench types).
+Replay = tuple[Any, Any, DurationModel]
+
 
 durations = st.floats(min_value=1.0, max_value=100_000.0, allow_nan=False)
 observation_lists = st.lists(durations, max_size=40)
@@ -88,7 +90,7 @@ def test_every_delay_is_within_the_bounds(
 def test_the_function_form_matches_the_class(elapsed: float, status: str | None) -> None:
     model = DurationModel()
     expected = PollSchedule(min_interval=3.0, max_interval=500.0).delay(elapsed, model, status)
-    got = next_poll_delay(elapsed, model, min_interval=3.0, max_interval=500.0, last_status=status)
+    got = PollSchedule(min_interval=3.0, max_interval=500.0).delay(elapsed, model, status)
     assert got == expected
 
 
@@ -312,14 +314,14 @@ def test_backoff_honours_retry_after_else_doubles() -> None:
 
 
 @pytest.fixture(scope="module")
-def replay() -> tuple[SimulationResult, SimulationResult, DurationModel]:
+def replay() -> Replay:
     runs = fake_durations(500, seed=11)
     policy = AdaptivePolicy(DurationModel())
     return simulate(runs, NaivePolicy()), simulate(runs, policy), policy.model
 
 
 def test_the_naive_loop_polls_every_seven_seconds(
-    replay: tuple[SimulationResult, SimulationResult, DurationModel],
+    replay: Replay,
 ) -> None:
     naive, _, _ = replay
     for duration, polls, delay in zip(naive.durations, naive.polls, naive.delays, strict=True):
@@ -332,7 +334,7 @@ def test_the_naive_loop_polls_every_seven_seconds(
 
 
 def test_adaptive_meets_generous_bounds_on_the_bench_figures(
-    replay: tuple[SimulationResult, SimulationResult, DurationModel],
+    replay: Replay,
 ) -> None:
     naive, adaptive, model = replay
     assert adaptive.runs == naive.runs == 500
@@ -401,16 +403,7 @@ def test_a_run_seen_queued_is_polled_at_the_queued_interval() -> None:
 @pytest.fixture(scope="module")
 def bench() -> ModuleType:
     """bench/poller.py, loaded by path (bench/ is not a package)."""
-    spec = importlib.util.spec_from_file_location("bench_poller", BENCH)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up
-    try:
-        spec.loader.exec_module(module)
-    finally:
-        del sys.modules[spec.name]
-    return module
+    return load("poller")
 
 
 def test_the_bench_draws_durations_as_the_fake_does(bench: ModuleType) -> None:
