@@ -10,7 +10,7 @@ lists the known ones, so a typo never silently runs a normal job.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from .errors import ERROR_CODES, InvalidInput
@@ -41,61 +41,90 @@ class Preferences:
 
 
 def parse_prefer(values: Iterable[str]) -> Preferences:
+    fields = dict(READERS[name](raw) for name, raw in _tokens(values).items())
+    return Preferences(**fields)  # type: ignore[arg-type]
+
+
+def _tokens(values: Iterable[str]) -> dict[str, str]:
+    """The fake's own tokens (name: raw value), the last of each name winning."""
     tokens: dict[str, str] = {}
     for value in values:
         for raw in value.replace(";", ",").split(","):
-            raw = raw.strip()
-            if not raw:
-                continue
-            name, _, val = raw.partition("=")
+            name, _, val = raw.strip().partition("=")
             name = name.strip().lower()
-            if name not in KNOWN:
-                # Other Prefer tokens (respond-async, return=minimal, ...) are ignored, as
-                # RFC 7240 asks; only the fake's own names are checked strictly.
-                continue
-            tokens[name] = val.strip().strip('"')
-    kwargs: dict[str, object] = {}
-    if "code" in tokens:
-        code = _number("code", tokens["code"], int)
-        if code not in ERROR_CODES:
-            codes = ", ".join(map(str, ERROR_CODES))
-            raise InvalidInput(f"Prefer code={code} cannot be forced; choose one of {codes}")
-        kwargs["code"] = code
-    if "fault" in tokens:
-        if tokens["fault"] not in FAULT_KINDS:
-            raise InvalidInput(
-                f"Prefer fault={tokens['fault']!r} is unknown; choose one of "
-                f"{', '.join(FAULT_KINDS)}"
-            )
-        kwargs["fault"] = tokens["fault"]
-    for name in ("delay", "trickle"):
-        if name in tokens:
-            ms = _number(name, tokens[name], float)
-            if not 0 <= ms <= MAX_DELAY_MS:
-                raise InvalidInput(f"Prefer {name} must be 0 to {MAX_DELAY_MS} milliseconds")
-            kwargs[f"{name}_ms"] = ms
-    if "after" in tokens:
-        kwargs["after"] = tokens["after"].lower() not in ("0", "false", "no")
-    if "outcome" in tokens:
-        try:
-            kwargs["outcome"] = Outcome.parse(tokens["outcome"])
-        except ValueError as exc:
-            raise InvalidInput(f"Prefer {exc}") from None
-    if "duration" in tokens:
-        duration = _number("duration", tokens["duration"], float)
-        if duration < 0:
-            raise InvalidInput("Prefer duration must be zero or more seconds")
-        kwargs["duration"] = duration
-    if "polls" in tokens:
-        polls = _number("polls", tokens["polls"], int)
-        if polls < 1:
-            raise InvalidInput("Prefer polls must be 1 or more (polls per state)")
-        kwargs["polls"] = polls
-    if "status" in tokens:
-        if not tokens["status"]:
-            raise InvalidInput("Prefer status needs a name, e.g. status=ON_HOLD")
-        kwargs["status"] = tokens["status"]
-    return Preferences(**kwargs)  # type: ignore[arg-type]
+            # Other Prefer tokens (respond-async, return=minimal, ...) are ignored, as
+            # RFC 7240 asks; only the fake's own names are checked strictly.
+            if name in KNOWN:
+                tokens[name] = val.strip().strip('"')
+    return tokens
+
+
+def _code(raw: str) -> tuple[str, object]:
+    code = _number("code", raw, int)
+    if code not in ERROR_CODES:
+        codes = ", ".join(map(str, ERROR_CODES))
+        raise InvalidInput(f"Prefer code={code} cannot be forced; choose one of {codes}")
+    return "code", code
+
+
+def _fault(raw: str) -> tuple[str, object]:
+    if raw not in FAULT_KINDS:
+        raise InvalidInput(
+            f"Prefer fault={raw!r} is unknown; choose one of {', '.join(FAULT_KINDS)}"
+        )
+    return "fault", raw
+
+
+def _milliseconds(name: str) -> Callable[[str], tuple[str, object]]:
+    def read(raw: str) -> tuple[str, object]:
+        ms = _number(name, raw, float)
+        if not 0 <= ms <= MAX_DELAY_MS:
+            raise InvalidInput(f"Prefer {name} must be 0 to {MAX_DELAY_MS} milliseconds")
+        return f"{name}_ms", ms
+
+    return read
+
+
+def _outcome(raw: str) -> tuple[str, object]:
+    try:
+        return "outcome", Outcome.parse(raw)
+    except ValueError as exc:
+        raise InvalidInput(f"Prefer {exc}") from None
+
+
+def _duration(raw: str) -> tuple[str, object]:
+    duration = _number("duration", raw, float)
+    if duration < 0:
+        raise InvalidInput("Prefer duration must be zero or more seconds")
+    return "duration", duration
+
+
+def _polls(raw: str) -> tuple[str, object]:
+    polls = _number("polls", raw, int)
+    if polls < 1:
+        raise InvalidInput("Prefer polls must be 1 or more (polls per state)")
+    return "polls", polls
+
+
+def _status(raw: str) -> tuple[str, object]:
+    if not raw:
+        raise InvalidInput("Prefer status needs a name, e.g. status=ON_HOLD")
+    return "status", raw
+
+
+# One reader per token: the token's raw value to (the Preferences field, its value).
+READERS: dict[str, Callable[[str], tuple[str, object]]] = {
+    "code": _code,
+    "fault": _fault,
+    "delay": _milliseconds("delay"),
+    "trickle": _milliseconds("trickle"),
+    "after": lambda raw: ("after", raw.lower() not in ("0", "false", "no")),
+    "outcome": _outcome,
+    "duration": _duration,
+    "polls": _polls,
+    "status": _status,
+}
+assert set(READERS) == set(KNOWN), "every known token has its reader"
 
 
 def _number(name: str, raw: str, kind: type[int] | type[float]) -> float:
