@@ -16,6 +16,10 @@ def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
         if name.startswith(("FAKESERVER_", "PROXY_", "SEGMIND_")):
             monkeypatch.delenv(name)
+    # Test gateways (in process, and the processes tests start, which inherit this) run
+    # offline with the default image on Segmind's storage: its preflight fetch could never
+    # succeed. Preflight's own tests turn it on (tests/proxy/test_preflight.py).
+    monkeypatch.setenv("PROXY_IMAGE_PREFLIGHT", "false")
 
 
 @pytest.fixture
