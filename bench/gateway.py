@@ -512,6 +512,8 @@ def _start_gateway(
         "PROXY_METRICS_TOKEN": METRICS_TOKEN,
         # The company-wide upstream budget must not slow the setup or hold admissions.
         "PROXY_UPSTREAM_REQUESTS_PER_MINUTE": GENEROUS,
+        # Offline: the default image, on Segmind's storage, could never be fetched.
+        "PROXY_IMAGE_PREFLIGHT": "false",
     }
     if fast_polls or not args.shipped_polls:
         # It measures answering polls, not the schedule: the fixed loop finishes setup fast.

@@ -70,6 +70,7 @@ class Bench:
                 "PROXY_INSTANCE_ID": f"bench-{name}",
                 "PROXY_UPSTREAM_REQUESTS_PER_MINUTE": str(BUDGET),
                 "PROXY_LOG_LEVEL": "WARNING",
+                "PROXY_IMAGE_PREFLIGHT": "false",  # offline: the default image is unreachable
                 # Runs of the fake at --time-scale 0.1 take about 67 s: say so, so the
                 # gateways poll them as densely as they would poll Segmind's.
                 "PROXY_EXPECTED_RUN_SECONDS": "67.39",

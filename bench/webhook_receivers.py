@@ -188,6 +188,7 @@ def _env() -> dict[str, str]:
         PROXY_ADMIN_KEY=ADMIN_KEY,
         PROXY_WEBHOOK_ALLOW_NETWORKS='["127.0.0.0/8"]',
         PROXY_LOG_LEVEL="WARNING",
+        PROXY_IMAGE_PREFLIGHT="false",  # offline: the default image cannot be fetched
     )
     return env
 

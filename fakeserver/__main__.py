@@ -54,6 +54,13 @@ def _parser() -> argparse.ArgumentParser:
         help="key of the FAILED reason (default error_message)",
     )
     add(
+        "--dead-image-host",
+        dest="dead_image_hosts",
+        action="append",
+        metavar="HOST",
+        help="a host whose Character_Image cannot be loaded: its runs are charged, then FAILED",
+    )
+    add(
         "--unknown-inputs",
         choices=["reject", "ignore"],
         help="unknown input names: 400 (reject, default) or ignored",

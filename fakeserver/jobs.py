@@ -52,6 +52,12 @@ class Outcome(StrEnum):
             raise ValueError(f"outcome must be one of {valid}; got {value!r}") from None
 
 
+IMAGE_UNREACHABLE = (
+    "Workflow execution failed: could not load Character_Image from {host} "
+    "(unreachable or not an image)"
+)
+DEAD_IMAGE_SHARE = 0.1  # the image is loaded first: such a run fails a tenth of the way in
+
 FAILURE_REASONS = (
     "Workflow execution failed: the character image could not be processed",
     "Workflow execution failed: video node timed out",

@@ -57,6 +57,11 @@ class FakeSettings(BaseSettings):
     result_ttl: float = Field(RESULT_TTL_SECONDS, gt=0)
     failure_rate: float = Field(0.0, ge=0, le=1, description="chance that a job ends FAILED")
     failure_key: Literal["error_message", "error", "both"] = "error_message"
+    dead_image_hosts: list[str] = Field(
+        default_factory=list,
+        description="hosts whose Character_Image the fake cannot load: such a run is accepted "
+        "and charged, then ends FAILED early in its run, as Segmind does",
+    )
     unknown_inputs: UnknownInputPolicy = UnknownInputPolicy.REJECT
     output_keys: list[str] | None = None
     seed: int | None = None

@@ -5,12 +5,22 @@ from __future__ import annotations
 import random
 import threading
 import uuid
+from urllib.parse import urlsplit
 
 from .accounts import Accounts
 from .catalog import Workflow, default_catalog
 from .clock import Clock, SystemClock, VirtualClock
 from .faults import ChaosSettings, FaultPlan
-from .jobs import FAILURE_REASONS, DurationModel, Job, JobPlan, Outcome, state_of
+from .jobs import (
+    DEAD_IMAGE_SHARE,
+    FAILURE_REASONS,
+    IMAGE_UNREACHABLE,
+    DurationModel,
+    Job,
+    JobPlan,
+    Outcome,
+    state_of,
+)
 from .journal import Journal
 from .prefer import Preferences
 from .settings import DEMO_KEY, FakeSettings
@@ -79,6 +89,12 @@ class FakeState:
             self._submits += 1
             if self._submits % SWEEP_EVERY == 0:
                 self._sweep()
+        dead_host = self._dead_image_host(inputs)
+        if dead_host is not None:
+            # Accepted (and charged) like any run: Segmind learns only when it loads the
+            # image, early in the run, that it cannot.
+            duration *= DEAD_IMAGE_SHARE
+            failed, reason = True, IMAGE_UNREACHABLE.format(host=dead_host)
         if prefs.duration is not None:
             duration = prefs.duration
         outcome = prefs.outcome or (Outcome.FAILED if failed else Outcome.COMPLETED)
@@ -112,6 +128,15 @@ class FakeState:
         )
         self.jobs[request_id] = job
         return job
+
+    def _dead_image_host(self, inputs: dict[str, str]) -> str | None:
+        """The host of the run's character image if it is one the fake cannot load."""
+        dead = self.settings.dead_image_hosts
+        if not dead:
+            return None
+        # Inputs are canonical here: a body that omitted the image has the default.
+        host = (urlsplit(inputs.get("Character_Image", "")).hostname or "").lower()
+        return host if host in {name.lower() for name in dead} else None
 
     def _sweep(self) -> None:
         now, ttl = self.clock.now(), self.settings.result_ttl

@@ -341,6 +341,11 @@ def _serve(args: argparse.Namespace) -> int:
                         "127.0.0.0/8",
                         "::1/128",
                     ],
+                    # The fake never loads the image and charges no real money, and the
+                    # default image (on Segmind's storage) is out of reach offline: the
+                    # check would only refuse the demo. Setting it explicitly still wins.
+                    "image_preflight": "image_preflight" in settings.model_fields_set
+                    and settings.image_preflight,
                 }
             )
         else:

@@ -135,6 +135,25 @@ class ProxySettings(BaseSettings):
         default_factory=list,
         description='networks webhooks may reach though not public, e.g. ["127.0.0.0/8"]',
     )
+    image_preflight: bool = Field(
+        True,
+        description="before a paid run, fetch the start of Character_Image and refuse (400) "
+        "a URL that is dead, not a JPEG/PNG/WebP, too large or internal; off: for images "
+        "only Segmind can reach (serve --with-fake turns it off unless set)",
+    )
+    image_preflight_timeout: float = Field(
+        5.0, gt=0, le=60, description="seconds the whole image check may take (DNS to bytes)"
+    )
+    image_preflight_cache_seconds: float = Field(
+        600.0, ge=0, description="seconds a good image URL is remembered (a bad one: 30 s at most)"
+    )
+    image_max_bytes: int = Field(
+        20_000_000, ge=1, description="largest Character_Image, by its declared size"
+    )
+    image_allow_networks: list[str] = Field(
+        default_factory=list,
+        description='networks an image may be fetched from though not public, e.g. ["10.0.0.0/8"]',
+    )
     clock: Literal["system", "virtual"] = "system"
     instance_id: str | None = Field(
         None,

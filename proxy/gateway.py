@@ -27,6 +27,7 @@ from .leases import Heartbeat
 from .logs import configure_logging
 from .metrics import Metrics
 from .poller import Poller
+from .preflight import ImagePreflight
 from .quotas import MemoryRateLimiter, RateDecision
 from .rules import AdmissionRequest, open_store
 from .ssrf import AddressPolicy, WebhookUrlError, check_url_syntax, resolve_and_check
@@ -93,6 +94,7 @@ class Gateway:
         )
         self.deliverer = Deliverer(self.store, self.clock, settings, webhook_transport)
         self.webhook_policy = AddressPolicy(settings.webhook_allow_networks)
+        self.preflight = ImagePreflight(settings, self.clock) if settings.image_preflight else None
         self.poll_limits = MemoryRateLimiter()
         # (team, request) -> (answer, request, when the result expires)
         self._finished_answers: dict[tuple[str, str], tuple[bytes, RequestRecord, float]] = {}
@@ -117,6 +119,8 @@ class Gateway:
         await self.poller.close()
         await self.heartbeat.close()
         await self.deliverer.close()
+        if self.preflight is not None:
+            await self.preflight.aclose()
         await self.upstream.aclose()
         self.store.close()
 
@@ -148,11 +152,22 @@ class Gateway:
             expected_run_seconds=self.settings.expected_run_seconds,
             instance=self.instance,
         )
-        if options.webhook_url is not None:
-            # Cheap refusals first: a team over its limits costs no DNS lookup. The atomic
-            # admission below checks them again, and is the one that counts.
-            await self.store.peek_admission(ask, self.clock.now())
-            await self._check_webhook(options.webhook_url)
+        image = inputs.get("Character_Image")
+        preflight = self.preflight
+        if not isinstance(image, str):
+            image, preflight = "", None  # another workflow, with no character image
+        elif preflight is not None and preflight.known_good(image):
+            preflight = None  # checked a moment ago: no need to ask whether it is paid
+        if options.webhook_url is not None or preflight is not None:
+            # Cheap refusals first: a team over its limits costs no DNS lookup and no image
+            # fetch. The atomic admission below checks them again, and is the one that
+            # counts (a peeked MISS that it turns into a JOIN only made the check unneeded).
+            would_be = await self.store.peek_admission(ask, self.clock.now())
+            if options.webhook_url is not None:
+                await self._check_webhook(options.webhook_url)
+            if preflight is not None and would_be is CacheStatus.MISS:
+                # Only a paid run needs it: a HIT or a JOIN reuses a run already made.
+                await preflight.check(image)
         # Admission runs as its own task too: the store's writer thread commits it even if
         # the caller is cancelled while waiting, and a paid run that was admitted must then
         # still be started (and its slot released when it ends), never orphaned.

@@ -72,10 +72,14 @@ ALLOW_SETTING: Final = "webhook_allow_networks"
 """The setting an operator uses to admit networks; named in every refusal."""
 
 _DEFAULT_PORTS: Final = {"http": 80, "https": 443}
-_ONLY_PUBLIC: Final = (
-    "the gateway only calls publicly routable addresses "
-    f"(an operator can allow networks with {ALLOW_SETTING})"
-)
+
+
+def _only_public(policy: AddressPolicy | None) -> str:
+    setting = policy.setting if policy is not None else ALLOW_SETTING
+    return (
+        "the gateway only calls publicly routable addresses "
+        f"(an operator can allow networks with {setting})"
+    )
 
 
 class WebhookUrlError(ValueError):
@@ -212,10 +216,13 @@ class AddressPolicy:
     """Which addresses the gateway may call: an allowlisted network, or a globally
     routable address (see the module docstring for what is refused)."""
 
-    def __init__(self, allow: Iterable[str] = ()) -> None:
+    def __init__(self, allow: Iterable[str] = (), *, setting: str = ALLOW_SETTING) -> None:
+        # `setting`: where `allow` came from, named in refusals so an operator knows
+        # which list to extend (webhooks and character images each have their own).
+        self.setting = setting
         if isinstance(allow, str):
             raise ValueError(
-                f"{ALLOW_SETTING} must be a list of CIDR strings, not the single string "
+                f"{setting} must be a list of CIDR strings, not the single string "
                 f"{allow!r}; write [{allow!r}]"
             )
         self.allow: tuple[IPNetwork, ...] = tuple(_parse_network(entry) for entry in allow)
@@ -393,34 +400,37 @@ def _bad_char(url: str) -> tuple[int, str] | None:
     return None
 
 
-def check_url_syntax(url: str, *, policy: AddressPolicy | None = None) -> WebhookUrl:
+def check_url_syntax(
+    url: str, *, policy: AddressPolicy | None = None, what: str = "webhook URL"
+) -> WebhookUrl:
     """Check a webhook URL's form, without DNS; raise `WebhookUrlError` saying what to fix.
 
-    With a `policy`, an IP-literal host (in any spelling) is also judged by it."""
+    With a `policy`, an IP-literal host (in any spelling) is also judged by it. `what`
+    names the URL in errors (the same guard vets character images)."""
     if not isinstance(url, str):
-        raise WebhookUrlError("webhook URL must be a string")
+        raise WebhookUrlError(f"{what} must be a string")
     if not url:
-        raise WebhookUrlError("webhook URL is empty; give an absolute http:// or https:// URL")
+        raise WebhookUrlError(f"{what} is empty; give an absolute http:// or https:// URL")
     if len(url) > MAX_URL_LENGTH:
         raise WebhookUrlError(
-            f"webhook URL is {len(url)} characters long; the limit is {MAX_URL_LENGTH}"
+            f"{what} is {len(url)} characters long; the limit is {MAX_URL_LENGTH}"
         )
     bad = _bad_char(url)
     if bad is not None:
         index, char = bad
         raise WebhookUrlError(
-            f"webhook URL contains whitespace or a control character (U+{ord(char):04X} at "
+            f"{what} contains whitespace or a control character (U+{ord(char):04X} at "
             f"position {index}); remove it, or percent-encode it in the path or query"
         )
     if "\\" in url:
         raise WebhookUrlError(
-            "webhook URL contains a backslash; use '/' (clients disagree about what a "
+            f"{what} contains a backslash; use '/' (clients disagree about what a "
             "backslash means in a URL), or percent-encode it as %5C in the path or query"
         )
     try:
         split = urlsplit(url)
     except ValueError as exc:
-        raise WebhookUrlError(f"webhook URL is not a valid URL ({exc})") from None
+        raise WebhookUrlError(f"{what} is not a valid URL ({exc})") from None
     scheme = split.scheme
     if scheme not in _DEFAULT_PORTS or not url[len(scheme) + 1 :].startswith("//"):
         got = (
@@ -429,13 +439,13 @@ def check_url_syntax(url: str, *, policy: AddressPolicy | None = None) -> Webhoo
             else ""
         )
         raise WebhookUrlError(
-            "webhook URL must be absolute and start with http:// or https://"
+            f"{what} must be absolute and start with http:// or https://"
             f"{got}; the gateway delivers webhooks over HTTP only"
         )
     netloc = split.netloc
     if "@" in netloc:
         raise WebhookUrlError(
-            "webhook URL must not contain credentials (a user:password@ part); remove "
+            f"{what} must not contain credentials (a user:password@ part); remove "
             "them: every delivery is signed, so the receiver can verify it without them"
         )
     origin_for_errors = f"{scheme}://{netloc}"
@@ -444,7 +454,7 @@ def check_url_syntax(url: str, *, policy: AddressPolicy | None = None) -> Webhoo
         host, bracket, rest = netloc[1:].partition("]")
         if not bracket or (rest and not rest.startswith(":")):
             raise WebhookUrlError(
-                f"webhook URL {origin_for_errors} has a malformed IPv6 host; write it "
+                f"{what} {origin_for_errors} has a malformed IPv6 host; write it "
                 "as http://[2001:db8::1]:8080/path"
             )
         port_text = rest[1:]
@@ -456,7 +466,7 @@ def check_url_syntax(url: str, *, policy: AddressPolicy | None = None) -> Webhoo
         port_number = int(port_text) if _PORT.match(port_text) else 0
         if not 1 <= port_number <= 65535:
             raise WebhookUrlError(
-                f"webhook URL {origin_for_errors} has an invalid port {port_text[:12]!r}; "
+                f"{what} {origin_for_errors} has an invalid port {port_text[:12]!r}; "
                 "use a number from 1 to 65535, or none for the scheme's default"
             )
         port = port_number
@@ -465,7 +475,7 @@ def check_url_syntax(url: str, *, policy: AddressPolicy | None = None) -> Webhoo
     try:
         hostname, address = _normalise_host(host, bracketed=bracketed)
     except ValueError as exc:
-        raise WebhookUrlError(f"webhook URL {origin_for_errors} {exc}") from None
+        raise WebhookUrlError(f"{what} {origin_for_errors} {exc}") from None
     checked = WebhookUrl(
         url=url,
         scheme=scheme,
@@ -482,14 +492,14 @@ def check_url_syntax(url: str, *, policy: AddressPolicy | None = None) -> Webhoo
         if reason is not None:
             verb = "resolves to" if host.lower() == hostname else "names the address"
             raise WebhookUrlError(
-                f"webhook URL {checked.display} {verb} {address}, {reason}; {_ONLY_PUBLIC}",
+                f"{what} {checked.display} {verb} {address}, {reason}; {_only_public(policy)}",
                 address=address,
             )
     try:
         httpx.URL(url)
     except httpx.InvalidURL as exc:
         raise WebhookUrlError(
-            f"webhook URL {checked.display} cannot be used by the gateway's HTTP client ({exc})"
+            f"{what} {checked.display} cannot be used by the gateway's HTTP client ({exc})"
         ) from None
     return checked
 
@@ -515,6 +525,8 @@ async def resolve_and_check(
     url: str,
     policy: AddressPolicy,
     resolver: Resolver | None = None,
+    *,
+    what: str = "webhook URL",
 ) -> list[IPAddress]:
     """Submit-time check: the URL's syntax, then every address its host resolves to.
 
@@ -522,7 +534,7 @@ async def resolve_and_check(
     is refused: a client may pick either) or if nothing resolves within
     `RESOLVE_TIMEOUT` seconds. IP-literal hosts skip DNS.
     """
-    checked = check_url_syntax(url, policy=policy)
+    checked = check_url_syntax(url, policy=policy, what=what)
     if checked.address is not None:
         return [checked.address]
     resolve = resolver or system_resolver
@@ -531,24 +543,24 @@ async def resolve_and_check(
             answers = await resolve(checked.hostname)
     except TimeoutError:
         raise WebhookUrlError(
-            f"webhook URL {checked.display} did not resolve within {RESOLVE_TIMEOUT:g} s; "
+            f"{what} {checked.display} did not resolve within {RESOLVE_TIMEOUT:g} s; "
             "check that its host name has A or AAAA records and try again"
         ) from None
     except OSError as exc:
         raise WebhookUrlError(
-            f"webhook URL {checked.display} does not resolve ({exc.strerror or exc}); "
+            f"{what} {checked.display} does not resolve ({exc.strerror or exc}); "
             "check the host name"
         ) from None
     try:
         addresses = _unique_addresses(answers)
     except ValueError as exc:
         raise WebhookUrlError(
-            f"webhook URL {checked.display}: the resolver answered something that is not "
+            f"{what} {checked.display}: the resolver answered something that is not "
             f"an IP address ({exc})"
         ) from None
     if not addresses:
         raise WebhookUrlError(
-            f"webhook URL {checked.display} does not resolve: {checked.hostname} has no A "
+            f"{what} {checked.display} does not resolve: {checked.hostname} has no A "
             "or AAAA records; check the host name"
         )
     for address in addresses:
@@ -556,8 +568,9 @@ async def resolve_and_check(
         if reason is not None:
             among = f" (one of its {len(addresses)} addresses)" if len(addresses) > 1 else ""
             raise WebhookUrlError(
-                f"webhook URL {checked.display} resolves to {address}{among}, {reason}; "
-                f"every address a webhook host resolves to must be allowed: {_ONLY_PUBLIC}",
+                f"{what} {checked.display} resolves to {address}{among}, {reason}; "
+                f"every address a {what.removesuffix(' URL')} host resolves to must be "
+                f"allowed: {_only_public(policy)}",
                 address=address,
             )
     return addresses
@@ -606,7 +619,7 @@ class GuardedNetworkBackend(httpcore.AsyncNetworkBackend):
                 verb = "is" if literal is not None else "now resolves to"
                 raise WebhookConnectRefused(
                     f"webhook host {name}:{port} {verb} {address}, {reason}; the gateway "
-                    f"refused to connect: {_ONLY_PUBLIC}",
+                    f"refused to connect: {_only_public(self.policy)}",
                     address=address,
                 )
         return addresses

@@ -9,6 +9,11 @@ import pytest
 from tests.postgres import postgres_url as postgres_url
 from tests.servers import ServerProcess, start_server
 
+# Test gateways (in process, and every process a test or a session fixture starts, which
+# inherit this) run offline with the default image on Segmind's storage: its preflight
+# fetch could never succeed. Preflight's own tests turn it on (tests/proxy/test_preflight.py).
+os.environ["PROXY_IMAGE_PREFLIGHT"] = "false"
+
 
 @pytest.fixture(autouse=True)
 def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -16,6 +21,7 @@ def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
         if name.startswith(("FAKESERVER_", "PROXY_", "SEGMIND_")):
             monkeypatch.delenv(name)
+    monkeypatch.setenv("PROXY_IMAGE_PREFLIGHT", "false")  # as above, after the sweep
 
 
 @pytest.fixture

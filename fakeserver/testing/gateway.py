@@ -43,6 +43,9 @@ class Gateway:
             # A test's webhook receiver listens on loopback, which the gateway refuses by
             # default (a guard against requests to internal services).
             PROXY_WEBHOOK_ALLOW_NETWORKS='["127.0.0.0/8", "::1/128"]',
+            # Offline tests use the default image, on Segmind's storage, out of reach; the
+            # fake never loads images, so checking them would only refuse every submit.
+            PROXY_IMAGE_PREFLIGHT="false",
         )
         argv = [
             sys.executable, "-m", "proxy", "serve", "--host", "127.0.0.1", "--port", "0",

@@ -101,18 +101,24 @@ def admit(tx: Tx, ask: AdmissionRequest, now: float) -> Admission:
     return Admission(request, generation, replayed=False, rate=rate, token=token)
 
 
-def peek(tx: Tx, ask: AdmissionRequest, now: float) -> None:
+def peek(tx: Tx, ask: AdmissionRequest, now: float) -> CacheStatus | None:
     """Raise the `LimitReached` that `admit` would raise now for the team's cheap limits
     (submit rate; on a run that would be paid: concurrency and budgets), reading only: a
-    refusal before any costly work (a webhook URL's DNS lookup). `admit` stays the
-    authority; this may let through what it then refuses."""
+    refusal before any costly work (a webhook URL's DNS lookup, an image's preflight).
+    Else the status `admit` would give now (None: an Idempotency-Key replay), so costly
+    checks that only a paid run needs can be skipped for a HIT or a JOIN. `admit` stays
+    the authority; this may let through what it then refuses, or say MISS for a request
+    it then joins to a run started in between."""
     if ask.idempotency_key and _replay(tx, ask, now) is not None:
-        return  # a replay is answered as before, whatever the limits say now
+        return None  # a replay is answered as before, whatever the limits say now
     _rate(tx, ask.team, now)
-    if not ask.no_cache and _shared(tx, ask, now)[0] is not None:
-        return  # a HIT or a JOIN costs nothing and takes no slot
+    if not ask.no_cache:
+        generation, status = _shared(tx, ask, now)
+        if generation is not None:
+            return status  # a HIT or a JOIN costs nothing and takes no slot
     _check_concurrency(tx, ask, now)
     _check_budgets(tx, ask, now)
+    return CacheStatus.MISS
 
 
 def _shared(tx: Tx, ask: AdmissionRequest, now: float) -> tuple[Generation | None, CacheStatus]:

@@ -18,6 +18,7 @@ from ..store.backend import Backend, Listener
 from ..store.records import (
     Admission,
     Attempt,
+    CacheStatus,
     Generation,
     Instance,
     OutboxMessage,
@@ -177,8 +178,8 @@ class Store:
     async def admit(self, ask: AdmissionRequest, now: float) -> Admission:
         return await self._write(lambda tx: admission.admit(tx, ask, now))
 
-    async def peek_admission(self, ask: AdmissionRequest, now: float) -> None:
-        await self._read(lambda tx: admission.peek(tx, ask, now))
+    async def peek_admission(self, ask: AdmissionRequest, now: float) -> CacheStatus | None:
+        return await self._read(lambda tx: admission.peek(tx, ask, now))
 
     # -- runs -----------------------------------------------------------------------------
 

@@ -90,6 +90,7 @@ def clean_environment() -> Iterator[None]:
         for name in list(os.environ):
             if name.startswith(("FAKESERVER_", "PROXY_", "SEGMIND_")):
                 patch.delenv(name)
+        patch.setenv("PROXY_IMAGE_PREFLIGHT", "false")  # offline, as in tests/conftest.py
         yield
 
 

@@ -110,3 +110,19 @@ def test_the_same_seed_gives_the_same_ids_and_durations(make_fake: Callable[...,
     ids = [f.submit().json()["request_id"] for f in (first, second)]
     assert ids[0] == ids[1]
     assert first.state.jobs[ids[0]].plan == second.state.jobs[ids[1]].plan
+
+
+def test_a_run_whose_image_host_is_dead_is_charged_then_fails_early(
+    make_fake: Callable[..., Fake],
+) -> None:
+    fake = make_fake(dead_image_hosts=["Dead.Example"], price=4.0, credits=10.0)
+    dead = fake.submit({"Character_Image": "https://dead.example/me.png"})
+    alive = fake.submit({"Character_Image": "https://alive.example/me.png"})
+    assert dead.status_code == alive.status_code == 200
+    # Both accepted and charged, as Segmind charges at acceptance.
+    assert fake.http.get("/v1/get-user-credits").json()["credits"] == pytest.approx(2.0)
+    fake.clock.advance(1800 * 0.1)  # the longest run's share spent loading the image
+    failed = fake.poll(dead.json()["request_id"]).json()
+    assert failed["status"] == "FAILED"
+    assert "could not load Character_Image from dead.example" in failed["error_message"]
+    assert fake.poll(alive.json()["request_id"]).json()["status"] in ("QUEUED", "PROCESSING")
