@@ -407,79 +407,22 @@ def check_url_syntax(
 
     With a `policy`, an IP-literal host (in any spelling) is also judged by it. `what`
     names the URL in errors (the same guard vets character images)."""
-    if not isinstance(url, str):
-        raise WebhookUrlError(f"{what} must be a string")
-    if not url:
-        raise WebhookUrlError(f"{what} is empty; give an absolute http:// or https:// URL")
-    if len(url) > MAX_URL_LENGTH:
-        raise WebhookUrlError(
-            f"{what} is {len(url)} characters long; the limit is {MAX_URL_LENGTH}"
-        )
-    bad = _bad_char(url)
-    if bad is not None:
-        index, char = bad
-        raise WebhookUrlError(
-            f"{what} contains whitespace or a control character (U+{ord(char):04X} at "
-            f"position {index}); remove it, or percent-encode it in the path or query"
-        )
-    if "\\" in url:
-        raise WebhookUrlError(
-            f"{what} contains a backslash; use '/' (clients disagree about what a "
-            "backslash means in a URL), or percent-encode it as %5C in the path or query"
-        )
+    _check_text(url, what)
     try:
         split = urlsplit(url)
     except ValueError as exc:
         raise WebhookUrlError(f"{what} is not a valid URL ({exc})") from None
-    scheme = split.scheme
-    if scheme not in _DEFAULT_PORTS or not url[len(scheme) + 1 :].startswith("//"):
-        got = (
-            f" (it starts with {scheme[:16] + ':'!r})"
-            if scheme and scheme not in _DEFAULT_PORTS
-            else ""
-        )
-        raise WebhookUrlError(
-            f"{what} must be absolute and start with http:// or https://"
-            f"{got}; the gateway delivers webhooks over HTTP only"
-        )
-    netloc = split.netloc
-    if "@" in netloc:
-        raise WebhookUrlError(
-            f"{what} must not contain credentials (a user:password@ part); remove "
-            "them: every delivery is signed, so the receiver can verify it without them"
-        )
-    origin_for_errors = f"{scheme}://{netloc}"
-    port_text = ""
-    if netloc.startswith("["):
-        host, bracket, rest = netloc[1:].partition("]")
-        if not bracket or (rest and not rest.startswith(":")):
-            raise WebhookUrlError(
-                f"{what} {origin_for_errors} has a malformed IPv6 host; write it "
-                "as http://[2001:db8::1]:8080/path"
-            )
-        port_text = rest[1:]
-        bracketed = True
-    else:
-        host, _, port_text = netloc.partition(":")
-        bracketed = False
-    if port_text:
-        port_number = int(port_text) if _PORT.match(port_text) else 0
-        if not 1 <= port_number <= 65535:
-            raise WebhookUrlError(
-                f"{what} {origin_for_errors} has an invalid port {port_text[:12]!r}; "
-                "use a number from 1 to 65535, or none for the scheme's default"
-            )
-        port = port_number
-    else:
-        port = _DEFAULT_PORTS[scheme]
+    _check_scheme(url, split.scheme, what)
+    origin = f"{split.scheme}://{split.netloc}"
+    host, port, bracketed = _host_and_port(split.scheme, split.netloc, origin, what)
     try:
         hostname, address = _normalise_host(host, bracketed=bracketed)
     except ValueError as exc:
-        raise WebhookUrlError(f"{what} {origin_for_errors} {exc}") from None
+        raise WebhookUrlError(f"{what} {origin} {exc}") from None
     checked = WebhookUrl(
         url=url,
-        scheme=scheme,
-        netloc=netloc,
+        scheme=split.scheme,
+        netloc=split.netloc,
         path=split.path,
         query=split.query,
         fragment=split.fragment,
@@ -502,6 +445,75 @@ def check_url_syntax(
             f"{what} {checked.display} cannot be used by the gateway's HTTP client ({exc})"
         ) from None
     return checked
+
+
+def _check_text(url: object, what: str) -> None:
+    """The URL as text: a string, not empty, not too long, no character clients disagree on."""
+    if not isinstance(url, str):
+        raise WebhookUrlError(f"{what} must be a string")
+    if not url:
+        raise WebhookUrlError(f"{what} is empty; give an absolute http:// or https:// URL")
+    if len(url) > MAX_URL_LENGTH:
+        raise WebhookUrlError(
+            f"{what} is {len(url)} characters long; the limit is {MAX_URL_LENGTH}"
+        )
+    bad = _bad_char(url)
+    if bad is not None:
+        index, char = bad
+        raise WebhookUrlError(
+            f"{what} contains whitespace or a control character (U+{ord(char):04X} at "
+            f"position {index}); remove it, or percent-encode it in the path or query"
+        )
+    if "\\" in url:
+        raise WebhookUrlError(
+            f"{what} contains a backslash; use '/' (clients disagree about what a "
+            "backslash means in a URL), or percent-encode it as %5C in the path or query"
+        )
+
+
+def _check_scheme(url: str, scheme: str, what: str) -> None:
+    """http:// or https://, absolute."""
+    if scheme in _DEFAULT_PORTS and url[len(scheme) + 1 :].startswith("//"):
+        return
+    got = (
+        f" (it starts with {scheme[:16] + ':'!r})"
+        if scheme and scheme not in _DEFAULT_PORTS
+        else ""
+    )
+    raise WebhookUrlError(
+        f"{what} must be absolute and start with http:// or https://"
+        f"{got}; the gateway delivers webhooks over HTTP only"
+    )
+
+
+def _host_and_port(scheme: str, netloc: str, origin: str, what: str) -> tuple[str, int, bool]:
+    """The host as written, the port (the scheme's default if none), and whether the host
+    was bracketed (an IPv6 literal); no credentials, a well-formed port."""
+    if "@" in netloc:
+        raise WebhookUrlError(
+            f"{what} must not contain credentials (a user:password@ part); remove "
+            "them: every delivery is signed, so the receiver can verify it without them"
+        )
+    if netloc.startswith("["):
+        host, bracket, rest = netloc[1:].partition("]")
+        if not bracket or (rest and not rest.startswith(":")):
+            raise WebhookUrlError(
+                f"{what} {origin} has a malformed IPv6 host; write it "
+                "as http://[2001:db8::1]:8080/path"
+            )
+        port_text, bracketed = rest[1:], True
+    else:
+        host, _, port_text = netloc.partition(":")
+        bracketed = False
+    if not port_text:
+        return host, _DEFAULT_PORTS[scheme], bracketed
+    port = int(port_text) if _PORT.match(port_text) else 0
+    if not 1 <= port <= 65535:
+        raise WebhookUrlError(
+            f"{what} {origin} has an invalid port {port_text[:12]!r}; "
+            "use a number from 1 to 65535, or none for the scheme's default"
+        )
+    return host, port, bracketed
 
 
 # --------------------------------------------------------------------------- resolution
