@@ -37,3 +37,17 @@ def test_a_quick_run_is_valid(script: str) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
     assert "INVALID" not in done.stdout
     assert "goal" in done.stdout  # the closing line that states the goal and the ratio
+
+
+def test_the_mutation_bench_catches_one_mutant() -> None:
+    # One cheap mutant (its area's tests take seconds): the copy, the baseline check and
+    # the verdict line all work; the whole set is a bench, run by hand.
+    done = subprocess.run(
+        [sys.executable, str(BENCH / "mutation.py"), "--only", "ssrf-octal", "--jobs", "1"],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "caught 1 of 1" in done.stdout

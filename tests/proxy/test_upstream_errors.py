@@ -159,6 +159,29 @@ async def test_a_refused_connection_is_retried_since_nothing_was_sent(harness: H
     assert harness.upstream_transport.refuse_connections == 0
 
 
+async def test_a_submit_whose_answer_timed_out_is_not_retried(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The request reached Segmind and started a run; only its answer never came. A retry
+    # would start (and pay for) a second run: only a connection that never opened is retried.
+    key = harness.team("alpha", max_concurrent=1)
+    transport = harness.upstream_transport
+    deliver = transport.handle_async_request
+
+    async def answer_lost(request: httpx.Request) -> httpx.Response:
+        await deliver(request)
+        raise httpx.ReadTimeout("timed out reading the answer", request=request)
+
+    monkeypatch.setattr(transport, "handle_async_request", answer_lost)
+    answer = await harness.drive(harness.submit(key, KNIGHT))
+    assert "may have started" in error_of(answer, 504)
+    await harness.advance(120)
+    assert len(upstream_submits(harness)) == 1
+    assert len(harness.fake_state.jobs) == 1
+    monkeypatch.undo()
+    await assert_nothing_charged_and_slot_free(harness, key, charged=PRICE)
+
+
 @pytest.mark.parametrize(
     "fault",
     [

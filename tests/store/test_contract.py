@@ -14,7 +14,8 @@ import sys
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import anyio
@@ -26,6 +27,7 @@ from proxy.rules import (
     Fence,
     IdempotencyMismatch,
     LeaseLost,
+    LimitReached,
     Store,
     TeamExists,
     open_store,
@@ -107,6 +109,16 @@ async def test_an_idempotency_key_replays_and_refuses_another_body(store: Store)
     assert await store.spent(team.id, NOW) == (PRICE, PRICE)
 
 
+async def test_runs_that_fill_a_budget_exactly_are_all_admitted(store: Store) -> None:
+    # Spend adds up in floats: 0.1 + 0.1 + 0.1 is 0.30000000000000004, and the run that
+    # fills a budget of 0.3 must not be refused for a rounding error.
+    team = await _team(store, daily_budget=0.3)
+    for _ in range(3):
+        await store.admit(replace(_ask(team), price=0.1), NOW)
+    with pytest.raises(LimitReached):
+        await store.admit(replace(_ask(team), price=0.1), NOW)
+
+
 async def test_a_failed_run_is_refunded_once(store: Store) -> None:
     team = await _team(store)
     admitted = await store.admit(_ask(team), NOW)
@@ -117,6 +129,18 @@ async def test_a_failed_run_is_refunded_once(store: Store) -> None:
             refund=True,
         )  # fmt: skip
     assert await store.spent(team.id, NOW) == (0.0, 0.0)
+
+
+async def test_a_completed_run_is_never_refunded(store: Store) -> None:
+    # The rule holds whatever its caller asks: a result delivered is paid for.
+    team = await _team(store)
+    admitted = await store.admit(_ask(team), NOW)
+    fence = Fence("gateway-a", admitted.token or 0)
+    await store.record_status(
+        admitted.generation.id, "COMPLETED", NOW + 1, fence=fence, output="[]", terminal=True,
+        refund=True,
+    )  # fmt: skip
+    assert await store.spent(team.id, NOW) == (PRICE, PRICE)
 
 
 async def test_a_finished_run_queues_one_webhook_per_request_but_the_answered_one(
@@ -158,6 +182,40 @@ async def test_a_stalled_writer_that_lost_its_lease_is_fenced_off(store: Store) 
     assert await store.claim_runs("gateway-c", NOW + 100) == []
 
 
+async def test_a_restarted_instance_fences_off_its_own_earlier_lease(store: Store) -> None:
+    # A process restarted under the same id takes its runs back under new tokens: a write
+    # still in flight from before the restart names the instance, but the old token.
+    team = await _team(store)
+    admitted = await store.admit(_ask(team), NOW)
+    old = Fence("gateway-a", admitted.token or 0)
+    await store.heartbeat("gateway-a", NOW + 30)
+    [(run, token)] = await store.claim_runs("gateway-a", NOW, own=True)
+    assert token > old.token
+    with pytest.raises(LeaseLost):
+        await store.record_status(run.id, "FAILED", NOW + 1, fence=old, error="x", terminal=True)
+    with pytest.raises(LeaseLost):
+        await store.mark_submitted(run.id, "up-1", NOW + 1, NOW + 5, old)
+
+
+async def test_a_terminal_state_never_changes(store: Store) -> None:
+    team = await _team(store)
+    admitted = await store.admit(_ask(team, "s"), NOW)
+    run_id = admitted.generation.id
+    fence = Fence("gateway-a", admitted.token or 0)
+    await store.record_status(
+        run_id, "FAILED", NOW + 1, fence=fence, error="boom", terminal=True, refund=True
+    )
+    # A late COMPLETED (a poll answer that overtook the failure) changes nothing: the run
+    # stays FAILED and refunded, and is never cached for the next identical request.
+    late = await store.record_status(
+        run_id, "COMPLETED", NOW + 2, output="late", terminal=True, cache_ttl=3600.0
+    )
+    assert (late.status, late.output) == ("FAILED", None)
+    assert await store.spent(team.id, NOW) == (0.0, 0.0)
+    again = await store.admit(_ask(team, "s"), NOW + 3)
+    assert again.request.cache_status.value == "MISS"
+
+
 async def test_an_outbox_message_is_delivered_at_least_once_after_a_crash(store: Store) -> None:
     team = await _team(store)
     url = "https://hooks.example.com/x"
@@ -187,18 +245,28 @@ async def test_the_upstream_window_never_holds_more_than_its_budget(store: Store
     )
 
 
-def _race(url: str, team: str, per_process: int, identical: bool) -> Counter[str]:
-    """Three processes admit `per_process` requests each, all at once."""
-    argv = [sys.executable, "-m", "tests.store.admitter", url, team, str(per_process)]
+async def test_after_an_upstream_429_no_call_goes_before_the_pause_ends(store: Store) -> None:
+    await store.pause_upstream(NOW + 30)
+    for kind in ("submit", "poll"):
+        assert await store.take_upstream(kind, NOW, 6) == pytest.approx(30)
+        assert await store.take_upstream(kind, NOW + 29, 6) == pytest.approx(1)
+    assert await store.take_upstream("submit", NOW + 30, 6) == 0
+
+
+def _race(url: str, team: str | Sequence[str], per_process: int, identical: bool) -> Counter[str]:
+    """Three processes admit `per_process` requests each, all at once (for one team, or
+    for the team named for each process)."""
+    teams = [team] * 3 if isinstance(team, str) else list(team)
+    flags = [str(per_process), "1" if identical else "0"]
     processes = [
         subprocess.Popen(
-            [*argv, "1" if identical else "0"],
+            [sys.executable, "-m", "tests.store.admitter", url, name, *flags],
             cwd=REPO,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
         )
-        for _ in range(3)
+        for name in teams
     ]
     try:
         for process in processes:
@@ -234,6 +302,17 @@ async def test_identical_submits_from_three_processes_make_one_paid_run(
     assert outcomes == {"MISS": 1, "JOIN": 200}
     assert await store.spent(team.id, time.time()) == (PRICE, PRICE)  # charged once, today
     assert await store.waiting_runs() == 1
+
+
+async def test_identical_submits_from_three_processes_of_two_teams_make_one_paid_run(
+    store: Store, store_url: str
+) -> None:
+    # A cache shared across teams: each team's lock is its own, so only the scope key's
+    # lock keeps two identical requests from both paying for a run.
+    await _team(store, "sharer-a")
+    await _team(store, "sharer-b")
+    outcomes = _race(store_url, ["sharer-a", "sharer-b", "sharer-b"], 67, identical=True)
+    assert outcomes == {"MISS": 1, "JOIN": 200}
 
 
 async def test_a_budget_is_never_overshot_by_one_run(store: Store, store_url: str) -> None:
