@@ -47,19 +47,28 @@ RETRIES = 8  # runs of one unit of work that met a deadlock or serialization fai
 CONNECT_TIMEOUT = 5  # seconds to reach the server
 POOL_TIMEOUT = 10.0  # seconds a unit of work waits for a free connection
 LISTEN_RETRY = 1.0  # seconds between reconnections of the listener
+STATEMENT_TIMEOUT = 10.0  # seconds any one statement may take, waiting for locks included
 SWITCH_INTERVAL = 0.0005  # seconds a thread may hold the interpreter while others wait
 
 
 class PostgresBackend:
     name = "postgresql"
 
-    def __init__(self, url: str, *, pool_size: int = 8) -> None:
+    def __init__(
+        self, url: str, *, pool_size: int = 8, statement_timeout: float = STATEMENT_TIMEOUT
+    ) -> None:
         self.url = url
         self._listeners: list[tuple[asyncio.AbstractEventLoop, Listener]] = []
         self._closed = threading.Event()
         self._listener: threading.Thread | None = None
         self._listening = threading.Event()  # set while LISTEN holds on a live connection
-        kwargs: dict[str, Any] = {"autocommit": True, "connect_timeout": CONNECT_TIMEOUT}
+        kwargs: dict[str, Any] = {
+            "autocommit": True,
+            "connect_timeout": CONNECT_TIMEOUT,
+            # No statement (lock waits included) holds a worker and its connection for
+            # longer: a stuck server or a long lock queue ends in a 503, not a hung request.
+            "options": f"-c statement_timeout={round(statement_timeout * 1000)}",
+        }
         self._pool = ConnectionPool(
             url, min_size=1, max_size=pool_size, kwargs=kwargs, open=False, timeout=POOL_TIMEOUT
         )

@@ -5,7 +5,7 @@ named reads and writes of rows, and locks. It decides nothing: which limit appli
 a terminal state implies, who may write a run, all that is the rules'. Each backend opens
 the transaction, hands the rules a `Tx` over its connection, and commits or rolls back.
 
-Locks: `lock_team`, `lock_name` and the `lock=True` reads take row or advisory locks on
+Locks: `lock_team`, `lock_name` and `run_and_lease` take row or advisory locks on
 PostgreSQL, held to the end of the transaction; on SQLite the transaction already holds
 the whole file (`BEGIN IMMEDIATE`), so they cost nothing there.
 """
@@ -17,7 +17,7 @@ from collections.abc import Collection, Sequence
 from typing import Any, Protocol
 
 from ..config import TeamLimits
-from .dialect import Dialect
+from .dialect import Dialect, lock_key
 from .records import (
     Attempt,
     CacheStatus,
@@ -123,8 +123,6 @@ class Tx:
     def lock_name(self, name: str) -> None:
         """Hold `name` until the transaction ends: one holder at a time, in every process."""
         if self.dialect.name_lock is not None:
-            from .dialect import lock_key
-
             self.db.execute(self.dialect.name_lock, (lock_key(name),))
 
     def lock_team(self, team_id: str) -> None:
@@ -371,10 +369,9 @@ class Tx:
 
     # -- generations and requests ---------------------------------------------------------
 
-    def generation(self, generation_id: str, *, lock: bool = False) -> Generation:
-        suffix = self.dialect.for_update if lock else ""
+    def generation(self, generation_id: str) -> Generation:
         row = self._one(
-            f"SELECT {GENERATION_COLUMNS} FROM generations WHERE id = ?{suffix}", (generation_id,)
+            f"SELECT {GENERATION_COLUMNS} FROM generations WHERE id = ?", (generation_id,)
         )
         if row is None:
             raise KeyError(generation_id)
@@ -528,12 +525,10 @@ class Tx:
         )
         return [_generation(row) for row in rows]
 
-    def lease(self, generation_id: str, *, lock: bool = False) -> tuple[str, int] | None:
+    def lease(self, generation_id: str) -> tuple[str, int] | None:
         """(instance, fencing token) of the run's lease."""
-        suffix = self.dialect.for_update if lock else ""
         row = self._one(
-            f"SELECT instance, token FROM poll_leases WHERE generation_id = ?{suffix}",
-            (generation_id,),
+            "SELECT instance, token FROM poll_leases WHERE generation_id = ?", (generation_id,)
         )
         return None if row is None else (str(row[0]), int(row[1]))
 
