@@ -8,6 +8,7 @@ refusal is a `RuleError`.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Collection
 from typing import TypeVar
 
@@ -50,6 +51,10 @@ class Store:
         # Notices of auth changes heard (from any process); see `team_for_key`.
         self._auth_news = 0
         self._auth_heard_at = -1  # `_auth_news` when the version was last read
+        # One admission per team at a time from this process: a team's admissions wait on
+        # its lock in the database anyway, and a flood of them must not take every worker
+        # (or the whole writer queue) in front of another team's.
+        self._admitting: dict[str, asyncio.Lock] = {}
 
     async def _write(self, unit: Callable[[Tx], T]) -> T:
         return await self.backend.write(unit)
@@ -176,7 +181,9 @@ class Store:
     # -- admission ------------------------------------------------------------------------
 
     async def admit(self, ask: AdmissionRequest, now: float) -> Admission:
-        return await self._write(lambda tx: admission.admit(tx, ask, now))
+        turn = self._admitting.setdefault(ask.team.id, asyncio.Lock())
+        async with turn:
+            return await self._write(lambda tx: admission.admit(tx, ask, now))
 
     async def peek_admission(self, ask: AdmissionRequest, now: float) -> CacheStatus | None:
         return await self._read(lambda tx: admission.peek(tx, ask, now))
