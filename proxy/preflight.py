@@ -193,7 +193,9 @@ class ImagePreflight:
                 "bytes (image_max_bytes); send a smaller image"
             )
         head = b""
-        async for chunk in response.aiter_bytes():
+        # Raw bytes: a server that compresses anyway (identity was asked for) gets its
+        # signature judged as sent, and a small compressed chunk is never inflated here.
+        async for chunk in response.aiter_raw():
             head += chunk
             if len(head) >= PROBE_BYTES:
                 break  # the rest is never read: closing the response drops the connection
