@@ -164,7 +164,7 @@ _SCENE = (
 
 
 def _scene(number: int, default: str) -> Input:
-    # The real limit is undocumented: this one no sensible prompt reaches (README,
+    # The real limit is undocumented: this one no sensible prompt reaches (docs/fake.md,
     # "Validation"); the client, the gateway and the fake all refuse past it.
     return Input(f"Scene_{number}", InputKind.TEXT, default, 1000, _SCENE)
 

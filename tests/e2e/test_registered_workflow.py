@@ -6,6 +6,7 @@ the gateway by `PROXY_WORKFLOW_MODULES`), on virtual clocks.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 from collections.abc import Iterator
@@ -38,13 +39,6 @@ def stack(tmp_path_factory: pytest.TempPathFactory, tiny: workflows.Workflow) ->
     modules = {"PROXY_WORKFLOW_MODULES": json.dumps([MODULE])}
     with running_stack(db, "tiny", "--workflow-module", MODULE, env=modules) as built:
         yield built
-
-
-@pytest.fixture
-def clocks(stack: Stack) -> Iterator[BothClocks]:
-    both = BothClocks(stack)
-    yield both
-    both.close()
 
 
 def _submit(stack: Stack, workflow: workflows.Workflow, body: Any) -> httpx.Response:
@@ -97,19 +91,21 @@ def test_the_gateway_refuses_bad_inputs_before_the_upstream(
 
 
 def test_the_client_runs_it_and_the_gateway_caches_it(
-    stack: Stack, tiny: workflows.Workflow, clocks: BothClocks, tmp_path: Path
+    stack: Stack, tiny: workflows.Workflow, tmp_path: Path
 ) -> None:
     submits = len(stack.journal("submit"))
-    with Client(
-        stack.team_key, base_url=stack.gateway.url, workflow_id=tiny.id, clock=clocks
-    ) as client:
+    url = stack.gateway.url
+    with (
+        contextlib.closing(BothClocks(stack)) as clocks,
+        Client(stack.team_key, base_url=url, workflow_id=tiny.id, clock=clocks) as client,
+    ):
         with pytest.raises(InvalidInput, match="did you mean Prompt"):
             client.submit({"prompt": "a cat"})  # refused here, before anything is sent
         result = client.run({"Prompt": "a dog on a skateboard"})
         saved = client.download(result, tmp_path)
     assert [o.keyname for o in result.outputs] == ["Clip"]
     assert list(result.videos) == [1]
-    assert all(path.read_bytes()[4:8] == b"ftyp" for path in saved.values())
+    assert [path.read_bytes()[4:8] for path in saved.values()] == [b"ftyp"]  # one video
     assert len(stack.journal("submit")) == submits + 1
     # The same request spelled otherwise (defaults written out, keys reordered): one run.
     spelled_out = {"Photo": tiny.defaults["Photo"], "Prompt": "a dog on a skateboard"}
