@@ -137,8 +137,14 @@ def _input_schema(served: Sequence[Workflow]) -> dict[str, Any]:
         "description": INPUTS_TEXT,
         "properties": _properties(served[0]),
         "additionalProperties": False,
-        "example": {"Scene_1": "A knight on a cliff at dawn"},
+        "example": _example(served[0]),
     }
+
+
+def _example(workflow: Workflow) -> dict[str, str]:
+    """A body that changes one prompt (`Scene_1` for the character video)."""
+    prompts = [spec.name for spec in workflow.inputs if spec.kind is InputKind.TEXT]
+    return {prompts[0]: "A knight on a cliff at dawn"} if prompts else {}
 
 
 def _schema_name(workflow: Workflow) -> str:

@@ -145,3 +145,7 @@ def test_one_workflow_keeps_the_documents_and_two_are_valid_openapi(
             f"#/components/schemas/WorkflowInputs.{w.id}" for w in both
         ]
         assert list(schemas[f"WorkflowInputs.{tiny.id}"]["properties"]) == ["Photo", "Prompt"]
+    # A gateway serving only the other one describes it alone, with an example of its own.
+    alone = proxy.openapi.document_for((tiny.id,))["components"]["schemas"]["WorkflowInputs"]
+    assert list(alone["properties"]) == ["Photo", "Prompt"]
+    assert list(alone["example"]) == ["Prompt"]
