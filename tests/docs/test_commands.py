@@ -55,6 +55,7 @@ ILLUSTRATIONS = {
     ("docs/client.md", "from client import"): "tests/client/test_against_fake.py",
     ("docs/client.md", "from starlette."): "tests/client/test_webhooks.py",
     ("docs/fake.md", "import httpx"): "tests/fakeserver/ build the app in-process so",
+    ("docs/architecture.md", "# workflows/__init__.py"): "tests/workflows_extra.py registers so",
 }
 
 
