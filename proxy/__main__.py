@@ -51,6 +51,7 @@ from .teams import (
     create_key,
     create_team,
 )
+from .usage import usage_csv
 
 __all__ = ["main"]
 
@@ -158,6 +159,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     recover.add_argument("--since", required=True, help="Unix seconds or ISO 8601 (UTC)")
     recover.add_argument("--team", help="only this team's messages")
+    usage = with_db(
+        admin_sub.add_parser("usage", help="per team per UTC day: requests, runs, dollars")
+    )
+    usage.add_argument("--since", required=True, help="the first day, YYYY-MM-DD (UTC)")
+    usage.add_argument("--until", help="the last day, YYYY-MM-DD (default: today, UTC)")
+    usage.add_argument("--team", help="only this team")
+    usage.add_argument("--csv", action="store_true", help="print CSV with a header row")
     limits = with_db(admin_sub.add_parser("set-limits", help="change a team's limits"))
     limits.add_argument("team")
     with_limits(limits)
@@ -241,11 +249,14 @@ async def _admin_command(
             arguments["limits"] = _limit_changes(args)
         out = await OPERATIONS[command](Operator(store, time.time(), settings), arguments)
         text = TEXTS[command](out)
-    print(json.dumps(out, indent=2) if args.json else text)
+    as_csv = getattr(args, "csv", False)
+    if as_csv:
+        text = CSV_TEXTS[command](out)
+    print(json.dumps(out, indent=2) if args.json else text, end="" if as_csv else "\n")
     return 0
 
 
-ARGUMENTS = ("name", "team", "prefix", "request_id", "webhook_id", "since")
+ARGUMENTS = ("name", "team", "prefix", "request_id", "webhook_id", "since", "until")
 
 
 def _instances_text(out: dict[str, Any]) -> str:
@@ -259,6 +270,20 @@ def _instances_text(out: dict[str, Any]) -> str:
 def _revoked_text(out: dict[str, Any]) -> str:
     count = out["revoked"]
     return f"revoked {count} key(s)" if count else "no live key matched; nothing revoked"
+
+
+def _usage_text(out: dict[str, Any]) -> str:
+    lines = [
+        f"{r['day']} {r['team']}: {r['runs_paid']} paid run(s), HIT {r['hit']}, "
+        f"JOIN {r['join']}, MISS {r['miss']}, failed {r['failed']}, refunded "
+        f"{r['refunded']}; spent ${r['spent']:.2f}, saved ${r['saved']:.2f}"
+        for r in out["rows"]
+    ]
+    total = out["totals"]
+    lines.append(
+        f"{out['from']} to {out['to']}: spent ${total['spent']:.2f}, saved ${total['saved']:.2f}"
+    )
+    return "\n".join(lines)
 
 
 # What the command line prints for people (--json prints the operation's answer itself).
@@ -283,7 +308,10 @@ TEXTS: dict[str, Callable[[dict[str, Any]], str]] = {
     "resend": lambda out: f"{out['webhook_id']} queued again for {out['url'].split('?')[0]}",
     "recover": lambda out: f"{out['queued']} failed message(s) queued again",
     "set-limits": lambda out: _team_line(out),
+    "usage": _usage_text,
 }
+# What a command prints with --csv (the commands that have it).
+CSV_TEXTS: dict[str, Callable[[dict[str, Any]], str]] = {"usage": usage_csv}
 
 
 def _team_line(team: dict[str, Any]) -> str:

@@ -18,6 +18,7 @@ from .config import MIN_SECRET_LENGTH, MINT_COMMAND
 from .errors import BadInput, GatewayError, Unauthenticated
 from .gateway import Gateway
 from .operations import OPERATIONS, Operator
+from .usage import parse_query, report_response
 
 __all__ = ["routes"]
 
@@ -131,6 +132,13 @@ async def recover(request: Request) -> Response:
     return JSONResponse(queued)
 
 
+async def usage(request: Request) -> Response:
+    """Every team's usage per UTC day, or one team's (`team=`), as JSON or CSV."""
+    query = parse_query(request.query_params)
+    document = await _run(request, "usage", since=query.since, until=query.until, team=query.team)
+    return report_response(document, query.form)
+
+
 async def list_instances(request: Request) -> Response:
     """The gateway processes sharing this store: alive or not, and the runs each polls."""
     gateway = _gateway(request)
@@ -152,4 +160,5 @@ routes = [
     Route("/admin/keys/{prefix}", revoke_key, methods=["DELETE"]),
     Route("/admin/clock/advance", advance_clock, methods=["POST"]),
     Route("/admin/instances", list_instances, methods=["GET"]),
+    Route("/admin/usage", usage, methods=["GET"]),
 ]

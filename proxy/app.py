@@ -32,6 +32,7 @@ from .middleware import TEAM_KEY, ObservabilityMiddleware
 from .quotas import RateDecision, gcra_state, ratelimit_headers
 from .rules import RuleError
 from .store import StoreError, Team
+from .usage import parse_query, period, report, report_response
 
 __all__ = ["create_app"]
 
@@ -188,6 +189,23 @@ async def credits(request: Request) -> Response:
         return JSONResponse(await gateway.credits(team), headers=headers)
 
 
+async def team_usage(request: Request) -> Response:
+    """The key's own team's usage per UTC day; `team=` may only name that team."""
+    gateway = _gateway(request)
+    team = await _team(request, gateway)
+    query = parse_query(request.query_params)
+    if query.team is not None and query.team != team.name:
+        raise GatewayError(
+            f"a team key reads its own team's usage only (team {team.name!r}); "
+            "leave out team=, or ask an operator for the admin report",
+            status_code=403,
+        )
+    with answered():
+        first, last = period(query.since, query.until, gateway.clock.now())
+        rows = await gateway.store.usage(first, last, team.name)
+    return report_response(report(first, last, team.name, rows), query.form)
+
+
 async def healthz(request: Request) -> Response:
     return JSONResponse({"status": "ok"})
 
@@ -260,6 +278,7 @@ def create_app(
             Route("/workflows/request/{request_id}", poll, methods=["GET"]),
             Route("/workflows/{workflow_id}", submit, methods=["POST"]),
             Route("/v1/get-user-credits", credits, methods=["GET"]),
+            Route("/v1/usage", team_usage, methods=["GET"]),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
             Route("/metrics", metrics, methods=["GET"]),

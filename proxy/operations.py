@@ -19,6 +19,7 @@ from .errors import BadInput, NotFound
 from .rules import Store
 from .teams import create_key, create_team, describe_team, parse_since, rotate_secret
 from .teams import webhook_report as report_of
+from .usage import period, report
 
 __all__ = ["OPERATIONS", "Operation", "Operator", "merged_limits"]
 
@@ -123,6 +124,12 @@ async def _recover(op: Operator, args: Mapping[str, Any]) -> dict[str, Any]:
     return {"queued": await op.store.recover(since, op.now, team_id)}
 
 
+async def _usage(op: Operator, args: Mapping[str, Any]) -> dict[str, Any]:
+    first, last = period(args.get("since"), args.get("until"), op.now)
+    team = args.get("team") or None
+    return report(first, last, team, await op.store.usage(first, last, team))
+
+
 OPERATIONS: dict[str, Operation] = {
     "create-team": _create_team,
     "create-key": _create_key,
@@ -135,4 +142,5 @@ OPERATIONS: dict[str, Operation] = {
     "webhooks": _webhooks,
     "resend": _resend,
     "recover": _recover,
+    "usage": _usage,
 }

@@ -91,7 +91,7 @@ def admit(tx: Tx, ask: AdmissionRequest, now: float) -> Admission:
         ask.webhook_url,
         ask.idempotency_key,
     )
-    tx.insert_request(request)
+    tx.insert_request(request, budget_periods(now)[0])
     if status is CacheStatus.HIT:
         enqueue(tx, request, generation, now)
     if ask.idempotency_key:

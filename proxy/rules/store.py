@@ -9,6 +9,7 @@ refusal is a `RuleError`.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 from collections.abc import Callable, Collection
 from typing import TypeVar
 
@@ -28,9 +29,10 @@ from ..store.records import (
     TeamKey,
 )
 from ..store.tx import Tx
-from . import admission, budget, leases, outbox, runs, teams
+from . import admission, budget, leases, outbox, runs, teams, usage
 from .admission import AdmissionRequest
 from .runs import Fence
+from .usage import UsageRow
 
 __all__ = ["Store", "open_store"]
 
@@ -174,6 +176,15 @@ class Store:
         day, month = budget_periods(now)
         spent = await self._read(lambda tx: tx.spent(team_id, day, month))
         return spent[day], spent[month]
+
+    async def usage(
+        self, since: dt.date, until: dt.date, team: str | None = None
+    ) -> list[UsageRow]:
+        """Per team (by name; only `team` if given) per UTC day from `since` to `until`,
+        both included: requests HIT, JOIN, MISS, runs paid, failed, refunded, dollars spent
+        and saved; days without a request or run are left out. `BadPeriod` for days out of
+        order or more than `MAX_DAYS` of them, `UnknownTeam` for an unknown `team`."""
+        return await self._read(lambda tx: usage.usage(tx, since, until, team))
 
     async def rate_tat(self, team_id: str, name: str) -> float | None:
         return await self._read(lambda tx: tx.rate_tat(team_id, name))
