@@ -166,6 +166,12 @@ def _parser() -> argparse.ArgumentParser:
     usage.add_argument("--until", help="the last day, YYYY-MM-DD (default: today, UTC)")
     usage.add_argument("--team", help="only this team")
     usage.add_argument("--csv", action="store_true", help="print CSV with a header row")
+    hook = with_db(
+        admin_sub.add_parser("set-webhook", help="a team's own webhook URL (budget alerts)")
+    )
+    hook.add_argument("team")
+    hook.add_argument("url", nargs="?", help="http(s) URL of the team's receiver")
+    hook.add_argument("--clear", action="store_true", help="remove the team's webhook URL")
     limits = with_db(admin_sub.add_parser("set-limits", help="change a team's limits"))
     limits.add_argument("team")
     with_limits(limits)
@@ -256,7 +262,9 @@ async def _admin_command(
     return 0
 
 
-ARGUMENTS = ("name", "team", "prefix", "request_id", "webhook_id", "since", "until")
+ARGUMENTS = (
+    "name", "team", "prefix", "request_id", "webhook_id", "since", "until", "url", "clear",
+)  # fmt: skip
 
 
 def _instances_text(out: dict[str, Any]) -> str:
@@ -308,6 +316,7 @@ TEXTS: dict[str, Callable[[dict[str, Any]], str]] = {
     "resend": lambda out: f"{out['webhook_id']} queued again for {out['url'].split('?')[0]}",
     "recover": lambda out: f"{out['queued']} failed message(s) queued again",
     "set-limits": lambda out: _team_line(out),
+    "set-webhook": lambda out: f"{out['name']}: webhook URL {out['webhook_url'] or 'none'}",
     "usage": _usage_text,
 }
 # What a command prints with --csv (the commands that have it).

@@ -93,6 +93,23 @@ async def set_limits(request: Request) -> Response:
     )
 
 
+async def update_team(request: Request) -> Response:
+    """A team's own settings: its webhook URL (null clears it); limits have /limits."""
+    body = await _object(request)
+    unknown = sorted(set(body) - {"webhook_url"})
+    if unknown or not body:
+        raise BadInput(
+            f"unknown fields {unknown}: a team update takes "
+            '{"webhook_url": "https://..."} (or null to clear it); '
+            "limits change at PATCH /admin/teams/{name}/limits"
+        )
+    url = body["webhook_url"]
+    changed = await _run(
+        request, "set-webhook", team=request.path_params["name"], url=url, clear=url is None
+    )
+    return JSONResponse(changed)
+
+
 async def advance_clock(request: Request) -> Response:
     """Virtual clock only: move time, then wait until every poll loop is asleep again."""
     gateway = _gateway(request)
@@ -157,6 +174,7 @@ routes = [
     Route("/admin/teams/{name}/keys", add_key, methods=["POST"]),
     Route("/admin/teams/{name}/revoke", revoke_team_keys, methods=["POST"]),
     Route("/admin/teams/{name}/limits", set_limits, methods=["PATCH", "POST"]),
+    Route("/admin/teams/{name}", update_team, methods=["PATCH"]),
     Route("/admin/keys/{prefix}", revoke_key, methods=["DELETE"]),
     Route("/admin/clock/advance", advance_clock, methods=["POST"]),
     Route("/admin/instances", list_instances, methods=["GET"]),

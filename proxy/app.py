@@ -9,7 +9,7 @@ inputs: `X-Webhook-Url`, `Idempotency-Key`, `Cache-Control: no-cache` in; `X-Cac
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from urllib.parse import urlsplit
 
 import httpx
@@ -27,7 +27,7 @@ from .clock import Clock
 from .config import ProxySettings
 from .errors import BadInput, GatewayError, LimitExceeded, answer_for, answered
 from .gateway import Gateway, SubmitOptions
-from .metrics import scrape
+from .metrics import authorize_scrape, metrics_response
 from .middleware import TEAM_KEY, ObservabilityMiddleware
 from .quotas import RateDecision, gcra_state, ratelimit_headers
 from .rules import RuleError
@@ -221,7 +221,11 @@ async def readyz(request: Request) -> Response:
 
 async def metrics(request: Request) -> Response:
     gateway = _gateway(request)
-    return scrape(gateway.metrics, gateway.settings, request.headers)
+    authorize_scrape(gateway.settings, request.headers)  # before any read of the store
+    # Store down: the budget gauges keep their last values; the rest still answers.
+    with suppress(StoreError):
+        gateway.metrics.set_budgets(await gateway.store.budget_use(gateway.clock.now()))
+    return metrics_response(gateway.metrics)
 
 
 async def _gateway_error(request: Request, exc: Exception) -> Response:

@@ -29,8 +29,9 @@ from ..store.records import (
     TeamKey,
 )
 from ..store.tx import Tx
-from . import admission, budget, leases, outbox, runs, teams, usage
+from . import admission, alerts, budget, leases, outbox, runs, teams, usage
 from .admission import AdmissionRequest
+from .alerts import BudgetUse
 from .runs import Fence
 from .usage import UsageRow
 
@@ -125,6 +126,14 @@ class Store:
 
     async def set_limits(self, team_name: str, limits: TeamLimits) -> Team:
         return await self._write(lambda tx: teams.set_limits(tx, team_name, limits))
+
+    async def set_webhook(self, team_name: str, url: str | None) -> Team:
+        """The team's own webhook URL (None: none), checked by the caller."""
+        return await self._write(lambda tx: teams.set_webhook(tx, team_name, url))
+
+    async def budget_use(self, now: float) -> list[BudgetUse]:
+        """Every team's spend today and this month (UTC) against its budgets."""
+        return await self._read(lambda tx: alerts.budget_use(tx, now))
 
     async def team_secrets(self, team_id: str, now: float) -> list[str]:
         return await self._read(lambda tx: teams.team_secrets(tx, team_id, now))

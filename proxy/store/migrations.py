@@ -233,10 +233,18 @@ def _usage_days(db: Connection, dialect: Dialect) -> None:
     )
 
 
+def _team_webhooks(db: Connection, dialect: Dialect) -> None:
+    """A team's own webhook URL, for the events that belong to no request of its (budget
+    thresholds crossed). Each is sent once per threshold and period by its message id,
+    which the outbox keeps unique: no table of alerts sent is needed."""
+    db.execute("ALTER TABLE teams ADD COLUMN webhook_url TEXT")
+
+
 MIGRATIONS = (
     Migration(1, "teams, keys, generations, requests, cache, budgets, outbox, leases", _base),
     Migration(2, "lease fencing tokens; webhook hosts; upstream window count", _fencing_and_hosts),
     Migration(3, "each request's UTC day, and indexes for usage reports", _usage_days),
+    Migration(4, "a team's webhook URL, for budget alerts", _team_webhooks),
 )
 
 

@@ -42,7 +42,7 @@ MESSAGE_COLUMNS = (
     "id, request_id, team_id, url, event, body, state, attempts, next_attempt_at, created_at, "
     "last_error"
 )
-TEAM_COLUMNS = "t.id, t.name, t.created_at, t.limits, t.webhook_secret"
+TEAM_COLUMNS = "t.id, t.name, t.created_at, t.limits, t.webhook_secret, t.webhook_url"
 RESPONSE_EXCERPT = 512  # characters of a receiver's answer kept per attempt
 BUDGET_ROW = "company"
 
@@ -78,8 +78,8 @@ def _request(row: Sequence[Any]) -> RequestRecord:
 
 
 def _team(row: Sequence[Any]) -> Team:
-    team_id, name, created_at, limits, secret = row
-    return Team(team_id, name, created_at, TeamLimits.model_validate_json(limits), secret)
+    team_id, name, created_at, limits, secret, url = row
+    return Team(team_id, name, created_at, TeamLimits.model_validate_json(limits), secret, url)
 
 
 def _message(row: Sequence[Any]) -> OutboxMessage:
@@ -192,6 +192,9 @@ class Tx:
 
     def set_limits(self, team_id: str, limits: TeamLimits) -> None:
         self._run("UPDATE teams SET limits = ? WHERE id = ?", (limits.model_dump_json(), team_id))
+
+    def set_team_webhook(self, team_id: str, url: str | None) -> None:
+        self._run("UPDATE teams SET webhook_url = ? WHERE id = ?", (url, team_id))
 
     def secrets(self, team_id: str) -> tuple[str | None, str | None, float | None] | None:
         row = self._one(
@@ -307,6 +310,15 @@ class Tx:
         )
         found = {str(period): float(amount) for period, amount in rows}
         return {period: found.get(period, 0.0) for period in periods}
+
+    def spend_in(self, *periods: str) -> list[tuple[str, str, float]]:
+        """(team id, period, dollars) of every team's spend in these periods."""
+        rows = self._all(
+            f"SELECT team_id, period, amount FROM spend WHERE period IN "
+            f"({', '.join('?' * len(periods))})",
+            periods,
+        )
+        return [(str(team), str(period), float(amount)) for team, period, amount in rows]
 
     def add_spend(self, team_id: str, periods: Sequence[str], amount: float) -> None:
         """Add `amount` to the spend of each period, in one statement."""
