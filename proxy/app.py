@@ -32,6 +32,7 @@ from .middleware import TEAM_KEY, ObservabilityMiddleware
 from .quotas import RateDecision, gcra_state, ratelimit_headers
 from .rules import RuleError
 from .store import StoreError, Team
+from .tracing import Tracing
 from .usage import parse_query, period, report, report_response
 
 __all__ = ["create_app"]
@@ -255,18 +256,21 @@ def create_app(
     upstream_transport: httpx.AsyncBaseTransport | None = None,
     webhook_transport: httpx.AsyncBaseTransport | None = None,
     wall_clock: Clock | None = None,
+    tracing: Tracing | None = None,
 ) -> Starlette:
     """The gateway; `app.state.gateway` holds its service object (store, poller, clock).
 
     The transports are for tests: the upstream's stands in for Segmind (the fake,
     in-process); the webhook one replaces the SSRF-guarded socket transport. `wall_clock`
-    times the process's heartbeat (default: real time, whatever `clock` is)."""
+    times the process's heartbeat (default: real time, whatever `clock` is). `tracing`:
+    the spans' destination (default: as the environment says, usually off)."""
     gateway = Gateway(
         settings or ProxySettings(),
         clock=clock,
         upstream_transport=upstream_transport,
         webhook_transport=webhook_transport,
         wall_clock=wall_clock,
+        tracing=tracing,
     )
 
     @asynccontextmanager
@@ -290,11 +294,12 @@ def create_app(
             *admin.routes,
         ],
         middleware=[
+            *gateway.tracing.middleware(),
             Middleware(
                 ObservabilityMiddleware,
                 metrics=gateway.metrics,
                 log_polls=gateway.settings.log_polls,
-            )
+            ),
         ],
         exception_handlers={
             GatewayError: _gateway_error,
