@@ -258,7 +258,10 @@ async def _admin_command(
     as_csv = getattr(args, "csv", False)
     if as_csv:
         text = CSV_TEXTS[command](out)
-    print(json.dumps(out, indent=2) if args.json else text, end="" if as_csv else "\n")
+    if args.json:
+        print(json.dumps(out, indent=2))
+    else:
+        print(text, end="" if as_csv else "\n")  # CSV ends its own last line
     return 0
 
 

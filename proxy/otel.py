@@ -47,8 +47,10 @@ class OtelTracing(Tracing):
         """Spans batched to the OTLP/HTTP endpoint the environment names."""
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
-        # OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES, if set, win over this default.
-        provider = TracerProvider(resource=Resource.create({"service.name": SERVICE}))
+        resource = Resource.create()  # OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES
+        if str(resource.attributes.get("service.name", "")).startswith("unknown_service"):
+            resource = resource.merge(Resource({"service.name": SERVICE}))
+        provider = TracerProvider(resource=resource)
         provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
         return cls(provider)
 

@@ -3,7 +3,9 @@
 The order is the product's: an Idempotency-Key replay is answered as before, whatever the
 limits say now; then the team's submit rate; then a finished result (HIT) or a run in
 flight (JOIN), which cost nothing and take no slot; only a MISS takes a concurrency slot
-and is charged against the daily and monthly budgets, before it exists.
+and is charged against the daily and monthly budgets, before it exists; a charge that
+crosses 50%, 80% or 100% of a budget queues its `budget.threshold` events with it
+(`rules/alerts.py`).
 
 Locks, taken in this order by every admission so two never wait on each other: the
 request's scope key (two identical requests: one MISS, one JOIN), then the team (its
