@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator, Mapping
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import Mapping
+from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
 from starlette.middleware import Middleware
@@ -41,14 +41,23 @@ class _NoSpan:
 NO_SPAN = _NoSpan()
 
 
+class _NoSpanScope(AbstractContextManager[SpanHandle]):
+    """One shared, reusable scope of no span: entering it costs a method call."""
+
+    def __enter__(self) -> SpanHandle:
+        return NO_SPAN
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+NO_SCOPE = _NoSpanScope()
+
+
 class Tracing:
     """No tracing: every span is a no-op. `otel.OtelTracing` is the real one."""
 
     enabled = False
-
-    @contextmanager
-    def _nothing(self) -> Iterator[SpanHandle]:
-        yield NO_SPAN
 
     def span(
         self,
@@ -60,7 +69,7 @@ class Tracing:
         """A span named `name`, current within; a child of the current span, or (with
         `follow`) of the context remembered under that key, for background work (a poll,
         a webhook attempt) that runs outside the request that started it."""
-        return self._nothing()
+        return NO_SCOPE
 
     def remember(self, key: str) -> None:
         """Remember the current context under `key`, for spans that `follow` it later."""
