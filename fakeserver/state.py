@@ -22,6 +22,7 @@ from .jobs import (
     state_of,
 )
 from .journal import Journal
+from .notify import Notifier, NotifySettings
 from .prefer import Preferences
 from .settings import DEMO_KEY, FakeSettings
 
@@ -67,6 +68,12 @@ class FakeState:
                 delay_kind=settings.chaos_delay_kind,
                 seed=settings.seed,
             )
+        )
+        self.notifier = Notifier(
+            NotifySettings(settings.notify_url, settings.notify_delay, settings.notify_drop_rate),
+            self.clock,
+            settings.base_url,
+            settings.seed,
         )
         self.jobs: dict[str, Job] = {}
         self._rng = random.Random(settings.seed)
@@ -127,6 +134,7 @@ class FakeState:
             ],
         )
         self.jobs[request_id] = job
+        self.notifier.schedule(job)
         return job
 
     def _dead_image_host(self, inputs: dict[str, str]) -> str | None:
@@ -148,5 +156,6 @@ class FakeState:
         with self._lock:
             self.jobs.clear()
         self.journal.reset()
+        self.notifier.reset()
         self.faults.reset()
         self.accounts.reset()
