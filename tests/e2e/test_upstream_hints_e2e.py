@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psycopg
 import pytest
 
 from tests.receiver import Receiver, eventually
@@ -85,10 +86,7 @@ class Hinted:
         return entries
 
     def upstream_ids(self) -> list[str]:
-        """The upstream ids of the runs the gateway follows (read from its store)."""
-        with sqlite3.connect(self.db) as db:
-            rows = db.execute("SELECT upstream_id FROM generations WHERE upstream_id IS NOT NULL")
-            return [str(upstream_id) for (upstream_id,) in rows]
+        return stored_upstream_ids(self.db)
 
     def hint_metrics(self) -> dict[str, float]:
         text = httpx.get(f"{self.gateway.url}/metrics", headers=ADMIN).text
@@ -233,3 +231,56 @@ def test_lost_hints_fall_back_to_the_schedule(
     assert status["dropped"] + status["sent"] == 4
     if drop_rate == 1.0:
         assert status["sent"] == 0
+
+
+@pytest.mark.parametrize("backend", ["postgresql", "sqlite"])
+def test_a_hint_taken_by_another_replica_reaches_the_run_s_poller(
+    tmp_path: Path, request: pytest.FixtureRequest, backend: str
+) -> None:
+    postgres = backend == "postgresql"
+    db = request.getfixturevalue("postgres_url") if postgres else str(tmp_path / "gw.sqlite")
+    fake = start_server("fakeserver", "--api-key", UPSTREAM_KEY, "--clock", "virtual")
+    replicas: list[ServerProcess] = []
+    try:
+        for name in ("hints-a", "hints-b"):
+            env = {"PROXY_UPSTREAM_EVENTS_SECRET": SECRET, "PROXY_INSTANCE_ID": name}
+            replicas.append(start_gateway(fake.url, db, env))  # type: ignore[arg-type]
+        first, second = replicas
+        made = httpx.post(f"{first.url}/admin/teams", json={"name": "hints"}, headers=ADMIN)
+        key = made.json()["api_key"]
+        answer = httpx.post(f"{first.url}/workflows/{WORKFLOW}", json={},
+                            headers={"x-api-key": key})  # fmt: skip
+        assert answer.status_code == 200, answer.text
+        clocks = [f"{fake.url}/__admin/clock/advance"]
+        clocks += [f"{replica.url}/admin/clock/advance" for replica in replicas]
+        for url in clocks:  # the run is going; its first scheduled poll is minutes away
+            httpx.post(url, json={"seconds": 30}, headers=ADMIN).raise_for_status()
+        assert _polls(fake) == 0
+        [upstream_id] = stored_upstream_ids(db)
+        sent = httpx.post(f"{second.url}/upstream/events/{SECRET}",
+                          json={"data": {"request_id": upstream_id}})  # fmt: skip
+        assert sent.status_code == 204
+        if not postgres:
+            # Other processes on a SQLite file hear nothing: the run's loop, in replica
+            # a, reads it again within HINT_RECHECK seconds of its clock.
+            httpx.post(clocks[1], json={"seconds": 5}, headers=ADMIN).raise_for_status()
+        eventually(lambda: _polls(fake) == 1, what="the early poll, made by replica a")
+    finally:
+        for replica in replicas:
+            replica.stop()
+        fake.stop()
+
+
+def _polls(fake: ServerProcess) -> int:
+    journal = httpx.get(f"{fake.url}/__admin/journal", params={"route": "poll"})
+    return len(journal.json()["entries"])
+
+
+def stored_upstream_ids(db: str | Path) -> list[str]:
+    """The upstream ids of the runs the gateways follow, read from their store."""
+    query = "SELECT upstream_id FROM generations WHERE upstream_id IS NOT NULL"
+    if str(db).startswith("postgresql://"):
+        with psycopg.connect(str(db)) as pg:
+            return [str(upstream_id) for (upstream_id,) in pg.execute(query)]
+    with sqlite3.connect(db) as lite:
+        return [str(upstream_id) for (upstream_id,) in lite.execute(query)]
