@@ -125,14 +125,6 @@ def hinted(tmp_path: Path) -> Iterator[Hinted]:
         assert UPSTREAM_KEY not in output
 
 
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    made = Receiver()
-    made.start()
-    yield made
-    made.stop()
-
-
 def run_until_notified(hinted: Hinted, step: float = 30.0, limit: float = 2400.0) -> None:
     """Move both clocks a step at a time until the fake has sent (or dropped) a
     notification; then stop, so that what follows is the hint's doing, not the clock's."""
@@ -147,13 +139,13 @@ def run_until_notified(hinted: Hinted, step: float = 30.0, limit: float = 2400.0
 
 
 def test_a_notified_run_is_known_at_once_with_one_or_two_polls(
-    hinted: Hinted, receiver: Receiver
+    hinted: Hinted, listening_receiver: Receiver
 ) -> None:
     hinted.notify(delay=1.0)
-    request_id = hinted.submit({"Scene_1": "A lighthouse in a gale"}, receiver.url)
+    request_id = hinted.submit({"Scene_1": "A lighthouse in a gale"}, listening_receiver.url)
     run_until_notified(hinted)
     # No clock moves from here on: only the notification can make the gateway poll now.
-    eventually(lambda: receiver.received, what="the completion webhook reaches the team")
+    eventually(lambda: listening_receiver.received, what="the completion webhook reaches the team")
     assert hinted.status(request_id) == "COMPLETED"
     assert hinted.notified()["sent"] == 1
     assert 1 <= len(hinted.upstream_polls()) <= 2
@@ -219,13 +211,13 @@ def test_a_flood_of_hints_is_one_early_poll_a_run_within_the_budget(hinted: Hint
 
 @pytest.mark.parametrize("drop_rate", [1.0, 0.5])
 def test_lost_hints_fall_back_to_the_schedule(
-    hinted: Hinted, receiver: Receiver, drop_rate: float
+    hinted: Hinted, listening_receiver: Receiver, drop_rate: float
 ) -> None:
     hinted.notify(delay=2.0, drop_rate=drop_rate)
-    runs = [hinted.submit({"Scene_1": f"Run {n}"}, receiver.url) for n in range(4)]
+    runs = [hinted.submit({"Scene_1": f"Run {n}"}, listening_receiver.url) for n in range(4)]
     for _ in range(8):  # 40 minutes of both clocks, a little at a time
         hinted.advance(300)
-    eventually(lambda: len(receiver.received) == 4, what="every run's webhook")
+    eventually(lambda: len(listening_receiver.received) == 4, what="every run's webhook")
     assert {hinted.status(r) for r in runs} == {"COMPLETED"}
     status = hinted.notified()
     assert status["dropped"] + status["sent"] == 4

@@ -4,10 +4,9 @@ receiver on loopback: when, what, how many get lost, and a receiver that is down
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import httpx
-import pytest
 
 from tests.receiver import Receiver, eventually
 from tests.servers import ServerProcess, refused_port
@@ -18,14 +17,6 @@ KEY = "test-key-notify"
 StartFake = Callable[..., ServerProcess]
 
 
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    made = Receiver()
-    made.start()
-    yield made
-    made.stop()
-
-
 def _submit(http: httpx.Client, seconds: float) -> str:
     answer = http.post(SUBMIT, json={}, headers={"Prefer": f"duration={seconds}"})
     assert answer.status_code == 200, answer.text
@@ -34,16 +25,17 @@ def _submit(http: httpx.Client, seconds: float) -> str:
 
 
 def test_a_run_is_notified_its_delay_after_it_ends(
-    fake_process: StartFake, receiver: Receiver
+    fake_process: StartFake, listening_receiver: Receiver
 ) -> None:
-    server = fake_process("--api-key", KEY, "--clock", "virtual", "--notify-url", receiver.url,
+    url = listening_receiver.url
+    server = fake_process("--api-key", KEY, "--clock", "virtual", "--notify-url", url,
                           "--notify-delay", "5")  # fmt: skip
     with httpx.Client(base_url=server.url, headers={"x-api-key": KEY}) as http:
         request_id = _submit(http, 100)
         http.post("/__admin/clock/advance", json={"seconds": 104})
         assert http.get("/__admin/notify").json()["pending"] == 1  # ended, not yet due
         http.post("/__admin/clock/advance", json={"seconds": 1})
-        [received] = eventually(lambda: receiver.received, what="the notification")
+        [received] = eventually(lambda: listening_receiver.received, what="the notification")
         body = json.loads(received.body)
         assert body["event_type"] == "GRAPH_RUN"
         assert body["data"]["request_id"] == request_id
