@@ -552,6 +552,7 @@ def _scaled_for(fake_args: list[str], settings: ProxySettings) -> dict[str, floa
     scaled: dict[str, float] = {
         "expected_run_seconds": settings.expected_run_seconds * scale,
         "poll_target_delay": settings.poll_target_delay * scale,
+        "upstream_events_poll_delay": settings.upstream_events_poll_delay * scale,
         "poll_min_interval": max(settings.poll_min_interval * scale, 0.05),
         "poll_interval": max(settings.poll_interval * scale, 0.05),
     }

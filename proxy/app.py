@@ -20,9 +20,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from . import admin, openapi
+from . import admin, hints, openapi
 from .auth import authenticate
-from .bodies import parse_body
+from .bodies import parse_body, read_body
 from .clock import Clock
 from .config import ProxySettings
 from .errors import BadInput, GatewayError, LimitExceeded, answer_for, answered
@@ -62,21 +62,6 @@ def _refused_rate_headers(exc: LimitExceeded, name: str, limit: int | None) -> N
         "RateLimit-Policy": f'"{name}";q={limit or 0};w=60',
         "RateLimit": f'"{name}";r=0;t={exc.retry_after}',
     })  # fmt: skip
-
-
-async def _read_body(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
-        raise BadInput(
-            f"the body is {declared} bytes; the gateway takes at most {limit}", status_code=413
-        )
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise BadInput(f"the body is over {limit} bytes, the gateway's limit", status_code=413)
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def _options(request: Request) -> SubmitOptions:
@@ -127,7 +112,7 @@ async def submit(request: Request) -> Response:
     team = await _team(request, gateway)
     try:
         options = _options(request)
-        body = parse_body(await _read_body(request, gateway.settings.max_body_bytes))
+        body = parse_body(await read_body(request, gateway.settings.max_body_bytes))
         with answered():
             admission = await gateway.submit(
                 team, request.path_params["workflow_id"], body, options
@@ -291,6 +276,7 @@ def create_app(
             Route("/readyz", readyz, methods=["GET"]),
             Route("/metrics", metrics, methods=["GET"]),
             Route("/openapi.json", openapi.openapi, methods=["GET"]),
+            Route("/upstream/events/{secret}", hints.upstream_events, methods=["POST"]),
             *admin.routes,
         ],
         middleware=[

@@ -37,6 +37,7 @@ from .rules.alerts import PERIODS, BudgetUse
 
 __all__ = [
     "CACHE_RESULTS",
+    "HINT_RESULTS",
     "NO_TEAM",
     "REQUEST_BUCKETS",
     "ROUTES",
@@ -50,6 +51,7 @@ PREFIX = "segmind_gateway"
 ROUTES = ("submit", "poll", "credits", "admin", "other")
 CACHE_RESULTS = ("HIT", "JOIN", "MISS")
 UPSTREAM_KINDS = ("submit", "poll", "credits")
+HINT_RESULTS = ("received", "matched", "ignored")
 NO_TEAM = "-"  # the team label of a request that was not (yet) authenticated
 # From a cache hit answered in a millisecond to an upstream call that takes seconds.
 REQUEST_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -99,6 +101,13 @@ class Metrics:
             f"{PREFIX}_dollars_saved",
             "Dollars not spent thanks to cache hits and joins, by team name.",
             ["team"],
+            registry=self.registry,
+        )
+        self._hints = Counter(
+            f"{PREFIX}_upstream_hints",
+            "Notifications from Segmind: received; matched (a followed run polled early); "
+            "ignored (naming no run that still had its early poll).",
+            ["result"],
             registry=self.registry,
         )
         self._in_flight = Gauge(
@@ -152,6 +161,9 @@ class Metrics:
         """Count one upstream call; `status` is the HTTP code or an error class name."""
         kind = _one_of("upstream kind", kind, UPSTREAM_KINDS)
         self._upstream.labels(kind=kind, status=str(status)).inc()
+
+    def hint(self, result: str, count: int = 1) -> None:
+        self._hints.labels(result=_one_of("hint result", result, HINT_RESULTS)).inc(count)
 
     def spent(self, team: str | None, dollars: float) -> None:
         self._spent.labels(team=_team(team)).inc(dollars)

@@ -535,6 +535,30 @@ def _team_usage() -> dict[str, Any]:
     }
 
 
+def _upstream_events() -> dict[str, Any]:
+    return {
+        "operationId": "upstreamEvents",
+        "summary": "Segmind's account webhook: a hint that a followed run may have ended",
+        "description": "Any JSON body; a request id the gateway follows, anywhere in it, "
+        "gets its run polled at the company budget's next slot (once per run). Nothing in "
+        "the body is taken as a status. Off (404) unless upstream_events_secret is set.",
+        "security": [],
+        "parameters": [
+            {"name": "secret", "in": "path", "required": True, "schema": {"type": "string"}}
+        ],
+        "requestBody": {"required": False, "content": {JSON: {"schema": {}}}},
+        "responses": {
+            "204": {
+                "description": "Taken (the same whatever the body names).",
+                "headers": {"X-Request-Id": _ref("X-Request-Id", "headers")},
+            },
+            "400": _answer("The body is not JSON.", _ref("Error")),
+            "404": _answer("A wrong secret, or the endpoint is off.", _ref("Error")),
+            "413": _answer("The body is over 64 KiB.", _ref("Error")),
+        },
+    }
+
+
 def _public(operation_id: str, summary: str, responses: dict[str, Any]) -> dict[str, Any]:
     return {"operationId": operation_id, "summary": summary, "security": [], "responses": responses}
 
@@ -597,6 +621,7 @@ def build_document(served: Sequence[Workflow] = (CHARACTER_VIDEO,)) -> dict[str,
                     },
                 }
             },
+            "/upstream/events/{secret}": {"post": _upstream_events()},
             "/openapi.json": {
                 "get": _public(
                     "openapi",

@@ -276,6 +276,14 @@ class Store:
             lambda tx: runs.record_poll_failure(tx, generation_id, now, next_poll_at, fence)
         )
 
+    async def hint(self, upstream_ids: Collection[str], now: float) -> list[str]:
+        """Bring forward the next poll of the running runs with these upstream ids whose
+        early poll is unspent; returns them. Ids naming no such run cost one read."""
+        found = await self._read(lambda tx: tx.hintable(upstream_ids))
+        if not found:
+            return []
+        return await self._write(lambda tx: runs.hint(tx, found, now))
+
     # -- instances and leases -------------------------------------------------------------
 
     async def heartbeat(self, instance: str, alive_until: float) -> None:

@@ -240,11 +240,23 @@ def _team_webhooks(db: Connection, dialect: Dialect) -> None:
     db.execute("ALTER TABLE teams ADD COLUMN webhook_url TEXT")
 
 
+def _upstream_hints(db: Connection, dialect: Dialect) -> None:
+    """When a notification from Segmind last brought a run's poll forward (one early poll
+    per run, however many notifications name it), and an index to find a running run by
+    its upstream id, so a hint naming no run costs one index probe."""
+    db.execute(dialect.ddl("ALTER TABLE generations ADD COLUMN hinted_at {double}"))
+    db.execute(
+        "CREATE INDEX IF NOT EXISTS generations_upstream ON generations(upstream_id) "
+        "WHERE terminal = 0"
+    )
+
+
 MIGRATIONS = (
     Migration(1, "teams, keys, generations, requests, cache, budgets, outbox, leases", _base),
     Migration(2, "lease fencing tokens; webhook hosts; upstream window count", _fencing_and_hosts),
     Migration(3, "each request's UTC day, and indexes for usage reports", _usage_days),
     Migration(4, "a team's webhook URL, for budget alerts", _team_webhooks),
+    Migration(5, "upstream notifications: early polls; runs by upstream id", _upstream_hints),
 )
 
 

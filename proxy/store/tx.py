@@ -512,6 +512,29 @@ class Tx:
             (now, next_poll_at, now, generation_id),
         )
 
+    def hintable(self, upstream_ids: Collection[str]) -> list[str]:
+        """The running runs with these upstream ids whose early poll is still unspent."""
+        if not upstream_ids:
+            return []
+        marks = ", ".join("?" * len(upstream_ids))
+        rows = self._all(
+            f"SELECT id FROM generations WHERE upstream_id IN ({marks}) AND terminal = 0 "
+            "AND hinted_at IS NULL",
+            tuple(upstream_ids),
+        )
+        return [str(gid) for (gid,) in rows]
+
+    def set_hinted(self, generation_id: str, now: float) -> bool:
+        """Bring the run's next poll forward to `now`, once; False if it was spent already,
+        or the run ended, meanwhile."""
+        cursor = self._run(
+            "UPDATE generations SET hinted_at = ?, next_poll_at = "
+            "CASE WHEN next_poll_at IS NULL OR next_poll_at > ? THEN ? ELSE next_poll_at END "
+            "WHERE id = ? AND terminal = 0 AND hinted_at IS NULL",
+            (now, now, now, generation_id),
+        )
+        return cursor.rowcount > 0
+
     def set_waiting(self, generation_id: str, now: float, *, sending: bool) -> None:
         """WAITING to SUBMITTING (`sending`), or back (the upstream refused it with 429)."""
         if sending:
