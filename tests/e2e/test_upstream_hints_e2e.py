@@ -215,8 +215,13 @@ def test_lost_hints_fall_back_to_the_schedule(
 ) -> None:
     hinted.notify(delay=2.0, drop_rate=drop_rate)
     runs = [hinted.submit({"Scene_1": f"Run {n}"}, listening_receiver.url) for n in range(4)]
-    for _ in range(8):  # 40 minutes of both clocks, a little at a time
+    # A run whose notification is lost waits for the schedule, whose gaps grow to 30
+    # minutes with notifications on: up to two hours of both clocks (the generation
+    # deadline), a little at a time, until every webhook is in.
+    for _ in range(24):
         hinted.advance(300)
+        if len(listening_receiver.received) == 4:
+            break
     eventually(lambda: len(listening_receiver.received) == 4, what="every run's webhook")
     assert {hinted.status(r) for r in runs} == {"COMPLETED"}
     status = hinted.notified()
