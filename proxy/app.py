@@ -186,10 +186,17 @@ async def team_usage(request: Request) -> Response:
             "leave out team=, or ask an operator for the admin report",
             status_code=403,
         )
-    with answered():
-        first, last = period(query.since, query.until, gateway.clock.now())
-        rows = await gateway.store.usage(first, last, team.name)
-    return report_response(report(first, last, team.name, rows), query.form)
+    first, last = period(query.since, query.until, gateway.clock.now())
+    try:
+        with answered():
+            rate = gateway.take_read(team)  # after the cheap checks, before the store
+            rows = await gateway.store.usage(first, last, team.name)
+    except LimitExceeded as exc:
+        _refused_rate_headers(exc, "polls", team.limits.polls_per_minute)
+        raise
+    response = report_response(report(first, last, team.name, rows), query.form)
+    response.headers.update(_policy_headers(team, "polls", rate))
+    return response
 
 
 async def healthz(request: Request) -> Response:

@@ -245,18 +245,24 @@ class Gateway:
 
     # -- poll ---------------------------------------------------------------------------
 
-    async def poll(self, team: Team, request_id: str) -> PollAnswer:
-        rate = None
+    def take_read(self, team: Team) -> RateDecision | None:
+        """One of the team's reads of the store (a poll, a usage report), counted against
+        its `polls_per_minute`: a team reading in a loop cannot load the store for all."""
         limit = team.limits.polls_per_minute
-        if limit is not None:
-            rate = self.poll_limits.take(team.id, limit, self.clock.now())
-            if not rate.allowed:
-                raise LimitExceeded(
-                    f"poll rate limit: team {team.name!r} may poll {limit} times a minute; "
-                    f"retry in {max(1, round(rate.retry_after))} s (one poll every 7 s is plenty)",
-                    limit="polls_per_minute",
-                    retry_after=rate.retry_after,
-                )
+        if limit is None:
+            return None
+        rate = self.poll_limits.take(team.id, limit, self.clock.now())
+        if not rate.allowed:
+            raise LimitExceeded(
+                f"poll rate limit: team {team.name!r} may poll {limit} times a minute; "
+                f"retry in {max(1, round(rate.retry_after))} s (one poll every 7 s is plenty)",
+                limit="polls_per_minute",
+                retry_after=rate.retry_after,
+            )
+        return rate
+
+    async def poll(self, team: Team, request_id: str) -> PollAnswer:
+        rate = self.take_read(team)
         now = self.clock.now()
         finished = self._finished_answers.get((team.id, request_id))
         if finished is not None:

@@ -175,6 +175,19 @@ def test_a_team_key_reads_its_own_usage_only(stack: Stack) -> None:
     assert httpx.get(url).status_code == 401
 
 
+def test_a_teams_usage_reads_count_against_its_poll_rate(stack: Stack) -> None:
+    # A report is a read of the store like a poll: a team reading in a loop is refused
+    # (429 with Retry-After) before its reads load the store for every team.
+    limits = {"polls_per_minute": 2}
+    httpx.post(f"{stack.gateway.url}/admin/teams/video/limits", json=limits, headers=ADMIN)
+    url, key = f"{stack.gateway.url}/v1/usage", {"x-api-key": stack.team_key}
+    answers = [httpx.get(url, headers=key) for _ in range(3)]
+    assert [a.status_code for a in answers] == [200, 200, 429]
+    assert answers[0].headers["ratelimit-policy"] == '"polls";q=2;w=60'
+    assert int(answers[2].headers["retry-after"]) >= 1
+    assert "poll rate limit" in answers[2].json()["error"]
+
+
 @pytest.mark.parametrize(
     ("params", "words"),
     [
