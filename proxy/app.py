@@ -20,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from . import admin, openapi
+from . import admin, console, openapi
 from .auth import authenticate
 from .bodies import parse_body
 from .clock import Clock
@@ -265,6 +265,7 @@ def create_app(
             Route("/metrics", metrics, methods=["GET"]),
             Route("/openapi.json", openapi.openapi, methods=["GET"]),
             *admin.routes,
+            *console.routes,
         ],
         middleware=[
             Middleware(
