@@ -120,7 +120,6 @@ def document(
     return fill(
         '<!doctype html><html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        '<meta name="referrer" content="no-referrer">'
         "<title>{title} · gateway console</title>"
         '<link rel="stylesheet" href="{base}/static/console.css">'
         '<script src="{base}/static/console.js" defer></script></head>'

@@ -185,10 +185,10 @@ def histogram(
         expected = [curve((a + b) / 2) * (b - a) * len(values) for a, b in pairwise(edges)]
     top = _nice_max(max([*counts, *expected, limit or 0.0, 1.0]))
     step = max(1, math.ceil(bins / 8))
-    frame = _frame(
-        title, top, [(_x(i, bins), _tick(edges[i])) for i in range(0, bins, step)], y_label
-    )
     span = (WIDTH - LEFT - RIGHT) / bins
+    # Ticks at the bins' edges: a bin holds the values from its left edge up to the next.
+    ticks = [(LEFT + span * i, _tick(edges[i])) for i in range(0, bins + 1, step)]
+    frame = _frame(title, top, ticks, y_label)
     bars = [
         fill(
             '<rect class="hist series-0" x="{x}" y="{y}" width="{w}" height="{h}">'

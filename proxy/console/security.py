@@ -24,7 +24,8 @@ HEADERS = {
     ),
     "X-Frame-Options": "DENY",
     "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
+    # Not no-referrer: under it a browser sends `Origin: null` with the console's own POSTs.
+    "Referrer-Policy": "same-origin",
     # A page seen after logout (the back button) must come from the server, which refuses.
     "Cache-Control": "no-store",
     "Pragma": "no-cache",
