@@ -169,7 +169,8 @@ class Tx:
         if "%" in prefix or "_" in prefix:
             raise ValueError(f"a kv prefix takes no LIKE wildcards; got {prefix!r}")
         rows = self._all("SELECT name, value FROM kv WHERE name LIKE ?", (prefix + "%",))
-        return [(str(name), str(value)) for name, value in rows]
+        # SQLite's LIKE ignores ASCII case: keep the exact prefix only.
+        return [(str(n), str(v)) for n, v in rows if str(n).startswith(prefix)]
 
     # -- teams and keys -------------------------------------------------------------------
 
@@ -572,7 +573,7 @@ class Tx:
     def runs_in_flight(self, limit: int) -> list[RunView]:
         """Unfinished runs, oldest first, with their owner and how many requests share each."""
         rows = self._all(
-            f"SELECT {_qualified('g', GENERATION_COLUMNS)}, COALESCE(t.name, '?'), "
+            f"SELECT {_qualified('g', GENERATION_COLUMNS)}, COALESCE(t.name, '-'), "
             "(SELECT COUNT(*) FROM requests r WHERE r.generation_id = g.id) "
             "FROM generations g LEFT JOIN teams t ON t.id = g.owner_team_id "
             "WHERE g.terminal = 0 ORDER BY g.created_at LIMIT ?",
@@ -585,7 +586,7 @@ class Tx:
         """The latest requests (of one team, or all), newest first, with their runs."""
         where, args = ("WHERE r.team_id = ? ", [team_id]) if team_id is not None else ("", [])
         rows = self._all(
-            f"SELECT {_qualified('r', REQUEST_COLUMNS)}, COALESCE(t.name, '?'), "
+            f"SELECT {_qualified('r', REQUEST_COLUMNS)}, COALESCE(t.name, '-'), "
             f"{_qualified('g', GENERATION_COLUMNS)} FROM requests r "
             "JOIN generations g ON g.id = r.generation_id LEFT JOIN teams t ON t.id = r.team_id "
             f"{where}ORDER BY r.created_at DESC LIMIT ?",
@@ -640,7 +641,7 @@ class Tx:
         latest = "SELECT {} FROM outbox x WHERE x.team_id = o.team_id AND x.url = o.url{} " \
                  "ORDER BY x.{} DESC LIMIT 1"  # fmt: skip
         rows = self._all(
-            "SELECT COALESCE(t.name, '?'), o.url, COUNT(*), SUM(o.attempts), "
+            "SELECT COALESCE(t.name, '-'), o.url, COUNT(*), SUM(o.attempts), "
             "SUM(CASE WHEN o.state = 'pending' THEN 1 ELSE 0 END), "
             "SUM(CASE WHEN o.state IN ('failed', 'disabled') THEN 1 ELSE 0 END), "
             "MIN(CASE WHEN o.state = 'pending' THEN o.next_attempt_at END), "
@@ -668,7 +669,7 @@ class Tx:
     def recent_messages(self, limit: int) -> list[tuple[OutboxMessage, str]]:
         """The latest webhook messages, newest first, with their team's name."""
         rows = self._all(
-            f"SELECT {_qualified('o', MESSAGE_COLUMNS)}, COALESCE(t.name, '?') FROM outbox o "
+            f"SELECT {_qualified('o', MESSAGE_COLUMNS)}, COALESCE(t.name, '-') FROM outbox o "
             "LEFT JOIN teams t ON t.id = o.team_id ORDER BY o.created_at DESC LIMIT ?",
             (limit,),
         )
