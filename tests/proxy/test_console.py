@@ -252,3 +252,85 @@ async def test_teams_are_made_changed_and_shown_with_their_spend(console: Harnes
     replicas = (await console.http.get(f"{UI}/replicas")).text
     assert console.gateway.instance in replicas
     assert "(this one)" in replicas
+
+
+async def test_buttons_for_keys_and_webhooks_and_what_they_refuse(console: Harness) -> None:
+    studio = console.new_team("studio")
+    message = OutboxMessage(
+        "msg_" + uuid.uuid4().hex, uuid.uuid4().hex, studio.team.id, "https://hooks.example.com/a",
+        "job.completed", b"{}", "failed", 8, None, console.clock.now(), "HTTP 500",
+    )  # fmt: skip
+    await console.gateway.store.backend.write(
+        lambda tx: tx.insert_message(message, "hooks.example.com")
+    )
+    await log_in(console)
+    token = await csrf_of(console)
+    added = await post(console, "teams/key", {"team": "studio", "csrf": token})
+    key = re.search(r'data-test="api key">(sgw_[^<]+)<', added.text)
+    assert key is not None
+    assert await console.credits(key[1]) > 0
+    missing = await post(console, "teams/key", {"team": "nobody", "csrf": token})
+    assert missing.status_code == 400
+    assert "no team named" in missing.text
+
+    page = (await console.http.get(f"{UI}/webhooks")).text
+    assert 'data-test="recover-studio"' in page
+    recovered = await post(console, "webhooks/recover", {
+        "team": "studio", "since": str(console.clock.now() - 60), "csrf": token,
+    })  # fmt: skip
+    assert "1 failed message(s) queued again" in recovered.text
+    bad_since = await post(console, "webhooks/recover", {"since": "yesterday", "csrf": token})
+    assert bad_since.status_code == 400
+    assert "ISO 8601" in bad_since.text
+    unknown = await post(console, "webhooks/resend", {"webhook_id": "msg_nope", "csrf": token})
+    assert unknown.status_code == 400
+    assert "no webhook message" in unknown.text
+    resent = await post(console, "webhooks/resend", {"webhook_id": message.id, "csrf": token})
+    assert "queued to be sent again" in resent.text
+    unknown_prefix = await post(console, "keys/revoke", {"prefix": "sgw_nothing", "csrf": token})
+    assert unknown_prefix.status_code == 400
+
+
+async def test_the_console_is_off_without_an_admin_key(make_harness: MakeHarness) -> None:
+    h = await make_harness()
+    for answer in (await h.http.get(f"{UI}/teams"), await h.http.get(f"{UI}/login"),
+                   await h.http.post(f"{UI}/login", data={"admin_key": "x"})):  # fmt: skip
+        assert answer.status_code == 403
+        assert "PROXY_ADMIN_KEY" in answer.text
+
+
+async def test_the_home_the_login_form_and_the_static_files(console: Harness) -> None:
+    assert (await console.http.get(f"{UI}/static/other.js")).status_code == 404
+    css = await console.http.get(f"{UI}/static/console.css")
+    assert css.headers["content-type"].startswith("text/css")
+    await log_in(console)
+    assert (await console.http.get(UI)).headers["location"] == f"{UI}/teams"
+    assert (await console.http.get(f"{UI}/login")).headers["location"] == f"{UI}/teams"
+    not_a_form = await console.http.post(f"{UI}/logout", json={"csrf": await csrf_of(console)},
+                                         headers=SAME_ORIGIN)  # fmt: skip
+    assert not_a_form.status_code == 403
+
+
+async def test_ended_sessions_are_forgotten_and_live_ones_are_capped(
+    console: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from proxy.console import session
+
+    monkeypatch.setattr(session, "MAX_SESSIONS", 2)
+    sessions = session.Sessions(console.gateway.store, SecretStr(ADMIN_KEY),
+                                console.gateway.heartbeat.wall)  # fmt: skip
+    wall = console.gateway.heartbeat.wall
+    assert isinstance(wall, VirtualClock)
+    first = await sessions.open()
+    wall.advance(session.SESSION_SECONDS + 1)
+    second = await sessions.open()
+    wall.advance(1)
+    third = await sessions.open()
+    assert not await sessions.valid(first)
+    wall.advance(1)
+    fourth = await sessions.open()  # the cap: the oldest live one ends
+    assert [await sessions.valid(s) for s in (second, third, fourth)] == [False, True, True]
+    rows = await console.gateway.store.kv_named(session.KV_PREFIX)
+    assert len(rows) == 2
+    assert all(s not in value for _, value in rows for s in (third, fourth))
+    assert not await sessions.valid("x" * 101)
