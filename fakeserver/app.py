@@ -30,7 +30,7 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     if exc.status_code == 405:
         message = f"{request.method} is not allowed on {request.url.path}"
     else:
-        message = f"Not Found: no endpoint {request.url.path}; see the fake's README"
+        message = f"Not Found: no endpoint {request.url.path}; see docs/fake.md"
     # Keep the router's headers: a 405 must say what is allowed (`Allow`, RFC 9110).
     return JSONResponse({"error": message}, exc.status_code, headers=exc.headers)
 

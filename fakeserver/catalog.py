@@ -29,7 +29,7 @@ __all__ = [
 
 CHARACTER_VIDEO_ID = "68628fe34727e611dfa219b4-v4"
 # Scenes longer than this are refused; the real limit is undocumented, so the fake picks
-# one that no sensible prompt reaches and documents it (README, "Validation").
+# one that no sensible prompt reaches and documents it (docs/fake.md, "Validation").
 SCENE_MAX_LENGTH = 1000
 URL_MAX_LENGTH = 2048
 

@@ -64,7 +64,7 @@ Authentication: the account's key in `x-api-key`, or `Authorization: Bearer <key
 Errors are JSON `{{"error": "<sentence>"}}` with Segmind's status codes.
 
 Not described here: the test control surface under `/__admin` (journal, clock, credits,
-scripted faults, chaos); see the fake's README.
+scripted faults, chaos); see docs/fake.md.
 
 {PREFER_TEXT}"""
 

@@ -1,5 +1,5 @@
 """An nginx configuration for several gateway replicas behind one address
-(`python -m proxy nginx-config`): what the README's "Several machines" shows and what the
+(`python -m proxy nginx-config`): what docs/operations.md's "Several machines" shows and what the
 replica end-to-end test runs, so the two cannot drift.
 
 The retry policy is the point of this file. nginx passes a request to the next replica on

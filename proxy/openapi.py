@@ -53,7 +53,7 @@ every answer to a team that has the limit, `Retry-After` on refusals, `X-Request
 every answer.
 
 Not described here: the operators' API under `/admin` (teams, keys, limits, webhooks),
-guarded by the admin key; see the README.
+guarded by the admin key; see docs/gateway.md in the repository.
 """
 
 

@@ -1,4 +1,4 @@
-"""The "Several machines" commands as the README shows them, read from the section's text
+"""The "Several machines" commands as docs/operations.md shows them, read from the section's text
 so the replica test runs exactly what an operator reads: one place for both.
 
 The section's shell block holds variable assignments (examples of what differs per
@@ -18,8 +18,8 @@ from pathlib import Path
 
 __all__ = ["HEADING", "SECTION", "Step", "block", "step"]
 
-SECTION = Path(__file__).parents[1] / "README.md"
-HEADING = "### Several machines"
+SECTION = Path(__file__).parents[1] / "docs" / "operations.md"
+HEADING = "## Several machines"
 VARIABLE = re.compile(r"\$(\w+)|\$\{(\w+)\}")
 ASSIGNMENT = re.compile(r"^[A-Z_][A-Z0-9_]*=")
 ROLES = {

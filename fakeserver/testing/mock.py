@@ -100,7 +100,7 @@ class SegmindMock:
     def force(self, prefer: str, route: str = "any", times: int = 1) -> None:
         """The next `times` requests on `route` (submit, poll, credits, any) behave as if
         they carried `Prefer: <prefer>`: `force("code=429", "submit")`,
-        `force("outcome=failed")`, `force("fault=reset, after")`. See the fake's README."""
+        `force("outcome=failed")`, `force("fault=reset, after")`. See docs/fake.md."""
         self._fake.force(prefer, route, times)
 
     def script(self, route: str, *responses: dict[str, Any]) -> int:

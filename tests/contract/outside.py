@@ -1,6 +1,6 @@
-"""Another team's repository, laid out as the README's offline-testing guide tells them to:
+"""Another team's repository, laid out as the docs' offline-testing guides tell them to:
 their test files, the cassettes they vendored beside them, and pytest run with `-W error`
-from some other directory. `test_readme_examples` runs it in this project's venv,
+from some other directory. `test_guide_examples` runs it in this project's venv,
 `test_outside_team` in a fresh venv that has only the package and its `testing` extra."""
 
 from __future__ import annotations
@@ -13,8 +13,9 @@ from pathlib import Path
 from client.cassettes import cassette_dir
 
 __all__ = [
+    "GUIDE",
+    "HARNESS_GUIDE",
     "HARNESS_SECTION",
-    "README",
     "SECTION",
     "guide_blocks",
     "lay_out_harness_tests",
@@ -22,9 +23,11 @@ __all__ = [
     "run_their_tests",
 ]
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+DOCS = Path(__file__).resolve().parents[2] / "docs"
+GUIDE = DOCS / "cassettes.md"
 SECTION = "## Test your code offline with our cassettes"
-HARNESS_SECTION = "## Testing your own code offline: mock, server or cassettes"
+HARNESS_GUIDE = DOCS / "testing.md"
+HARNESS_SECTION = "# Testing your own code offline: mock, server or cassettes"
 #: The product page's script, verbatim, which the harness guide runs as `segmind_sample.py`.
 SAMPLE = Path(__file__).resolve().parents[1] / "data" / "product_page_sample.py.txt"
 #: The cassettes the guide's examples use, and so the only ones vendored.
@@ -74,11 +77,14 @@ def _offline(monkeypatch: pytest.MonkeyPatch) -> None:
 """
 
 
-def guide_blocks(section: str = SECTION) -> list[str]:
-    """The Python blocks of one of the README's offline-testing sections, in order."""
-    text = README.read_text()
+def guide_blocks(guide: Path = GUIDE, section: str = SECTION) -> list[str]:
+    """The Python blocks of one of the docs' offline-testing sections, in order: from its
+    heading to the next heading of its level or higher (or the end of the file)."""
+    text = guide.read_text()
     start = text.index(section)
-    end = text.index("\n## ", start + len(section))
+    level = section.split(" ", 1)[0]
+    ends = [text.find(f"\n{'#' * n} ", start + len(section)) for n in range(1, len(level) + 1)]
+    end = min((at for at in ends if at >= 0), default=len(text))
     return re.findall(r"```python\n(.*?)```", text[start:end], re.DOTALL)
 
 
@@ -100,7 +106,7 @@ def lay_out_harness_tests(root: Path) -> tuple[Path, int]:
     script beside them and a loopback-only guard; returns the folder and the tests' count."""
     tests = root / "tests"
     tests.mkdir(parents=True)
-    blocks = guide_blocks(HARNESS_SECTION)
+    blocks = guide_blocks(HARNESS_GUIDE, HARNESS_SECTION)
     for n, block in enumerate(blocks):
         (tests / f"test_harness_example_{n}.py").write_text(block)
     (tests / "conftest.py").write_text(LOOPBACK_GUARD)

@@ -462,7 +462,7 @@ def test_cassette_path_names_what_it_knows(tmp_path: Path) -> None:
 def test_vendored_cassettes_replay_from_a_folder_relative_to_the_working_directory(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # As the README tells another team: copy the YAML into its own tests/cassettes and
+    # As docs/cassettes.md tells another team: copy the YAML into its own tests/cassettes and
     # name that folder relative to where pytest runs.
     vendored = tmp_path / "tests" / "cassettes"
     vendored.mkdir(parents=True)

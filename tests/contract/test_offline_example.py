@@ -1,6 +1,6 @@
 """Test your code offline with our cassettes: the example test file to copy.
 
-This file is what another team's `tests/test_segmind_offline.py` looks like; the README's
+This file is what another team's `tests/test_segmind_offline.py` looks like; docs/cassettes.md's
 guide holds the same two tests. The YAML files it uses are vendored into `cassettes/`
 beside it (here a link to this repository's `cassettes/`), named from this file, so
 `pytest` finds them from any working directory. It runs clean under `python -m pytest

@@ -94,7 +94,7 @@ def test_another_team_replays_the_cassettes_with_only_the_testing_extra(
     their_python: Path, tmp_path: Path
 ) -> None:
     blocks = guide_blocks()
-    files = {f"test_readme_example_{n}.py": block for n, block in enumerate(blocks)}
+    files = {f"test_guide_example_{n}.py": block for n, block in enumerate(blocks)}
     files["test_segmind_offline.py"] = EXAMPLE.read_text()
     tests = lay_out_their_tests(tmp_path / "their-repo", files)
     done = run_their_tests(their_python, tests, cwd=tmp_path / "somewhere-else")

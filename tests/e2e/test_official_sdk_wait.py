@@ -27,7 +27,7 @@ from tests.stack import WORKFLOW, BothClocks, Stack, running_stack
 
 RUN_SECONDS = "674"  # Segmind's median run; pinned so the test does not hang on a draw
 SDK_DEFAULT_WAIT = 300  # segmind 1.3's max_wait_time default
-LONG_ENOUGH_WAIT = 1800  # the fake's (and Segmind's) longest run: what the README advises
+LONG_ENOUGH_WAIT = 1800  # the fake's (and Segmind's) longest run: what docs/client.md advises
 
 
 @pytest.fixture

@@ -1,6 +1,6 @@
 """Replicas end to end (issue 11, item 5): the fake upstream, three `python -m proxy serve`
 processes with their own instance ids and working folders sharing only the store's URL,
-and a real nginx in front of them, all started with the README's "Several machines"
+and a real nginx in front of them, all started with docs/operations.md's "Several machines"
 commands (`tests/several_machines.py` reads them from the section).
 
 - requests through nginx spread over all three replicas (its access log names the replica
@@ -53,7 +53,7 @@ pytestmark = pytest.mark.skipif(
 
 ADMIN = {"x-admin-key": ADMIN_KEY}
 LEASE_SECONDS = "2"  # real seconds before a dead replica's runs are taken over
-TEAM = "design"  # the team the README's create-team command makes
+TEAM = "design"  # the team the docs' create-team command makes
 REPLICAS = 3
 IN_FLIGHT = 40
 TERMINAL = ("COMPLETED", "FAILED")
@@ -95,7 +95,7 @@ class Replica:
 
 @dataclass
 class Deployment:
-    """The fake, three replicas and nginx, started from the README's commands."""
+    """The fake, three replicas and nginx, started from the docs' commands."""
 
     root: Path
     db: str
@@ -178,7 +178,7 @@ class Deployment:
         assert config.stdout is not None
         text = self.run(config, "--access-log", str(self.access_log), cwd=folder)
         (folder / config.stdout).write_text(text)
-        # The README's command, kept in the foreground and out of the system's files.
+        # The docs' command, kept in the foreground and out of the system's files.
         settings = f"daemon off; pid {folder}/nginx.pid; error_log {folder}/error.log;"
         if os.geteuid() == 0:
             settings += " user root;"  # workers may then read this root-only folder
@@ -360,7 +360,7 @@ def test_requests_spread_over_the_replicas(deployment: Deployment) -> None:
 
 
 def test_the_readme_shows_the_configuration_nginx_config_prints() -> None:
-    """The commands this module runs are read from the README's section (`step`); its
+    """The commands this module runs are read from the docs' section (`step`); its
     example configuration is what the command prints for its example replicas."""
     example = [f"10.0.0.{n}:8000" for n in (11, 12, 13)]
     assert block(language="nginx") == render("8080", example)

@@ -1,4 +1,4 @@
-"""The README's harness guide (mock, server, gateway), run as another team's test files in
+"""The harness guide (docs/testing.md) (mock, server, gateway), run as another team's test files in
 this project's venv; `test_outside_team.py` runs them again in a fresh venv from the wheel."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The README's offline-testing guide works as written: each Python block of its section
+"""The offline-testing guide (docs/cassettes.md) works as written: each Python block of its section
 "Test your code offline with our cassettes" is saved as a test file of another team's
 repository, with the cassettes vendored beside it as the guide says, and run by pytest
 under `-W error` from a different working directory (here in this project's venv;
@@ -22,7 +22,7 @@ def test_the_readme_examples_pass_offline_under_w_error_from_anywhere(tmp_path: 
     blocks = guide_blocks()
     tests = lay_out_their_tests(
         tmp_path / "their-repo",
-        {f"test_readme_example_{n}.py": block for n, block in enumerate(blocks)},
+        {f"test_guide_example_{n}.py": block for n, block in enumerate(blocks)},
     )
     done = run_their_tests(sys.executable, tests, cwd=tmp_path / "somewhere-else")
     printed = done.stdout + done.stderr
