@@ -69,14 +69,6 @@ def stack(tmp_path: Path) -> Iterator[Stack]:
         yield built
 
 
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    started = Receiver()
-    started.start()
-    yield started
-    started.stop()
-
-
 def shot(page: Page, name: str) -> None:
     if SHOTS:
         Path(SHOTS).mkdir(parents=True, exist_ok=True)
