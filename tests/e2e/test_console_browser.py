@@ -92,8 +92,7 @@ def test_an_operator_runs_the_gateway_from_the_console(
     assert page.url == f"{base}/login"
     page.fill('input[name="admin_key"]', ADMIN_KEY)
     page.click('[data-test="login"]')
-    page.wait_for_load_state()
-    assert page.url == f"{base}/teams", page.content()
+    page.wait_for_url(f"{base}/teams")
     assert ADMIN_KEY not in page.content()
     before = spent_today(page, "studio")
 
@@ -142,7 +141,8 @@ def test_an_operator_runs_the_gateway_from_the_console(
     page.click('[data-test="create-team"]')
     key = page.locator('[data-test="api key"]').inner_text().strip()
     assert re.fullmatch(r"sgw_[A-Za-z0-9_-]{43}", key), key
-    assert page.url == f"{base}/teams"  # the address bar no longer holds the POST
+    # The address bar no longer holds the POST (console.js runs once the page has loaded).
+    page.wait_for_url(f"{base}/teams")
     credits = f"{stack.gateway.url}/v1/get-user-credits"
     assert httpx.get(credits, headers={"x-api-key": key}).status_code == 200
     page.reload()
@@ -171,10 +171,12 @@ def test_an_operator_runs_the_gateway_from_the_console(
 
     # Log out: the cookie is gone, and the back button shows no page of the console.
     page.click('[data-test="logout"]')
-    assert page.url == f"{base}/login"
+    page.wait_for_url(f"{base}/login")
     assert not [c for c in context.cookies() if c["name"] == "gateway_console"]
-    page.go_back()
-    page.wait_for_load_state()
-    assert page.url == f"{base}/login"
+    back = page.go_back()  # the upstream page's address: asked again, it sends to login
+    assert back is not None  # fetched from the gateway, not shown from a cache
+    assert back.request.redirected_from is not None
+    assert back.request.redirected_from.url == f"{base}/upstream"
+    page.wait_for_url(f"{base}/login", timeout=10_000)
     assert page.locator("h1").inner_text() == "Log in"
     context.close()
