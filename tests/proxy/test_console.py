@@ -18,7 +18,7 @@ from proxy.clock import VirtualClock
 from proxy.config import PRICE, TeamLimits
 from proxy.store import OutboxMessage, Team
 from proxy.webhooks import host_of
-from tests.proxy.harness import GATEWAY_URL, Harness
+from tests.proxy.harness import GATEWAY_URL, UPSTREAM_KEY, Harness
 
 pytestmark = pytest.mark.anyio
 
@@ -91,7 +91,7 @@ async def test_the_session_cookie_is_http_only_strict_and_scoped_and_keys_stay_o
     for name in PAGES:
         page = await console.http.get(f"{UI}/{name}")
         assert page.status_code == 200, name
-        for secret in (ADMIN_KEY, made.key, made.webhook_secret or "-"):
+        for secret in (ADMIN_KEY, UPSTREAM_KEY, made.key, made.webhook_secret or "-"):
             assert secret not in page.text, name
     assert made.key[:12] in (await console.http.get(f"{UI}/teams")).text
     # Behind a TLS proxy, the cookie is Secure.
