@@ -312,8 +312,8 @@ MUTANTS: tuple[Mutant, ...] = (
         "key-defaults",
         "key",
         "proxy/cache.py",
-        "            return validate_inputs(body)",
-        "            validate_inputs(body)\n            return dict(body)",
+        "            return validate_inputs(body, workflow)",
+        "            validate_inputs(body, workflow)\n            return dict(body)",
         "{} and the spelled-out defaults pay twice",
     ),
     # -- SSRF

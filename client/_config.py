@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from workflows import CHARACTER_VIDEO
+
 from ._errors import ConfigError
 from ._retry import RetryPolicy
 
@@ -30,7 +32,7 @@ __all__ = [
 ]
 
 DEFAULT_BASE_URL = "https://api.segmind.com"
-CHARACTER_VIDEO_WORKFLOW_ID = "68628fe34727e611dfa219b4-v4"
+CHARACTER_VIDEO_WORKFLOW_ID = CHARACTER_VIDEO.id
 API_KEY_ENV = "SEGMIND_API_KEY"
 BASE_URL_ENV = "SEGMIND_BASE_URL"
 #: Seconds for connect, read, write and pool; one HTTP exchange, not a whole job.
@@ -39,8 +41,8 @@ DEFAULT_TIMEOUT = 30.0
 DEFAULT_POLL_INTERVAL = 7.0
 DEFAULT_WAIT_TIMEOUT = 1800.0
 #: Figures from the product page: a typical run takes this long and costs this much (USD).
-EXPECTED_RUN_SECONDS = 673.9
-EXPECTED_RUN_COST = 3.9674
+EXPECTED_RUN_SECONDS = CHARACTER_VIDEO.run_seconds
+EXPECTED_RUN_COST = CHARACTER_VIDEO.price
 USER_AGENT = "segmind-character-client/0.1"
 
 

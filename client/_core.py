@@ -26,8 +26,10 @@ from urllib.parse import quote, urljoin, urlsplit
 
 import httpx
 
+import workflows
+
 from ._boundary import scrub_exception, scrub_response
-from ._config import CHARACTER_VIDEO_WORKFLOW_ID, EXPECTED_RUN_SECONDS, ClientConfig
+from ._config import EXPECTED_RUN_SECONDS, ClientConfig
 from ._download import file_name, unique_path
 from ._errors import (
     GenerationFailed,
@@ -48,6 +50,7 @@ from ._models import (
     JobStatus,
     Progress,
     raw_payload,
+    validate_inputs,
 )
 from ._retry import (
     MAX_RETRY_AFTER,
@@ -122,8 +125,9 @@ class Core:
             raise InvalidInput(
                 f"inputs must be CharacterVideoInputs or a mapping, got {type(inputs).__name__}"
             )
-        if (workflow_id or self.config.workflow_id) == CHARACTER_VIDEO_WORKFLOW_ID:
-            return CharacterVideoInputs.parse(inputs).to_payload()
+        workflow = workflows.get(workflow_id or self.config.workflow_id)
+        if workflow is not None:  # a registered workflow: its inputs are known, and checked
+            return validate_inputs(inputs, workflow)
         return raw_payload(inputs or {})
 
     def handle(self, job: JobRef) -> JobHandle:

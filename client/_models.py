@@ -10,13 +10,15 @@ import difflib
 import json
 import re
 import unicodedata
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from workflows import CHARACTER_VIDEO, InputKind, Workflow
 
 from ._errors import InvalidInput
 from ._output import OutputItem, decode_output
@@ -41,32 +43,18 @@ __all__ = [
     "validate_inputs",
 ]
 
-DEFAULT_CHARACTER_IMAGE = (
-    "https://segmind-inference-inputs.s3.amazonaws.com/"
-    "e698f341-23a1-465e-8164-16c577dfb4d0-5f184e74-c558-4b92-8696-722761fb3737.jpg"
-)
-DEFAULT_SCENES = (
-    "Model on lighthouse rocks, hair streaming in gale",
-    "Model emerging from colored smoke, dramatic pose",
-    "Model by waterfall, mist creating natural wind effects",
-    "Model against chain-link fence, rebellious lean",
-)
-MAX_SCENE_LENGTH = 1000
-MAX_URL_LENGTH = 2048
+_IMAGE = CHARACTER_VIDEO.inputs[0]
+_SCENES = CHARACTER_VIDEO.inputs[1:]
+DEFAULT_CHARACTER_IMAGE = _IMAGE.default
+DEFAULT_SCENES = tuple(scene.default for scene in _SCENES)
+MAX_SCENE_LENGTH = _SCENES[0].max_length
+MAX_URL_LENGTH = _IMAGE.max_length
 
-#: The wire names of the inputs, in the workflow's order, with their Python names. A body
-#: (a mapping) must use the wire names: a typo or another spelling is refused, never
-#: guessed at, so it can never start a paid run the caller did not mean.
-INPUT_NAMES: dict[str, str] = {
-    "Character_Image": "character_image",
-    "Scene_1": "scene_1",
-    "Scene_2": "scene_2",
-    "Scene_3": "scene_3",
-    "Scene_4": "scene_4",
-}
-DEFAULT_INPUTS: dict[str, str] = dict(
-    zip(INPUT_NAMES, (DEFAULT_CHARACTER_IMAGE, *DEFAULT_SCENES), strict=True)
-)
+#: The wire names of the character-video inputs, in the workflow's order, with their Python
+#: names. A body (a mapping) must use the wire names: a typo or another spelling is refused,
+#: never guessed at, so it can never start a paid run the caller did not mean.
+INPUT_NAMES: dict[str, str] = {name: name.lower() for name in CHARACTER_VIDEO.input_names}
+DEFAULT_INPUTS: dict[str, str] = CHARACTER_VIDEO.defaults
 
 # What a scene is blank of: control (Cc), format (Cf: zero-width space, BOM, bidi marks),
 # separator (Zs, Zl, Zp), private-use (Co) and unassigned (Cn) characters, and lone
@@ -118,24 +106,24 @@ def _text(value: Any) -> str:
     return value
 
 
-def check_scene(value: Any) -> str:
-    """A scene prompt as given, or `ValueError` saying what is wrong with it."""
+def check_scene(value: Any, max_length: int = MAX_SCENE_LENGTH) -> str:
+    """A scene prompt (a `TEXT` input) as given, or `ValueError` saying what is wrong."""
     text = _text(value)
     if is_blank(text):
         raise ValueError(
             "is blank (only whitespace, control or invisible characters); describe the scene, "
             "or leave it out to use the default"
         )
-    if len(text) > MAX_SCENE_LENGTH:
-        raise ValueError(f"must be at most {MAX_SCENE_LENGTH} characters, got {len(text)}")
+    if len(text) > max_length:
+        raise ValueError(f"must be at most {max_length} characters, got {len(text)}")
     return text
 
 
-def check_image(value: Any) -> str:
-    """The character photo's URL as given, or `ValueError` saying what is wrong with it."""
+def check_image(value: Any, max_length: int = MAX_URL_LENGTH) -> str:
+    """A photo's URL (an `IMAGE` input) as given, or `ValueError` saying what is wrong."""
     text = _text(value)
-    if len(text) > MAX_URL_LENGTH:
-        raise ValueError(f"must be at most {MAX_URL_LENGTH} characters, got {len(text)}")
+    if len(text) > max_length:
+        raise ValueError(f"must be at most {max_length} characters, got {len(text)}")
     if any(c.isspace() or unicodedata.category(c) in ("Cc", "Cf") for c in text):
         raise ValueError("must be an http(s) URL without spaces or control characters")
     try:
@@ -151,19 +139,23 @@ def check_image(value: Any) -> str:
     return text
 
 
-_CHECKS = {name: check_image if name == "Character_Image" else check_scene for name in INPUT_NAMES}
+#: The client's check of each kind of input; the fake keeps its own (fakeserver.catalog).
+_CHECKS: dict[InputKind, Callable[[Any, int], str]] = {
+    InputKind.IMAGE: check_image,
+    InputKind.TEXT: check_scene,
+}
 
 
 def _folded(name: str) -> str:
     return "".join(c for c in name.casefold() if c.isalnum())
 
 
-def suggest_input(name: str) -> str | None:
+def suggest_input(name: str, names: Iterable[str] = INPUT_NAMES) -> str | None:
     """The input a misspelt name most likely meant: the same letters and digits in another
     case or separator (`scene_1`, `Scene1`, `character-image`), or a close misspelling with
     the same digits (`Charcter_Image`; but not `Scene_5` for `Scene_1`)."""
     folded = _folded(name)
-    by_fold = {_folded(known): known for known in INPUT_NAMES}
+    by_fold = {_folded(known): known for known in names}
     if folded in by_fold:
         return by_fold[folded]
     digits = "".join(c for c in folded if c.isdigit())
@@ -172,36 +164,42 @@ def suggest_input(name: str) -> str | None:
     return by_fold[close[0]] if close else None
 
 
-def _unknown(name: str) -> str:
-    guess = suggest_input(name)
+def _unknown(name: str, names: Iterable[str] = INPUT_NAMES) -> str:
+    guess = suggest_input(name, names)
     return "is not an input of this workflow" + (f" (did you mean {guess}?)" if guess else "")
 
 
-def _refusal(problems: Mapping[str, str]) -> InvalidInput:
+def _refusal(
+    problems: Mapping[str, str], names: Sequence[str] = tuple(INPUT_NAMES)
+) -> InvalidInput:
     detail = "; ".join(f"{name} {msg}" for name, msg in problems.items())
-    if any(name not in INPUT_NAMES for name in problems):
-        detail += f"; the inputs are {', '.join(INPUT_NAMES)} (names are case-sensitive)"
+    if any(name not in names for name in problems):
+        detail += f"; the inputs are {', '.join(names)} (names are case-sensitive)"
     return InvalidInput(f"invalid workflow inputs, nothing was sent: {detail}", problems=problems)
 
 
-def validate_inputs(data: Mapping[str, Any] | None) -> dict[str, str]:
-    """The one validation of a character-video body, used by the client before it sends
-    and by the gateway before it admits: wire names only, every input checked, defaults
-    filled in. Returns the canonical inputs or raises `InvalidInput` listing every problem.
+def validate_inputs(
+    data: Mapping[str, Any] | None, workflow: Workflow = CHARACTER_VIDEO
+) -> dict[str, str]:
+    """The one validation of a body for a registered workflow (by default the character
+    video), used by the client before it sends and by the gateway before it admits: wire
+    names only, every input checked, defaults filled in. Returns the canonical inputs, in
+    the workflow's order, or raises `InvalidInput` listing every problem.
     """
     body = dict(data or {})
-    problems = {str(name): _unknown(str(name)) for name in body if name not in INPUT_NAMES}
+    names = workflow.input_names
+    problems = {str(name): _unknown(str(name), names) for name in body if name not in names}
     canonical: dict[str, str] = {}
-    for name, check in _CHECKS.items():
-        if name not in body:
-            canonical[name] = DEFAULT_INPUTS[name]
+    for spec in workflow.inputs:
+        if spec.name not in body:
+            canonical[spec.name] = spec.default
             continue
         try:
-            canonical[name] = check(body[name])
+            canonical[spec.name] = _CHECKS[spec.kind](body[spec.name], spec.max_length)
         except ValueError as exc:
-            problems[name] = str(exc)
+            problems[spec.name] = str(exc)
     if problems:
-        raise _refusal(problems)
+        raise _refusal(problems, names)
     return canonical
 
 

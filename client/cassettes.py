@@ -57,9 +57,10 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
-from ._config import CHARACTER_VIDEO_WORKFLOW_ID
+import workflows
+
 from ._errors import InvalidInput
-from ._models import CharacterVideoInputs
+from ._models import validate_inputs
 
 if TYPE_CHECKING:  # vcrpy is a test dependency; never imported at run time from here
     import vcr
@@ -233,9 +234,9 @@ def is_submit(method: str, path: str) -> bool:
 def canonical_body(path: str, body: bytes | str | None) -> bytes:
     """A submit body in the form two bodies are compared in.
 
-    For the character-video workflow: the inputs validated and completed with their
-    defaults (`CharacterVideoInputs`), then JSON with sorted keys; an empty body counts as
-    `{}`. For other workflows, or inputs the model refuses: the JSON with sorted keys. A body
+    For a registered workflow (`workflows`): the inputs validated and completed with their
+    defaults (`validate_inputs`), then JSON with sorted keys; an empty body counts as
+    `{}`. For other workflows, or inputs it refuses: the JSON with sorted keys. A body
     that is not JSON is compared as its bytes, stripped.
     """
     raw = body.encode() if isinstance(body, str) else (body or b"")
@@ -247,11 +248,11 @@ def canonical_body(path: str, body: bytes | str | None) -> bytes:
         except ValueError:
             return raw.strip()
     found = _SUBMIT_PATH.search(path)
-    workflow = unquote(found.group(1)) if found else None
-    if workflow == CHARACTER_VIDEO_WORKFLOW_ID and isinstance(data, dict):
-        # Inputs the model refuses are compared as sent: the server refuses them alike.
+    workflow = workflows.get(unquote(found.group(1))) if found else None
+    if workflow is not None and isinstance(data, dict):
+        # Inputs it refuses are compared as sent: the server refuses them alike.
         with contextlib.suppress(InvalidInput):
-            data = CharacterVideoInputs.parse(data).to_payload()
+            data = validate_inputs(data, workflow)
     return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 

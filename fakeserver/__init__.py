@@ -1,7 +1,9 @@
 """A faithful fake of Segmind's character-video workflow API, on a clock tests can drive.
 
 It stands in for the paid upstream and nothing else: it imports neither `client` nor
-`proxy`, so a misreading of the contract cannot hide on both sides.
+`proxy`, so a misreading of the contract cannot hide on both sides. What each workflow takes
+and gives it reads from the workflow registry (`workflows`), a package of declarations the
+client reads too; how each kind of input is checked is its own.
 """
 
 from .app import create_app

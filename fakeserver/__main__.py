@@ -72,6 +72,13 @@ def _parser() -> argparse.ArgumentParser:
         metavar="NAME",
         help="output key name per scene, four times (default Scene_N_Video)",
     )
+    add(
+        "--workflow-module",
+        dest="workflow_modules",
+        action="append",
+        metavar="MODULE",
+        help="a Python module that registers more workflows to serve (workflows.register)",
+    )
     add("--seed", type=int, help="seed for ids, durations and chaos: a reproducible run")
     add("--admin-token", help="require X-Admin-Token on /__admin endpoints")
     add(

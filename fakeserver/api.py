@@ -71,7 +71,7 @@ async def submit(request: Request) -> Response:
     body = read_json(await request.body())
     inputs = workflow.canonical_inputs(body, state.settings.unknown_inputs)
     prefs = parse_prefer(request.headers.getlist("prefer"))
-    state.accounts.charge(account, state.settings.price)
+    state.accounts.charge(account, state.price_of(workflow))
     job = state.new_job(workflow, account.label, inputs, prefs)
     return JSONResponse(
         {

@@ -1,7 +1,10 @@
-"""The workflows the fake knows: their inputs, defaults and validation rules.
+"""The workflows the fake serves: every entry of the workflow registry (`workflows`), with
+the fake's own validation of each kind of input.
 
-Validation here is the fake's own reading of Segmind's rules (see SEGMIND_API.md); it
-shares no code with the client on purpose, so a bug cannot hide on both sides.
+The registry says what each workflow takes (names, kinds, defaults, limits) and gives
+(output key names, typical price and duration). How an input of a kind is checked is the
+fake's own reading of Segmind's rules (see SEGMIND_API.md); it shares no code with the
+client on purpose, so a bug cannot hide on both sides.
 """
 
 from __future__ import annotations
@@ -10,10 +13,12 @@ import difflib
 import hashlib
 import json
 import unicodedata
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 from urllib.parse import urlsplit
+
+import workflows
 
 from .errors import InvalidInput
 
@@ -26,12 +31,6 @@ __all__ = [
     "Workflow",
     "default_catalog",
 ]
-
-CHARACTER_VIDEO_ID = "68628fe34727e611dfa219b4-v4"
-# Scenes longer than this are refused; the real limit is undocumented, so the fake picks
-# one that no sensible prompt reaches and documents it (docs/fake.md, "Validation").
-SCENE_MAX_LENGTH = 1000
-URL_MAX_LENGTH = 2048
 
 
 # Code points that draw nothing. By general category: controls, format characters (zero-width
@@ -71,6 +70,10 @@ class InputKind(StrEnum):
     TEXT = "text"
 
 
+# How the fake checks each kind the registry knows.
+_KINDS = {workflows.InputKind.IMAGE: InputKind.URI, workflows.InputKind.TEXT: InputKind.TEXT}
+
+
 class UnknownInputPolicy(StrEnum):
     """What to do with an input name the workflow does not have."""
 
@@ -92,6 +95,7 @@ class InputSpec:
     kind: InputKind
     default: str
     max_length: int
+    description: str = ""
 
     def check(self, value: Any) -> str:
         if not isinstance(value, str):
@@ -119,6 +123,11 @@ class Workflow:
     inputs: tuple[InputSpec, ...]
     output_keys: tuple[str, ...]
     output_type: str = "video"
+    #: Each output's type, when they differ (else every output is `output_type`).
+    output_types: tuple[str, ...] = ()
+    #: The registry's typical price and duration: what the fake's settings are scaled by.
+    price: float = workflows.CHARACTER_VIDEO.price
+    run_seconds: float = workflows.CHARACTER_VIDEO.run_seconds
     _names: frozenset[str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -143,6 +152,9 @@ class Workflow:
             spec.name: spec.check(body[spec.name]) if spec.name in body else spec.default
             for spec in self.inputs
         }
+
+    def output_type_of(self, index: int) -> str:
+        return self.output_types[index] if index < len(self.output_types) else self.output_type
 
     def near_miss(self, name: str) -> str | None:
         """The input an unknown name probably meant: equal but for case and separators
@@ -197,54 +209,37 @@ def _json_type(value: Any) -> str:
     return "an object"
 
 
-CHARACTER_VIDEO = Workflow(
-    id=CHARACTER_VIDEO_ID,
-    title="Consistent Character Video Generation",
-    inputs=(
-        InputSpec(
-            "Character_Image",
-            InputKind.URI,
-            "https://segmind-inference-inputs.s3.amazonaws.com/"
-            "e698f341-23a1-465e-8164-16c577dfb4d0-5f184e74-c558-4b92-8696-722761fb3737.jpg",
-            URL_MAX_LENGTH,
+def from_registry(entry: workflows.Workflow) -> Workflow:
+    """The fake's workflow for a registry entry."""
+    return Workflow(
+        id=entry.id,
+        title=entry.title,
+        inputs=tuple(
+            InputSpec(i.name, _KINDS[i.kind], i.default, i.max_length, i.description)
+            for i in entry.inputs
         ),
-        InputSpec(
-            "Scene_1",
-            InputKind.TEXT,
-            "Model on lighthouse rocks, hair streaming in gale",
-            SCENE_MAX_LENGTH,
-        ),
-        InputSpec(
-            "Scene_2",
-            InputKind.TEXT,
-            "Model emerging from colored smoke, dramatic pose",
-            SCENE_MAX_LENGTH,
-        ),
-        InputSpec(
-            "Scene_3",
-            InputKind.TEXT,
-            "Model by waterfall, mist creating natural wind effects",
-            SCENE_MAX_LENGTH,
-        ),
-        InputSpec(
-            "Scene_4",
-            InputKind.TEXT,
-            "Model against chain-link fence, rebellious lean",
-            SCENE_MAX_LENGTH,
-        ),
-    ),
-    output_keys=("Scene_1_Video", "Scene_2_Video", "Scene_3_Video", "Scene_4_Video"),
-)
+        output_keys=tuple(o.keyname for o in entry.outputs),
+        output_type=entry.outputs[0].type,
+        output_types=tuple(o.type for o in entry.outputs),
+        price=entry.price,
+        run_seconds=entry.run_seconds,
+    )
+
+
+CHARACTER_VIDEO = from_registry(workflows.CHARACTER_VIDEO)
+CHARACTER_VIDEO_ID = CHARACTER_VIDEO.id
 
 
 def default_catalog(output_keys: tuple[str, ...] | None = None) -> dict[str, Workflow]:
-    """The catalog, optionally with other output key names (the real ones are unknown)."""
-    workflow = CHARACTER_VIDEO
+    """Every registered workflow, optionally with other output key names for the character
+    video's four scenes (the real ones are unknown)."""
+    catalog = {entry.id: from_registry(entry) for entry in workflows.registered()}
     if output_keys is not None:
+        workflow = CHARACTER_VIDEO
         if len(output_keys) != len(workflow.output_keys):
             raise ValueError(
                 f"output keys: expected {len(workflow.output_keys)} names (one per scene), "
                 f"got {len(output_keys)}"
             )
-        workflow = Workflow(workflow.id, workflow.title, workflow.inputs, output_keys)
-    return {workflow.id: workflow}
+        catalog[workflow.id] = replace(workflow, output_keys=output_keys)
+    return catalog

@@ -3,12 +3,14 @@
 It describes Segmind's public workflow API as this fake serves it: submit, poll, credits,
 the output videos and the health check, with every status code and body the fake can
 answer. The admin API under /__admin is a test control surface, not Segmind's, and is left
-out. The document is a plain dict built once at import from the workflow catalog and the
+out. The document is a plain dict built once per catalog from the workflow catalog and the
 error table, so the inputs, defaults and codes it lists cannot drift from what is enforced.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from functools import lru_cache
 from typing import Any
 
 from starlette.requests import Request
@@ -18,8 +20,9 @@ from .catalog import CHARACTER_VIDEO, InputKind, Workflow
 from .errors import DEFAULT_MESSAGES, ERROR_CODES
 from .jobs import JobState
 from .prefer import FAULT_KINDS
+from .state import FakeState
 
-__all__ = ["DOCUMENT", "FORCEABLE_CODES", "openapi"]
+__all__ = ["DOCUMENT", "FORCEABLE_CODES", "build_document", "openapi"]
 
 OPENAPI_VERSION = "3.0.3"
 # Any documented error code can be forced with `Prefer: code=N` on these operations.
@@ -95,7 +98,7 @@ def _faultable(responses: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]
     return dict(sorted(merged.items()))
 
 
-def _input_schema(workflow: Workflow) -> dict[str, Any]:
+def _properties(workflow: Workflow) -> dict[str, Any]:
     properties: dict[str, Any] = {}
     for spec in workflow.inputs:
         if spec.kind is InputKind.URI:
@@ -103,7 +106,7 @@ def _input_schema(workflow: Workflow) -> dict[str, Any]:
                 "type": "string",
                 "maxLength": spec.max_length,
                 "default": spec.default,
-                "description": "An http(s) URL of the photo, without spaces or control characters.",
+                "description": spec.description,
             }
         else:
             properties[spec.name] = {
@@ -111,21 +114,55 @@ def _input_schema(workflow: Workflow) -> dict[str, Any]:
                 "minLength": 1,
                 "maxLength": spec.max_length,
                 "default": spec.default,
-                "description": (
-                    "A scene prompt; must not be blank: one of only whitespace, control or "
-                    "invisible characters is refused with 400."
-                ),
+                "description": spec.description,
             }
+    return properties
+
+
+INPUTS_TEXT = (
+    "The workflow inputs; each is optional and defaults as shown, so `{}` runs the "
+    "defaults. An empty body means `{}`. Unknown names are refused with 400 (the fake "
+    "started with `--unknown-inputs ignore` ignores them instead)."
+)
+
+
+def _input_schema(served: Sequence[Workflow]) -> dict[str, Any]:
+    if len(served) > 1:  # the path's workflow id says which of these the body is
+        return {
+            "description": INPUTS_TEXT,
+            "anyOf": [_ref(_schema_name(workflow)) for workflow in served],
+        }
     return {
         "type": "object",
-        "description": (
-            "The workflow inputs; each is optional and defaults as shown, so `{}` runs the "
-            "defaults. An empty body means `{}`. Unknown names are refused with 400 (the fake "
-            "started with `--unknown-inputs ignore` ignores them instead)."
-        ),
-        "properties": properties,
+        "description": INPUTS_TEXT,
+        "properties": _properties(served[0]),
         "additionalProperties": False,
-        "example": {"Scene_1": "A knight on a cliff at dawn"},
+        "example": _example(served[0]),
+    }
+
+
+def _example(workflow: Workflow) -> dict[str, str]:
+    """A body that changes one prompt (`Scene_1` for the character video)."""
+    prompts = [spec.name for spec in workflow.inputs if spec.kind is InputKind.TEXT]
+    return {prompts[0]: "A knight on a cliff at dawn"} if prompts else {}
+
+
+def _schema_name(workflow: Workflow) -> str:
+    return f"WorkflowInputs.{workflow.id}"
+
+
+def _workflow_schemas(served: Sequence[Workflow]) -> dict[str, Any]:
+    if len(served) == 1:
+        return {}
+    return {
+        _schema_name(w): {
+            "title": w.title,
+            "x-workflow-id": w.id,
+            "type": "object",
+            "properties": _properties(w),
+            "additionalProperties": False,
+        }
+        for w in served
     }
 
 
@@ -179,9 +216,10 @@ def _poll_schema() -> dict[str, Any]:
     }
 
 
-def _schemas(workflow: Workflow) -> dict[str, Any]:
+def _schemas(served: Sequence[Workflow]) -> dict[str, Any]:
     return {
-        "WorkflowInputs": _input_schema(workflow),
+        "WorkflowInputs": _input_schema(served),
+        **_workflow_schemas(served),
         "Queued": {
             "type": "object",
             "required": ["status", "request_id", "poll_url", "message"],
@@ -226,7 +264,8 @@ def _schemas(workflow: Workflow) -> dict[str, Any]:
     }
 
 
-def _submit(workflow: Workflow) -> dict[str, Any]:
+def _submit(served: Sequence[Workflow]) -> dict[str, Any]:
+    ids = ", ".join(f"`{workflow.id}`" for workflow in served)
     return {
         "operationId": "submitWorkflow",
         "summary": "Queue one run of a workflow (costs one run's price in credits)",
@@ -241,8 +280,8 @@ def _submit(workflow: Workflow) -> dict[str, Any]:
                 "in": "path",
                 "required": True,
                 "schema": {"type": "string", "minLength": 1},
-                "example": workflow.id,
-                "description": f"The workflow; this fake serves `{workflow.id}`.",
+                "example": served[0].id,
+                "description": f"The workflow; this fake serves {ids}.",
             }
         ],
         "requestBody": {
@@ -358,7 +397,8 @@ def _unauthenticated(operation_id: str, summary: str, schema: dict[str, Any]) ->
     }
 
 
-def build_document(workflow: Workflow = CHARACTER_VIDEO) -> dict[str, Any]:
+def build_document(served: Sequence[Workflow] = (CHARACTER_VIDEO,)) -> dict[str, Any]:
+    """The document for a fake serving these workflows (at least one)."""
     return {
         "openapi": OPENAPI_VERSION,
         "info": {
@@ -368,7 +408,7 @@ def build_document(workflow: Workflow = CHARACTER_VIDEO) -> dict[str, Any]:
         },
         "security": [{"ApiKeyHeader": []}, {"BearerAuth": []}],
         "paths": {
-            "/workflows/{workflow_id}": {"post": _submit(workflow)},
+            "/workflows/{workflow_id}": {"post": _submit(served)},
             "/workflows/request/{request_id}": {"get": _poll()},
             "/v1/get-user-credits": {"get": _credits()},
             "/assets/{digest}/{name}": {"get": _asset()},
@@ -389,7 +429,7 @@ def build_document(workflow: Workflow = CHARACTER_VIDEO) -> dict[str, Any]:
                     "schema": {"type": "string", "pattern": "^[0-9]+$"},
                 }
             },
-            "schemas": _schemas(workflow),
+            "schemas": _schemas(served),
         },
     }
 
@@ -397,5 +437,11 @@ def build_document(workflow: Workflow = CHARACTER_VIDEO) -> dict[str, Any]:
 DOCUMENT: dict[str, Any] = build_document()
 
 
+@lru_cache(maxsize=8)
+def _document_for(catalog: tuple[Workflow, ...]) -> dict[str, Any]:
+    return DOCUMENT if catalog == (CHARACTER_VIDEO,) else build_document(catalog)
+
+
 async def openapi(request: Request) -> Response:
-    return JSONResponse(DOCUMENT)
+    state: FakeState = request.app.state.fake
+    return JSONResponse(_document_for(tuple(state.catalog.values())))

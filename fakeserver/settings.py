@@ -18,6 +18,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from workflows import load_modules
+
 from .accounts import parse_plan
 from .catalog import UnknownInputPolicy
 
@@ -64,6 +66,9 @@ class FakeSettings(BaseSettings):
     )
     unknown_inputs: UnknownInputPolicy = UnknownInputPolicy.REJECT
     output_keys: list[str] | None = None
+    workflow_modules: list[str] = Field(
+        default_factory=list, description="modules imported at start that register workflows"
+    )
     seed: int | None = None
     admin_token: str | None = None
     clock: Literal["system", "virtual"] = "system"
@@ -78,6 +83,12 @@ class FakeSettings(BaseSettings):
     @classmethod
     def _known_plan(cls, value: str) -> str:
         parse_plan(value)
+        return value
+
+    @field_validator("workflow_modules")
+    @classmethod
+    def _load_workflow_modules(cls, value: list[str]) -> list[str]:
+        load_modules(value)  # the catalog is every registered workflow
         return value
 
     @property

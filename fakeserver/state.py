@@ -8,7 +8,7 @@ import uuid
 from urllib.parse import urlsplit
 
 from .accounts import Accounts
-from .catalog import Workflow, default_catalog
+from .catalog import CHARACTER_VIDEO, Workflow, default_catalog
 from .clock import Clock, SystemClock, VirtualClock
 from .faults import ChaosSettings, FaultPlan
 from .jobs import (
@@ -28,6 +28,13 @@ from .settings import DEMO_KEY, FakeSettings
 __all__ = ["FakeState"]
 
 SWEEP_EVERY = 1000  # submits between sweeps of expired jobs
+
+
+def in_proportion(base: float, own: float, reference: float) -> float:
+    """A figure set for the character video (`base`: the price, a duration), for another
+    workflow: scaled by its registry figure (`own`) over the character video's
+    (`reference`). Exactly `base` for the character video itself."""
+    return base if own == reference or reference <= 0 else base * own / reference
 
 
 class FakeState:
@@ -83,7 +90,9 @@ class FakeState:
                 if self.settings.seed is not None
                 else uuid.uuid4().hex
             )
-            duration = self.durations.sample(rng)
+            duration = in_proportion(
+                self.durations.sample(rng), workflow.run_seconds, CHARACTER_VIDEO.run_seconds
+            )
             failed = rng.random() < self.settings.failure_rate
             reason = rng.choice(FAILURE_REASONS)
             self._submits += 1
@@ -120,7 +129,7 @@ class FakeState:
                     "keyname": key,
                     "value": {
                         "data": f"{self.settings.base_url}/assets/{digest}/scene_{n}.mp4",
-                        "type": workflow.output_type,
+                        "type": workflow.output_type_of(n - 1),
                     },
                 }
                 for n, key in enumerate(workflow.output_keys, start=1)
@@ -128,6 +137,11 @@ class FakeState:
         )
         self.jobs[request_id] = job
         return job
+
+    def price_of(self, workflow: Workflow) -> float:
+        """What a run of `workflow` costs: the price setting, which is the character
+        video's, in proportion to the registry's prices."""
+        return in_proportion(self.settings.price, workflow.price, CHARACTER_VIDEO.price)
 
     def _dead_image_host(self, inputs: dict[str, str]) -> str | None:
         """The host of the run's character image if it is one the fake cannot load."""

@@ -86,6 +86,9 @@ def _parser() -> argparse.ArgumentParser:
     add("--log-level")
     add("--instance-id", help="this process's name among gateways on the store "
                               "(default: host name and port)")  # fmt: skip
+    add("--workflow-module", dest="workflow_modules", action="append", metavar="MODULE",
+        help="a Python module that registers more workflows (workflows.register); repeat "
+             "for more; an embedded fake imports it too")  # fmt: skip
     add("--with-fake", action="store_true",
         help="with no SEGMIND_API_KEY and no --upstream-url, start the fake upstream beside "
              "the gateway on loopback")  # fmt: skip
@@ -304,7 +307,7 @@ def _serve(args: argparse.Namespace) -> int:
     settings = _settings(
         args, host=args.host, port=args.port, public_url=args.public_url,
         upstream_url=args.upstream_url, clock=args.clock, log_level=args.log_level,
-        instance_id=args.instance_id,
+        instance_id=args.instance_id, workflow_modules=args.workflow_modules,
     )  # fmt: skip
     with_fake = args.with_fake and settings.upstream_key is None and settings.upstream_url is None
     if settings.upstream_key is None and not with_fake:
@@ -328,8 +331,9 @@ def _serve(args: argparse.Namespace) -> int:
         if not default_id:
             _refuse_a_live_twin(settings)
         if with_fake:
-            scaled = _scaled_for(args.fake_args.split(), settings)
-            fake = _start_fake(settings, _with_plan(args.fake_args.split(), scaled, settings))
+            fake_args = [*args.fake_args.split(), *_workflow_flags(settings)]
+            scaled = _scaled_for(fake_args, settings)
+            fake = _start_fake(settings, _with_plan(fake_args, scaled, settings))
             settings = settings.model_copy(
                 update={
                     "upstream_url": fake.url,
@@ -450,6 +454,11 @@ def _heartbeat_of(settings: ProxySettings) -> float | None:
     finally:
         store.close()
     return None if twin is None else twin.alive_until
+
+
+def _workflow_flags(settings: ProxySettings) -> list[str]:
+    """The embedded fake serves the workflows the gateway was told of, too."""
+    return [flag for name in settings.workflow_modules for flag in ("--workflow-module", name)]
 
 
 def _start_fake(settings: ProxySettings, fake_args: list[str]) -> EmbeddedFake:

@@ -14,8 +14,9 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from client import CHARACTER_VIDEO_WORKFLOW_ID, validate_inputs
+import workflows
 from client import InvalidInput as ClientInvalidInput
+from client import validate_inputs
 
 from .errors import BadInput
 
@@ -30,15 +31,17 @@ def canonical_inputs(workflow_id: str, body: Any) -> dict[str, Any]:
             f"the request body must be a JSON object of workflow inputs, got {kind}; "
             'send e.g. {"Scene_1": "..."} or {} for all defaults'
         )
-    if workflow_id == CHARACTER_VIDEO_WORKFLOW_ID:
-        # The client's own validation, the one it applies before it sends: a body the SDK
-        # would refuse is refused here alike, and no other spelling of a name is accepted.
+    workflow = workflows.get(workflow_id)
+    if workflow is not None:
+        # The client's own validation against the workflow's registry entry, the one it
+        # applies before it sends: a body the SDK would refuse is refused here alike, and
+        # no other spelling of a name is accepted.
         try:
-            return validate_inputs(body)
+            return validate_inputs(body, workflow)
         except ClientInvalidInput as exc:
             raise BadInput(exc.message) from None
-    # Other configured workflows: their schema is not known here, so only key order and
-    # JSON spelling are normalised.
+    # A workflow an operator serves without registering it: its schema is not known here,
+    # so only key order and JSON spelling are normalised.
     return dict(body)
 
 

@@ -18,7 +18,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from client import CHARACTER_VIDEO_WORKFLOW_ID
+from workflows import load_modules, registered
 
 __all__ = ["MIN_SECRET_LENGTH", "PRICE", "TEAM_KEY_PREFIX", "ProxySettings", "TeamLimits"]
 
@@ -75,7 +75,16 @@ class ProxySettings(BaseSettings):
     metrics_token: SecretStr | None = Field(
         None, description="a bearer token Prometheus sends to scrape /metrics"
     )
-    workflows: list[str] = Field(default_factory=lambda: [CHARACTER_VIDEO_WORKFLOW_ID])
+    # Before `workflows`: pydantic validates fields in order, so the modules have registered
+    # their workflows by the time the default of `workflows` is computed.
+    workflow_modules: list[str] = Field(
+        default_factory=list,
+        description="Python modules imported at start that register more workflows",
+    )
+    workflows: list[str] = Field(
+        default_factory=lambda: [w.id for w in registered()],
+        description="the workflow ids served (default: every registered workflow)",
+    )
     price: float = Field(PRICE, ge=0)
     failed_runs: Literal["charge", "refund"] = Field(
         "charge", description="what a FAILED run costs a team's budget"
@@ -182,6 +191,12 @@ class ProxySettings(BaseSettings):
                 f"{variable} is set but {state}: a secret needs {MIN_SECRET_LENGTH} characters "
                 f"or more; make one with {MINT_COMMAND}, or unset {variable} to turn it off"
             )
+        return value
+
+    @field_validator("workflow_modules")
+    @classmethod
+    def _load_workflow_modules(cls, value: list[str]) -> list[str]:
+        load_modules(value)
         return value
 
     @field_validator("upstream_key")

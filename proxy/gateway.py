@@ -18,6 +18,8 @@ from typing import Any
 
 import httpx
 
+import workflows
+
 from .cache import canonical_inputs, generation_key, scoped_key
 from .clock import Clock, SystemClock, VirtualClock
 from .config import ProxySettings
@@ -152,10 +154,10 @@ class Gateway:
             expected_run_seconds=self.settings.expected_run_seconds,
             instance=self.instance,
         )
-        image = inputs.get("Character_Image")
+        image = _image_of(workflow_id, inputs)
         preflight = self.preflight
-        if not isinstance(image, str):
-            image, preflight = "", None  # another workflow, with no character image
+        if image is None:
+            image, preflight = "", None  # a workflow with no image input
         elif preflight is not None and preflight.known_good(image):
             preflight = None  # checked a moment ago: no need to ask whether it is paid
         if options.webhook_url is not None or preflight is not None:
@@ -304,6 +306,15 @@ class Gateway:
 
     def _update_in_flight(self) -> None:
         self.metrics.set_in_flight(self.poller.tracked + len(self._submits))
+
+
+def _image_of(workflow_id: str, inputs: dict[str, Any]) -> str | None:
+    """The URL of the run's image input, the one the preflight checks: the first `IMAGE`
+    input of its registered workflow (None: unregistered, or no image input)."""
+    workflow = workflows.get(workflow_id)
+    name = workflow.image_input if workflow is not None else None
+    image = inputs.get(name) if name is not None else None
+    return image if isinstance(image, str) else None
 
 
 def poll_body(generation: Generation) -> dict[str, Any]:

@@ -7,28 +7,26 @@ the gateway's own extras: the request headers `X-Webhook-Url`, `Idempotency-Key`
 /healthz, /readyz and /metrics. The operators' API under /admin is left out: it is guarded
 by the admin key and is not part of the drop-in contract.
 
-The document is a plain dict built once at import; the workflow's inputs and defaults come
-from the client's own input model, the one that validates them.
+The document is a plain dict built once per set of served workflows; their inputs, defaults
+and limits come from the workflow registry (`workflows`), the one the validation reads.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from functools import lru_cache
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from client import (
-    CHARACTER_VIDEO_WORKFLOW_ID,
-    MAX_SCENE_LENGTH,
-    MAX_URL_LENGTH,
-    CharacterVideoInputs,
-)
+import workflows
+from workflows import CHARACTER_VIDEO, InputKind, Workflow
 
 from .config import TeamLimits
 from .store import CacheStatus
 
-__all__ = ["DOCUMENT", "openapi"]
+__all__ = ["DOCUMENT", "build_document", "document_for", "openapi"]
 
 OPENAPI_VERSION = "3.0.3"
 JSON = "application/json"
@@ -95,39 +93,65 @@ UNAUTHENTICATED = "No team key, or one that is unknown or revoked."
 STORE_DOWN = "The gateway's store is unavailable: nothing was admitted or charged."
 
 
-def _input_schema() -> dict[str, Any]:
-    properties: dict[str, Any] = {}
-    for name, field in CharacterVideoInputs.model_fields.items():
-        wire = field.alias or name
-        if wire == "Character_Image":
-            schema: dict[str, Any] = {
-                "type": "string",
-                "maxLength": MAX_URL_LENGTH,
-                "description": "An http(s) URL of the photo, without spaces or control characters.",
-            }
-        else:
-            schema = {
-                "type": "string",
-                "minLength": 1,
-                "maxLength": MAX_SCENE_LENGTH,
-                "description": (
-                    "A scene prompt; must not be blank: one of only whitespace, control or "
-                    "invisible characters is refused with 400."
-                ),
-            }
-        properties[wire] = {**schema, "default": field.default}
+def _input_property(spec: workflows.Input) -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": "string"}
+    if spec.kind is InputKind.TEXT:
+        schema["minLength"] = 1  # and not blank, which a schema cannot say: the description does
+    return {**schema, "maxLength": spec.max_length, "description": spec.description}
+
+
+def _inputs_of(workflow: Workflow) -> dict[str, Any]:
+    """One workflow's body: its inputs, each optional with its default."""
     return {
         "type": "object",
+        "properties": {
+            spec.name: {**_input_property(spec), "default": spec.default}
+            for spec in workflow.inputs
+        },
+        "additionalProperties": False,
+    }
+
+
+def _input_schema(served: Sequence[Workflow]) -> dict[str, Any]:
+    ids = ", ".join(f"`{workflow.id}`" for workflow in served)
+    described = {
         "description": (
             "The workflow inputs, each optional with the default shown: `{}` (or an empty "
             "body) runs the defaults, and shares one generation with the body that spells "
             "them out. Names are case-sensitive: any other name (`scene_1` too) is refused "
             "with 400, which suggests the right one. Workflows other than "
-            f"`{CHARACTER_VIDEO_WORKFLOW_ID}` that an operator configures take any object."
-        ),
-        "properties": properties,
-        "additionalProperties": False,
-        "example": {"Scene_1": "A knight on a cliff at dawn"},
+            f"{ids} that an operator configures take any object."
+        )
+    }
+    if len(served) == 1:
+        return {
+            "type": "object",
+            **described,
+            **{k: v for k, v in _inputs_of(served[0]).items() if k != "type"},
+            "example": _example(served[0]),
+        }
+    # Several: the body of each is one of these; which one is the path's workflow id.
+    return {
+        **described,
+        "anyOf": [_ref(_schema_name(workflow)) for workflow in served],
+    }
+
+
+def _example(workflow: Workflow) -> dict[str, str]:
+    """A body that changes one prompt (`Scene_1` for the character video)."""
+    prompts = [spec.name for spec in workflow.inputs if spec.kind is InputKind.TEXT]
+    return {prompts[0]: "A knight on a cliff at dawn"} if prompts else {}
+
+
+def _schema_name(workflow: Workflow) -> str:
+    return f"WorkflowInputs.{workflow.id}"
+
+
+def _workflow_schemas(served: Sequence[Workflow]) -> dict[str, Any]:
+    if len(served) == 1:
+        return {}
+    return {
+        _schema_name(w): {"title": w.title, "x-workflow-id": w.id, **_inputs_of(w)} for w in served
     }
 
 
@@ -179,10 +203,11 @@ def _poll_schema() -> dict[str, Any]:
     }
 
 
-def _schemas() -> dict[str, Any]:
+def _schemas(served: Sequence[Workflow]) -> dict[str, Any]:
     limits = sorted(TeamLimits.model_fields)
     return {
-        "WorkflowInputs": _input_schema(),
+        "WorkflowInputs": _input_schema(served),
+        **_workflow_schemas(served),
         "Queued": {
             "type": "object",
             "required": ["status", "request_id", "poll_url", "message"],
@@ -269,7 +294,7 @@ def _header_param(name: str, description: str, **schema: Any) -> dict[str, Any]:
     }
 
 
-def _submit() -> dict[str, Any]:
+def _submit(served: Sequence[Workflow]) -> dict[str, Any]:
     return {
         "operationId": "submitWorkflow",
         "summary": "Ask for one run: answered from cache (HIT), joined (JOIN) or started (MISS)",
@@ -285,8 +310,8 @@ def _submit() -> dict[str, Any]:
                 "in": "path",
                 "required": True,
                 "schema": {"type": "string", "minLength": 1},
-                "example": CHARACTER_VIDEO_WORKFLOW_ID,
-                "description": "A workflow the gateway serves (by default only this one).",
+                "example": served[0].id,
+                "description": _workflow_id_description(served),
             },
             _header_param(
                 "X-Webhook-Url",
@@ -422,7 +447,15 @@ def _public(operation_id: str, summary: str, responses: dict[str, Any]) -> dict[
     return {"operationId": operation_id, "summary": summary, "security": [], "responses": responses}
 
 
-def build_document() -> dict[str, Any]:
+def _workflow_id_description(served: Sequence[Workflow]) -> str:
+    if len(served) == 1:
+        return "A workflow the gateway serves (by default only this one)."
+    listed = "; ".join(f"`{w.id}` ({w.title})" for w in served)
+    return f"A workflow the gateway serves: {listed}."
+
+
+def build_document(served: Sequence[Workflow] = (CHARACTER_VIDEO,)) -> dict[str, Any]:
+    """The document for a gateway serving these registered workflows (at least one)."""
     status = _ref("Status")
     return {
         "openapi": OPENAPI_VERSION,
@@ -433,7 +466,7 @@ def build_document() -> dict[str, Any]:
         },
         "security": [{"ApiKeyHeader": []}, {"BearerAuth": []}],
         "paths": {
-            "/workflows/{workflow_id}": {"post": _submit()},
+            "/workflows/{workflow_id}": {"post": _submit(served)},
             "/workflows/request/{request_id}": {"get": _poll()},
             "/v1/get-user-credits": {"get": _credits()},
             "/healthz": {
@@ -491,7 +524,7 @@ def build_document() -> dict[str, Any]:
                 "AdminKey": {"type": "apiKey", "in": "header", "name": "x-admin-key"},
             },
             "headers": _components_headers(),
-            "schemas": _schemas(),
+            "schemas": _schemas(served),
         },
     }
 
@@ -499,5 +532,14 @@ def build_document() -> dict[str, Any]:
 DOCUMENT: dict[str, Any] = build_document()
 
 
+@lru_cache(maxsize=8)
+def document_for(workflow_ids: tuple[str, ...]) -> dict[str, Any]:
+    """The document for a gateway serving these ids: the registered ones are described
+    (the character video's when none is)."""
+    served = [w for w in map(workflows.get, workflow_ids) if w is not None]
+    return build_document(served) if served else DOCUMENT
+
+
 async def openapi(request: Request) -> Response:
-    return JSONResponse(DOCUMENT)
+    served = tuple(request.app.state.gateway.settings.workflows)
+    return JSONResponse(document_for(served))

@@ -82,11 +82,14 @@ def start_gateway(fake_url: str, db: Path, env: dict[str, str] | None = None) ->
 
 
 @contextlib.contextmanager
-def running_stack(db: Path, team: str = "e2e", *fake_args: str) -> Iterator[Stack]:
-    """The fake (keyed with UPSTREAM_KEY, extra `fake_args`) and a gateway on store `db`."""
+def running_stack(
+    db: Path, team: str = "e2e", *fake_args: str, env: dict[str, str] | None = None
+) -> Iterator[Stack]:
+    """The fake (keyed with UPSTREAM_KEY, extra `fake_args`) and a gateway on store `db`
+    (`env` adds to its environment)."""
     fake = start_server("fakeserver", "--api-key", UPSTREAM_KEY, "--clock", "virtual", *fake_args)
     try:
-        gateway = start_gateway(fake.url, db)
+        gateway = start_gateway(fake.url, db, env)
     except BaseException:
         fake.stop()
         raise

@@ -8,7 +8,7 @@ from pathlib import Path
 from radon.complexity import cc_rank, cc_visit
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("client", "fakeserver", "proxy")
+PACKAGES = ("client", "fakeserver", "proxy", "workflows")
 
 
 def test_no_function_is_grade_d_or_worse() -> None:

@@ -31,7 +31,7 @@ from tests.contract.outside import (
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = Path(__file__).with_name("test_offline_example.py")
 #: What a wheel is built from (pyproject's packages, package data, readme).
-PACKAGING = ("pyproject.toml", "README.md", "client", "fakeserver", "proxy")
+PACKAGING = ("pyproject.toml", "README.md", "client", "fakeserver", "proxy", "workflows")
 #: In the project's `test` extra but needed neither to replay nor by the plugin: the
 #: `testing` extra leaves them out.
 NOT_FOR_REPLAY = ("hypothesis", "schemathesis", "segmind", "mypy", "ruff", "xdist")
