@@ -12,22 +12,15 @@ from ..rules import UnknownTeam
 from ..schedule import DurationModel
 from ..store import CacheStatus, RequestView, RunView
 from .access import page
+from .forecast import expected_finish, seen_at
 from .layout import BASE, Visit, document, notice, respond
 from .markup import Html, ago, dollars, fill, join, moment, seconds
 from .plots import edges_for, histogram
 
-__all__ = ["expected_finish", "runs"]
+__all__ = ["runs"]
 
 RECENT = 100
 DURATIONS = 500
-MAX_P = 0.9999
-
-
-def expected_finish(model: DurationModel, elapsed: float) -> float:
-    """Seconds after its start when a run still going at `elapsed` is as likely to have
-    ended as not, by the model: the median of the durations longer than `elapsed`."""
-    p = min(1.0 - model.survival(elapsed) / 2.0, MAX_P)
-    return max(model.quantile(p), elapsed)
 
 
 def _in_flight_row(run: RunView, visit: Visit, model: DurationModel) -> Html:
@@ -38,7 +31,10 @@ def _in_flight_row(run: RunView, visit: Visit, model: DurationModel) -> Html:
     elif g.status in ("SUBMITTING", "QUEUED"):
         finish = f"{seconds(model.median)} after it starts (median)"
     else:
-        finish = ago(g.created_at + expected_finish(model, age), visit.now)
+        ends = expected_finish(model, age)
+        seen = seen_at(visit.gateway.poller, (g.next_poll_at or visit.now) - g.created_at, ends)
+        finish = (f"{ago(g.created_at + ends, visit.now)}; seen at the poll "
+                  f"{ago(g.created_at + seen, visit.now)}")  # fmt: skip
     return fill(
         "<tr><td><code>{id}</code></td><td>{team}</td><td>{status}</td><td>{age}</td>"
         "<td>{poll}</td><td>{finish}</td><td>{requests}</td></tr>",

@@ -4,35 +4,19 @@ honours after a 429, this process's calls by kind and answer, and polls per run.
 
 from __future__ import annotations
 
-import math
-
 from starlette.requests import Request
 from starlette.responses import Response
 
 from ..rules.budget import WINDOW
-from ..schedule import DurationModel
 from .access import page
+from .forecast import scheduled_polls
 from .layout import Visit, document, respond
 from .markup import Html, ago, fill, join
 from .plots import budget_bar, histogram
 
-__all__ = ["scheduled_polls", "upstream"]
+__all__ = ["upstream"]
 
 BUCKET = 5.0  # seconds per bar of the last-minute plot
-MAX_POLLS = 10_000
-
-
-def scheduled_polls(visit: Visit, duration: float, model: DurationModel) -> int:
-    """The polls this gateway's schedule makes of a run lasting `duration` seconds, up to
-    the one that sees it finished (fixed: every poll_interval; adaptive: `schedule.py`)."""
-    poller, settings = visit.gateway.poller, visit.gateway.settings
-    if settings.poll_schedule == "fixed":
-        return max(1, math.ceil(duration / settings.poll_interval))
-    at, polls = poller.schedule.delay(0.0, model), 1
-    while at < duration and polls < MAX_POLLS:
-        at += poller.schedule.delay(at, model)
-        polls += 1
-    return polls
 
 
 def _calls_by_answer(visit: Visit) -> list[tuple[str, str, float]]:
@@ -71,9 +55,8 @@ async def upstream(request: Request, visit: Visit) -> Response:
     answers = _calls_by_answer(visit)
     pauses = sum(count for _, status, count in answers if status == "429")
     polls = sum(count for kind, _, count in answers if kind == "poll")
-    model = gateway.poller.model
     durations = await gateway.store.finished_durations(200)
-    scheduled = [float(scheduled_polls(visit, d, model)) for d in durations]
+    scheduled = [float(scheduled_polls(gateway.poller, d)) for d in durations]
     plot = (
         histogram(
             "Polls per run the schedule makes for the durations seen",

@@ -334,3 +334,17 @@ async def test_ended_sessions_are_forgotten_and_live_ones_are_capped(
     assert len(rows) == 2
     assert all(s not in value for _, value in rows for s in (third, fourth))
     assert not await sessions.valid("x" * 101)
+
+
+async def test_forecasts_follow_the_poll_schedule_and_the_learnt_model(console: Harness) -> None:
+    from proxy.console.forecast import expected_finish, scheduled_polls, seen_at
+    from proxy.schedule import DurationModel
+
+    poller = console.gateway.poller  # the harness polls every 7 s (the fixed schedule)
+    assert [scheduled_polls(poller, d) for d in (1.0, 7.0, 20.0)] == [1, 1, 3]
+    assert seen_at(poller, 7.0, 20.0) == 21.0
+    assert seen_at(poller, 30.0, 20.0) == 30.0  # a poll already due after the end sees it
+    model = DurationModel(prior_median=600.0)
+    assert expected_finish(model, 0.0) == pytest.approx(600.0)
+    assert 900.0 < expected_finish(model, 900.0) < 1100.0  # later, and by little
+    assert expected_finish(model, 1e6) >= 1e6
