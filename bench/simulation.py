@@ -1,6 +1,8 @@
 """The poll-schedule simulation behind `bench/poller.py`: runs replayed in virtual time
 against a `PollPolicy` (the product page's naive loop, or the gateway's adaptive schedule
-learning online as runs finish), with windows where the upstream answers 429.
+learning online as runs finish), with windows where the upstream answers 429, and
+optionally notifications of ended runs (`Hints`) that bring a run's next poll forward
+once, as the gateway's `/upstream/events` endpoint does.
 
 Bench-only: the gateway runs `proxy.schedule` (the model and the schedule) and nothing of
 this. `backoff_after_rate_limit` honours `Retry-After` (clamped), or else backs off
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import heapq
 import math
+import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -20,10 +23,12 @@ from proxy.schedule import DurationModel, PollSchedule
 
 __all__ = [
     "AdaptivePolicy",
+    "Hints",
     "NaivePolicy",
     "PollPolicy",
     "RateLimitWindow",
     "SimulationResult",
+    "StartPolicy",
     "backoff_after_rate_limit",
     "simulate",
 ]
@@ -59,11 +64,21 @@ def backoff_after_rate_limit(
 class PollPolicy(Protocol):
     """What `simulate()` drives: a poll schedule, and what it learns from finished runs."""
 
-    def next_delay(self, elapsed: float, last_status: str | None) -> float: ...
+    def next_delay(
+        self, elapsed: float, last_status: str | None, started: tuple[float, float] | None = None
+    ) -> float:
+        """`started`: (last poll that saw the run QUEUED, or 0.0; first poll that saw it
+        running), once a poll has seen it running."""
+        ...
 
     def after_rate_limit(self, retry_after: float | None, attempt: int, spread: float) -> float: ...
 
-    def finished(self, finished_by: float, running_at: float | None) -> None: ...
+    def finished(
+        self,
+        finished_by: float,
+        running_at: float | None,
+        started: tuple[float, float] | None = None,
+    ) -> None: ...
 
 
 @dataclass
@@ -72,13 +87,20 @@ class NaivePolicy:
 
     interval: float = 7.0
 
-    def next_delay(self, elapsed: float, last_status: str | None) -> float:
+    def next_delay(
+        self, elapsed: float, last_status: str | None, started: tuple[float, float] | None = None
+    ) -> float:
         return self.interval
 
     def after_rate_limit(self, retry_after: float | None, attempt: int, spread: float) -> float:
         return max(self.interval, retry_after or 0.0)
 
-    def finished(self, finished_by: float, running_at: float | None) -> None:
+    def finished(
+        self,
+        finished_by: float,
+        running_at: float | None,
+        started: tuple[float, float] | None = None,
+    ) -> None:
         return None
 
 
@@ -88,16 +110,66 @@ class AdaptivePolicy:
 
     model: DurationModel = field(default_factory=DurationModel)
     schedule: PollSchedule = field(default_factory=PollSchedule)
+    learn: bool = True  # False: the model is the truth, known in advance (the limit)
 
-    def next_delay(self, elapsed: float, last_status: str | None) -> float:
+    def next_delay(
+        self, elapsed: float, last_status: str | None, started: tuple[float, float] | None = None
+    ) -> float:
         return self.schedule.delay(elapsed, self.model, last_status)
 
     def after_rate_limit(self, retry_after: float | None, attempt: int, spread: float) -> float:
         return backoff_after_rate_limit(retry_after, attempt, spread=spread)
 
-    def finished(self, finished_by: float, running_at: float | None) -> None:
-        # No earlier poll: the run finished somewhere in (0, finished_by].
-        self.model.observe(finished_by, 0.0 if running_at is None else running_at)
+    def finished(
+        self,
+        finished_by: float,
+        running_at: float | None,
+        started: tuple[float, float] | None = None,
+    ) -> None:
+        if self.learn:
+            # No earlier poll: the run finished somewhere in (0, finished_by].
+            self.model.observe(finished_by, 0.0 if running_at is None else running_at)
+
+
+@dataclass
+class StartPolicy(AdaptivePolicy):
+    """The adaptive schedule conditioned on the run's observed start: once a poll has
+    seen it running, the model is of the time from its start (estimated as the middle of
+    the window between the last poll that saw it QUEUED and the first that saw it
+    running), and the schedule runs on the time since then."""
+
+    def next_delay(
+        self, elapsed: float, last_status: str | None, started: tuple[float, float] | None = None
+    ) -> float:
+        since = elapsed - _start(started)
+        return self.schedule.delay(since, self.model, last_status)
+
+    def finished(
+        self,
+        finished_by: float,
+        running_at: float | None,
+        started: tuple[float, float] | None = None,
+    ) -> None:
+        if not self.learn:
+            return
+        start = _start(started)
+        running = 0.0 if running_at is None else max(running_at - start, 0.0)
+        self.model.observe(max(finished_by - start, 1e-3), running)
+
+
+def _start(started: tuple[float, float] | None) -> float:
+    return 0.0 if started is None else (started[0] + started[1]) / 2
+
+
+@dataclass(frozen=True)
+class Hints:
+    """A notification per ended run, `delay` seconds after it ends; a seeded share
+    `drop_rate` is lost. Each brings its run's next poll forward to its arrival, once per
+    run (as the gateway does), unless the run is known to have ended already."""
+
+    delay: float = 5.0
+    drop_rate: float = 0.0
+    seed: int = 1
 
 
 @dataclass(frozen=True)
@@ -124,6 +196,7 @@ class SimulationResult:
     polls: tuple[int, ...]  # every upstream call, 429s included
     delays: tuple[float, ...]  # seconds from the upstream finishing to the poll that saw it
     rate_limited: tuple[int, ...]  # of which answered 429
+    lost: int = 0  # runs the replay never saw end (none, unless a policy stops polling)
 
     @property
     def runs(self) -> int:
@@ -183,58 +256,114 @@ def simulate(
     arrival_interval: float = 30.0,
     queued_fraction: float = 0.03,
     rate_limits: Sequence[RateLimitWindow] = (),
+    hints: Hints | None = None,
+    queue_times: Sequence[float] | None = None,
 ) -> SimulationResult:
     """Replay runs of the given true `durations` in virtual time against `policy`.
 
     Run i is submitted at i * `arrival_interval`; it is QUEUED for its first
-    `queued_fraction`, then PROCESSING, then COMPLETED from its duration on (a poll at
-    exactly that moment sees it done). Events run in time order, so the policy learns only
-    from runs that the gateway would already have seen finish. A call inside a
-    `RateLimitWindow` is answered 429 and the policy's backoff decides the next call.
-    Deterministic: no randomness, no real time.
+    `queued_fraction` (or for `queue_times[i]` seconds, when given), then PROCESSING,
+    then COMPLETED from its duration on (a poll at exactly that moment sees it done).
+    Events run in time order, so the policy learns only from runs that the gateway would
+    already have seen finish. A call inside a `RateLimitWindow` is answered 429 and the
+    policy's backoff decides the next call. With `hints`, a run's notification arrives
+    `hints.delay` after it ends (unless dropped) and brings its next poll to that moment,
+    once. Deterministic: seeded drops, no real time.
     """
-    count = len(durations)
-    polls = [0] * count
-    limited = [0] * count
-    delays = [0.0] * count
-    last_running: list[float | None] = [None] * count
-    last_status: list[str | None] = [None] * count
-    attempts = [0] * count
-    # (time, sequence, run, is_submit): submits first at equal times, then in order.
-    events: list[tuple[float, int, int, bool]] = [
-        (i * arrival_interval, i, i, True) for i in range(count)
-    ]
-    heapq.heapify(events)
-    sequence = count
+    run = _Replay(durations, policy, arrival_interval, queued_fraction, rate_limits, queue_times)
+    if hints is not None:
+        drops = random.Random(hints.seed)
+        for i, duration in enumerate(durations):
+            if drops.random() >= hints.drop_rate:
+                run.push(i * arrival_interval + duration + hints.delay, i, _HINT)
+    return run.replay()
 
-    def schedule(at: float, run: int) -> None:
-        nonlocal sequence
-        heapq.heappush(events, (at, sequence, run, False))
-        sequence += 1
 
-    while events:
-        now, _, run, is_submit = heapq.heappop(events)
-        submitted = run * arrival_interval
-        elapsed = now - submitted
-        if is_submit:
-            schedule(now + policy.next_delay(0.0, None), run)
-            continue
-        polls[run] += 1
-        window = next((w for w in rate_limits if w.start <= now < w.end), None)
+_SUBMIT, _POLL, _HINT = 0, 1, 2
+
+
+class _Replay:
+    """One simulation's state: an event queue and, per run, what the poller knows."""
+
+    def __init__(
+        self,
+        durations: Sequence[float],
+        policy: PollPolicy,
+        arrival_interval: float,
+        queued_fraction: float,
+        rate_limits: Sequence[RateLimitWindow],
+        queue_times: Sequence[float] | None,
+    ) -> None:
+        count = len(durations)
+        self.durations, self.policy = durations, policy
+        self.arrival_interval, self.rate_limits = arrival_interval, rate_limits
+        self.queue_times = (
+            list(queue_times) if queue_times is not None
+            else [d * queued_fraction for d in durations]
+        )  # fmt: skip
+        self.polls, self.limited = [0] * count, [0] * count
+        self.delays = [0.0] * count
+        self.done = [False] * count
+        self.hinted = [False] * count
+        self.token = [0] * count  # a poll event of an older token was replaced
+        self.last_running: list[float | None] = [None] * count
+        self.queued_until = [0.0] * count
+        self.started: list[tuple[float, float] | None] = [None] * count
+        self.attempts = [0] * count
+        # (time, sequence, run, kind, token): submits first at equal times, then in order.
+        self.events: list[tuple[float, int, int, int, int]] = [
+            (i * arrival_interval, i, i, _SUBMIT, 0) for i in range(count)
+        ]
+        heapq.heapify(self.events)
+        self.sequence = count
+
+    def push(self, at: float, run: int, kind: int = _POLL) -> None:
+        heapq.heappush(self.events, (at, self.sequence, run, kind, self.token[run]))
+        self.sequence += 1
+
+    def replay(self) -> SimulationResult:
+        while self.events:
+            now, _, run, kind, token = heapq.heappop(self.events)
+            elapsed = now - run * self.arrival_interval
+            if kind == _SUBMIT:
+                self.push(now + self.policy.next_delay(0.0, None), run)
+            elif kind == _HINT:
+                if not (self.done[run] or self.hinted[run]):
+                    self.hinted[run] = True
+                    self.token[run] += 1  # the scheduled poll is replaced by this one
+                    self.push(now, run)
+            elif not self.done[run] and token == self.token[run]:
+                self.poll(now, run, elapsed)
+        return SimulationResult(
+            tuple(self.durations),
+            tuple(self.polls),
+            tuple(self.delays),
+            tuple(self.limited),
+            lost=self.done.count(False),
+        )
+
+    def poll(self, now: float, run: int, elapsed: float) -> None:
+        policy = self.policy
+        self.polls[run] += 1
+        window = next((w for w in self.rate_limits if w.start <= now < w.end), None)
         if window is not None:
-            limited[run] += 1
-            attempts[run] += 1
+            self.limited[run] += 1
+            self.attempts[run] += 1
             spread = (run * 0.6180339887498949) % 1.0  # deterministic, spread out
-            wait = policy.after_rate_limit(window.retry_after, attempts[run], spread)
-            schedule(now + wait, run)
-            continue
-        attempts[run] = 0
-        duration = durations[run]
+            self.push(now + policy.after_rate_limit(window.retry_after, self.attempts[run],
+                                                    spread), run)  # fmt: skip
+            return
+        self.attempts[run] = 0
+        duration = self.durations[run]
         if elapsed >= duration:
-            delays[run] = elapsed - duration
-            policy.finished(elapsed, last_running[run])
-            continue
-        status = "QUEUED" if elapsed < duration * queued_fraction else "PROCESSING"
-        last_running[run], last_status[run] = elapsed, status
-        schedule(now + policy.next_delay(elapsed, status), run)
-    return SimulationResult(tuple(durations), tuple(polls), tuple(delays), tuple(limited))
+            self.done[run] = True
+            self.delays[run] = elapsed - duration
+            policy.finished(elapsed, self.last_running[run], self.started[run])
+            return
+        status = "QUEUED" if elapsed < self.queue_times[run] else "PROCESSING"
+        self.last_running[run] = elapsed
+        if status == "QUEUED":
+            self.queued_until[run] = elapsed
+        elif self.started[run] is None:
+            self.started[run] = (self.queued_until[run], elapsed)
+        self.push(now + policy.next_delay(elapsed, status, self.started[run]), run)

@@ -61,6 +61,17 @@ def _parser() -> argparse.ArgumentParser:
         help="a host whose Character_Image cannot be loaded: its runs are charged, then FAILED",
     )
     add(
+        "--notify-url",
+        metavar="URL",
+        help="POST a GRAPH_RUN-like notification (request_id, status) here when a run ends",
+    )
+    add("--notify-delay", type=float, help="seconds of the clock after a run ends (default 0)")
+    add(
+        "--notify-drop-rate",
+        type=float,
+        help="share of notifications never sent, seeded by --seed (default 0)",
+    )
+    add(
         "--unknown-inputs",
         choices=["reject", "ignore"],
         help="unknown input names: 400 (reject, default) or ignored",

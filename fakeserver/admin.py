@@ -18,6 +18,7 @@ from starlette.routing import Route
 from .errors import ApiError, InvalidInput
 from .faults import ChaosSettings
 from .jobs import state_of
+from .notify import NotifySettings
 from .state import FakeState
 
 __all__ = ["routes"]
@@ -133,6 +134,28 @@ async def chaos(request: Request) -> Response:
     return JSONResponse(asdict(state.faults.chaos))
 
 
+async def notify(request: Request) -> Response:
+    """Read, or set at run time, where and how ended runs are notified."""
+    state = _guarded(request)
+    notifier = state.notifier
+    if request.method == "POST":
+        body = await _json_object(request)
+        current = notifier.settings
+        try:
+            notifier.configure(
+                NotifySettings(
+                    url=body.get("url", current.url),
+                    delay=float(body.get("delay", current.delay)),
+                    drop_rate=float(body.get("drop_rate", current.drop_rate)),
+                )
+            )
+        except (TypeError, ValueError) as exc:
+            raise InvalidInput(
+                f'notify settings: {exc}; send {{"url": "http://...", "delay": 0, "drop_rate": 0}}'
+            ) from None
+    return JSONResponse(notifier.status())
+
+
 async def job(request: Request) -> Response:
     state = _guarded(request)
     found = state.jobs.get(request.path_params["request_id"])
@@ -163,5 +186,6 @@ routes = [
     Route("/__admin/credits", credits, methods=["POST"]),
     Route("/__admin/accounts", accounts, methods=["GET"]),
     Route("/__admin/chaos", chaos, methods=["GET", "POST"]),
+    Route("/__admin/notify", notify, methods=["GET", "POST"]),
     Route("/__admin/jobs/{request_id}", job, methods=["GET"]),
 ]

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -14,6 +17,7 @@ from .clock import Clock
 from .errors import ApiError
 from .faults import FaultMiddleware
 from .journal import JournalMiddleware
+from .notify import running
 from .settings import FakeSettings
 from .state import FakeState
 
@@ -38,6 +42,12 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 def create_app(settings: FakeSettings | None = None, clock: Clock | None = None) -> Starlette:
     """A fake Segmind server; `app.state.fake` holds its state for tests."""
     state = FakeState(settings or FakeSettings(), clock)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        async with running(state.notifier):  # notifications of ended runs, when asked for
+            yield
+
     app = Starlette(
         routes=[
             *api.routes,
@@ -49,6 +59,7 @@ def create_app(settings: FakeSettings | None = None, clock: Clock | None = None)
             Middleware(FaultMiddleware, plan=state.faults),
         ],
         exception_handlers={ApiError: _api_error, HTTPException: _http_error},
+        lifespan=lifespan,
     )
     app.state.fake = state
     return app

@@ -64,6 +64,15 @@ class FakeSettings(BaseSettings):
         description="hosts whose Character_Image the fake cannot load: such a run is accepted "
         "and charged, then ends FAILED early in its run, as Segmind does",
     )
+    notify_url: str | None = Field(
+        None,
+        description="POST a GRAPH_RUN-like notification here when a run ends (a guess at "
+        "Segmind's account webhook, whose payload is undocumented)",
+    )
+    notify_delay: float = Field(0.0, ge=0, description="seconds of the clock after a run ends")
+    notify_drop_rate: float = Field(
+        0.0, ge=0, le=1, description="share of notifications never sent (seeded by --seed)"
+    )
     unknown_inputs: UnknownInputPolicy = UnknownInputPolicy.REJECT
     output_keys: list[str] | None = None
     workflow_modules: list[str] = Field(
@@ -78,6 +87,13 @@ class FakeSettings(BaseSettings):
     chaos_delay_rate: float = Field(0.0, ge=0, le=1)
     chaos_delay_ms: float = Field(200.0, ge=0)
     chaos_delay_kind: Literal["fixed", "lognormal", "trickle"] = "fixed"
+
+    @field_validator("notify_url")
+    @classmethod
+    def _an_http_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError(f"notify_url must be an http(s) URL; got {value!r}")
+        return value
 
     @field_validator("plan")
     @classmethod

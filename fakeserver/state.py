@@ -22,6 +22,7 @@ from .jobs import (
     state_of,
 )
 from .journal import Journal
+from .notify import Notifier, NotifySettings
 from .prefer import Preferences
 from .settings import DEMO_KEY, FakeSettings
 
@@ -74,6 +75,12 @@ class FakeState:
                 delay_kind=settings.chaos_delay_kind,
                 seed=settings.seed,
             )
+        )
+        self.notifier = Notifier(
+            NotifySettings(settings.notify_url, settings.notify_delay, settings.notify_drop_rate),
+            self.clock,
+            settings.base_url,
+            settings.seed,
         )
         self.jobs: dict[str, Job] = {}
         self._rng = random.Random(settings.seed)
@@ -136,6 +143,7 @@ class FakeState:
             ],
         )
         self.jobs[request_id] = job
+        self.notifier.schedule(job)
         return job
 
     def price_of(self, workflow: Workflow) -> float:
@@ -162,5 +170,6 @@ class FakeState:
         with self._lock:
             self.jobs.clear()
         self.journal.reset()
+        self.notifier.reset()
         self.faults.reset()
         self.accounts.reset()

@@ -51,6 +51,7 @@ from .teams import (
     create_key,
     create_team,
 )
+from .usage import usage_csv
 
 __all__ = ["main"]
 
@@ -161,6 +162,19 @@ def _parser() -> argparse.ArgumentParser:
     )
     recover.add_argument("--since", required=True, help="Unix seconds or ISO 8601 (UTC)")
     recover.add_argument("--team", help="only this team's messages")
+    usage = with_db(
+        admin_sub.add_parser("usage", help="per team per UTC day: requests, runs, dollars")
+    )
+    usage.add_argument("--since", required=True, help="the first day, YYYY-MM-DD (UTC)")
+    usage.add_argument("--until", help="the last day, YYYY-MM-DD (default: today, UTC)")
+    usage.add_argument("--team", help="only this team")
+    usage.add_argument("--csv", action="store_true", help="print CSV with a header row")
+    hook = with_db(
+        admin_sub.add_parser("set-webhook", help="a team's own webhook URL (budget alerts)")
+    )
+    hook.add_argument("team")
+    hook.add_argument("url", nargs="?", help="http(s) URL of the team's receiver")
+    hook.add_argument("--clear", action="store_true", help="remove the team's webhook URL")
     limits = with_db(admin_sub.add_parser("set-limits", help="change a team's limits"))
     limits.add_argument("team")
     with_limits(limits)
@@ -244,11 +258,19 @@ async def _admin_command(
             arguments["limits"] = _limit_changes(args)
         out = await OPERATIONS[command](Operator(store, time.time(), settings), arguments)
         text = TEXTS[command](out)
-    print(json.dumps(out, indent=2) if args.json else text)
+    as_csv = getattr(args, "csv", False)
+    if as_csv:
+        text = CSV_TEXTS[command](out)
+    if args.json:
+        print(json.dumps(out, indent=2))
+    else:
+        print(text, end="" if as_csv else "\n")  # CSV ends its own last line
     return 0
 
 
-ARGUMENTS = ("name", "team", "prefix", "request_id", "webhook_id", "since")
+ARGUMENTS = (
+    "name", "team", "prefix", "request_id", "webhook_id", "since", "until", "url", "clear",
+)  # fmt: skip
 
 
 def _instances_text(out: dict[str, Any]) -> str:
@@ -262,6 +284,20 @@ def _instances_text(out: dict[str, Any]) -> str:
 def _revoked_text(out: dict[str, Any]) -> str:
     count = out["revoked"]
     return f"revoked {count} key(s)" if count else "no live key matched; nothing revoked"
+
+
+def _usage_text(out: dict[str, Any]) -> str:
+    lines = [
+        f"{r['day']} {r['team']}: {r['runs_paid']} paid run(s), HIT {r['hit']}, "
+        f"JOIN {r['join']}, MISS {r['miss']}, failed {r['failed']}, refunded "
+        f"{r['refunded']}; spent ${r['spent']:.2f}, saved ${r['saved']:.2f}"
+        for r in out["rows"]
+    ]
+    total = out["totals"]
+    lines.append(
+        f"{out['from']} to {out['to']}: spent ${total['spent']:.2f}, saved ${total['saved']:.2f}"
+    )
+    return "\n".join(lines)
 
 
 # What the command line prints for people (--json prints the operation's answer itself).
@@ -286,7 +322,11 @@ TEXTS: dict[str, Callable[[dict[str, Any]], str]] = {
     "resend": lambda out: f"{out['webhook_id']} queued again for {out['url'].split('?')[0]}",
     "recover": lambda out: f"{out['queued']} failed message(s) queued again",
     "set-limits": lambda out: _team_line(out),
+    "set-webhook": lambda out: f"{out['name']}: webhook URL {out['webhook_url'] or 'none'}",
+    "usage": _usage_text,
 }
+# What a command prints with --csv (the commands that have it).
+CSV_TEXTS: dict[str, Callable[[dict[str, Any]], str]] = {"usage": usage_csv}
 
 
 def _team_line(team: dict[str, Any]) -> str:
@@ -517,6 +557,7 @@ def _scaled_for(fake_args: list[str], settings: ProxySettings) -> dict[str, floa
     scaled: dict[str, float] = {
         "expected_run_seconds": settings.expected_run_seconds * scale,
         "poll_target_delay": settings.poll_target_delay * scale,
+        "upstream_events_poll_delay": settings.upstream_events_poll_delay * scale,
         "poll_min_interval": max(settings.poll_min_interval * scale, 0.05),
         "poll_interval": max(settings.poll_interval * scale, 0.05),
     }

@@ -18,6 +18,7 @@ from .config import MIN_SECRET_LENGTH, MINT_COMMAND
 from .errors import BadInput, GatewayError, Unauthenticated
 from .gateway import Gateway
 from .operations import OPERATIONS, Operator
+from .usage import parse_query, report_response
 
 __all__ = ["routes"]
 
@@ -92,6 +93,23 @@ async def set_limits(request: Request) -> Response:
     )
 
 
+async def update_team(request: Request) -> Response:
+    """A team's own settings: its webhook URL (null clears it); limits have /limits."""
+    body = await _object(request)
+    unknown = sorted(set(body) - {"webhook_url"})
+    if unknown or not body:
+        raise BadInput(
+            f"unknown fields {unknown}: a team update takes "
+            '{"webhook_url": "https://..."} (or null to clear it); '
+            "limits change at PATCH /admin/teams/{name}/limits"
+        )
+    url = body["webhook_url"]
+    changed = await _run(
+        request, "set-webhook", team=request.path_params["name"], url=url, clear=url is None
+    )
+    return JSONResponse(changed)
+
+
 async def advance_clock(request: Request) -> Response:
     """Virtual clock only: move time, then wait until every poll loop is asleep again."""
     gateway = _gateway(request)
@@ -131,6 +149,13 @@ async def recover(request: Request) -> Response:
     return JSONResponse(queued)
 
 
+async def usage(request: Request) -> Response:
+    """Every team's usage per UTC day, or one team's (`team=`), as JSON or CSV."""
+    query = parse_query(request.query_params)
+    document = await _run(request, "usage", since=query.since, until=query.until, team=query.team)
+    return report_response(document, query.form)
+
+
 async def list_instances(request: Request) -> Response:
     """The gateway processes sharing this store: alive or not, and the runs each polls."""
     gateway = _gateway(request)
@@ -149,7 +174,9 @@ routes = [
     Route("/admin/teams/{name}/keys", add_key, methods=["POST"]),
     Route("/admin/teams/{name}/revoke", revoke_team_keys, methods=["POST"]),
     Route("/admin/teams/{name}/limits", set_limits, methods=["PATCH", "POST"]),
+    Route("/admin/teams/{name}", update_team, methods=["PATCH"]),
     Route("/admin/keys/{prefix}", revoke_key, methods=["DELETE"]),
     Route("/admin/clock/advance", advance_clock, methods=["POST"]),
     Route("/admin/instances", list_instances, methods=["GET"]),
+    Route("/admin/usage", usage, methods=["GET"]),
 ]

@@ -9,7 +9,7 @@ inputs: `X-Webhook-Url`, `Idempotency-Key`, `Cache-Control: no-cache` in; `X-Cac
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from urllib.parse import urlsplit
 
 import httpx
@@ -20,18 +20,20 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from . import admin, console, openapi
+from . import admin, console, hints, openapi
 from .auth import authenticate
-from .bodies import parse_body
+from .bodies import parse_body, read_body
 from .clock import Clock
 from .config import ProxySettings
 from .errors import BadInput, GatewayError, LimitExceeded, answer_for, answered
 from .gateway import Gateway, SubmitOptions
-from .metrics import scrape
+from .metrics import authorize_scrape, metrics_response
 from .middleware import TEAM_KEY, ObservabilityMiddleware
 from .quotas import RateDecision, gcra_state, ratelimit_headers
 from .rules import RuleError
 from .store import StoreError, Team
+from .tracing import Tracing
+from .usage import parse_query, period, report, report_response
 
 __all__ = ["create_app"]
 
@@ -60,21 +62,6 @@ def _refused_rate_headers(exc: LimitExceeded, name: str, limit: int | None) -> N
         "RateLimit-Policy": f'"{name}";q={limit or 0};w=60',
         "RateLimit": f'"{name}";r=0;t={exc.retry_after}',
     })  # fmt: skip
-
-
-async def _read_body(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
-        raise BadInput(
-            f"the body is {declared} bytes; the gateway takes at most {limit}", status_code=413
-        )
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise BadInput(f"the body is over {limit} bytes, the gateway's limit", status_code=413)
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def _options(request: Request) -> SubmitOptions:
@@ -125,7 +112,7 @@ async def submit(request: Request) -> Response:
     team = await _team(request, gateway)
     try:
         options = _options(request)
-        body = parse_body(await _read_body(request, gateway.settings.max_body_bytes))
+        body = parse_body(await read_body(request, gateway.settings.max_body_bytes))
         with answered():
             admission = await gateway.submit(
                 team, request.path_params["workflow_id"], body, options
@@ -188,6 +175,23 @@ async def credits(request: Request) -> Response:
         return JSONResponse(await gateway.credits(team), headers=headers)
 
 
+async def team_usage(request: Request) -> Response:
+    """The key's own team's usage per UTC day; `team=` may only name that team."""
+    gateway = _gateway(request)
+    team = await _team(request, gateway)
+    query = parse_query(request.query_params)
+    if query.team is not None and query.team != team.name:
+        raise GatewayError(
+            f"a team key reads its own team's usage only (team {team.name!r}); "
+            "leave out team=, or ask an operator for the admin report",
+            status_code=403,
+        )
+    with answered():
+        first, last = period(query.since, query.until, gateway.clock.now())
+        rows = await gateway.store.usage(first, last, team.name)
+    return report_response(report(first, last, team.name, rows), query.form)
+
+
 async def healthz(request: Request) -> Response:
     return JSONResponse({"status": "ok"})
 
@@ -203,7 +207,11 @@ async def readyz(request: Request) -> Response:
 
 async def metrics(request: Request) -> Response:
     gateway = _gateway(request)
-    return scrape(gateway.metrics, gateway.settings, request.headers)
+    authorize_scrape(gateway.settings, request.headers)  # before any read of the store
+    # Store down: the budget gauges keep their last values; the rest still answers.
+    with suppress(StoreError):
+        gateway.metrics.set_budgets(await gateway.store.budget_use(gateway.clock.now()))
+    return metrics_response(gateway.metrics)
 
 
 async def _gateway_error(request: Request, exc: Exception) -> Response:
@@ -233,18 +241,21 @@ def create_app(
     upstream_transport: httpx.AsyncBaseTransport | None = None,
     webhook_transport: httpx.AsyncBaseTransport | None = None,
     wall_clock: Clock | None = None,
+    tracing: Tracing | None = None,
 ) -> Starlette:
     """The gateway; `app.state.gateway` holds its service object (store, poller, clock).
 
     The transports are for tests: the upstream's stands in for Segmind (the fake,
     in-process); the webhook one replaces the SSRF-guarded socket transport. `wall_clock`
-    times the process's heartbeat (default: real time, whatever `clock` is)."""
+    times the process's heartbeat (default: real time, whatever `clock` is). `tracing`:
+    the spans' destination (default: as the environment says, usually off)."""
     gateway = Gateway(
         settings or ProxySettings(),
         clock=clock,
         upstream_transport=upstream_transport,
         webhook_transport=webhook_transport,
         wall_clock=wall_clock,
+        tracing=tracing,
     )
 
     @asynccontextmanager
@@ -260,19 +271,22 @@ def create_app(
             Route("/workflows/request/{request_id}", poll, methods=["GET"]),
             Route("/workflows/{workflow_id}", submit, methods=["POST"]),
             Route("/v1/get-user-credits", credits, methods=["GET"]),
+            Route("/v1/usage", team_usage, methods=["GET"]),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
             Route("/metrics", metrics, methods=["GET"]),
             Route("/openapi.json", openapi.openapi, methods=["GET"]),
+            Route("/upstream/events/{secret}", hints.upstream_events, methods=["POST"]),
             *admin.routes,
             *console.routes,
         ],
         middleware=[
+            *gateway.tracing.middleware(),
             Middleware(
                 ObservabilityMiddleware,
                 metrics=gateway.metrics,
                 log_polls=gateway.settings.log_polls,
-            )
+            ),
         ],
         exception_handlers={
             GatewayError: _gateway_error,

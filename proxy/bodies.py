@@ -14,9 +14,11 @@ import json
 import re
 from typing import Any
 
+from starlette.requests import Request
+
 from .errors import BadInput
 
-__all__ = ["MAX_JSON_DEPTH", "json_depth", "lone_surrogate_at", "parse_body"]
+__all__ = ["MAX_JSON_DEPTH", "json_depth", "lone_surrogate_at", "parse_body", "read_body"]
 
 #: Workflow inputs are a flat object of strings (depth 1); admin bodies nest 2 deep.
 MAX_JSON_DEPTH = 32
@@ -25,6 +27,23 @@ MAX_JSON_DEPTH = 32
 # it and stays linear), or one bracket. Whatever else is between them is skipped.
 _TOKENS = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"?|[\[\]{}]', re.DOTALL)
 _SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The whole body, refused (413) past `limit` bytes, by its declared length before any
+    of it is read. Its time is bounded below the app (`connections.py`, `body_timeout`)."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise BadInput(
+            f"the body is {declared} bytes; the gateway takes at most {limit}", status_code=413
+        )
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BadInput(f"the body is over {limit} bytes, the gateway's limit", status_code=413)
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def json_depth(text: str, limit: int) -> int:

@@ -29,7 +29,11 @@ TEAM_KEY_PREFIX = "sgw_"  # a gateway team key; never confused with a Segmind ke
 MIN_SECRET_LENGTH = 16
 MINT_COMMAND = 'python -c "import secrets; print(secrets.token_urlsafe(32))"'
 # The variable each operator secret is read from, for errors that say what to fix.
-SECRET_VARIABLES = {"admin_key": "PROXY_ADMIN_KEY", "metrics_token": "PROXY_METRICS_TOKEN"}
+SECRET_VARIABLES = {
+    "admin_key": "PROXY_ADMIN_KEY",
+    "metrics_token": "PROXY_METRICS_TOKEN",
+    "upstream_events_secret": "PROXY_UPSTREAM_EVENTS_SECRET",
+}
 
 
 class TeamLimits(BaseModel):
@@ -127,6 +131,17 @@ class ProxySettings(BaseSettings):
         7.0, gt=0, description="adaptive: mean seconds between a run ending and the gateway knowing"
     )
     poll_min_interval: float = Field(2.0, gt=0)
+    upstream_events_secret: SecretStr | None = Field(
+        None,
+        description="the last part of the URL Segmind's account webhook calls, "
+        "/upstream/events/<secret> (16+ characters); unset: that endpoint is off (404)",
+    )
+    upstream_events_poll_delay: float = Field(
+        180.0,
+        gt=0,
+        description="with upstream events on: the mean detection delay the schedule aims at, "
+        "that is for a run whose notification is lost (the others are polled on arrival)",
+    )
     webhook_timeout: float = Field(
         15.0,
         gt=0,
@@ -180,7 +195,7 @@ class ProxySettings(BaseSettings):
         False, description="also log successful polls (every other request is always logged)"
     )
 
-    @field_validator("admin_key", "metrics_token")
+    @field_validator("admin_key", "metrics_token", "upstream_events_secret")
     @classmethod
     def _a_secret_is_long_enough(cls, value: SecretStr | None, info: Any) -> SecretStr | None:
         # An empty key would match an empty header: "set but empty" must not mean "open".

@@ -42,6 +42,7 @@ from .config import ProxySettings
 from .rules import Store
 from .ssrf import AddressPolicy, GuardedTransport, WebhookUrlError
 from .store import OutboxMessage
+from .tracing import Tracing
 from .webhooks import Verdict, classify, host_of, next_delay, sign
 
 __all__ = ["ANSWER_BYTES", "Deliverer", "host_share", "team_share"]
@@ -93,8 +94,10 @@ class Deliverer:
         settings: ProxySettings,
         transport: httpx.AsyncBaseTransport | None = None,
         rng: random.Random | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
         self.store = store
+        self.tracing = tracing or Tracing()
         self.clock = clock
         self.settings = settings
         self.rng = rng or random.Random()
@@ -285,7 +288,16 @@ class Deliverer:
             secrets = await self.store.team_secrets(message.team_id, now)
             headers = sign(secrets, message.id, now, message.body)
             started = time.perf_counter()
-            outcome = await self._attempt(message, headers, now)
+            with self.tracing.span(
+                "webhook.attempt",
+                # The host only: a webhook URL's path and query often carry tokens.
+                attributes={"webhook.id": message.id, "webhook.event": message.event,
+                            "server.address": host_of(message.url)},
+                follow=f"request:{message.request_id}",
+            ) as span:  # fmt: skip
+                outcome = await self._attempt(message, headers, now)
+                if outcome.status is not None:
+                    span.set_attribute("http.response.status_code", outcome.status)
             latency = (time.perf_counter() - started) * 1000
             verdict = Verdict.STOP if outcome.refused else classify(outcome.status)
             await self._record(message, outcome, latency, verdict)

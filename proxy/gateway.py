@@ -34,6 +34,7 @@ from .quotas import MemoryRateLimiter, RateDecision
 from .rules import AdmissionRequest, open_store
 from .ssrf import AddressPolicy, WebhookUrlError, check_url_syntax, resolve_and_check
 from .store import Admission, CacheStatus, Generation, RequestRecord, Team
+from .tracing import Tracing, from_environment
 from .upstream import Upstream, UpstreamBudget
 
 __all__ = ["Gateway", "PollAnswer", "SubmitOptions"]
@@ -68,6 +69,7 @@ class Gateway:
         webhook_transport: httpx.AsyncBaseTransport | None = None,
         metrics: Metrics | None = None,
         wall_clock: Clock | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
         self.settings = settings
         self.clock: Clock = clock or (
@@ -78,10 +80,16 @@ class Gateway:
         self.metrics = metrics or Metrics()
         secrets = [settings.upstream_key.get_secret_value()] if settings.upstream_key else []
         configure_logging(settings.log_level, secrets=secrets)
+        self.tracing = tracing or from_environment()
         self.store = open_store(settings.db)
         self.budget = UpstreamBudget(self.clock, settings.upstream_requests_per_minute, self.store)
         self.upstream = Upstream(
-            settings, self.clock, self.budget, upstream_transport, on_call=self.metrics.upstream
+            settings,
+            self.clock,
+            self.budget,
+            upstream_transport,
+            on_call=self.metrics.upstream,
+            tracing=self.tracing,
         )
         self.poller = Poller(
             self.store,
@@ -94,7 +102,9 @@ class Gateway:
         self.heartbeat = Heartbeat(
             self.store, wall_clock or SystemClock(), self.instance, settings.lease_seconds
         )
-        self.deliverer = Deliverer(self.store, self.clock, settings, webhook_transport)
+        self.deliverer = Deliverer(
+            self.store, self.clock, settings, webhook_transport, tracing=self.tracing
+        )
         self.webhook_policy = AddressPolicy(settings.webhook_allow_networks)
         self.preflight = ImagePreflight(settings, self.clock) if settings.image_preflight else None
         self.poll_limits = MemoryRateLimiter()
@@ -125,6 +135,7 @@ class Gateway:
             await self.preflight.aclose()
         await self.upstream.aclose()
         self.store.close()
+        self.tracing.shutdown()
 
     # -- submit -------------------------------------------------------------------------
 
@@ -189,7 +200,11 @@ class Gateway:
             raise BadInput(f"X-Webhook-Url refused: {exc.message}") from None
 
     async def _admit(self, ask: AdmissionRequest, inputs: dict[str, Any], team: Team) -> Admission:
-        admission = await self.store.admit(ask, self.clock.now())
+        with self.tracing.span("admission", attributes={"gateway.team": team.name}) as span:
+            admission = await self.store.admit(ask, self.clock.now())
+            span.set_attribute("gateway.cache_status", admission.request.cache_status.value)
+        # Its webhook attempts, later and elsewhere, join this request's trace.
+        self.tracing.remember(f"request:{admission.request.id}")
         status = admission.request.cache_status
         if admission.replayed:
             return admission

@@ -15,6 +15,8 @@ admin key. With neither configured it answers 403 and says how to configure one.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from contextlib import suppress
 from typing import Any
 
 from prometheus_client import (
@@ -31,22 +33,25 @@ from starlette.responses import Response
 from .auth import matches_a_secret, operator_credential
 from .config import MIN_SECRET_LENGTH, MINT_COMMAND, ProxySettings
 from .errors import GatewayError, Unauthenticated
+from .rules.alerts import PERIODS, BudgetUse
 
 __all__ = [
     "CACHE_RESULTS",
+    "HINT_RESULTS",
     "NO_TEAM",
     "REQUEST_BUCKETS",
     "ROUTES",
     "UPSTREAM_KINDS",
     "Metrics",
+    "authorize_scrape",
     "metrics_response",
-    "scrape",
 ]
 
 PREFIX = "segmind_gateway"
 ROUTES = ("submit", "poll", "credits", "admin", "other")
 CACHE_RESULTS = ("HIT", "JOIN", "MISS")
 UPSTREAM_KINDS = ("submit", "poll", "credits")
+HINT_RESULTS = ("received", "matched", "ignored")
 NO_TEAM = "-"  # the team label of a request that was not (yet) authenticated
 # From a cache hit answered in a millisecond to an upstream call that takes seconds.
 REQUEST_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -98,9 +103,28 @@ class Metrics:
             ["team"],
             registry=self.registry,
         )
+        self._hints = Counter(
+            f"{PREFIX}_upstream_hints",
+            "Notifications from Segmind: received; matched (a followed run polled early); "
+            "ignored (naming no run that still had its early poll).",
+            ["result"],
+            registry=self.registry,
+        )
         self._in_flight = Gauge(
             f"{PREFIX}_generations_in_flight",
             "Paid generations submitted upstream and not yet finished.",
+            registry=self.registry,
+        )
+        self._budget_spent = Gauge(
+            f"{PREFIX}_budget_spent_dollars",
+            "Dollars a team has spent in the current UTC day or month (its budget's period).",
+            ["team", "period"],
+            registry=self.registry,
+        )
+        self._budget_used = Gauge(
+            f"{PREFIX}_budget_used_ratio",
+            "A team's spend over its daily or monthly budget (1.0: exhausted); only where set.",
+            ["team", "period"],
             registry=self.registry,
         )
         self._request_children: dict[tuple[str, int | str, str | None], tuple[Any, Any]] = {}
@@ -138,11 +162,27 @@ class Metrics:
         kind = _one_of("upstream kind", kind, UPSTREAM_KINDS)
         self._upstream.labels(kind=kind, status=str(status)).inc()
 
+    def hint(self, result: str, count: int = 1) -> None:
+        self._hints.labels(result=_one_of("hint result", result, HINT_RESULTS)).inc(count)
+
     def spent(self, team: str | None, dollars: float) -> None:
         self._spent.labels(team=_team(team)).inc(dollars)
 
     def saved(self, team: str | None, dollars: float) -> None:
         self._saved.labels(team=_team(team)).inc(dollars)
+
+    def set_budgets(self, uses: Iterable[BudgetUse]) -> None:
+        """Each team's spend now, read from the store at each scrape: the store is shared
+        by every replica, so this process's own admissions alone would under-count."""
+        for use in uses:
+            period = _one_of("budget period", use.period, PERIODS)
+            self._budget_spent.labels(team=_team(use.team), period=period).set(use.spent)
+            fraction = use.fraction
+            if fraction is not None:
+                self._budget_used.labels(team=_team(use.team), period=period).set(fraction)
+            else:  # a budget removed since the last scrape: no ratio to show any more
+                with suppress(KeyError):
+                    self._budget_used.remove(_team(use.team), period)
 
     def set_in_flight(self, n: int) -> None:
         self._in_flight.set(n)
@@ -158,8 +198,8 @@ def metrics_response(metrics: Metrics) -> Response:
     return Response(body, headers={"content-type": content_type})
 
 
-def scrape(metrics: Metrics, settings: ProxySettings, headers: Headers) -> Response:
-    """`GET /metrics` for a caller with the metrics token or the admin key; else 403/401."""
+def authorize_scrape(settings: ProxySettings, headers: Headers) -> None:
+    """Refuse (403/401) a scrape without the metrics token or the admin key."""
     if settings.metrics_token is None and settings.admin_key is None:
         raise GatewayError(
             "/metrics is off: it names every team and its spend, so it needs a credential. "
@@ -175,4 +215,3 @@ def scrape(metrics: Metrics, settings: ProxySettings, headers: Headers) -> Respo
             "the admin key",
             headers={"WWW-Authenticate": 'Bearer realm="metrics"'},
         )
-    return metrics_response(metrics)

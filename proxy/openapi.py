@@ -24,6 +24,7 @@ import workflows
 from workflows import CHARACTER_VIDEO, InputKind, Workflow
 
 from .config import TeamLimits
+from .rules import USAGE_FIELDS
 from .store import CacheStatus
 
 __all__ = ["DOCUMENT", "build_document", "document_for", "openapi"]
@@ -227,6 +228,7 @@ def _schemas(served: Sequence[Workflow]) -> dict[str, Any]:
             "properties": {"credits": {"type": "number"}, "free-credits": {"type": "number"}},
             "additionalProperties": False,
         },
+        "Usage": _usage_schema(),
         "Status": {
             "type": "object",
             "required": ["status"],
@@ -443,6 +445,120 @@ def _credits() -> dict[str, Any]:
     }
 
 
+def _usage_schema() -> dict[str, Any]:
+    counts = ("runs_paid", "hit", "join", "miss", "failed", "refunded")
+    figures = {
+        **{name: {"type": "integer", "minimum": 0} for name in counts},
+        "spent": {"type": "number", "minimum": 0},
+        "saved": {"type": "number", "minimum": 0},
+    }
+    row = {
+        "type": "object",
+        "required": list(USAGE_FIELDS),
+        "properties": {
+            "day": {"type": "string", "format": "date"},
+            "team": {"type": "string"},
+            **figures,
+        },
+        "additionalProperties": False,
+    }
+    return {
+        "type": "object",
+        "description": "Per team per UTC day: requests by outcome, runs, dollars.",
+        "required": ["from", "to", "team", "columns", "rows", "totals"],
+        "properties": {
+            "from": {"type": "string", "format": "date"},
+            "to": {"type": "string", "format": "date"},
+            "team": {"type": "string", "nullable": True},
+            "columns": {"type": "array", "items": {"type": "string"}},
+            "rows": {"type": "array", "items": row},
+            "totals": {
+                "type": "object",
+                "required": list(figures),
+                "properties": figures,
+                "additionalProperties": False,
+            },
+        },
+        "additionalProperties": False,
+    }
+
+
+def _day_parameter(name: str, description: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "description": description,
+        "schema": {"type": "string", "pattern": "^([0-9]{4}-[0-9]{2}-[0-9]{2})?$"},
+    }
+
+
+def _team_usage() -> dict[str, Any]:
+    return {
+        "operationId": "getUsage",
+        "summary": "The team's own usage per UTC day (at most 366 days), as JSON or CSV",
+        "parameters": [
+            _day_parameter("from", "The first day, YYYY-MM-DD (default: 29 days before `to`)."),
+            _day_parameter("to", "The last day, YYYY-MM-DD (default: today, UTC)."),
+            {
+                "name": "team",
+                "in": "query",
+                "required": False,
+                "description": "Only the key's own team may be named (403 otherwise).",
+                "schema": {"type": "string"},
+            },
+            {
+                "name": "format",
+                "in": "query",
+                "required": False,
+                "schema": {"type": "string", "enum": ["json", "csv"], "default": "json"},
+            },
+        ],
+        "responses": {
+            "200": {
+                "description": "The report; CSV has a header row, columns in a fixed order.",
+                "headers": {"X-Request-Id": _ref("X-Request-Id", "headers")},
+                "content": {
+                    JSON: {"schema": _ref("Usage")},
+                    "text/csv": {"schema": {"type": "string"}},
+                },
+            },
+            "400": _answer(
+                "Days not YYYY-MM-DD, out of order or too many; a bad format or "
+                "an unknown parameter.",
+                _ref("Error"),
+            ),
+            "401": _answer(UNAUTHENTICATED, _ref("Error")),
+            "403": _answer("`team` names another team.", _ref("Error")),
+            "503": _error(STORE_DOWN, "Error", True),
+        },
+    }
+
+
+def _upstream_events() -> dict[str, Any]:
+    return {
+        "operationId": "upstreamEvents",
+        "summary": "Segmind's account webhook: a hint that a followed run may have ended",
+        "description": "Any JSON body; a request id the gateway follows, anywhere in it, "
+        "gets its run polled at the company budget's next slot (once per run). Nothing in "
+        "the body is taken as a status. Off (404) unless upstream_events_secret is set.",
+        "security": [],
+        "parameters": [
+            {"name": "secret", "in": "path", "required": True, "schema": {"type": "string"}}
+        ],
+        "requestBody": {"required": False, "content": {JSON: {"schema": {}}}},
+        "responses": {
+            "204": {
+                "description": "Taken (the same whatever the body names).",
+                "headers": {"X-Request-Id": _ref("X-Request-Id", "headers")},
+            },
+            "400": _answer("The body is not JSON.", _ref("Error")),
+            "404": _answer("A wrong secret, or the endpoint is off.", _ref("Error")),
+            "413": _answer("The body is over 64 KiB.", _ref("Error")),
+        },
+    }
+
+
 def _public(operation_id: str, summary: str, responses: dict[str, Any]) -> dict[str, Any]:
     return {"operationId": operation_id, "summary": summary, "security": [], "responses": responses}
 
@@ -469,6 +585,7 @@ def build_document(served: Sequence[Workflow] = (CHARACTER_VIDEO,)) -> dict[str,
             "/workflows/{workflow_id}": {"post": _submit(served)},
             "/workflows/request/{request_id}": {"get": _poll()},
             "/v1/get-user-credits": {"get": _credits()},
+            "/v1/usage": {"get": _team_usage()},
             "/healthz": {
                 "get": _public("health", "The process is up", {"200": _answer("Up.", status)})
             },
@@ -504,6 +621,7 @@ def build_document(served: Sequence[Workflow] = (CHARACTER_VIDEO,)) -> dict[str,
                     },
                 }
             },
+            "/upstream/events/{secret}": {"post": _upstream_events()},
             "/openapi.json": {
                 "get": _public(
                     "openapi",

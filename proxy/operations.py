@@ -17,8 +17,10 @@ from pydantic import ValidationError
 from .config import ProxySettings, TeamLimits
 from .errors import BadInput, NotFound
 from .rules import Store
+from .ssrf import AddressPolicy, WebhookUrlError, check_url_syntax, resolve_and_check
 from .teams import create_key, create_team, describe_team, parse_since, rotate_secret
 from .teams import webhook_report as report_of
+from .usage import period, report
 
 __all__ = ["OPERATIONS", "Operation", "Operator", "merged_limits"]
 
@@ -96,6 +98,26 @@ async def _set_limits(op: Operator, args: Mapping[str, Any]) -> dict[str, Any]:
     return await describe_team(op.store, team, op.now)
 
 
+async def _set_webhook(op: Operator, args: Mapping[str, Any]) -> dict[str, Any]:
+    """The team's own webhook URL (its budget alerts go there), vetted as a request's
+    X-Webhook-Url is: a public address, unless the operators allowed the network."""
+    url = args.get("url")
+    if url is None and not args.get("clear"):
+        raise BadInput("give the team's webhook URL, or clear it (--clear; over HTTP: null)")
+    if url is not None:
+        if not isinstance(url, str):
+            raise BadInput("webhook_url must be a string URL, or null to clear it")
+        url = url.strip()
+        policy = AddressPolicy(op.settings.webhook_allow_networks)
+        try:
+            check_url_syntax(url, policy=policy)
+            await resolve_and_check(url, policy)
+        except WebhookUrlError as exc:
+            raise BadInput(f"webhook URL refused: {exc.message}") from None
+    team = await op.store.set_webhook(args["team"], url)
+    return await describe_team(op.store, team, op.now)
+
+
 async def _rotate_secret(op: Operator, args: Mapping[str, Any]) -> dict[str, Any]:
     overlap = op.settings.webhook_secret_overlap
     secret = await rotate_secret(op.store, args["team"], op.now, overlap)
@@ -123,6 +145,12 @@ async def _recover(op: Operator, args: Mapping[str, Any]) -> dict[str, Any]:
     return {"queued": await op.store.recover(since, op.now, team_id)}
 
 
+async def _usage(op: Operator, args: Mapping[str, Any]) -> dict[str, Any]:
+    first, last = period(args.get("since"), args.get("until"), op.now)
+    team = args.get("team") or None
+    return report(first, last, team, await op.store.usage(first, last, team))
+
+
 OPERATIONS: dict[str, Operation] = {
     "create-team": _create_team,
     "create-key": _create_key,
@@ -131,8 +159,10 @@ OPERATIONS: dict[str, Operation] = {
     "revoke-key": _revoke_key,
     "revoke-team": _revoke_team,
     "set-limits": _set_limits,
+    "set-webhook": _set_webhook,
     "rotate-secret": _rotate_secret,
     "webhooks": _webhooks,
     "resend": _resend,
     "recover": _recover,
+    "usage": _usage,
 }

@@ -8,6 +8,14 @@ backoff; a run is failed only after `give_up_after` seconds of failures in a row
 it passes `generation_deadline`. A terminal state is written with its cache entry (or
 refund) in one transaction.
 
+With upstream events on (`upstream_events_secret`, see `hints.py`), a notification
+brings a run's `next_poll_at` forward in the store and every process hears of it ("hint"
+news): the loop following that run wakes, reads it again and polls. The schedule then
+only has to catch the runs whose notification is lost, so it aims at the longer
+`upstream_events_poll_delay`. Where news from other processes may not arrive (SQLite
+shared by several processes), a sleeping loop reads its run again every `HINT_RECHECK`
+seconds.
+
 `settle()` waits until every loop is asleep again: tests advance the virtual clock, then
 settle, and so never sleep for real.
 """
@@ -38,6 +46,9 @@ log = logging.getLogger("proxy.poller")
 MAX_BACKOFF = 120.0
 STORE_RETRY = 5.0  # seconds before a poll loop tries a store it could not reach again
 MODEL_KEY = "poller.duration_model"
+MAX_INTERVAL = 600.0  # seconds between polls at most, at the real durations' scale
+HINTED_MAX_INTERVAL = 1800.0  # the same with upstream events on
+HINT_RECHECK = 5.0  # seconds a loop sleeps at most when hints may come unheard
 
 
 class Poller:
@@ -61,10 +72,16 @@ class Poller:
         # fake (runs of seconds) is polled as densely, relatively, as the real one.
         scale = settings.expected_run_seconds / PRIOR_MEDIAN
         self.model = DurationModel(prior_median=settings.expected_run_seconds)
+        self.hints = settings.upstream_events_secret is not None
+        # With hints, the schedule only catches runs whose notification was lost: its
+        # first poll may come later than 10 minutes in (after most runs have ended).
+        longest = (HINTED_MAX_INTERVAL if self.hints else MAX_INTERVAL) * scale
         self.schedule = PollSchedule(
             min_interval=settings.poll_min_interval,
-            max_interval=max(600.0 * scale, settings.poll_min_interval),
-            target_delay=settings.poll_target_delay,
+            max_interval=max(longest, settings.poll_min_interval),
+            target_delay=(
+                settings.upstream_events_poll_delay if self.hints else settings.poll_target_delay
+            ),
             tail_interval=max(30.0 * scale, settings.poll_min_interval),
             queued_interval=max(60.0 * scale, settings.poll_min_interval),
         )
@@ -78,6 +95,8 @@ class Poller:
         self._busy = 0
         self._idle = asyncio.Event()
         self._idle.set()
+        # Set when a notification may have brought a run's next poll forward.
+        self._woken: dict[str, asyncio.Event] = {}
 
     @property
     def tracked(self) -> int:
@@ -104,6 +123,14 @@ class Poller:
     def _forget(self, generation_id: str) -> None:
         self._tasks.pop(generation_id, None)
         self._fences.pop(generation_id, None)
+        self._woken.pop(generation_id, None)
+
+    def _news(self, channel: str) -> None:
+        # A hint names no run on the channel: every loop reads its own run again (one row
+        # each, at most once per run followed, since a run has one early poll).
+        if channel in ("hint", "*"):
+            for woken in self._woken.values():
+                woken.set()
 
     def first_delay(self) -> float:
         """Seconds from a submit to the first poll of its run."""
@@ -130,6 +157,8 @@ class Poller:
     async def resume(self, claimed: list[tuple[Generation, int]]) -> int:
         """At start: load what was learnt, then adopt the runs this process claimed (its
         own from before a restart, and any whose process died); returns how many it polls."""
+        if self.hints:
+            self.store.subscribe(self._news)
         saved = await self.store.kv_get(MODEL_KEY)
         if saved:
             try:
@@ -266,12 +295,30 @@ class Poller:
         if not self._busy:
             self._idle.set()
 
-    async def _sleep(self, seconds: float) -> None:
+    async def _sleep(self, seconds: float, generation_id: str | None = None) -> None:
         self._leave()
         try:
-            await self.clock.sleep(seconds)
+            if self.hints and generation_id is not None:
+                await self._sleep_unless_woken(seconds, generation_id)
+            else:
+                await self.clock.sleep(seconds)
         finally:
             self._enter()
+
+    async def _sleep_unless_woken(self, seconds: float, generation_id: str) -> None:
+        """Sleep until the run's next poll, or until a hint may have moved it. A wake that
+        came while the loop was reading the store ends the sleep at once: it reads again."""
+        if not self.store.backend.hears_everyone:
+            seconds = min(seconds, HINT_RECHECK)
+        woken = self._woken.setdefault(generation_id, asyncio.Event())
+        nap = asyncio.ensure_future(self.clock.sleep(seconds))
+        bell = asyncio.ensure_future(woken.wait())
+        try:
+            await asyncio.wait({nap, bell}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            nap.cancel()
+            bell.cancel()
+        woken.clear()
 
     async def _run(self, generation_id: str) -> None:
         try:
@@ -290,7 +337,7 @@ class Poller:
                         continue
                     wait = (generation.next_poll_at or self.clock.now()) - self.clock.now()
                     if wait > 0:
-                        await self._sleep(wait)
+                        await self._sleep(wait, generation_id)
                         continue  # read it again: the state may have moved meanwhile
                     if not await self._holds(generation_id):
                         return

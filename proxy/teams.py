@@ -69,6 +69,7 @@ async def describe_team(store: Store, team: Team, now: float) -> dict[str, objec
             {"prefix": k.prefix, "created_at": k.created_at, "revoked_at": k.revoked_at}
             for k in keys
         ],
+        "webhook_url": team.webhook_url,
         "spent_today": round(day, 4),
         "spent_this_month": round(month, 4),
     }

@@ -23,6 +23,7 @@ from .config import ProxySettings
 from .errors import BadInput, GatewayError, UnconfirmedSubmit, UpstreamFailure
 from .logs import Redactor
 from .rules import Fence, Store
+from .tracing import Tracing
 
 __all__ = ["Upstream", "UpstreamBudget", "UpstreamGone"]
 
@@ -79,7 +80,9 @@ class Upstream:
         budget: UpstreamBudget,
         transport: httpx.AsyncBaseTransport | None = None,
         on_call: Callable[[str, str], None] | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
+        self._tracing = tracing or Tracing()
         key = settings.upstream_key.get_secret_value() if settings.upstream_key else ""
         common: dict[str, Any] = {
             "base_url": settings.upstream_base_url,
@@ -111,6 +114,18 @@ class Upstream:
         returns the upstream request id, or None when Segmind's rate limiter refused it
         (no run started; the budget is paused for its Retry-After, and the run can wait).
         Raises a GatewayError for any other failure."""
+        attributes = {"gateway.generation_id": generation_id}
+        with self._tracing.span("upstream.submit", attributes=attributes) as span:
+            upstream_id = await self._submit(workflow_id, inputs, generation_id)
+            span.set_attribute("upstream.request_id", upstream_id or "")
+        if upstream_id is not None:
+            # Its polls, later and in the background, join the trace it was sent in.
+            self._tracing.remember(f"upstream:{upstream_id}")
+        return upstream_id
+
+    async def _submit(
+        self, workflow_id: str, inputs: dict[str, Any], generation_id: str
+    ) -> str | None:
         for attempt in range(SUBMIT_CONNECT_TRIES):
             try:
                 handle = await self._submitter.submit(
@@ -135,11 +150,17 @@ class Upstream:
 
     async def status(self, upstream_id: str, sleep: Sleep | None = None) -> client.JobStatus:
         await self.budget.acquire("poll", sleep)
-        try:
-            status = await self._poller.status(upstream_id)
-        except client.SegmindError as exc:
-            await self._failed("poll", exc)
-            raise
+        with self._tracing.span(
+            "upstream.poll",
+            attributes={"upstream.request_id": upstream_id},
+            follow=f"upstream:{upstream_id}",
+        ) as span:
+            try:
+                status = await self._poller.status(upstream_id)
+            except client.SegmindError as exc:
+                await self._failed("poll", exc)
+                raise
+            span.set_attribute("upstream.status", status.state.value)
         self._on_call("poll", "200")
         return self._scrubbed(status)
 

@@ -33,10 +33,12 @@ from client import decode_output
 from .ssrf import WebhookUrlError, check_url_syntax
 
 __all__ = [
+    "BUDGET_EVENT",
     "MAX_BODY_BYTES",
     "RETRY_SCHEDULE",
     "Verdict",
     "build_body",
+    "build_budget_body",
     "classify",
     "host_of",
     "message_id",
@@ -48,6 +50,7 @@ __all__ = [
 RETRY_SCHEDULE: tuple[float, ...] = (0, 5, 300, 1800, 7200, 18000, 36000, 36000)
 JITTER = 0.2
 MAX_BODY_BYTES = 20_000
+BUDGET_EVENT = "budget.threshold"
 MAX_RETRY_AFTER = 3600.0  # a receiver's Retry-After is honoured up to an hour
 
 
@@ -93,15 +96,45 @@ def build_body(
         "cache_status": cache_status,
         "cost": round(cost, 4),
     }
-    document = {"type": event, "timestamp": _iso(now), "data": data}
-    body = json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode()
+    body = _encode(event, data, now)
     if len(body) > MAX_BODY_BYTES:
         data["output"] = None
         data["output_truncated"] = True
         if data["error"] and len(data["error"]) > 2000:
             data["error"] = data["error"][:2000] + "..."
-        body = json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode()
+        body = _encode(event, data, now)
     return body
+
+
+def build_budget_body(
+    *,
+    team: str,
+    request_id: str,
+    period: str,
+    period_start: float,
+    threshold: float,
+    spent: float,
+    budget: float,
+    now: float,
+) -> bytes:
+    """A `budget.threshold` event: the team's spend in its daily or monthly `period`
+    (starting at `period_start`, UTC) reached `threshold` (0.5, 0.8, 1.0) of `budget`,
+    charging request `request_id`."""
+    data = {
+        "team": team,
+        "request_id": request_id,
+        "period": period,
+        "period_start": _iso(period_start),
+        "threshold": threshold,
+        "spent": round(spent, 4),
+        "budget": budget,
+    }
+    return _encode(BUDGET_EVENT, data, now)
+
+
+def _encode(event: str, data: dict[str, Any], now: float) -> bytes:
+    document = {"type": event, "timestamp": _iso(now), "data": data}
+    return json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 def sign(secrets_: Sequence[str], msg_id: str, timestamp: float, body: bytes) -> dict[str, str]:

@@ -7,6 +7,7 @@ import pytest
 
 # Registered here so any test may ask for a fresh PostgreSQL database by name.
 from tests.postgres import postgres_url as postgres_url
+from tests.receiver import Receiver
 from tests.servers import ServerProcess, start_server
 
 # Test gateways (in process, and every process a test or a session fixture starts, which
@@ -42,3 +43,12 @@ def fake_process() -> Iterator[Callable[..., ServerProcess]]:
     yield start
     for server in started:
         server.stop()
+
+
+@pytest.fixture
+def listening_receiver() -> Iterator[Receiver]:
+    """A webhook receiver (`tests/receiver.py`) that listens from the start."""
+    made = Receiver()
+    made.start()
+    yield made
+    made.stop()

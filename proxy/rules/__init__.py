@@ -6,6 +6,7 @@ a function of one unit of work (`proxy.store.Tx`); `Store` runs them on a backen
 from .admission import AdmissionRequest
 from .errors import (
     BUDGET_LIMITS,
+    BadPeriod,
     IdempotencyMismatch,
     LeaseLost,
     LimitReached,
@@ -15,10 +16,14 @@ from .errors import (
 )
 from .runs import Fence
 from .store import Store, open_store
+from .usage import MAX_DAYS, USAGE_FIELDS, UsageRow
 
 __all__ = [
     "BUDGET_LIMITS",
+    "MAX_DAYS",
+    "USAGE_FIELDS",
     "AdmissionRequest",
+    "BadPeriod",
     "Fence",
     "IdempotencyMismatch",
     "LeaseLost",
@@ -27,5 +32,6 @@ __all__ = [
     "Store",
     "TeamExists",
     "UnknownTeam",
+    "UsageRow",
     "open_store",
 ]

@@ -3,7 +3,9 @@
 The order is the product's: an Idempotency-Key replay is answered as before, whatever the
 limits say now; then the team's submit rate; then a finished result (HIT) or a run in
 flight (JOIN), which cost nothing and take no slot; only a MISS takes a concurrency slot
-and is charged against the daily and monthly budgets, before it exists.
+and is charged against the daily and monthly budgets, before it exists; a charge that
+crosses 50%, 80% or 100% of a budget queues its `budget.threshold` events with it
+(`rules/alerts.py`).
 
 Locks, taken in this order by every admission so two never wait on each other: the
 request's scope key (two identical requests: one MISS, one JOIN), then the team (its
@@ -24,6 +26,7 @@ from ..quotas import (
 )
 from ..store.records import Admission, CacheStatus, Generation, RequestRecord, Team
 from ..store.tx import Tx
+from . import alerts
 from .errors import IdempotencyMismatch, LimitReached
 from .outbox import enqueue
 
@@ -65,9 +68,11 @@ def admit(tx: Tx, ask: AdmissionRequest, now: float) -> Admission:
     token = None
     if generation is None:
         _check_concurrency(tx, ask, now)
-        _check_budgets(tx, ask, now)
+        spent = _check_budgets(tx, ask, now)
         day, month = budget_periods(now)
         tx.add_spend(team.id, (day, month), ask.price)
+        if spent is not None:
+            alerts.on_charge(tx, team, ask.request_id, spent, ask.price, now)
         generation = tx.insert_generation(
             ask.generation_id,
             ask.scope_key,
@@ -91,7 +96,7 @@ def admit(tx: Tx, ask: AdmissionRequest, now: float) -> Admission:
         ask.webhook_url,
         ask.idempotency_key,
     )
-    tx.insert_request(request)
+    tx.insert_request(request, budget_periods(now)[0])
     if status is CacheStatus.HIT:
         enqueue(tx, request, generation, now)
     if ask.idempotency_key:
@@ -180,7 +185,9 @@ def _check_concurrency(tx: Tx, ask: AdmissionRequest, now: float) -> None:
         )
 
 
-def _check_budgets(tx: Tx, ask: AdmissionRequest, now: float) -> None:
+def _check_budgets(tx: Tx, ask: AdmissionRequest, now: float) -> dict[str, float] | None:
+    """Refuse a run the team's budgets cannot take; else what it spent by period before
+    (None: it has no budget)."""
     team, price = ask.team, ask.price
     day, month = budget_periods(now)
     checks = (
@@ -194,7 +201,7 @@ def _check_budgets(tx: Tx, ask: AdmissionRequest, now: float) -> None:
         ),
     )
     if all(budget is None for _, budget, _, _, _ in checks):
-        return
+        return None
     spent_in = tx.spent(team.id, day, month)
     for limit_name, budget, period, when, reset in checks:
         if budget is None:
@@ -208,3 +215,4 @@ def _check_budgets(tx: Tx, ask: AdmissionRequest, now: float) -> None:
                 limit=limit_name,
                 retry_after=reset(now),
             )
+    return spent_in

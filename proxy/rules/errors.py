@@ -6,6 +6,7 @@
     ├── IdempotencyMismatch   an Idempotency-Key reused with a different body
     ├── TeamExists            a team name already taken
     ├── UnknownTeam           no team of that name
+    ├── BadPeriod             a report's days out of order, or too many of them
     └── LeaseLost             this process no longer holds the run it tried to write
 """
 
@@ -15,6 +16,7 @@ from typing import Any
 
 __all__ = [
     "BUDGET_LIMITS",
+    "BadPeriod",
     "IdempotencyMismatch",
     "LeaseLost",
     "LimitReached",
@@ -53,4 +55,8 @@ class UnknownTeam(RuleError):
 
 
 class LeaseLost(RuleError):
+    pass
+
+
+class BadPeriod(RuleError):
     pass

@@ -13,7 +13,7 @@ from ..store.records import Attempt, CacheStatus, Generation, OutboxMessage, Req
 from ..store.tx import Tx
 from ..webhooks import build_body, host_of, message_id
 
-__all__ = ["enqueue", "record_attempt", "resend"]
+__all__ = ["enqueue", "queue", "record_attempt", "resend"]
 
 
 def enqueue(tx: Tx, request: RequestRecord, generation: Generation, now: float) -> None:
@@ -34,12 +34,29 @@ def enqueue(tx: Tx, request: RequestRecord, generation: Generation, now: float) 
         cost=generation.cost if paid else 0.0,
         now=now,
     )
-    disabled = tx.endpoint_disabled(request.team_id, request.webhook_url)
+    queue(tx, request.team_id, request.webhook_url, request.id, event, body, now)
+
+
+def queue(
+    tx: Tx,
+    team_id: str,
+    url: str,
+    about: str,
+    event: str,
+    body: bytes,
+    now: float,
+    *,
+    once_for: str | None = None,
+) -> None:
+    """Queue `event` for the team's `url`, about request `about`, due now (held if the
+    endpoint answered 410 before). Its id is stable for `once_for` (default: `about`) and
+    the event: a second message of the same id is not queued."""
+    disabled = tx.endpoint_disabled(team_id, url)
     message = OutboxMessage(
-        id=message_id(request.id, event),
-        request_id=request.id,
-        team_id=request.team_id,
-        url=request.webhook_url,
+        id=message_id(once_for or about, event),
+        request_id=about,
+        team_id=team_id,
+        url=url,
         event=event,
         body=body,
         state="disabled" if disabled else "pending",
@@ -48,7 +65,7 @@ def enqueue(tx: Tx, request: RequestRecord, generation: Generation, now: float) 
         created_at=now,
         last_error="the endpoint answered 410 Gone earlier" if disabled else None,
     )
-    tx.insert_message(message, host_of(request.webhook_url))
+    tx.insert_message(message, host_of(url))
 
 
 def record_attempt(

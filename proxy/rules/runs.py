@@ -16,7 +16,14 @@ from ..store.tx import Tx
 from .errors import LeaseLost
 from .outbox import enqueue
 
-__all__ = ["Fence", "locked_run", "mark_submitted", "record_poll_failure", "record_status"]
+__all__ = [
+    "Fence",
+    "hint",
+    "locked_run",
+    "mark_submitted",
+    "record_poll_failure",
+    "record_status",
+]
 
 
 @dataclass(frozen=True)
@@ -62,6 +69,17 @@ def record_poll_failure(
     locked_run(tx, generation_id, fence)
     tx.set_poll_failure(generation_id, now, next_poll_at)
     return tx.generation(generation_id)
+
+
+def hint(tx: Tx, generation_ids: list[str], now: float) -> list[str]:
+    """A notification named these running runs: each one's next poll comes forward to
+    `now` (it waits there for the company budget like any poll), once per run however
+    many notifications name it. Returns the runs brought forward; their pollers, in any
+    process, hear of it on commit."""
+    hinted = [gid for gid in generation_ids if tx.set_hinted(gid, now)]
+    if hinted:
+        tx.notify("hint")
+    return hinted
 
 
 def record_status(

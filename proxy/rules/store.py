@@ -9,6 +9,7 @@ refusal is a `RuleError`.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 from collections.abc import Callable, Collection
 from typing import TypeVar
 
@@ -31,9 +32,11 @@ from ..store.records import (
     TeamKey,
 )
 from ..store.tx import Tx
-from . import admission, budget, leases, outbox, runs, teams
+from . import admission, alerts, budget, leases, outbox, runs, teams, usage
 from .admission import AdmissionRequest
+from .alerts import BudgetUse
 from .runs import Fence
+from .usage import UsageRow
 
 __all__ = ["Store", "open_store"]
 
@@ -137,6 +140,14 @@ class Store:
     async def set_limits(self, team_name: str, limits: TeamLimits) -> Team:
         return await self._write(lambda tx: teams.set_limits(tx, team_name, limits))
 
+    async def set_webhook(self, team_name: str, url: str | None) -> Team:
+        """The team's own webhook URL (None: none), checked by the caller."""
+        return await self._write(lambda tx: teams.set_webhook(tx, team_name, url))
+
+    async def budget_use(self, now: float) -> list[BudgetUse]:
+        """Every team's spend today and this month (UTC) against its budgets."""
+        return await self._read(lambda tx: alerts.budget_use(tx, now))
+
     async def team_secrets(self, team_id: str, now: float) -> list[str]:
         return await self._read(lambda tx: teams.team_secrets(tx, team_id, now))
 
@@ -187,6 +198,15 @@ class Store:
         day, month = budget_periods(now)
         spent = await self._read(lambda tx: tx.spent(team_id, day, month))
         return spent[day], spent[month]
+
+    async def usage(
+        self, since: dt.date, until: dt.date, team: str | None = None
+    ) -> list[UsageRow]:
+        """Per team (by name; only `team` if given) per UTC day from `since` to `until`,
+        both included: requests HIT, JOIN, MISS, runs paid, failed, refunded, dollars spent
+        and saved; days without a request or run are left out. `BadPeriod` for days out of
+        order or more than `MAX_DAYS` of them, `UnknownTeam` for an unknown `team`."""
+        return await self._read(lambda tx: usage.usage(tx, since, until, team))
 
     async def rate_tat(self, team_id: str, name: str) -> float | None:
         return await self._read(lambda tx: tx.rate_tat(team_id, name))
@@ -268,6 +288,14 @@ class Store:
         return await self._write(
             lambda tx: runs.record_poll_failure(tx, generation_id, now, next_poll_at, fence)
         )
+
+    async def hint(self, upstream_ids: Collection[str], now: float) -> list[str]:
+        """Bring forward the next poll of the running runs with these upstream ids whose
+        early poll is unspent; returns them. Ids naming no such run cost one read."""
+        found = await self._read(lambda tx: tx.hintable(upstream_ids))
+        if not found:
+            return []
+        return await self._write(lambda tx: runs.hint(tx, found, now))
 
     # -- instances and leases -------------------------------------------------------------
 

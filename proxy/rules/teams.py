@@ -4,6 +4,8 @@ on its very next request (a revocation takes effect at once, in every replica)."
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from ..config import TeamLimits
 from ..store.records import Team, TeamKey
 from ..store.tx import Tx
@@ -15,6 +17,7 @@ __all__ = [
     "revoke_keys",
     "rotate_secret",
     "set_limits",
+    "set_webhook",
     "team_named",
     "team_secrets",
 ]
@@ -75,4 +78,12 @@ def set_limits(tx: Tx, team_name: str, limits: TeamLimits) -> Team:
     team = team_named(tx, team_name)
     tx.set_limits(team.id, limits)
     tx.bump_auth_version()
-    return Team(team.id, team.name, team.created_at, limits, team.webhook_secret)
+    return replace(team, limits=limits)
+
+
+def set_webhook(tx: Tx, team_name: str, url: str | None) -> Team:
+    """The team's own webhook URL (None: none); checked by the caller (SSRF guard)."""
+    team = team_named(tx, team_name)
+    tx.set_team_webhook(team.id, url)
+    tx.bump_auth_version()  # processes holding the team drop it, and read the URL anew
+    return replace(team, webhook_url=url)

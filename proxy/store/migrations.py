@@ -213,9 +213,50 @@ def _fencing_and_hosts(db: Connection, dialect: Dialect) -> None:
     db.execute("CREATE INDEX IF NOT EXISTS outbox_team ON outbox(team_id) WHERE state = 'pending'")
 
 
+# A request's UTC day from its admission time, for the rows recorded before step 3.
+REQUEST_DAY = {
+    "sqlite": "date(created_at, 'unixepoch')",
+    "postgresql": "to_char(to_timestamp(created_at) AT TIME ZONE 'UTC', 'YYYY-MM-DD')",
+}
+
+
+def _usage_days(db: Connection, dialect: Dialect) -> None:
+    """Each request's UTC day, written at admission beside its HIT/JOIN/MISS, so a usage
+    report is one indexed range per table in either dialect (a run's day is already its
+    `charge_day`)."""
+    db.execute("ALTER TABLE requests ADD COLUMN day TEXT")
+    db.execute(f"UPDATE requests SET day = {REQUEST_DAY[dialect.name]}")
+    db.execute("CREATE INDEX IF NOT EXISTS requests_day ON requests(day, team_id)")
+    db.execute(
+        "CREATE INDEX IF NOT EXISTS generations_charge_day "
+        "ON generations(charge_day, owner_team_id)"
+    )
+
+
+def _team_webhooks(db: Connection, dialect: Dialect) -> None:
+    """A team's own webhook URL, for the events that belong to no request of its (budget
+    thresholds crossed). Each is sent once per threshold and period by its message id,
+    which the outbox keeps unique: no table of alerts sent is needed."""
+    db.execute("ALTER TABLE teams ADD COLUMN webhook_url TEXT")
+
+
+def _upstream_hints(db: Connection, dialect: Dialect) -> None:
+    """When a notification from Segmind last brought a run's poll forward (one early poll
+    per run, however many notifications name it), and an index to find a running run by
+    its upstream id, so a hint naming no run costs one index probe."""
+    db.execute(dialect.ddl("ALTER TABLE generations ADD COLUMN hinted_at {double}"))
+    db.execute(
+        "CREATE INDEX IF NOT EXISTS generations_upstream ON generations(upstream_id) "
+        "WHERE terminal = 0"
+    )
+
+
 MIGRATIONS = (
     Migration(1, "teams, keys, generations, requests, cache, budgets, outbox, leases", _base),
     Migration(2, "lease fencing tokens; webhook hosts; upstream window count", _fencing_and_hosts),
+    Migration(3, "each request's UTC day, and indexes for usage reports", _usage_days),
+    Migration(4, "a team's webhook URL, for budget alerts", _team_webhooks),
+    Migration(5, "upstream notifications: early polls; runs by upstream id", _upstream_hints),
 )
 
 

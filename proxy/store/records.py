@@ -38,6 +38,7 @@ class Team:
     created_at: float
     limits: TeamLimits
     webhook_secret: str | None = None
+    webhook_url: str | None = None  # where the team's own events go (budget thresholds)
 
 
 @dataclass(frozen=True)

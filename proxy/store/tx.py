@@ -45,7 +45,7 @@ MESSAGE_COLUMNS = (
     "id, request_id, team_id, url, event, body, state, attempts, next_attempt_at, created_at, "
     "last_error"
 )
-TEAM_COLUMNS = "t.id, t.name, t.created_at, t.limits, t.webhook_secret"
+TEAM_COLUMNS = "t.id, t.name, t.created_at, t.limits, t.webhook_secret, t.webhook_url"
 RESPONSE_EXCERPT = 512  # characters of a receiver's answer kept per attempt
 BUDGET_ROW = "company"
 
@@ -81,8 +81,8 @@ def _request(row: Sequence[Any]) -> RequestRecord:
 
 
 def _team(row: Sequence[Any]) -> Team:
-    team_id, name, created_at, limits, secret = row
-    return Team(team_id, name, created_at, TeamLimits.model_validate_json(limits), secret)
+    team_id, name, created_at, limits, secret, url = row
+    return Team(team_id, name, created_at, TeamLimits.model_validate_json(limits), secret, url)
 
 
 def _message(row: Sequence[Any]) -> OutboxMessage:
@@ -207,6 +207,9 @@ class Tx:
     def set_limits(self, team_id: str, limits: TeamLimits) -> None:
         self._run("UPDATE teams SET limits = ? WHERE id = ?", (limits.model_dump_json(), team_id))
 
+    def set_team_webhook(self, team_id: str, url: str | None) -> None:
+        self._run("UPDATE teams SET webhook_url = ? WHERE id = ?", (url, team_id))
+
     def secrets(self, team_id: str) -> tuple[str | None, str | None, float | None] | None:
         row = self._one(
             "SELECT webhook_secret, webhook_secret_previous, webhook_previous_until "
@@ -322,6 +325,15 @@ class Tx:
         found = {str(period): float(amount) for period, amount in rows}
         return {period: found.get(period, 0.0) for period in periods}
 
+    def spend_in(self, *periods: str) -> list[tuple[str, str, float]]:
+        """(team id, period, dollars) of every team's spend in these periods."""
+        rows = self._all(
+            f"SELECT team_id, period, amount FROM spend WHERE period IN "
+            f"({', '.join('?' * len(periods))})",
+            periods,
+        )
+        return [(str(team), str(period), float(amount)) for team, period, amount in rows]
+
     def add_spend(self, team_id: str, periods: Sequence[str], amount: float) -> None:
         """Add `amount` to the spend of each period, in one statement."""
         self._run(
@@ -367,9 +379,10 @@ class Tx:
         )
         return _generation(row)
 
-    def insert_request(self, request: RequestRecord) -> None:
+    def insert_request(self, request: RequestRecord, day: str) -> None:
+        """`day`: the UTC day the request counts in, in usage reports."""
         self._run(
-            f"INSERT INTO requests ({REQUEST_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            f"INSERT INTO requests ({REQUEST_COLUMNS}, day) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 request.id,
                 request.team_id,
@@ -378,8 +391,47 @@ class Tx:
                 request.cache_status.value,
                 request.webhook_url,
                 request.idempotency_key,
+                day,
             ),
         )
+
+    # -- usage ----------------------------------------------------------------------------
+
+    def requests_by_day(
+        self, first: str, last: str, team_id: str | None
+    ) -> list[tuple[str, str, str, int, float]]:
+        """(team id, day, cache status, requests, the cost of the runs they used) for the
+        days `first` to `last` (YYYY-MM-DD, both included)."""
+        clause, args = ("", [first, last]) if team_id is None else (
+            " AND r.team_id = ?", [first, last, team_id])  # fmt: skip
+        rows = self._all(
+            "SELECT r.team_id, r.day, r.cache_status, COUNT(*), SUM(g.cost) FROM requests r "
+            "JOIN generations g ON g.id = r.generation_id "
+            f"WHERE r.day >= ? AND r.day <= ?{clause} "
+            "GROUP BY r.team_id, r.day, r.cache_status",
+            args,
+        )
+        return [(str(t), str(d), str(s), int(n), float(c or 0)) for t, d, s, n, c in rows]
+
+    def runs_by_day(
+        self, first: str, last: str, team_id: str | None
+    ) -> list[tuple[str, str, int, int, int, float]]:
+        """(owner team id, day charged, runs charged, failed, refunded, dollars charged
+        and not refunded) for the days `first` to `last` (both included)."""
+        clause, args = ("", [first, last]) if team_id is None else (
+            " AND owner_team_id = ?", [first, last, team_id])  # fmt: skip
+        rows = self._all(
+            "SELECT owner_team_id, charge_day, COUNT(*), "
+            "SUM(CASE WHEN terminal = 1 AND status <> 'COMPLETED' THEN 1 ELSE 0 END), "
+            "SUM(refunded), SUM(CASE WHEN refunded = 0 THEN cost ELSE 0 END) FROM generations "
+            f"WHERE charge_day >= ? AND charge_day <= ?{clause} "
+            "GROUP BY owner_team_id, charge_day",
+            args,
+        )
+        return [
+            (str(t), str(d), int(n), int(f or 0), int(r or 0), float(c or 0))
+            for t, d, n, f, r, c in rows
+        ]
 
     # -- generations and requests ---------------------------------------------------------
 
@@ -473,6 +525,29 @@ class Tx:
             "next_poll_at = ?, updated_at = ? WHERE id = ? AND terminal = 0",
             (now, next_poll_at, now, generation_id),
         )
+
+    def hintable(self, upstream_ids: Collection[str]) -> list[str]:
+        """The running runs with these upstream ids whose early poll is still unspent."""
+        if not upstream_ids:
+            return []
+        marks = ", ".join("?" * len(upstream_ids))
+        rows = self._all(
+            f"SELECT id FROM generations WHERE upstream_id IN ({marks}) AND terminal = 0 "
+            "AND hinted_at IS NULL",
+            tuple(upstream_ids),
+        )
+        return [str(gid) for (gid,) in rows]
+
+    def set_hinted(self, generation_id: str, now: float) -> bool:
+        """Bring the run's next poll forward to `now`, once; False if it was spent already,
+        or the run ended, meanwhile."""
+        cursor = self._run(
+            "UPDATE generations SET hinted_at = ?, next_poll_at = "
+            "CASE WHEN next_poll_at IS NULL OR next_poll_at > ? THEN ? ELSE next_poll_at END "
+            "WHERE id = ? AND terminal = 0 AND hinted_at IS NULL",
+            (now, now, now, generation_id),
+        )
+        return cursor.rowcount > 0
 
     def set_waiting(self, generation_id: str, now: float, *, sending: bool) -> None:
         """WAITING to SUBMITTING (`sending`), or back (the upstream refused it with 429)."""

@@ -371,7 +371,9 @@ def test_a_method_a_path_does_not_take_is_refused_with_allow(
         (fake.url, FAKE_DOCUMENT) if server == "fake" else (stack.gateway.url, GATEWAY_DOCUMENT)
     )
     for path, item in document["paths"].items():
-        concrete = path.format(workflow_id=WORKFLOW, request_id="0" * 32, digest="0", name="x")
+        concrete = path.format(
+            workflow_id=WORKFLOW, request_id="0" * 32, digest="0", name="x", secret="s" * 16
+        )
         answer = httpx.request("DELETE", f"{url}{concrete}")
         assert answer.status_code == 405, path
         assert "error" in answer.json()

@@ -30,6 +30,7 @@ from proxy.gateway import Gateway
 from proxy.rules import AdmissionRequest
 from proxy.store import Team
 from proxy.teams import NewKey, create_team
+from proxy.tracing import Tracing
 from tests.faulting import FaultingASGITransport
 
 UPSTREAM_KEY = "test-upstream-key-7f3a9c1e5b2d4680"
@@ -231,12 +232,14 @@ async def start_harness(
     clock_start: float | None = None,
     wall_clock: Clock | None = None,
     upstream_key: str = UPSTREAM_KEY,
+    tracing: Tracing | None = None,
     **settings: Any,
 ) -> Harness:
     """`webhook_transport` replaces the deliverer's SSRF-guarded sockets (e.g. an
     `httpx.ASGITransport` to an in-process receiver); `clock_start` starts both virtual
     clocks there instead of at their epoch; `wall_clock` times the gateway's heartbeat
-    (default: real time); `upstream_key` is the company key (the fake's one account)."""
+    (default: real time); `upstream_key` is the company key (the fake's one account);
+    `tracing` where its spans go (default: as the environment says)."""
     fake_clock = FakeClock() if clock_start is None else FakeClock(start=clock_start)
     fake_app = create_fake(
         FakeSettings(
@@ -263,6 +266,7 @@ async def start_harness(
         upstream_transport=upstream,
         webhook_transport=webhook_transport,
         wall_clock=wall_clock,
+        tracing=tracing,
     )
     gateway: Gateway = app.state.gateway
     await gateway.start()

@@ -27,7 +27,11 @@ def refusal(**values: str) -> str:
 
 @pytest.mark.parametrize(
     ("field", "variable"),
-    [("admin_key", "PROXY_ADMIN_KEY"), ("metrics_token", "PROXY_METRICS_TOKEN")],
+    [
+        ("admin_key", "PROXY_ADMIN_KEY"),
+        ("metrics_token", "PROXY_METRICS_TOKEN"),
+        ("upstream_events_secret", "PROXY_UPSTREAM_EVENTS_SECRET"),
+    ],
 )
 @pytest.mark.parametrize("value", ["", "   ", "x" * 15])
 def test_an_empty_or_short_operator_secret_is_refused(
@@ -38,7 +42,7 @@ def test_an_empty_or_short_operator_secret_is_refused(
     assert "secrets.token_urlsafe" in message
 
 
-@pytest.mark.parametrize("field", ["admin_key", "metrics_token"])
+@pytest.mark.parametrize("field", ["admin_key", "metrics_token", "upstream_events_secret"])
 def test_a_secret_of_sixteen_characters_is_taken(field: str) -> None:
     settings = ProxySettings(upstream_key=UPSTREAM_KEY, **{field: "y" * 16})  # type: ignore[arg-type]
     assert getattr(settings, field).get_secret_value() == "y" * 16

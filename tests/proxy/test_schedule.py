@@ -433,3 +433,30 @@ def test_the_bench_prints_both_schedules_and_the_verdict(
     assert "target: polls/job <= 25% of naive (" in out
     assert "scenario shifted" in out
     assert "calls answered 429" in out
+    assert "with notifications" in out
+    assert "conditioning on the observed start" in out
+
+
+def test_the_bench_runs_the_gateway_s_hinted_schedule(bench: ModuleType) -> None:
+    from proxy.config import ProxySettings
+    from proxy.poller import HINTED_MAX_INTERVAL
+
+    default = ProxySettings.model_fields["upstream_events_poll_delay"].default
+    assert default == bench.EVENTS_DEFAULT
+    assert bench.HINTED_MAX_INTERVAL == HINTED_MAX_INTERVAL
+
+
+def test_a_hint_is_one_early_poll_and_a_lost_one_changes_nothing() -> None:
+    runs = fake_durations(200, 5)
+    Hints = simulation.Hints
+    plain = simulate(runs, AdaptivePolicy(DurationModel()))
+    assert simulate(runs, AdaptivePolicy(DurationModel()), hints=Hints(drop_rate=1.0)) == plain
+    # The schedule the gateway runs with notifications on: sparse, catching lost ones.
+    sparse = PollSchedule(target_delay=180.0, max_interval=1800.0)
+    hinted = simulate(runs, AdaptivePolicy(DurationModel(), sparse), hints=Hints(delay=5.0))
+    assert hinted.lost == 0
+    # The hint's poll, or an earlier one (to rounding of the virtual times).
+    assert max(hinted.delays) == pytest.approx(5.0)
+    assert hinted.polls_per_job < plain.polls_per_job / 5
+    half = simulate(runs, AdaptivePolicy(DurationModel(), sparse), hints=Hints(5.0, 0.5))
+    assert half.lost == 0

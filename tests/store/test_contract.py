@@ -197,6 +197,36 @@ async def test_a_restarted_instance_fences_off_its_own_earlier_lease(store: Stor
         await store.mark_submitted(run.id, "up-1", NOW + 1, NOW + 5, old)
 
 
+async def test_a_hint_brings_a_run_forward_once_and_names_nothing_else(store: Store) -> None:
+    team = await _team(store)
+    admitted = await store.admit(_ask(team), NOW)
+    fence = Fence("gateway-a", admitted.token or 0)
+    await store.claim_send(admitted.generation.id, NOW, 50, fence)
+    await store.mark_submitted(admitted.generation.id, "up-hinted", NOW, NOW + 600, fence)
+    heard: list[str] = []
+    store.subscribe(heard.append)
+    if store.backend.name == "postgresql":  # its listener connects on a thread of its own
+        for _ in range(500):
+            if store.backend.hears_everyone:
+                break
+            await anyio.sleep(0.01)
+        assert store.backend.hears_everyone
+    assert await store.hint(["up-unknown", "GRAPH_RUN"], NOW + 10) == []
+    assert await store.hint(["up-hinted", "up-unknown"], NOW + 10) == [admitted.generation.id]
+    assert (await store.generation(admitted.generation.id)).next_poll_at == NOW + 10
+    # Repeated: no second early poll, even after the first one was made.
+    await store.record_status(
+        admitted.generation.id, "PROCESSING", NOW + 11, fence=fence, next_poll_at=NOW + 500
+    )
+    assert await store.hint(["up-hinted"], NOW + 20) == []
+    assert (await store.generation(admitted.generation.id)).next_poll_at == NOW + 500
+    for _ in range(500):  # the notice's trip: bounded, never a fixed sleep
+        if "hint" in heard:
+            break
+        await anyio.sleep(0.01)
+    assert "hint" in heard
+
+
 async def test_a_terminal_state_never_changes(store: Store) -> None:
     team = await _team(store)
     admitted = await store.admit(_ask(team, "s"), NOW)
