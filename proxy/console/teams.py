@@ -12,6 +12,7 @@ from starlette.responses import Response
 
 from ..config import TeamLimits
 from ..quotas import budget_periods
+from ..rules.usage import UsageRow
 from ..store import Team, TeamKey
 from .access import Form, action, page
 from .layout import BASE, Visit, button, csrf_field, document, notice, respond
@@ -23,11 +24,6 @@ __all__ = ["add_key", "change_limits", "create", "revoke", "teams"]
 
 SPEND_DAYS = 14
 LIMIT_NAMES = tuple(TeamLimits.model_fields)
-
-
-def _month_start(now: float) -> float:
-    day = dt.datetime.fromtimestamp(now, dt.UTC)
-    return day.replace(day=1, hour=0, minute=0, second=0, microsecond=0).timestamp()
 
 
 def _keys(visit: Visit, keys: list[TeamKey]) -> Html:
@@ -92,17 +88,32 @@ async def _team_row(visit: Visit, team: Team, saved: tuple[int, int, float]) -> 
     )
 
 
-async def _spend_plot(visit: Visit, teams: list[Team]) -> Html:
-    today = dt.datetime.fromtimestamp(visit.now, dt.UTC).date()
-    days = [(today - dt.timedelta(days=n)).isoformat() for n in range(SPEND_DAYS - 1, -1, -1)]
-    spent = await visit.gateway.store.daily_spend(days[0])
-    series = {team.name: [0.0] * len(days) for team in teams}
-    for name, day, amount in spent:
-        if name in series and day in days:
-            series[name][days.index(day)] = amount
+def _days(now: float) -> list[dt.date]:
+    """The UTC days the page reports on: the plot's last SPEND_DAYS and this month's."""
+    today = dt.datetime.fromtimestamp(now, dt.UTC).date()
+    first = min(today - dt.timedelta(days=SPEND_DAYS - 1), today.replace(day=1))
+    return [first + dt.timedelta(days=n) for n in range((today - first).days + 1)]
+
+
+def _saved(rows: list[UsageRow], month: str) -> dict[str, tuple[int, int, float]]:
+    """Per team name: this month's (HITs, JOINs, dollars they saved), from the usage rows."""
+    found: dict[str, tuple[int, int, float]] = {}
+    for row in rows:
+        if row.day.startswith(month):
+            hits, joins, saved = found.get(row.team, (0, 0, 0.0))
+            found[row.team] = (hits + row.hit, joins + row.join, saved + row.saved)
+    return found
+
+
+def _spend_plot(rows: list[UsageRow], days: list[dt.date], teams: list[Team]) -> Html:
+    shown = [d.isoformat() for d in days[-SPEND_DAYS:]]
+    series = {team.name: [0.0] * len(shown) for team in teams}
+    for row in rows:
+        if row.team in series and row.day in shown:
+            series[row.team][shown.index(row.day)] = row.spent
     return line_chart(
         f"Spend per day per team, last {SPEND_DAYS} days (UTC)",
-        [d[5:] for d in days],
+        [d[5:] for d in shown],
         series,
         "dollars",
     )
@@ -126,9 +137,12 @@ def _create_form(visit: Visit) -> Html:
 async def render(visit: Visit, notices: Html = EMPTY, status: int = 200) -> Response:
     store = visit.gateway.store
     teams_ = await store.teams()
-    savings = await store.savings(_month_start(visit.now))
-    rows = [await _team_row(visit, t, savings.get(t.id, (0, 0, 0.0))) for t in teams_]
     day, month = budget_periods(visit.now)
+    days = _days(visit.now)
+    # The usage report's rows (`proxy/rules/usage.py`): the plot and the savings agree with it.
+    usage = await store.usage(days[0], days[-1])
+    saved = _saved(usage, month)
+    rows = [await _team_row(visit, t, saved.get(t.name, (0, 0, 0.0))) for t in teams_]
     body = fill(
         '<section><table class="teams"><thead><tr><th>Team</th><th>Keys</th>'
         "<th>Spent today ({day})</th><th>Spent this month ({month})</th>"
@@ -139,7 +153,7 @@ async def render(visit: Visit, notices: Html = EMPTY, status: int = 200) -> Resp
         day=day,
         month=month,
         rows=join(rows),
-        plot=await _spend_plot(visit, teams_),
+        plot=_spend_plot(usage, days, teams_),
         create=_create_form(visit),
     )
     # After a POST, the address bar (and a reload) shows the plain page again.

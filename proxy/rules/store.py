@@ -436,12 +436,6 @@ class Store:
     async def finished_durations(self, limit: int = 500) -> list[float]:
         return await self._read(lambda tx: tx.finished_durations(limit))
 
-    async def daily_spend(self, first_day: str) -> list[tuple[str, str, float]]:
-        return await self._read(lambda tx: tx.daily_spend(first_day))
-
-    async def savings(self, since: float) -> dict[str, tuple[int, int, float]]:
-        return await self._read(lambda tx: tx.savings(since))
-
     async def endpoints(self, limit: int = 100) -> list[Endpoint]:
         return await self._read(lambda tx: tx.endpoints(limit))
 

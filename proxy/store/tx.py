@@ -683,34 +683,6 @@ class Tx:
         )
         return [float(seconds) for (seconds,) in rows]
 
-    def daily_spend(self, first_day: str) -> list[tuple[str, str, float]]:
-        """(team name, UTC day, dollars) from `first_day` ("YYYY-MM-DD") on."""
-        rows = self._all(
-            "SELECT t.name, s.period, s.amount FROM spend s JOIN teams t ON t.id = s.team_id "
-            "WHERE LENGTH(s.period) = 10 AND s.period >= ? ORDER BY s.period, t.name",
-            (first_day,),
-        )
-        return [(str(name), str(day), float(amount)) for name, day, amount in rows]
-
-    def savings(self, since: float) -> dict[str, tuple[int, int, float]]:
-        """Per team id: (HITs, JOINs, dollars their runs cost) of requests since `since`."""
-        rows = self._all(
-            "SELECT r.team_id, r.cache_status, COUNT(*), SUM(g.cost) FROM requests r "
-            "JOIN generations g ON g.id = r.generation_id "
-            "WHERE r.cache_status IN ('HIT', 'JOIN') AND r.created_at >= ? "
-            "GROUP BY r.team_id, r.cache_status",
-            (since,),
-        )
-        found: dict[str, tuple[int, int, float]] = {}
-        for team_id, status, count, dollars in rows:
-            hits, joins, saved = found.get(str(team_id), (0, 0, 0.0))
-            if status == "HIT":
-                hits += int(count)
-            else:
-                joins += int(count)
-            found[str(team_id)] = (hits, joins, saved + float(dollars or 0.0))
-        return found
-
     def endpoints(self, limit: int) -> list[Endpoint]:
         """Each (team, webhook URL) with its messages summed, latest used first."""
         latest = "SELECT {} FROM outbox x WHERE x.team_id = o.team_id AND x.url = o.url{} " \
