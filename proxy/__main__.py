@@ -395,11 +395,16 @@ def _serve(args: argparse.Namespace) -> int:
         else:
             print(f"upstream: {settings.upstream_base_url}", flush=True)
         if args.demo_team:
-            if settings.metrics_token is None and settings.admin_key is None:
+            minted_admin = settings.admin_key is None
+            if settings.metrics_token is None and minted_admin:
                 # For this run only: /metrics wants a credential, and a demo shows how.
                 minted = SecretStr(secrets.token_urlsafe(24))
                 settings = settings.model_copy(update={"metrics_token": minted})
-            _print_demo(settings, fake=fake is not None)
+            if minted_admin:
+                # For this run only, likewise: the console (/admin/ui) opens with the admin key.
+                admin_key = SecretStr(secrets.token_urlsafe(24))
+                settings = settings.model_copy(update={"admin_key": admin_key})
+            _print_demo(settings, fake=fake is not None, minted_admin=minted_admin)
         print(f"gateway listening on http://{settings.host}:{settings.port}", flush=True)
         config = uvicorn.Config(
             create_app(settings), log_config=None, access_log=False,
@@ -604,7 +609,7 @@ async def _demo_key(store: Store, settings: ProxySettings) -> tuple[NewKey, int,
     return await create_key(store, DEMO_TEAM, now), replaced, others
 
 
-def _print_demo(settings: ProxySettings, fake: bool) -> None:
+def _print_demo(settings: ProxySettings, fake: bool, minted_admin: bool = False) -> None:
     store = open_store(settings.db)
     try:
         made, replaced, others = asyncio.run(_demo_key(store, settings))
@@ -627,6 +632,7 @@ def _print_demo(settings: ProxySettings, fake: bool) -> None:
             f"  curl -s {base}/metrics "
             f"-H 'Authorization: Bearer {settings.metrics_token.get_secret_value()}'",
         ]
+    lines += ["", *_console_lines(settings, minted_admin)]
     lines += [
         "",
         "submit with curl (the answer's poll_url is where the result appears):",
@@ -640,6 +646,18 @@ def _print_demo(settings: ProxySettings, fake: bool) -> None:
         "",
     ]
     print("\n".join(lines), flush=True)
+
+
+def _console_lines(settings: ProxySettings, minted_admin: bool) -> list[str]:
+    """Where the operator console is, and the key that opens it (when made for this run)."""
+    url = f"{settings.base_url}/admin/ui"
+    if not minted_admin or settings.admin_key is None:
+        return [f"console: {url}  (log in with the admin key, PROXY_ADMIN_KEY)"]
+    return [
+        "console (an admin key for this run; set PROXY_ADMIN_KEY to keep one):",
+        f"  console:        {url}",
+        f"  admin key:      {settings.admin_key.get_secret_value()}",
+    ]
 
 
 def _python_snippet(base_url: str, key: str, *, poll_interval: float | None = None) -> str:

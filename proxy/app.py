@@ -20,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from . import admin, hints, openapi
+from . import admin, console, hints, openapi
 from .auth import authenticate
 from .bodies import parse_body, read_body
 from .clock import Clock
@@ -285,6 +285,7 @@ def create_app(
             Route("/openapi.json", openapi.openapi, methods=["GET"]),
             Route("/upstream/events/{secret}", hints.upstream_events, methods=["POST"]),
             *admin.routes,
+            *console.routes,
         ],
         middleware=[
             *gateway.tracing.middleware(),

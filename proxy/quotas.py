@@ -112,6 +112,9 @@ class MemoryRateLimiter:
         self.window = window
         self._tat: dict[str, float] = {}
 
+    def __len__(self) -> int:
+        return len(self._tat)
+
     def peek(self, team_id: str, limit: int, now: float) -> RateDecision:
         return gcra_state(self._tat.get(team_id), now, limit, self.window)
 

@@ -21,10 +21,13 @@ from ..store.records import (
     Admission,
     Attempt,
     CacheStatus,
+    Endpoint,
     Generation,
     Instance,
     OutboxMessage,
     RequestRecord,
+    RequestView,
+    RunView,
     Team,
     TeamKey,
 )
@@ -96,6 +99,16 @@ class Store:
 
     async def kv_set(self, name: str, value: str) -> None:
         await self._write(lambda tx: tx.set_kv(name, value))
+
+    async def kv_delete(self, *names: str) -> None:
+        def unit(tx: Tx) -> None:
+            for name in names:
+                tx.delete_kv(name)
+
+        await self._write(unit)
+
+    async def kv_named(self, prefix: str) -> list[tuple[str, str]]:
+        return await self._read(lambda tx: tx.kv_named(prefix))
 
     # -- teams and keys -------------------------------------------------------------------
 
@@ -405,3 +418,30 @@ class Store:
     async def recover(self, since: float, now: float, team_id: str | None = None) -> int:
         """Queue again every failed or disabled message created since `since`."""
         return await self._write(lambda tx: tx.requeue_failed(since, now, team_id))
+
+    # -- what operators look at (the console): reads only ---------------------------------
+
+    async def runs_in_flight(self, limit: int = 200) -> list[RunView]:
+        return await self._read(lambda tx: tx.runs_in_flight(limit))
+
+    async def recent_requests(self, limit: int = 100, team: str | None = None) -> list[RequestView]:
+        """The latest requests, of team `team` (a name) or of all; an unknown team raises."""
+
+        def unit(tx: Tx) -> list[RequestView]:
+            team_id = None if team is None else teams.team_named(tx, team).id
+            return tx.recent_requests(limit, team_id)
+
+        return await self._read(unit)
+
+    async def finished_durations(self, limit: int = 500) -> list[float]:
+        return await self._read(lambda tx: tx.finished_durations(limit))
+
+    async def endpoints(self, limit: int = 100) -> list[Endpoint]:
+        return await self._read(lambda tx: tx.endpoints(limit))
+
+    async def recent_messages(self, limit: int = 50) -> list[tuple[OutboxMessage, str]]:
+        return await self._read(lambda tx: tx.recent_messages(limit))
+
+    async def upstream_pause(self) -> tuple[float, float]:
+        """(paused_until, submits_until): until when every process holds its calls back."""
+        return await self._read(lambda tx: tx.budget_times())

@@ -13,10 +13,13 @@ __all__ = [
     "Admission",
     "Attempt",
     "CacheStatus",
+    "Endpoint",
     "Generation",
     "Instance",
     "OutboxMessage",
     "RequestRecord",
+    "RequestView",
+    "RunView",
     "Team",
     "TeamKey",
 ]
@@ -146,3 +149,39 @@ class Instance:
             "alive_until": self.alive_until,
             "runs": self.runs,
         }
+
+
+# -- what operators look at (the console): rows joined for reading, never written back ---
+
+
+@dataclass(frozen=True)
+class RunView:
+    """A run with its owner's name and how many requests share it."""
+
+    generation: Generation
+    team_name: str
+    requests: int
+
+
+@dataclass(frozen=True)
+class RequestView:
+    """A team's request with its team's name and the run it was answered from."""
+
+    request: RequestRecord
+    team_name: str
+    generation: Generation
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One team's webhook URL, summed over its messages."""
+
+    team_name: str
+    url: str
+    messages: int
+    attempts: int
+    pending: int
+    failed: int  # failed or disabled: what `recover` would queue again
+    next_attempt_at: float | None
+    last_error: str | None
+    last_message_id: str

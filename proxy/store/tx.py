@@ -21,10 +21,13 @@ from .dialect import Dialect, lock_key
 from .records import (
     Attempt,
     CacheStatus,
+    Endpoint,
     Generation,
     Instance,
     OutboxMessage,
     RequestRecord,
+    RequestView,
+    RunView,
     Team,
     TeamKey,
 )
@@ -157,6 +160,17 @@ class Tx:
             "ON CONFLICT (name) DO UPDATE SET value = excluded.value",
             (name, value),
         )
+
+    def delete_kv(self, name: str) -> None:
+        self._run("DELETE FROM kv WHERE name = ?", (name,))
+
+    def kv_named(self, prefix: str) -> list[tuple[str, str]]:
+        """Every (name, value) whose name starts with `prefix` (no LIKE wildcards in it)."""
+        if "%" in prefix or "_" in prefix:
+            raise ValueError(f"a kv prefix takes no LIKE wildcards; got {prefix!r}")
+        rows = self._all("SELECT name, value FROM kv WHERE name LIKE ?", (prefix + "%",))
+        # SQLite's LIKE ignores ASCII case: keep the exact prefix only.
+        return [(str(n), str(v)) for n, v in rows if str(n).startswith(prefix)]
 
     # -- teams and keys -------------------------------------------------------------------
 
@@ -627,6 +641,93 @@ class Tx:
             "ORDER BY i.id"
         )
         return [Instance(str(i), float(until), int(runs)) for i, until, runs in rows]
+
+    # -- what operators look at (the console): reads only -----------------------------------
+    # No index serves these orderings: an operator's page load scans, a team's request never.
+
+    def runs_in_flight(self, limit: int) -> list[RunView]:
+        """Unfinished runs, oldest first, with their owner and how many requests share each."""
+        rows = self._all(
+            f"SELECT {_qualified('g', GENERATION_COLUMNS)}, COALESCE(t.name, '-'), "
+            "(SELECT COUNT(*) FROM requests r WHERE r.generation_id = g.id) "
+            "FROM generations g LEFT JOIN teams t ON t.id = g.owner_team_id "
+            "WHERE g.terminal = 0 ORDER BY g.created_at LIMIT ?",
+            (limit,),
+        )
+        width = len(GENERATION_COLUMNS.split(","))
+        return [RunView(_generation(r[:width]), str(r[width]), int(r[width + 1])) for r in rows]
+
+    def recent_requests(self, limit: int, team_id: str | None) -> list[RequestView]:
+        """The latest requests (of one team, or all), newest first, with their runs."""
+        where, args = ("WHERE r.team_id = ? ", [team_id]) if team_id is not None else ("", [])
+        rows = self._all(
+            f"SELECT {_qualified('r', REQUEST_COLUMNS)}, COALESCE(t.name, '-'), "
+            f"{_qualified('g', GENERATION_COLUMNS)} FROM requests r "
+            "JOIN generations g ON g.id = r.generation_id LEFT JOIN teams t ON t.id = r.team_id "
+            f"{where}ORDER BY r.created_at DESC LIMIT ?",
+            (*args, limit),
+        )
+        width = len(REQUEST_COLUMNS.split(","))
+        return [
+            RequestView(_request(r[:width]), str(r[width]), _generation(r[width + 1 :]))
+            for r in rows
+        ]
+
+    def finished_durations(self, limit: int) -> list[float]:
+        """Send-to-finish seconds of the latest completed runs."""
+        rows = self._all(
+            "SELECT finished_at - created_at FROM generations WHERE status = 'COMPLETED' "
+            "AND upstream_id IS NOT NULL AND finished_at IS NOT NULL "
+            "ORDER BY finished_at DESC LIMIT ?",
+            (limit,),
+        )
+        return [float(seconds) for (seconds,) in rows]
+
+    def endpoints(self, limit: int) -> list[Endpoint]:
+        """Each (team, webhook URL) with its messages summed, latest used first."""
+        latest = "SELECT {} FROM outbox x WHERE x.team_id = o.team_id AND x.url = o.url{} " \
+                 "ORDER BY x.{} DESC LIMIT 1"  # fmt: skip
+        rows = self._all(
+            "SELECT COALESCE(t.name, '-'), o.url, COUNT(*), SUM(o.attempts), "
+            "SUM(CASE WHEN o.state = 'pending' THEN 1 ELSE 0 END), "
+            "SUM(CASE WHEN o.state IN ('failed', 'disabled') THEN 1 ELSE 0 END), "
+            "MIN(CASE WHEN o.state = 'pending' THEN o.next_attempt_at END), "
+            f"({latest.format('x.last_error', ' AND x.last_error IS NOT NULL', 'updated_at')}), "
+            f"({latest.format('x.id', '', 'created_at')}) "
+            "FROM outbox o LEFT JOIN teams t ON t.id = o.team_id "
+            "GROUP BY o.team_id, t.name, o.url ORDER BY MAX(o.created_at) DESC LIMIT ?",
+            (limit,),
+        )
+        return [
+            Endpoint(
+                str(team),
+                str(url),
+                int(n),
+                int(tries or 0),
+                int(pending or 0),
+                int(failed or 0),
+                due,
+                error,
+                str(last),
+            )
+            for team, url, n, tries, pending, failed, due, error, last in rows
+        ]
+
+    def recent_messages(self, limit: int) -> list[tuple[OutboxMessage, str]]:
+        """The latest webhook messages, newest first, with their team's name."""
+        rows = self._all(
+            f"SELECT {_qualified('o', MESSAGE_COLUMNS)}, COALESCE(t.name, '-') FROM outbox o "
+            "LEFT JOIN teams t ON t.id = o.team_id ORDER BY o.created_at DESC LIMIT ?",
+            (limit,),
+        )
+        return [(_message(row[:-1]), str(row[-1])) for row in rows]
+
+    def budget_times(self) -> tuple[float, float]:
+        """(paused_until, submits_until) of the company's budget, read without its lock."""
+        row = self._one(
+            "SELECT paused_until, submits_until FROM upstream_budget WHERE name = ?", (BUDGET_ROW,)
+        )
+        return float(row[0]), float(row[1])
 
     # -- the company's upstream budget ----------------------------------------------------
 

@@ -32,14 +32,6 @@ def stack(tmp_path: Path) -> Iterator[Stack]:
         yield built
 
 
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    made = Receiver()
-    made.start()
-    yield made
-    made.stop()
-
-
 def _limits(stack: Stack, **limits: float) -> None:
     answer = httpx.patch(
         f"{stack.gateway.url}/admin/teams/video/limits", json=limits, headers=ADMIN

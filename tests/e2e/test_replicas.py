@@ -292,14 +292,6 @@ def deployment(tmp_path: Path, postgres_url: str) -> Iterator[Deployment]:
             assert built.secret not in output
 
 
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    made = Receiver()
-    made.start()
-    yield made
-    made.stop()
-
-
 def verified_ids(receiver: Receiver, secret: str) -> set[str]:
     """Request ids of the deliveries whose Standard Webhooks signature checks out with the
     team's secret (each at its own timestamp: the replicas' clocks are virtual)."""

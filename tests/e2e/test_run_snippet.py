@@ -73,3 +73,19 @@ def test_stopping_the_gateway_stops_its_embedded_fake(run_gateway: ServerProcess
     assert run_gateway.proc.returncode == 128 + 15, run_gateway.output
     with pytest.raises(httpx.ConnectError):
         httpx.get(f"{fake[1]}/healthz", timeout=5)
+
+
+def test_the_printed_console_address_and_admin_key_log_in(run_gateway: ServerProcess) -> None:
+    printed = printed_until_listening(run_gateway)
+    console = re.search(r"console: +(http://\S+/admin/ui)$", printed, re.MULTILINE)
+    admin_key = re.search(r"admin key: +(\S+)$", printed, re.MULTILINE)
+    assert console is not None, printed
+    assert admin_key is not None, printed
+    assert console[1] == f"{run_gateway.url}/admin/ui"
+    same_origin = {"origin": run_gateway.url, "sec-fetch-site": "same-origin"}
+    logged_in = httpx.post(f"{console[1]}/login", data={"admin_key": admin_key[1]},
+                           headers=same_origin)  # fmt: skip
+    assert logged_in.status_code == 303, logged_in.text
+    teams = httpx.get(f"{console[1]}/teams", cookies=logged_in.cookies)
+    assert teams.status_code == 200
+    assert 'data-team="demo"' in teams.text

@@ -1,0 +1,44 @@
+"""What the poll schedule (`proxy/schedule.py`) and its learnt duration model say about a
+run: when it should end, when the gateway will see that, how many polls a run takes.
+Pure arithmetic over the poller's own schedule and model; nothing is asked of anyone."""
+
+from __future__ import annotations
+
+from ..poller import Poller
+from ..schedule import DurationModel
+
+__all__ = ["expected_finish", "scheduled_polls", "seen_at"]
+
+MAX_P = 0.9999
+MAX_POLLS = 10_000
+
+
+def expected_finish(model: DurationModel, elapsed: float) -> float:
+    """Seconds after its start when a run still going at `elapsed` is as likely to have
+    ended as not, by the model: the median of the durations longer than `elapsed`."""
+    p = min(1.0 - model.survival(elapsed) / 2.0, MAX_P)
+    return max(model.quantile(p), elapsed)
+
+
+def _next(poller: Poller, elapsed: float) -> float:
+    if poller.settings.poll_schedule == "fixed":
+        return elapsed + poller.settings.poll_interval
+    return elapsed + poller.schedule.delay(elapsed, poller.model)
+
+
+def seen_at(poller: Poller, next_poll: float, finish: float) -> float:
+    """The elapsed time of the first poll at or after `finish`, polling from `next_poll` on
+    as the schedule does: when the gateway learns that a run ended at `finish`."""
+    at, polls = next_poll, 0
+    while at < finish and polls < MAX_POLLS:
+        at, polls = _next(poller, at), polls + 1
+    return at
+
+
+def scheduled_polls(poller: Poller, duration: float) -> int:
+    """The polls the schedule makes of a run lasting `duration` seconds, up to the one that
+    sees it finished."""
+    at, polls = poller.first_delay(), 1
+    while at < duration and polls < MAX_POLLS:
+        at, polls = _next(poller, at), polls + 1
+    return polls

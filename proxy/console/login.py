@@ -1,0 +1,86 @@
+"""Logging in and out of the console. The login form posts the admin key once; the answer
+sets the session cookie (HttpOnly, SameSite=Strict, Path=/admin/ui, Secure over https)
+and never carries the key back. Attempts are throttled per client address."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from ..auth import matches_a_secret
+from .access import Form, action, form_of, gateway_of, off, refused, sessions_of
+from .layout import BASE, Visit, document, notice, redirect, respond
+from .markup import EMPTY, Html, fill
+from .security import LoginThrottle, is_https, same_origin
+from .session import COOKIE, SESSION_SECONDS
+
+__all__ = ["login", "login_form", "logout"]
+
+
+def _throttle(request: Request) -> LoginThrottle:
+    throttle: LoginThrottle | None = getattr(request.app.state, "console_logins", None)
+    if throttle is None:
+        throttle = request.app.state.console_logins = LoginThrottle()
+    return throttle
+
+
+def _form(message: Html = EMPTY, status: int = 200) -> Response:
+    body = fill(
+        '<form class="login" method="post" action="{a}"><label>Admin key '
+        '<input type="password" name="admin_key" autocomplete="current-password" required '
+        'autofocus></label><button type="submit" data-test="login">Log in</button></form>'
+        "<p><small>The key the gateway runs with (PROXY_ADMIN_KEY; `make run` prints one). "
+        "A team key opens nothing here.</small></p>",
+        a=f"{BASE}/login",
+    )
+    return respond(document("Log in", body, notices=message), status)
+
+
+async def login_form(request: Request) -> Response:
+    gateway = gateway_of(request)
+    sessions = sessions_of(gateway)
+    if sessions is None:
+        return off()
+    if await sessions.valid(request.cookies.get(COOKIE)):
+        return redirect(f"{BASE}/teams")
+    return _form()
+
+
+async def login(request: Request) -> Response:
+    gateway = gateway_of(request)
+    sessions = sessions_of(gateway)
+    if sessions is None:
+        return off()
+    if not same_origin(request):
+        return refused("Refused: log in from the console's own login page.", 403)
+    address = request.client.host if request.client else "-"
+    wait = _throttle(request).take(address, gateway.heartbeat.wall.now())
+    if wait:
+        return _form(notice("error", f"Too many attempts; try again in {wait:.0f} s."), 429)
+    form = await form_of(request) or {}
+    if not matches_a_secret(form.get("admin_key", "").strip(), gateway.settings.admin_key):
+        return _form(notice("error", "That is not the admin key."), 401)
+    session_id = await sessions.open()
+    answer = redirect(f"{BASE}/teams")
+    answer.set_cookie(
+        COOKIE,
+        session_id,
+        max_age=int(SESSION_SECONDS),
+        path=BASE,
+        secure=is_https(request),
+        httponly=True,
+        samesite="strict",
+    )
+    return answer
+
+
+@action
+async def logout(request: Request, visit: Visit, form: Form) -> Response:
+    sessions = sessions_of(visit.gateway)
+    assert sessions is not None
+    await sessions.close(visit.session_id)
+    answer = redirect(f"{BASE}/login")
+    answer.delete_cookie(
+        COOKIE, path=BASE, secure=is_https(request), httponly=True, samesite="strict"
+    )
+    return answer

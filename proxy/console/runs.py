@@ -1,0 +1,130 @@
+"""The runs page: runs in flight (age, status, when the next poll is, when the learnt
+duration model expects the run to end, how many requests share it) and recent requests
+(HIT, JOIN or MISS, cost, outcome, duration), filterable by team; and the plot of run
+durations against the distribution the poll schedule has learnt (`proxy/schedule.py`)."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from ..rules import UnknownTeam
+from ..schedule import DurationModel
+from ..store import CacheStatus, RequestView, RunView
+from .access import page
+from .forecast import expected_finish, seen_at
+from .layout import BASE, Visit, document, notice, respond
+from .markup import Html, ago, dollars, fill, join, moment, seconds
+from .plots import edges_for, histogram
+
+__all__ = ["runs"]
+
+RECENT = 100
+DURATIONS = 500
+
+
+def _in_flight_row(run: RunView, visit: Visit, model: DurationModel) -> Html:
+    g = run.generation
+    age = visit.now - g.created_at
+    if g.status == "WAITING":
+        finish = "waiting for a slot in the upstream budget"
+    elif g.status in ("SUBMITTING", "QUEUED"):
+        finish = f"{seconds(model.median)} after it starts (median)"
+    else:
+        ends = expected_finish(model, age)
+        seen = seen_at(visit.gateway.poller, (g.next_poll_at or visit.now) - g.created_at, ends)
+        finish = (f"{ago(g.created_at + ends, visit.now)}; seen at the poll "
+                  f"{ago(g.created_at + seen, visit.now)}")  # fmt: skip
+    return fill(
+        "<tr><td><code>{id}</code></td><td>{team}</td><td>{status}</td><td>{age}</td>"
+        "<td>{poll}</td><td>{finish}</td><td>{requests}</td></tr>",
+        id=g.id[:12],
+        team=run.team_name,
+        status=g.status,
+        age=seconds(age),
+        poll=ago(g.next_poll_at, visit.now),
+        finish=finish,
+        requests=run.requests,
+    )
+
+
+def _recent_row(view: RequestView) -> Html:
+    r, g = view.request, view.generation
+    paid = r.cache_status is CacheStatus.MISS
+    duration = None if g.finished_at is None else g.finished_at - g.created_at
+    return fill(
+        '<tr class="{cache}"><td><code>{id}</code></td><td>{team}</td><td>{at}</td>'
+        '<td><span class="tag {cache}">{cache}</span></td><td>{cost}</td><td>{outcome}</td>'
+        "<td>{duration}</td></tr>",
+        id=r.id[:12],
+        team=view.team_name,
+        at=moment(r.created_at),
+        cache=r.cache_status.value,
+        cost=dollars(g.cost) if paid else f"saved {dollars(g.cost)}",
+        outcome=g.status,
+        duration=seconds(duration),
+    )
+
+
+def _filter(names: list[str], chosen: str | None) -> Html:
+    options = [
+        fill(
+            '<option value="{n}"{sel}>{n}</option>',
+            n=n,
+            sel=Html(" selected") if n == chosen else "",
+        )
+        for n in names
+    ]
+    return fill(
+        '<form class="filter" method="get" action="{a}"><label>Team '
+        '<select name="team"><option value="">all teams</option>{options}</select></label>'
+        '<button type="submit">Show</button></form>',
+        a=f"{BASE}/runs",
+        options=join(options),
+    )
+
+
+def _durations_plot(durations: list[float], model: DurationModel) -> Html:
+    if not durations:
+        return Html("<p>No finished runs yet.</p>")
+    high = max(*durations, model.quantile(0.999))
+    edges = edges_for([*durations, high], bins=24)
+    return histogram(
+        f"Durations of the last {len(durations)} completed runs, and the learnt distribution",
+        durations,
+        edges,
+        "runs",
+        curve=model.pdf,
+        curve_label=f"learnt lognormal: median {seconds(model.median)}, log-sd {model.sigma:.2f}",
+    )
+
+
+@page
+async def runs(request: Request, visit: Visit) -> Response:
+    store, model = visit.gateway.store, visit.gateway.poller.model
+    team = request.query_params.get("team") or None
+    notices = Html("")
+    try:
+        recent = await store.recent_requests(RECENT, team)
+    except UnknownTeam:
+        notices, team = notice("error", f"No team named {team}; showing all teams."), None
+        recent = await store.recent_requests(RECENT)
+    flying = await store.runs_in_flight()
+    names = [t.name for t in await store.teams()]
+    durations = await store.finished_durations(DURATIONS)
+    body = fill(
+        "{filter}<section><h2>In flight ({n})</h2><table><thead><tr><th>Run</th><th>Owner</th>"
+        "<th>Status</th><th>Age</th><th>Next poll</th><th>Expected finish</th>"
+        "<th>Requests</th></tr></thead><tbody>{flying}</tbody></table></section>"
+        "<section><h2>Recent requests{of}</h2><table><thead><tr><th>Request</th><th>Team</th>"
+        "<th>At (UTC)</th><th>Cache</th><th>Cost</th><th>Outcome</th><th>Duration</th></tr>"
+        "</thead><tbody>{recent}</tbody></table></section>"
+        "<section><h2>Run durations</h2><figure>{plot}</figure></section>",
+        filter=_filter(names, team),
+        n=len(flying),
+        flying=join(_in_flight_row(r, visit, model) for r in flying),
+        of=f" of {team}" if team else "",
+        recent=join(_recent_row(v) for v in recent),
+        plot=_durations_plot(durations, model),
+    )
+    return respond(document("Runs", body, visit, active="runs", notices=notices))

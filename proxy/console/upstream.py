@@ -1,0 +1,97 @@
+"""The upstream page: the company's calls to Segmind in the last minute against its
+budget (`upstream_requests_per_minute`, shared by every replica), the pause every process
+honours after a 429, this process's calls by kind and answer, and polls per run."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from ..rules.budget import WINDOW
+from .access import page
+from .forecast import scheduled_polls
+from .layout import Visit, document, respond
+from .markup import Html, ago, fill, join
+from .plots import budget_bar, histogram
+
+__all__ = ["upstream"]
+
+BUCKET = 5.0  # seconds per bar of the last-minute plot
+
+
+def _calls_by_answer(visit: Visit) -> list[tuple[str, str, float]]:
+    """(kind, status, count) of this process's upstream calls, from its metrics."""
+    found = []
+    for metric in visit.gateway.metrics.registry.collect():
+        if metric.name.endswith("_upstream_calls"):
+            found += [
+                (s.labels["kind"], s.labels["status"], s.value)
+                for s in metric.samples
+                if s.name.endswith("_total")
+            ]
+    return sorted(found)
+
+
+def _last_minute(calls: list[float], now: float, per_minute: int) -> Html:
+    buckets = int(WINDOW / BUCKET)
+    ages = [now - at for at in calls]
+    edges = [BUCKET * i for i in range(buckets + 1)]
+    return histogram(
+        f"Calls granted per {BUCKET:.0f} s, the last minute (0: now)",
+        ages,
+        edges,
+        "calls",
+        limit=per_minute * BUCKET / WINDOW,
+        limit_label="the budget's even pace",
+    )
+
+
+@page
+async def upstream(request: Request, visit: Visit) -> Response:
+    gateway = visit.gateway
+    per_minute = gateway.settings.upstream_requests_per_minute
+    calls = await gateway.store.upstream_calls_between(visit.now - WINDOW, visit.now)
+    paused_until, submits_until = await gateway.store.upstream_pause()
+    answers = _calls_by_answer(visit)
+    pauses = sum(count for _, status, count in answers if status == "429")
+    polls = sum(count for kind, _, count in answers if kind == "poll")
+    durations = await gateway.store.finished_durations(200)
+    scheduled = [float(scheduled_polls(gateway.poller, d)) for d in durations]
+    plot = (
+        histogram(
+            "Polls per run the schedule makes for the durations seen",
+            scheduled,
+            [float(n) for n in range(int(max(scheduled)) + 2)],
+            "runs",
+        )
+        if scheduled
+        else Html("<p>No finished runs yet.</p>")
+    )
+    paused = (
+        f"paused {ago(paused_until, visit.now)} (after a 429)"
+        if paused_until > visit.now
+        else "not paused"
+    )
+    body = fill(
+        '<section><h2>Company budget</h2><p class="budget">{bar}</p>'
+        "<p>Calls to Segmind in the last minute, every replica: <strong>{n}</strong> of "
+        "{per_minute}. Upstream: {paused}.{submits}</p><figure>{minute}</figure></section>"
+        "<section><h2>This process's calls</h2><p>{pauses} answered 429 (each pauses every "
+        "caller for its Retry-After); {polls} polls.</p><table><thead><tr><th>Kind</th>"
+        "<th>Answer</th><th>Calls</th></tr></thead><tbody>{answers}</tbody></table></section>"
+        "<section><h2>Polls per run</h2><figure>{plot}</figure></section>",
+        bar=budget_bar(len(calls), per_minute, "calls in the last minute", money=False),
+        n=len(calls),
+        per_minute=per_minute,
+        paused=paused,
+        submits=" Polls step aside for a waiting submit." if submits_until > visit.now else "",
+        minute=_last_minute(calls, visit.now, per_minute),
+        pauses=f"{pauses:.0f}",
+        polls=f"{polls:.0f}",
+        answers=join(
+            fill("<tr><td>{k}</td><td>{s}</td><td>{c}</td></tr>", k=k, s=s, c=f"{c:.0f}")
+            for k, s, c in answers
+        ),
+        plot=plot,
+    )
+    return respond(document("Upstream", body, visit, active="upstream"))
