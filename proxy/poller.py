@@ -400,6 +400,7 @@ class Poller:
                 "FAILED",
                 error="Segmind no longer knows this run (its results expire an hour after "
                 "submission); submit it again",
+                polled=True,
             )
             return
         except client.SegmindError as exc:
@@ -416,6 +417,7 @@ class Poller:
                 output=output,
                 error=status.error or ("Segmind reported the run FAILED" if status.state
                                        is client.JobState.FAILED else None),
+                polled=True,
             )  # fmt: skip
             return
         await self.store.record_status(
@@ -424,6 +426,7 @@ class Poller:
             now,
             fence=self.fence(generation.id),
             next_poll_at=now + self._next_delay(generation, now, status.status),
+            polled=True,
         )
 
     async def _failed_poll(self, generation: Generation, exc: client.SegmindError) -> None:
@@ -435,6 +438,7 @@ class Poller:
                 "FAILED",
                 error=f"gave up: Segmind could not be polled for "
                 f"{self.settings.give_up_after:.0f} s ({type(exc).__name__}: {exc.message})",
+                polled=True,
             )
             return
         streak = max(now - failing_since, 0.0)
@@ -454,7 +458,7 @@ class Poller:
 
     async def _finish(
         self, generation: Generation, status: str, *, output: str | None = None,
-        error: str | None = None,
+        error: str | None = None, polled: bool = False,
     ) -> None:  # fmt: skip
         ran = generation.upstream_id is not None and status in ("COMPLETED", "FAILED")
         if ran and not (error or "").startswith("gave up"):
@@ -470,5 +474,6 @@ class Poller:
             terminal=True,
             cache_ttl=self.settings.cache_ttl,
             refund=refund,
+            polled=polled,
         )
         self.on_terminal(finished)

@@ -96,10 +96,11 @@ def record_status(
     cache_ttl: float = 0.0,
     refund: bool = False,
     answered: str | None = None,
+    polled: bool = False,
 ) -> Generation:
     """Write what the upstream said; a terminal state also fills the cache or refunds,
     and queues the webhooks. The request `answered` (already told the outcome in its
-    answer) gets no webhook."""
+    answer) gets no webhook. `polled`: a poll of the upstream said it (counted)."""
     current, held = tx.run_and_lease(generation_id)
     if current.terminal:
         return current  # terminal states never change
@@ -112,6 +113,7 @@ def record_status(
         error=error,
         terminal=terminal,
         next_poll_at=next_poll_at,
+        polled=polled,
     )
     if not terminal:
         return tx.generation(generation_id)

@@ -264,6 +264,7 @@ class Store:
         cache_ttl: float = 0.0,
         refund: bool = False,
         answered: str | None = None,
+        polled: bool = False,
     ) -> Generation:
         return await self._write(
             lambda tx: runs.record_status(
@@ -279,6 +280,7 @@ class Store:
                 cache_ttl=cache_ttl,
                 refund=refund,
                 answered=answered,
+                polled=polled,
             )
         )
 
@@ -432,6 +434,10 @@ class Store:
             return tx.recent_requests(limit, team_id)
 
         return await self._read(unit)
+
+    async def finished_polls(self, limit: int = 500) -> list[tuple[float, int]]:
+        """(seconds from send to finish, upstream polls) of the latest completed runs."""
+        return await self._read(lambda tx: tx.finished_polls(limit))
 
     async def finished_durations(self, limit: int = 500) -> list[float]:
         return await self._read(lambda tx: tx.finished_durations(limit))

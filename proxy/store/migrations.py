@@ -251,12 +251,20 @@ def _upstream_hints(db: Connection, dialect: Dialect) -> None:
     )
 
 
+def _poll_counts(db: Connection, dialect: Dialect) -> None:
+    """How many times each run was polled upstream, counted in the write every poll makes
+    anyway (its status, or its failure): the console's polls per run are counted, not
+    worked out from the schedule. Runs from before this step count from here."""
+    db.execute("ALTER TABLE generations ADD COLUMN polls INTEGER NOT NULL DEFAULT 0")
+
+
 MIGRATIONS = (
     Migration(1, "teams, keys, generations, requests, cache, budgets, outbox, leases", _base),
     Migration(2, "lease fencing tokens; webhook hosts; upstream window count", _fencing_and_hosts),
     Migration(3, "each request's UTC day, and indexes for usage reports", _usage_days),
     Migration(4, "a team's webhook URL, for budget alerts", _team_webhooks),
     Migration(5, "upstream notifications: early polls; runs by upstream id", _upstream_hints),
+    Migration(6, "each run's count of upstream polls", _poll_counts),
 )
 
 

@@ -502,11 +502,12 @@ class Tx:
         error: str | None,
         terminal: bool,
         next_poll_at: float | None,
+        polled: bool = False,
     ) -> None:
         self._run(
             "UPDATE generations SET status = ?, output = ?, error = ?, terminal = ?, "
-            "updated_at = ?, finished_at = ?, next_poll_at = ?, failing_since = NULL "
-            "WHERE id = ?",
+            "updated_at = ?, finished_at = ?, next_poll_at = ?, failing_since = NULL, "
+            "polls = polls + ? WHERE id = ?",
             (
                 status,
                 output,
@@ -515,6 +516,7 @@ class Tx:
                 now,
                 now if terminal else None,
                 None if terminal else next_poll_at,
+                int(polled),
                 generation_id,
             ),
         )
@@ -522,7 +524,7 @@ class Tx:
     def set_poll_failure(self, generation_id: str, now: float, next_poll_at: float) -> None:
         self._run(
             "UPDATE generations SET failing_since = COALESCE(failing_since, ?), "
-            "next_poll_at = ?, updated_at = ? WHERE id = ? AND terminal = 0",
+            "next_poll_at = ?, updated_at = ?, polls = polls + 1 WHERE id = ? AND terminal = 0",
             (now, next_poll_at, now, generation_id),
         )
 
@@ -672,6 +674,16 @@ class Tx:
             RequestView(_request(r[:width]), str(r[width]), _generation(r[width + 1 :]))
             for r in rows
         ]
+
+    def finished_polls(self, limit: int) -> list[tuple[float, int]]:
+        """(send-to-finish seconds, upstream polls) of the latest completed runs."""
+        rows = self._all(
+            "SELECT finished_at - created_at, polls FROM generations "
+            "WHERE status = 'COMPLETED' AND upstream_id IS NOT NULL AND finished_at IS NOT NULL "
+            "ORDER BY finished_at DESC LIMIT ?",
+            (limit,),
+        )
+        return [(float(seconds), int(polls)) for seconds, polls in rows]
 
     def finished_durations(self, limit: int) -> list[float]:
         """Send-to-finish seconds of the latest completed runs."""

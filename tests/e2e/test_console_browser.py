@@ -168,6 +168,11 @@ def test_an_operator_runs_the_gateway_from_the_console(
         page.goto(f"{base}/{name}")
         assert page.locator("h1").inner_text() == name.capitalize()
         shot(page, name)
+    # Polls per run, as counted in the store: every completed run took at least one poll.
+    counted = re.search(r"([\d.]+) polls a run over the last (\d+) completed runs",
+                        page.content())  # fmt: skip
+    assert counted is not None
+    assert (float(counted[1]) >= 1.0, int(counted[2])) == (True, len(SCENES))
 
     # Log out: the cookie is gone, and the back button shows no page of the console.
     page.click('[data-test="logout"]')

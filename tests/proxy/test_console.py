@@ -249,6 +249,7 @@ async def test_teams_are_made_changed_and_shown_with_their_spend(console: Harnes
     assert "No team named" in (await console.http.get(f"{UI}/runs", params={"team": "x"})).text
     upstream = (await console.http.get(f"{UI}/upstream")).text
     assert "<strong>1</strong> of 50" in upstream  # the submit, in the last minute
+    assert "No finished runs yet." in upstream  # polls per run: none has finished
     replicas = (await console.http.get(f"{UI}/replicas")).text
     assert console.gateway.instance in replicas
     assert "(this one)" in replicas

@@ -34,9 +34,14 @@ async def test_runs_requests_and_endpoints_as_the_rules_wrote_them(store: Store)
     ]  # fmt: skip
     fence = Fence("gateway-a", paid.token or 0)
     await store.mark_submitted(paid.generation.id, "up-1", NOW + 5, NOW + 10, fence)
+    # Three upstream polls: one said PROCESSING, one failed, one said COMPLETED; the submit's
+    # own status write is no poll.
+    await store.record_status(paid.generation.id, "PROCESSING", NOW + 300, fence=fence,
+                              next_poll_at=NOW + 400, polled=True)  # fmt: skip
+    await store.record_poll_failure(paid.generation.id, NOW + 400, NOW + 500, fence)
     await store.record_status(
         paid.generation.id, "COMPLETED", NOW + 605, fence=fence, output="{}", terminal=True,
-        cache_ttl=1000.0, answered=paid.request.id,
+        cache_ttl=1000.0, answered=paid.request.id, polled=True,
     )  # fmt: skip
     hit = await store.admit(_ask(alpha, "same"), NOW + 700)
 
@@ -52,6 +57,7 @@ async def test_runs_requests_and_endpoints_as_the_rules_wrote_them(store: Store)
     with pytest.raises(UnknownTeam):
         await store.recent_requests(10, "nobody")
     assert await store.finished_durations() == [600.0]
+    assert await store.finished_polls() == [(600.0, 3)]
 
     # The joined request's message waits (the answered one has none); the endpoint sums it.
     [endpoint] = await store.endpoints()
