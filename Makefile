@@ -11,7 +11,7 @@ DB ?= gateway.sqlite
 # instead of ~11 min, so a demo finishes while you watch; override freely.
 FAKE_FLAGS ?= --time-scale 0.01
 
-.PHONY: run demo fake test lint format bench cassettes clean
+.PHONY: run demo fake test lint format bench cassettes docs clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -50,6 +50,10 @@ format: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/fakeserver.py
+
+# docs/ as a site (MkDocs, offline, strict: a broken link or anchor fails) in build/site.
+docs: $(STAMP)
+	$(BIN)/mkdocs build --strict
 
 cassettes: $(STAMP)
 	$(BIN)/python -m tests.contract.record
