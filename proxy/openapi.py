@@ -129,30 +129,20 @@ def _input_schema(served: Sequence[Workflow]) -> dict[str, Any]:
             "type": "object",
             **described,
             **{k: v for k, v in _inputs_of(served[0]).items() if k != "type"},
-            "example": _example(served[0]),
+            "example": served[0].example,
         }
     # Several: the body of each is one of these; which one is the path's workflow id.
     return {
         **described,
-        "anyOf": [_ref(_schema_name(workflow)) for workflow in served],
+        "anyOf": [_ref(workflow.schema_name) for workflow in served],
     }
-
-
-def _example(workflow: Workflow) -> dict[str, str]:
-    """A body that changes one prompt (`Scene_1` for the character video)."""
-    prompts = [spec.name for spec in workflow.inputs if spec.kind is InputKind.TEXT]
-    return {prompts[0]: "A knight on a cliff at dawn"} if prompts else {}
-
-
-def _schema_name(workflow: Workflow) -> str:
-    return f"WorkflowInputs.{workflow.id}"
 
 
 def _workflow_schemas(served: Sequence[Workflow]) -> dict[str, Any]:
     if len(served) == 1:
         return {}
     return {
-        _schema_name(w): {"title": w.title, "x-workflow-id": w.id, **_inputs_of(w)} for w in served
+        w.schema_name: {"title": w.title, "x-workflow-id": w.id, **_inputs_of(w)} for w in served
     }
 
 

@@ -108,6 +108,18 @@ class Workflow:
         return {i.name: i.default for i in self.inputs}
 
     @property
+    def schema_name(self) -> str:
+        """Its body's schema in an OpenAPI document serving several workflows."""
+        return f"WorkflowInputs.{self.id}"
+
+    @property
+    def example(self) -> dict[str, str]:
+        """An example body for documents: one prompt changed (`Scene_1` for the character
+        video), the rest left to the defaults."""
+        prompts = [i.name for i in self.inputs if i.kind is InputKind.TEXT]
+        return {prompts[0]: "A knight on a cliff at dawn"} if prompts else {}
+
+    @property
     def image_input(self) -> str | None:
         """The name of the first `IMAGE` input, the one the gateway's preflight checks."""
         return next((i.name for i in self.inputs if i.kind is InputKind.IMAGE), None)
