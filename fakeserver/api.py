@@ -128,8 +128,9 @@ def _not_a_number(name: str) -> Any:
 def read_json(raw: bytes) -> Any:
     """A submit body as Segmind reads it: empty is `{}`; anything else must be UTF-8 JSON,
     nested at most `MAX_DEPTH` levels, without NaN/Infinity or a lone surrogate escape
-    (`"\\ud800"`). Each is a 400 that says so, never a 500."""
-    if not raw.strip():
+    (`"\\ud800"`). Each is a 400 that says so, never a 500. Whitespace alone is not empty:
+    it is no JSON document, as any JSON parser says (schemathesis sends `\r`)."""
+    if not raw:
         return {}
     try:
         text = raw.decode("utf-8-sig")

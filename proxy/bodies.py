@@ -88,8 +88,9 @@ def _refuse_constant(name: str) -> Any:
 
 
 def parse_body(raw: bytes) -> Any:
-    """The decoded JSON body (`{}` for an empty one); raises `BadInput` naming the problem."""
-    if not raw.strip():
+    """The decoded JSON body (`{}` for an empty one, but whitespace alone is no JSON
+    document); raises `BadInput` naming the problem."""
+    if not raw:
         return {}
     try:
         # JSON between systems is UTF-8 (RFC 8259); a leading byte-order mark is tolerated.

@@ -191,3 +191,14 @@ def test_the_defaults_are_one_canonical_body_everywhere(
     defaults = CharacterVideoInputs().to_payload()
     assert gateway_verdict(b"{}") == fake_verdict(fake, b"{}") == defaults
     assert list(defaults) == WIRE
+
+
+@pytest.mark.parametrize("raw", [b"\r", b" ", b"\n\t "])
+def test_whitespace_alone_is_no_body_but_no_json_either(
+    fake: tuple[TestClient, FakeState], raw: bytes
+) -> None:
+    # An empty body is the defaults; whitespace alone is no JSON document (schemathesis
+    # found the fake taking `\r` for `{}`): both refuse it, before any job or charge.
+    assert gateway_verdict(b"") == fake_verdict(fake, b"") == CharacterVideoInputs().to_payload()
+    assert gateway_verdict(raw) is None
+    assert fake_verdict(fake, raw) is None
