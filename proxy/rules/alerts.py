@@ -6,7 +6,13 @@ threshold, so a crash never loses one nor sends one for a charge that did not co
 run crossing several thresholds queues one event for each. Each is sent once per team,
 period and threshold: its message id is made of those, and the outbox keeps ids unique,
 so a refund taking the spend back under and the next charge crossing again send nothing
-new. Delivery, retries and signing are the outbox's (`rules/outbox.py`, `delivery.py`).
+new.
+
+100% means the budget is used up: it cannot pay for another run. With ~$3.97 runs a
+budget is rarely filled to the cent (ten runs are 99.2% of $40), so 100% is told by the
+charge after which one more run would not fit, whatever the share it reaches: the team's
+next run would be refused, and that is what the team needs to hear before it happens.
+Delivery, retries and signing are the outbox's (`rules/outbox.py`, `delivery.py`).
 
 Also what the budget gauges show: each team's spend against each budget, now.
 """
@@ -46,11 +52,13 @@ class BudgetUse:
         return self.spent / self.budget
 
 
-def crossed(before: float, after: float, budget: float) -> list[float]:
-    """The thresholds a spend going from `before` to `after` reaches for the first time."""
-    return [
-        t for t in THRESHOLDS if before + EPSILON < t * budget and after + EPSILON >= t * budget
-    ]
+def crossed(before: float, after: float, budget: float, price: float) -> list[float]:
+    """The thresholds a spend going from `before` to `after` reaches for the first time;
+    1.0 (used up) as soon as another run of `price` would not fit."""
+    found = [t for t in THRESHOLDS[:-1] if before + EPSILON < t * budget <= after + EPSILON]
+    if before + price <= budget + EPSILON < after + price:
+        found.append(THRESHOLDS[-1])
+    return found
 
 
 def _starts(now: float) -> dict[str, float]:
@@ -74,7 +82,7 @@ def on_charge(
         if budget is None or budget <= 0:
             continue
         spent = before.get(period, 0.0)
-        for threshold in crossed(spent, spent + price, budget):
+        for threshold in crossed(spent, spent + price, budget, price):
             body = build_budget_body(
                 team=team.name,
                 request_id=request_id,

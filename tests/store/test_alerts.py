@@ -61,25 +61,38 @@ async def test_each_threshold_is_told_once_by_the_charge_that_crosses_it(store: 
     team = await _team(store, daily=10.0, monthly=100.0)
     quiet, _ = await _charge(store, team, 4.0)  # 40%
     assert await _alerts(store, quiet) == []
-    both, _ = await _charge(store, team, 4.0)  # 80%: crosses 50% and 80% at once
+    # 80%: crosses 50% and 80% at once, and another $4 run would not fit: used up (100%).
+    both, _ = await _charge(store, team, 4.0)
     told = await _alerts(store, both)
     assert [(a["period"], a["threshold"], a["spent"], a["budget"]) for a in told] == [
         ("daily", 0.5, 8.0, 10.0),
         ("daily", 0.8, 8.0, 10.0),
+        ("daily", 1.0, 8.0, 10.0),
     ]
     assert {a["team"] for a in told} == {"alpha"}
     assert {a["period_start"] for a in told} == {"2026-09-21T00:00:00.000Z"}
     assert {a["request_id"] for a in told} == {both}
     with pytest.raises(LimitReached):
         await _charge(store, team, 4.0)  # refused: no charge, nothing told
-    full, _ = await _charge(store, team, 2.0)  # exactly 100%
-    assert [(a["threshold"], a["spent"]) for a in await _alerts(store, full)] == [(1.0, 10.0)]
+    full, _ = await _charge(store, team, 2.0)  # exactly 100%: told already
+    assert await _alerts(store, full) == []
+
+
+async def test_used_up_is_told_when_the_next_run_would_not_fit(store: Store) -> None:
+    team = await _team(store, daily=40.0, monthly=None)
+    told = []
+    for n in range(10):  # ten runs of $3.9674: 99.2% of $40, and the eleventh is refused
+        request_id, _ = await _charge(store, team, 3.9674, NOW + n)
+        told += [(n, a["threshold"]) for a in await _alerts(store, request_id)]
+    assert told == [(5, 0.5), (8, 0.8), (9, 1.0)]
+    with pytest.raises(LimitReached, match="budget"):
+        await _charge(store, team, 3.9674, NOW + 10)
 
 
 async def test_a_refund_and_a_second_crossing_tell_nothing_new(store: Store) -> None:
     team = await _team(store, daily=10.0, monthly=None)
-    first, admitted = await _charge(store, team, 6.0)  # 60%: 50% told
-    assert [a["threshold"] for a in await _alerts(store, first)] == [0.5]
+    first, admitted = await _charge(store, team, 6.0)  # 60%: 50%, and used up for $6 runs
+    assert [a["threshold"] for a in await _alerts(store, first)] == [0.5, 1.0]
     fence = Fence("gateway-a", admitted.token or 0)
     await store.record_status(
         admitted.generation.id, "FAILED", NOW + 1, fence=fence, error="boom", terminal=True,
@@ -90,8 +103,9 @@ async def test_a_refund_and_a_second_crossing_tell_nothing_new(store: Store) -> 
     # The next day is a new period: told again there. The month has no budget.
     tomorrow, _ = await _charge(store, team, 6.0, NOW + 86_400)
     told = await _alerts(store, tomorrow)
-    assert [(a["period"], a["period_start"]) for a in told] == [
-        ("daily", "2026-09-22T00:00:00.000Z")
+    assert [(a["period"], a["threshold"], a["period_start"]) for a in told] == [
+        ("daily", 0.5, "2026-09-22T00:00:00.000Z"),
+        ("daily", 1.0, "2026-09-22T00:00:00.000Z"),
     ]
 
 
