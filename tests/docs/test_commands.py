@@ -22,10 +22,13 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.docs.pages import ROOT, Block, blocks, commands, pages
+from tests.receiver import eventually
 from tests.servers import ServerProcess, launch
+from tests.stack import ADMIN_KEY
 
 # A server line, and the port the page's later lines reach it on unless it names one.
 SERVERS = {"make run": 8000, "python -m proxy serve": 8000, "python -m fakeserver": 8001}
@@ -123,9 +126,10 @@ class Reader:
             page_port, words[at] = int(words[at]), "0"
         env = dict(self.env)
         if server == "make run":  # the Makefile's own variables, as a reader would set them
-            env.update(
-                PORT="0", DB=str(self.folder / "gateway.sqlite"), FAKE_FLAGS="--time-scale 0.001"
-            )
+            # Both clocks virtual: the test moves them; nothing waits for a run in real time.
+            env.update(PORT="0", DB=str(self.folder / "gateway.sqlite"),
+                       FAKE_FLAGS="--clock virtual", PROXY_CLOCK="virtual",
+                       PROXY_ADMIN_KEY=ADMIN_KEY)  # fmt: skip
             argv, cwd = ["make", "--no-print-directory", *words[1:]], ROOT
         else:
             argv = [sys.executable, *words[1:]] + ([] if "--port" in words else ["--port", "0"])
@@ -172,9 +176,20 @@ def test_the_readme(tmp_path: Path) -> None:
     with reader(tmp_path) as person:
         person.captures["sgw_..."] = r"api key:\s+(sgw_\S+)"
         assert _run_page(person, "README.md") >= 4
-        assert person.values["STATUS"] in ("QUEUED", "PROCESSING", "COMPLETED")
-        (tour,) = [b for b in _page("README.md") if b.language == "python"]
+        assert person.values["STATUS"] == "QUEUED"
         port = person.ports[8000]
+        # The run ends once both clocks move past it; the snippet's identical request is
+        # then a HIT, COMPLETED at its first poll.
+        (fake,) = [m[1] for out in person.seen for m in re.finditer(r"fake Segmind at (\S+)", out)]
+        gateway = f"http://127.0.0.1:{port}"
+        httpx.post(f"{fake}/__admin/clock/advance", json={"seconds": 1800}).raise_for_status()
+        httpx.post(f"{gateway}/admin/clock/advance", json={"seconds": 1800},
+                   headers={"x-admin-key": ADMIN_KEY}).raise_for_status()  # fmt: skip
+        poll = f"{gateway}/workflows/request/{person.values['REQUEST_ID']}"
+        team = {"x-api-key": person.values["sgw_..."]}
+        eventually(lambda: httpx.get(poll, headers=team).json()["status"] == "COMPLETED",
+                   what="the tour's run, once the clocks moved past it")  # fmt: skip
+        (tour,) = [b for b in _page("README.md") if b.language == "python"]
         source = tour.text.replace("127.0.0.1:8000", f"127.0.0.1:{port}")
         done = subprocess.run(
             [sys.executable, "-c", f"TEAM_KEY = {person.values['sgw_...']!r}\n{source}"],
