@@ -9,8 +9,8 @@ it passes `generation_deadline`. A terminal state is written with its cache entr
 refund) in one transaction.
 
 With upstream events on (`upstream_events_secret`, see `hints.py`), a notification
-brings a run's `next_poll_at` forward in the store and every process hears of it ("hint"
-news): the loop following that run wakes, reads it again and polls. The schedule then
+brings a run's `next_poll_at` forward in the store and every process hears of it
+(`hint:<run>` news): the loop following that run wakes, reads it again and polls. The schedule then
 only has to catch the runs whose notification is lost, so it aims at the longer
 `upstream_events_poll_delay`. Where news from other processes may not arrive (SQLite
 shared by several processes), a sleeping loop reads its run again every `HINT_RECHECK`
@@ -126,11 +126,16 @@ class Poller:
         self._woken.pop(generation_id, None)
 
     def _news(self, channel: str) -> None:
-        # A hint names no run on the channel: every loop reads its own run again (one row
-        # each, at most once per run followed, since a run has one early poll).
-        if channel in ("hint", "*"):
+        # A hint names its run: only that run's loop reads it again. "*" (news may have
+        # been missed while the listener reconnected): every loop reads its own again.
+        if channel == "*":
             for woken in self._woken.values():
                 woken.set()
+            return
+        kind, _, generation_id = channel.partition(":")
+        bell = self._woken.get(generation_id) if kind == "hint" else None
+        if bell is not None:
+            bell.set()
 
     def first_delay(self) -> float:
         """Seconds from a submit to the first poll of its run."""

@@ -74,11 +74,11 @@ def record_poll_failure(
 def hint(tx: Tx, generation_ids: list[str], now: float) -> list[str]:
     """A notification named these running runs: each one's next poll comes forward to
     `now` (it waits there for the company budget like any poll), once per run however
-    many notifications name it. Returns the runs brought forward; their pollers, in any
-    process, hear of it on commit."""
+    many notifications name it. Returns the runs brought forward; each one's poller, in
+    whichever process, hears of it on commit (`hint:<run>`: no other loop wakes)."""
     hinted = [gid for gid in generation_ids if tx.set_hinted(gid, now)]
-    if hinted:
-        tx.notify("hint")
+    for gid in hinted:
+        tx.notify(f"hint:{gid}")
     return hinted
 
 
