@@ -440,7 +440,8 @@ class Store:
         return await self._read(lambda tx: tx.finished_polls(limit))
 
     async def finished_durations(self, limit: int = 500) -> list[float]:
-        return await self._read(lambda tx: tx.finished_durations(limit))
+        """Seconds from send to finish of the latest completed runs."""
+        return [seconds for seconds, _ in await self.finished_polls(limit)]
 
     async def endpoints(self, limit: int = 100) -> list[Endpoint]:
         return await self._read(lambda tx: tx.endpoints(limit))

@@ -685,16 +685,6 @@ class Tx:
         )
         return [(float(seconds), int(polls)) for seconds, polls in rows]
 
-    def finished_durations(self, limit: int) -> list[float]:
-        """Send-to-finish seconds of the latest completed runs."""
-        rows = self._all(
-            "SELECT finished_at - created_at FROM generations WHERE status = 'COMPLETED' "
-            "AND upstream_id IS NOT NULL AND finished_at IS NOT NULL "
-            "ORDER BY finished_at DESC LIMIT ?",
-            (limit,),
-        )
-        return [float(seconds) for (seconds,) in rows]
-
     def endpoints(self, limit: int) -> list[Endpoint]:
         """Each (team, webhook URL) with its messages summed, latest used first."""
         latest = "SELECT {} FROM outbox x WHERE x.team_id = o.team_id AND x.url = o.url{} " \
