@@ -53,7 +53,7 @@ from simulation import (
     simulate,
 )
 
-from proxy.schedule import DurationModel, PollSchedule
+from proxy.core.schedule import DurationModel, PollSchedule
 
 # The fake's default duration distribution (fakeserver.jobs.DurationModel with the defaults
 # of fakeserver.settings). Re-implemented, draw for draw: bench/fakeserver.py shadows the

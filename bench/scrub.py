@@ -23,7 +23,7 @@ import httpx
 
 from client._boundary import scrub_response
 from client._errors import Scrubber
-from proxy.logs import Redactor
+from proxy.core.logs import Redactor
 
 # Made afresh each run, never a committed literal: random hex with the two characters
 # JSON must escape (`"` and a backslash) in the middle, the scrubber's hardest case.

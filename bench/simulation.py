@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from proxy.schedule import DurationModel, PollSchedule
+from proxy.core.schedule import DurationModel, PollSchedule
 
 __all__ = [
     "AdaptivePolicy",

@@ -20,20 +20,23 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from . import admin, console, hints, openapi
-from .auth import authenticate
-from .bodies import parse_body, read_body
-from .clock import Clock
-from .config import ProxySettings
-from .errors import BadInput, GatewayError, LimitExceeded, answer_for, answered
-from .gateway import Gateway, SubmitOptions
-from .metrics import authorize_scrape, metrics_response
-from .middleware import TEAM_KEY, ObservabilityMiddleware
-from .quotas import RateDecision, gcra_state, ratelimit_headers
-from .rules import RuleError
-from .store import StoreError, Team
-from .tracing import Tracing
-from .usage import parse_query, period, report, report_response
+from proxy import console
+from proxy.core.clock import Clock
+from proxy.core.config import ProxySettings
+from proxy.core.errors import BadInput, GatewayError, LimitExceeded, answer_for, answered
+from proxy.core.quotas import RateDecision, gcra_state, ratelimit_headers
+from proxy.core.tracing import Tracing
+from proxy.db import StoreError, Team
+from proxy.edge import admin_api as admin
+from proxy.edge import events as hints
+from proxy.edge import openapi
+from proxy.edge.auth import authenticate
+from proxy.edge.bodies import parse_body, read_body
+from proxy.edge.middleware import TEAM_KEY, ObservabilityMiddleware
+from proxy.rules import RuleError
+from proxy.services.gateway import Gateway, SubmitOptions
+from proxy.services.metrics import authorize_scrape, metrics_response
+from proxy.services.reports import parse_query, period, report, report_response
 
 __all__ = ["create_app"]
 

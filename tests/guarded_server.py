@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from proxy.connections import ConnectionLimits, guarded_protocol
+from proxy.edge.connections import ConnectionLimits, guarded_protocol
 
 
 async def healthz(request: Request) -> JSONResponse:

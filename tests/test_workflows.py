@@ -15,15 +15,15 @@ import schemathesis
 from pydantic import ValidationError
 
 import fakeserver.openapi
-import proxy.openapi
+import proxy.edge.openapi
 import workflows
 from client import CHARACTER_VIDEO_WORKFLOW_ID, CharacterVideoInputs, InvalidInput, validate_inputs
 from fakeserver import FakeSettings
 from fakeserver.catalog import default_catalog
-from proxy.cache import canonical_inputs, generation_key
-from proxy.config import ProxySettings
-from proxy.errors import BadInput
-from proxy.gateway import _image_of
+from proxy.core.cache import canonical_inputs, generation_key
+from proxy.core.config import ProxySettings
+from proxy.core.errors import BadInput
+from proxy.services.gateway import _image_of
 
 UPSTREAM_KEY = "test-upstream-key-registry-4c1f"
 EXTRA = "tests.workflows_extra"
@@ -131,12 +131,15 @@ def test_the_preflight_checks_each_workflows_image_input(tiny: workflows.Workflo
 def test_one_workflow_keeps_the_documents_and_two_are_valid_openapi(
     tiny: workflows.Workflow,
 ) -> None:
-    assert proxy.openapi.document_for((CHARACTER_VIDEO_WORKFLOW_ID,)) == proxy.openapi.DOCUMENT
-    assert proxy.openapi.document_for(("unregistered-v1",)) == proxy.openapi.DOCUMENT
+    assert (
+        proxy.edge.openapi.document_for((CHARACTER_VIDEO_WORKFLOW_ID,))
+        == proxy.edge.openapi.DOCUMENT
+    )
+    assert proxy.edge.openapi.document_for(("unregistered-v1",)) == proxy.edge.openapi.DOCUMENT
     both = (workflows.CHARACTER_VIDEO, tiny)
     fake_catalog = tuple(default_catalog().values())
     for document in (
-        proxy.openapi.document_for(tuple(w.id for w in both)),
+        proxy.edge.openapi.document_for(tuple(w.id for w in both)),
         fakeserver.openapi.build_document(fake_catalog),
     ):
         schemathesis.openapi.from_dict(document).validate()
@@ -146,6 +149,6 @@ def test_one_workflow_keeps_the_documents_and_two_are_valid_openapi(
         ]
         assert list(schemas[f"WorkflowInputs.{tiny.id}"]["properties"]) == ["Photo", "Prompt"]
     # A gateway serving only the other one describes it alone, with an example of its own.
-    alone = proxy.openapi.document_for((tiny.id,))["components"]["schemas"]["WorkflowInputs"]
+    alone = proxy.edge.openapi.document_for((tiny.id,))["components"]["schemas"]["WorkflowInputs"]
     assert list(alone["properties"]) == ["Photo", "Prompt"]
     assert list(alone["example"]) == ["Prompt"]

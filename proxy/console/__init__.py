@@ -22,10 +22,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from . import login, replicas, runs, teams, upstream, webhooks
-from .access import page
-from .layout import BASE, Visit, redirect
-from .security import HEADERS
+from proxy.console import login, replicas, runs, teams, upstream, webhooks
+from proxy.console.access import page
+from proxy.console.layout import BASE, Visit, redirect
+from proxy.console.security import HEADERS
 
 __all__ = ["routes"]
 

@@ -14,12 +14,12 @@ from urllib.parse import parse_qsl
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ..config import MIN_SECRET_LENGTH, MINT_COMMAND
-from ..gateway import Gateway
-from .layout import BASE, Visit, document, notice, redirect, respond
-from .markup import Html
-from .security import same_origin
-from .session import COOKIE, Sessions
+from proxy.console.layout import BASE, Visit, document, notice, redirect, respond
+from proxy.console.markup import Html
+from proxy.console.security import same_origin
+from proxy.console.session import COOKIE, Sessions
+from proxy.core.config import MIN_SECRET_LENGTH, MINT_COMMAND
+from proxy.services.gateway import Gateway
 
 __all__ = ["Form", "action", "form_of", "page", "sessions_of"]
 

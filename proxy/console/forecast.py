@@ -4,8 +4,8 @@ Pure arithmetic over the poller's own schedule and model; nothing is asked of an
 
 from __future__ import annotations
 
-from ..poller import Poller
-from ..schedule import DurationModel
+from proxy.core.schedule import DurationModel
+from proxy.services.poller import Poller
 
 __all__ = ["expected_finish", "scheduled_polls", "seen_at"]
 

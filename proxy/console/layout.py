@@ -8,9 +8,9 @@ from dataclasses import dataclass
 
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
-from ..gateway import Gateway
-from .markup import EMPTY, Html, escape, fill, join
-from .security import HEADERS
+from proxy.console.markup import EMPTY, Html, escape, fill, join
+from proxy.console.security import HEADERS
+from proxy.services.gateway import Gateway
 
 __all__ = [
     "BASE",

@@ -7,12 +7,12 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ..auth import matches_a_secret
-from .access import Form, action, form_of, gateway_of, off, refused, sessions_of
-from .layout import BASE, Visit, document, notice, redirect, respond
-from .markup import EMPTY, Html, fill
-from .security import LoginThrottle, is_https, same_origin
-from .session import COOKIE, SESSION_SECONDS
+from proxy.console.access import Form, action, form_of, gateway_of, off, refused, sessions_of
+from proxy.console.layout import BASE, Visit, document, notice, redirect, respond
+from proxy.console.markup import EMPTY, Html, fill
+from proxy.console.security import LoginThrottle, is_https, same_origin
+from proxy.console.session import COOKIE, SESSION_SECONDS
+from proxy.edge.auth import matches_a_secret
 
 __all__ = ["login", "login_form", "logout"]
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..errors import GatewayError, answer_for
-from ..operations import OPERATIONS, Operator
-from ..rules import RuleError
-from ..store import StoreError
-from .layout import Visit
+from proxy.console.layout import Visit
+from proxy.core.errors import GatewayError, answer_for
+from proxy.db import StoreError
+from proxy.rules import RuleError
+from proxy.services.operations import OPERATIONS, Operator
 
 __all__ = ["Refused", "run"]
 

@@ -11,7 +11,7 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from itertools import pairwise
 
-from .markup import Html, fill, join
+from proxy.console.markup import Html, fill, join
 
 __all__ = ["PALETTE_SIZE", "budget_bar", "edges_for", "histogram", "line_chart"]
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
-from .access import page
-from .layout import Visit, document, respond
-from .markup import fill, join, moment, seconds
+from proxy.console.access import page
+from proxy.console.layout import Visit, document, respond
+from proxy.console.markup import fill, join, moment, seconds
 
 __all__ = ["replicas"]
 

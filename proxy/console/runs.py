@@ -8,14 +8,14 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ..rules import UnknownTeam
-from ..schedule import DurationModel
-from ..store import CacheStatus, RequestView, RunView
-from .access import page
-from .forecast import expected_finish, seen_at
-from .layout import BASE, Visit, document, notice, respond
-from .markup import Html, ago, dollars, fill, join, moment, seconds
-from .plots import edges_for, histogram
+from proxy.console.access import page
+from proxy.console.forecast import expected_finish, seen_at
+from proxy.console.layout import BASE, Visit, document, notice, respond
+from proxy.console.markup import Html, ago, dollars, fill, join, moment, seconds
+from proxy.console.plots import edges_for, histogram
+from proxy.core.schedule import DurationModel
+from proxy.db import CacheStatus, RequestView, RunView
+from proxy.rules import UnknownTeam
 
 __all__ = ["runs"]
 

@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 
 from starlette.requests import Request
 
-from ..quotas import MemoryRateLimiter
+from proxy.core.quotas import MemoryRateLimiter
 
 __all__ = ["HEADERS", "LoginThrottle", "is_https", "same_origin"]
 

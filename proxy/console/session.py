@@ -18,8 +18,8 @@ import secrets
 
 from pydantic import SecretStr
 
-from ..clock import Clock
-from ..rules import Store
+from proxy.core.clock import Clock
+from proxy.store import Store
 
 __all__ = ["COOKIE", "SESSION_SECONDS", "Sessions"]
 

@@ -10,15 +10,15 @@ import datetime as dt
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ..config import TeamLimits
-from ..quotas import budget_periods
-from ..rules.usage import UsageRow
-from ..store import Team, TeamKey
-from .access import Form, action, page
-from .layout import BASE, Visit, button, csrf_field, document, notice, respond
-from .markup import EMPTY, Html, dollars, fill, join, moment
-from .operate import Refused, run
-from .plots import budget_bar, line_chart
+from proxy.console.access import Form, action, page
+from proxy.console.layout import BASE, Visit, button, csrf_field, document, notice, respond
+from proxy.console.markup import EMPTY, Html, dollars, fill, join, moment
+from proxy.console.operate import Refused, run
+from proxy.console.plots import budget_bar, line_chart
+from proxy.core.config import TeamLimits
+from proxy.core.quotas import budget_periods
+from proxy.db import Team, TeamKey
+from proxy.rules.usage import UsageRow
 
 __all__ = ["add_key", "change_limits", "create", "revoke", "teams"]
 

@@ -7,12 +7,12 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ..rules.budget import WINDOW
-from .access import page
-from .forecast import scheduled_polls
-from .layout import Visit, document, respond
-from .markup import Html, ago, fill, join
-from .plots import budget_bar, histogram
+from proxy.console.access import page
+from proxy.console.forecast import scheduled_polls
+from proxy.console.layout import Visit, document, respond
+from proxy.console.markup import Html, ago, fill, join
+from proxy.console.plots import budget_bar, histogram
+from proxy.rules.budget import WINDOW
 
 __all__ = ["upstream"]
 

@@ -7,11 +7,11 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ..store import Endpoint, OutboxMessage
-from .access import Form, action, page
-from .layout import Visit, button, document, notice, respond
-from .markup import EMPTY, Html, ago, fill, join, moment
-from .operate import Refused, run
+from proxy.console.access import Form, action, page
+from proxy.console.layout import Visit, button, document, notice, respond
+from proxy.console.markup import EMPTY, Html, ago, fill, join, moment
+from proxy.console.operate import Refused, run
+from proxy.db import Endpoint, OutboxMessage
 
 __all__ = ["recover", "resend", "webhooks"]
 

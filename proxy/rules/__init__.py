@@ -3,8 +3,8 @@ idempotency, submit rate, concurrency, budgets), a run's states, refunds, the we
 outbox, leases with fencing, the company's upstream budget, teams and keys. Each rule is
 a function of one unit of work (`proxy.store.Tx`); `Store` runs them on a backend."""
 
-from .admission import AdmissionRequest
-from .errors import (
+from proxy.rules.admission import AdmissionRequest
+from proxy.rules.errors import (
     BUDGET_LIMITS,
     BadPeriod,
     IdempotencyMismatch,
@@ -14,9 +14,8 @@ from .errors import (
     TeamExists,
     UnknownTeam,
 )
-from .runs import Fence
-from .store import Store, open_store
-from .usage import MAX_DAYS, USAGE_FIELDS, UsageRow
+from proxy.rules.runs import Fence
+from proxy.rules.usage import MAX_DAYS, USAGE_FIELDS, UsageRow
 
 __all__ = [
     "BUDGET_LIMITS",
@@ -29,9 +28,7 @@ __all__ = [
     "LeaseLost",
     "LimitReached",
     "RuleError",
-    "Store",
     "TeamExists",
     "UnknownTeam",
     "UsageRow",
-    "open_store",
 ]

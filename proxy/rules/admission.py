@@ -17,18 +17,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ..quotas import (
+from proxy.core.quotas import (
     RateDecision,
     budget_periods,
     gcra,
     seconds_to_next_day,
     seconds_to_next_month,
 )
-from ..store.records import Admission, CacheStatus, Generation, RequestRecord, Team
-from ..store.tx import Tx
-from . import alerts
-from .errors import IdempotencyMismatch, LimitReached
-from .outbox import enqueue
+from proxy.db.records import Admission, CacheStatus, Generation, RequestRecord, Team
+from proxy.db.tx import Tx
+from proxy.rules import alerts
+from proxy.rules.errors import IdempotencyMismatch, LimitReached
+from proxy.rules.outbox import enqueue
 
 __all__ = ["AdmissionRequest", "admit", "peek"]
 

@@ -23,11 +23,11 @@ import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from ..quotas import budget_periods
-from ..store.records import Team
-from ..store.tx import Tx
-from ..webhooks import BUDGET_EVENT, build_budget_body
-from .outbox import queue
+from proxy.core.quotas import budget_periods
+from proxy.core.webhooks import BUDGET_EVENT, build_budget_body
+from proxy.db.records import Team
+from proxy.db.tx import Tx
+from proxy.rules.outbox import queue
 
 __all__ = ["PERIODS", "THRESHOLDS", "BudgetUse", "budget_use", "crossed", "on_charge"]
 

@@ -25,8 +25,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..store.tx import Tx
-from .runs import Fence, locked_run
+from proxy.db.tx import Tx
+from proxy.rules.runs import Fence, locked_run
 
 __all__ = ["MARGIN", "WINDOW", "claim_send", "pause", "take", "unclaim_send"]
 

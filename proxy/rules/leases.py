@@ -12,8 +12,8 @@ refused (`runs.locked_run`).
 
 from __future__ import annotations
 
-from ..store.records import Generation
-from ..store.tx import Tx
+from proxy.db.records import Generation
+from proxy.db.tx import Tx
 
 __all__ = ["FORGET_INSTANCES_AFTER", "claim_runs", "heartbeat"]
 

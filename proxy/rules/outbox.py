@@ -9,9 +9,9 @@ until an operator resends or recovers it, which keeps its `webhook-id`.
 
 from __future__ import annotations
 
-from ..store.records import Attempt, CacheStatus, Generation, OutboxMessage, RequestRecord
-from ..store.tx import Tx
-from ..webhooks import build_body, host_of, message_id
+from proxy.core.webhooks import build_body, host_of, message_id
+from proxy.db.records import Attempt, CacheStatus, Generation, OutboxMessage, RequestRecord
+from proxy.db.tx import Tx
 
 __all__ = ["enqueue", "queue", "record_attempt", "resend"]
 

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..store.records import Generation
-from ..store.tx import Tx
-from .errors import LeaseLost
-from .outbox import enqueue
+from proxy.db.records import Generation
+from proxy.db.tx import Tx
+from proxy.rules.errors import LeaseLost
+from proxy.rules.outbox import enqueue
 
 __all__ = [
     "Fence",

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from ..config import TeamLimits
-from ..store.records import Team, TeamKey
-from ..store.tx import Tx
-from .errors import TeamExists, UnknownTeam
+from proxy.core.config import TeamLimits
+from proxy.db.records import Team, TeamKey
+from proxy.db.tx import Tx
+from proxy.rules.errors import TeamExists, UnknownTeam
 
 __all__ = [
     "add_key",

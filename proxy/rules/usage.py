@@ -15,9 +15,9 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import astuple, dataclass, fields
 
-from ..store.tx import Tx
-from .errors import BadPeriod
-from .teams import team_named
+from proxy.db.tx import Tx
+from proxy.rules.errors import BadPeriod
+from proxy.rules.teams import team_named
 
 __all__ = ["MAX_DAYS", "USAGE_FIELDS", "UsageRow", "check_period", "usage"]
 

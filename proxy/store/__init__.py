@@ -1,48 +1,11 @@
-"""Storage: what must survive a restart (teams, keys, requests, runs, cache, idempotency
-keys, quota counters, spend, the webhook outbox, leases), behind one interface with two
-backends: SQLite (one file, the embedded default) and PostgreSQL (several machines).
+"""The store as the rest of the gateway sees it: `Store`, whose named async methods are each
+one unit of work of the rules (`proxy/rules/`), run by the backend the `db` setting picks
+(`proxy/db/`).
 
-This package reads and writes; it decides nothing. The rules are in `proxy/rules/`.
+Belongs here: the named units of work and the choice of a backend from a URL. May import
+`proxy.rules`, `proxy.db` and `proxy.core`; never starlette, httpx or anything above.
 """
 
-from .backend import Backend, describe, is_new, location, open_backend
-from .errors import StorageUnavailable, StoreError, StoreTooNew
-from .records import (
-    Admission,
-    Attempt,
-    CacheStatus,
-    Endpoint,
-    Generation,
-    Instance,
-    OutboxMessage,
-    RequestRecord,
-    RequestView,
-    RunView,
-    Team,
-    TeamKey,
-)
-from .tx import Tx
+from proxy.store.units import Store, open_store
 
-__all__ = [
-    "Admission",
-    "Attempt",
-    "Backend",
-    "CacheStatus",
-    "Endpoint",
-    "Generation",
-    "Instance",
-    "OutboxMessage",
-    "RequestRecord",
-    "RequestView",
-    "RunView",
-    "StorageUnavailable",
-    "StoreError",
-    "StoreTooNew",
-    "Team",
-    "TeamKey",
-    "Tx",
-    "describe",
-    "is_new",
-    "location",
-    "open_backend",
-]
+__all__ = ["Store", "open_store"]

@@ -40,7 +40,7 @@ from client.cassettes import (
     HOOK_URL,
     TEAM_KEY_PLACEHOLDER,
 )
-from proxy.webhooks import message_id, sign
+from proxy.core.webhooks import message_id, sign
 from tests.contract.record import (
     _FIXED_TIMESTAMP,
     CANONICAL_BASE,

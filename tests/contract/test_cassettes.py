@@ -52,7 +52,7 @@ from client.cassettes import (
     recorded_webhook,
     segmind_body,
 )
-from proxy.webhooks import message_id
+from proxy.core.webhooks import message_id
 from tests.contract import record
 from tests.contract.record import FAILED_INPUTS, FLOWS, RECORDING_KEYS, Flow, play
 from tests.contract.record_gateway import GATEWAY_FLOWS

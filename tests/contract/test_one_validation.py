@@ -23,9 +23,9 @@ from client import CHARACTER_VIDEO_WORKFLOW_ID, CharacterVideoInputs, InvalidInp
 from client._models import MAX_SCENE_LENGTH, MAX_URL_LENGTH
 from fakeserver import FakeSettings, VirtualClock, create_app
 from fakeserver.state import FakeState
-from proxy.bodies import parse_body
-from proxy.cache import canonical_inputs
-from proxy.errors import BadInput
+from proxy.core.cache import canonical_inputs
+from proxy.core.errors import BadInput
+from proxy.edge.bodies import parse_body
 
 KEY = "test-key-one-validation"
 SUBMIT = f"/workflows/{CHARACTER_VIDEO_WORKFLOW_ID}"

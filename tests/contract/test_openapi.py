@@ -38,17 +38,17 @@ import fakeserver.accounts
 import fakeserver.api
 import fakeserver.errors
 import proxy.app
-import proxy.cache
-import proxy.errors
-import proxy.gateway
-import proxy.openapi
-import proxy.store.sqlite
-import proxy.upstream
+import proxy.core.cache
+import proxy.core.errors
+import proxy.db.sqlite
+import proxy.edge.openapi
+import proxy.services.gateway
+import proxy.services.upstream
 from fakeserver import create_app as create_fake
 from fakeserver.openapi import DOCUMENT as FAKE_DOCUMENT
 from fakeserver.openapi import FORCEABLE_CODES
-from proxy.config import ProxySettings, TeamLimits
-from proxy.openapi import DOCUMENT as GATEWAY_DOCUMENT
+from proxy.core.config import ProxySettings, TeamLimits
+from proxy.edge.openapi import DOCUMENT as GATEWAY_DOCUMENT
 from tests.servers import ServerProcess, start_server
 from tests.stack import ADMIN_KEY, BothClocks, Stack, running_stack
 
@@ -468,7 +468,12 @@ NOT_ON_THE_PUBLIC_API = {201, 403, 409, 500}
 
 def test_the_gateway_documents_every_code_it_can_answer() -> None:
     raised = _raised_codes(
-        proxy.app, proxy.cache, proxy.errors, proxy.gateway, proxy.store.sqlite, proxy.upstream
+        proxy.app,
+        proxy.core.cache,
+        proxy.core.errors,
+        proxy.services.gateway,
+        proxy.db.sqlite,
+        proxy.services.upstream,
     )
     assert {401, 404, 429} <= raised, "the scan no longer reads the gateway's error answers"
     documented = {
@@ -480,7 +485,7 @@ def test_the_gateway_documents_every_code_it_can_answer() -> None:
     poll = _codes(GATEWAY_DOCUMENT, "/workflows/request/{request_id}", "get")
     assert {200, 401, 404, 429, 503} <= poll
     # The document's bound on Idempotency-Key is the one the gateway enforces.
-    assert proxy.openapi.MAX_IDEMPOTENCY_KEY == proxy.app.MAX_IDEMPOTENCY_KEY
+    assert proxy.edge.openapi.MAX_IDEMPOTENCY_KEY == proxy.app.MAX_IDEMPOTENCY_KEY
 
 
 def test_both_servers_serve_their_document_without_a_key(fake: ServerProcess, stack: Stack) -> None:

@@ -19,7 +19,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from client import verify_webhook
-from proxy.config import PRICE
+from proxy.core.config import PRICE
 from tests.receiver import Receiver, eventually
 from tests.stack import ADMIN_KEY, UPSTREAM_KEY, WORKFLOW, Stack, running_stack
 

@@ -37,9 +37,9 @@ import httpx
 import pytest
 
 from client import verify_webhook
-from proxy.config import PRICE
-from proxy.nginx import RETRY_AFTER, UNAVAILABLE, render
-from proxy.webhooks import message_id
+from proxy.cli.nginx import RETRY_AFTER, UNAVAILABLE, render
+from proxy.core.config import PRICE
+from proxy.core.webhooks import message_id
 from tests.processes import stop_group
 from tests.receiver import Receiver, eventually
 from tests.servers import ServerProcess, launch, start_server

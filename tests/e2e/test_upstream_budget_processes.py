@@ -10,9 +10,9 @@ from pathlib import Path
 
 import httpx
 
-from proxy.config import PRICE
-from proxy.rules import open_store
-from proxy.store.sqlite import SQLiteBackend
+from proxy.core.config import PRICE
+from proxy.db.sqlite import SQLiteBackend
+from proxy.store import open_store
 from tests.servers import ServerProcess, start_server
 from tests.stack import ADMIN_KEY, WORKFLOW, BothClocks, Stack, running_stack, start_gateway
 

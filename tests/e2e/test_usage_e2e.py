@@ -19,7 +19,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from proxy.config import PRICE
+from proxy.core.config import PRICE
 from proxy.rules import USAGE_FIELDS
 from tests.stack import ADMIN_KEY, UPSTREAM_KEY, WORKFLOW, BothClocks, Stack, running_stack
 

@@ -23,8 +23,8 @@ import httpx
 import pytest
 
 from client import verify_webhook
-from proxy.config import PRICE
-from proxy.webhooks import MAX_BODY_BYTES, message_id
+from proxy.core.config import PRICE
+from proxy.core.webhooks import MAX_BODY_BYTES, message_id
 from tests.receiver import Received, Receiver, eventually
 from tests.servers import ServerProcess, start_server
 

@@ -23,14 +23,14 @@ from fakeserver import VirtualClock as FakeClock
 from fakeserver import create_app as create_fake
 from fakeserver.state import FakeState
 from proxy.app import create_app
-from proxy.cache import canonical_inputs, generation_key, scoped_key
-from proxy.clock import Clock, VirtualClock
-from proxy.config import PRICE, ProxySettings, TeamLimits
-from proxy.gateway import Gateway
+from proxy.core.cache import canonical_inputs, generation_key, scoped_key
+from proxy.core.clock import Clock, VirtualClock
+from proxy.core.config import PRICE, ProxySettings, TeamLimits
+from proxy.core.tracing import Tracing
+from proxy.db import Team
 from proxy.rules import AdmissionRequest
-from proxy.store import Team
-from proxy.teams import NewKey, create_team
-from proxy.tracing import Tracing
+from proxy.services.accounts import NewKey, create_team
+from proxy.services.gateway import Gateway
 from tests.faulting import FaultingASGITransport
 
 UPSTREAM_KEY = "test-upstream-key-7f3a9c1e5b2d4680"

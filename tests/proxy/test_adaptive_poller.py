@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from proxy.poller import MODEL_KEY
-from proxy.schedule import DurationModel
+from proxy.core.schedule import DurationModel
+from proxy.services.poller import MODEL_KEY
 from tests.proxy.harness import Harness
 
 pytestmark = pytest.mark.anyio

@@ -16,10 +16,10 @@ import httpx
 import pytest
 
 from proxy.app import create_app
-from proxy.auth import hash_key, key_prefix
-from proxy.config import ProxySettings
-from proxy.gateway import Gateway
-from proxy.rules import open_store
+from proxy.core.config import ProxySettings
+from proxy.edge.auth import hash_key, key_prefix
+from proxy.services.gateway import Gateway
+from proxy.store import open_store
 from tests.proxy.harness import UPSTREAM_KEY, WORKFLOW, Harness
 
 pytestmark = pytest.mark.anyio

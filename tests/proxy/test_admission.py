@@ -17,9 +17,9 @@ import anyio
 import pytest
 
 from client._models import DEFAULT_CHARACTER_IMAGE, DEFAULT_SCENES
-from proxy.config import PRICE, ProxySettings
+from proxy.core.config import PRICE, ProxySettings
+from proxy.db import Admission, RequestRecord
 from proxy.rules import AdmissionRequest
-from proxy.store import Admission, RequestRecord
 from tests.proxy.conftest import MakeHarness
 from tests.proxy.harness import Harness
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from proxy.auth import KEY_PREFIX, key_prefix
-from proxy.teams import create_key
+from proxy.edge.auth import KEY_PREFIX, key_prefix
+from proxy.services.accounts import create_key
 from tests.proxy.harness import UPSTREAM_KEY, WORKFLOW, Harness
 
 pytestmark = pytest.mark.anyio

@@ -16,8 +16,8 @@ from hypothesis import strategies as st
 
 from client import CHARACTER_VIDEO_WORKFLOW_ID
 from client._models import DEFAULT_CHARACTER_IMAGE, DEFAULT_SCENES, MAX_SCENE_LENGTH, is_blank
-from proxy.cache import canonical_inputs, generation_key, scoped_key
-from proxy.errors import BadInput
+from proxy.core.cache import canonical_inputs, generation_key, scoped_key
+from proxy.core.errors import BadInput
 
 WF = CHARACTER_VIDEO_WORKFLOW_ID
 OTHER_WF = "some-other-workflow-v1"

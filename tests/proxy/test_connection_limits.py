@@ -10,8 +10,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from proxy.config import ProxySettings
-from proxy.connections import FILE_RESERVE, connection_limits
+from proxy.core.config import ProxySettings
+from proxy.edge.connections import FILE_RESERVE, connection_limits
 
 
 @pytest.fixture

@@ -14,10 +14,10 @@ import pytest
 from pydantic import SecretStr
 
 from proxy.app import create_app
-from proxy.clock import VirtualClock
-from proxy.config import PRICE, TeamLimits
-from proxy.store import OutboxMessage, Team
-from proxy.webhooks import host_of
+from proxy.core.clock import VirtualClock
+from proxy.core.config import PRICE, TeamLimits
+from proxy.core.webhooks import host_of
+from proxy.db import OutboxMessage, Team
 from tests.proxy.harness import GATEWAY_URL, UPSTREAM_KEY, Harness
 
 pytestmark = pytest.mark.anyio
@@ -339,7 +339,7 @@ async def test_ended_sessions_are_forgotten_and_live_ones_are_capped(
 
 async def test_forecasts_follow_the_poll_schedule_and_the_learnt_model(console: Harness) -> None:
     from proxy.console.forecast import expected_finish, scheduled_polls, seen_at
-    from proxy.schedule import DurationModel
+    from proxy.core.schedule import DurationModel
 
     poller = console.gateway.poller  # the harness polls every 7 s (the fixed schedule)
     assert [scheduled_polls(poller, d) for d in (1.0, 7.0, 20.0)] == [1, 1, 3]

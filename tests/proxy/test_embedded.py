@@ -7,7 +7,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from proxy.embedded import start_fake
+from proxy.cli.embedded import start_fake
 
 
 def test_the_embedded_fake_takes_its_key_by_environment_not_argv() -> None:

@@ -46,7 +46,7 @@ async def test_a_result_expires_an_hour_after_its_run_was_submitted_as_on_segmin
 
 
 def test_results_must_outlive_the_cache() -> None:
-    from proxy.config import ProxySettings
+    from proxy.core.config import ProxySettings
 
     with pytest.raises(ValueError, match=r"cache_ttl .* must be below result_ttl"):
         ProxySettings(cache_ttl=3600, result_ttl=3600)

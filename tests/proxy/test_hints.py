@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import uuid
 
-from proxy.hints import MAX_IDS, upstream_ids
+from proxy.edge.events import MAX_IDS, upstream_ids
 
 SEGMIND_ID = "0f1e2d3c4b5a69788796a5b4c3d2e1f0"
 

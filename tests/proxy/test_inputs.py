@@ -14,8 +14,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from proxy.bodies import MAX_JSON_DEPTH, json_depth, lone_surrogate_at, parse_body
-from proxy.errors import BadInput
+from proxy.core.errors import BadInput
+from proxy.edge.bodies import MAX_JSON_DEPTH, json_depth, lone_surrogate_at, parse_body
 from tests.proxy.harness import WORKFLOW, Harness
 
 pytestmark = pytest.mark.anyio

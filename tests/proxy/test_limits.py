@@ -17,9 +17,9 @@ from typing import Any
 import httpx
 import pytest
 
-from proxy.config import PRICE
-from proxy.quotas import seconds_to_next_day, seconds_to_next_month
-from proxy.store.sqlite import SQLiteBackend
+from proxy.core.config import PRICE
+from proxy.core.quotas import seconds_to_next_day, seconds_to_next_month
+from proxy.db.sqlite import SQLiteBackend
 from tests.proxy.harness import Harness, start_harness, stop_harness
 
 pytestmark = pytest.mark.anyio

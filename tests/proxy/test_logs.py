@@ -21,8 +21,8 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
-import proxy.logs
-from proxy.logs import (
+import proxy.core.logs
+from proxy.core.logs import (
     MIN_SECRET_LENGTH,
     REDACTED,
     UVICORN_LOGGERS,
@@ -85,9 +85,9 @@ def lines(stream: io.StringIO) -> list[dict[str, Any]]:
 
 
 def test_exports_are_defined() -> None:
-    assert sorted(proxy.logs.__all__) == sorted(set(proxy.logs.__all__))
-    for name in proxy.logs.__all__:
-        assert hasattr(proxy.logs, name)
+    assert sorted(proxy.core.logs.__all__) == sorted(set(proxy.core.logs.__all__))
+    for name in proxy.core.logs.__all__:
+        assert hasattr(proxy.core.logs, name)
 
 
 def test_a_line_is_one_json_object_with_the_fixed_fields(capture: Capture) -> None:

@@ -4,8 +4,8 @@ fake is started with a plan equal to that budget, so a demo can never draw a 429
 
 from __future__ import annotations
 
-from proxy.__main__ import _scaled_for, _with_plan
-from proxy.config import ProxySettings
+from proxy.cli.main import _scaled_for, _with_plan
+from proxy.core.config import ProxySettings
 
 
 def test_the_budget_scales_with_the_fake_and_the_fake_gets_it_as_its_plan() -> None:

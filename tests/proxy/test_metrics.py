@@ -7,8 +7,8 @@ import pytest
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
-import proxy.metrics
-from proxy.metrics import (
+import proxy.services.metrics
+from proxy.services.metrics import (
     CACHE_RESULTS,
     NO_TEAM,
     REQUEST_BUCKETS,
@@ -40,9 +40,9 @@ class CacheStatus(StrEnum):  # the shape of the store's own enum
 
 
 def test_exports_are_defined() -> None:
-    assert sorted(proxy.metrics.__all__) == sorted(set(proxy.metrics.__all__))
-    for name in proxy.metrics.__all__:
-        assert hasattr(proxy.metrics, name)
+    assert sorted(proxy.services.metrics.__all__) == sorted(set(proxy.services.metrics.__all__))
+    for name in proxy.services.metrics.__all__:
+        assert hasattr(proxy.services.metrics, name)
 
 
 def test_requests_are_counted_by_route_status_and_team() -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from proxy.nginx import render
+from proxy.cli.nginx import render
 
 
 def test_the_retry_policy_never_passes_a_sent_submit_on() -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from proxy.config import ProxySettings
+from proxy.core.config import ProxySettings
 from tests.proxy.conftest import MakeHarness
 from tests.proxy.harness import UPSTREAM_KEY
 
@@ -61,7 +61,7 @@ def test_an_empty_upstream_key_is_not_a_key() -> None:
 
 
 def test_an_unset_secret_matches_nothing_not_even_nothing() -> None:
-    from proxy.auth import matches_a_secret  # here, so the module runs on older trees too
+    from proxy.edge.auth import matches_a_secret  # here, so the module runs on older trees too
 
     assert not matches_a_secret("", None)
     assert not matches_a_secret("anything", None, None)

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from fakeserver.jobs import FAILURE_REASONS
-from proxy.config import PRICE
-from proxy.store import StorageUnavailable
+from proxy.core.config import PRICE
+from proxy.db import StorageUnavailable
 from tests.proxy.conftest import MakeHarness
 from tests.proxy.harness import UPSTREAM_KEY, Harness, admission_for
 

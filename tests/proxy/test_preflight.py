@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from proxy.config import PRICE
-from proxy.preflight import PROBE_BYTES, image_kind
+from proxy.core.config import PRICE
+from proxy.services.preflight import PROBE_BYTES, image_kind
 from tests.proxy.conftest import MakeHarness
 from tests.proxy.harness import Harness
 

@@ -15,8 +15,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from proxy.clock import VIRTUAL_EPOCH
-from proxy.quotas import (
+from proxy.core.clock import VIRTUAL_EPOCH
+from proxy.core.quotas import (
     MemoryRateLimiter,
     RateDecision,
     budget_periods,

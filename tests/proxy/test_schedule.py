@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 
 from fakeserver.jobs import DurationModel as FakeDurations
 from fakeserver.settings import FakeSettings
-from proxy.schedule import (
+from proxy.core.schedule import (
     MAX_SIGMA,
     MIN_SIGMA,
     PRIOR_MEDIAN,
@@ -438,8 +438,8 @@ def test_the_bench_prints_both_schedules_and_the_verdict(
 
 
 def test_the_bench_runs_the_gateway_s_hinted_schedule(bench: ModuleType) -> None:
-    from proxy.config import ProxySettings
-    from proxy.poller import HINTED_MAX_INTERVAL
+    from proxy.core.config import ProxySettings
+    from proxy.services.poller import HINTED_MAX_INTERVAL
 
     default = ProxySettings.model_fields["upstream_events_poll_delay"].default
     assert default == bench.EVENTS_DEFAULT

@@ -20,8 +20,8 @@ import httpx
 import pytest
 
 import client
-from proxy.cache import canonical_inputs
-from proxy.errors import GatewayError
+from proxy.core.cache import canonical_inputs
+from proxy.core.errors import GatewayError
 from tests.proxy.harness import GATEWAY_URL, UPSTREAM_KEY, WORKFLOW, Harness
 
 pytestmark = pytest.mark.anyio

@@ -26,8 +26,8 @@ import pytest
 from starlette.applications import Starlette
 
 from proxy.app import create_app
-from proxy.clock import VirtualClock
-from proxy.gateway import Gateway
+from proxy.core.clock import VirtualClock
+from proxy.services.gateway import Gateway
 from tests.proxy.harness import (
     GATEWAY_URL,
     Harness,

@@ -24,8 +24,8 @@ from anyio.streams.tls import TLSListener
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from proxy import ssrf
-from proxy.ssrf import (
+from proxy.core import ssrf
+from proxy.core.ssrf import (
     AddressPolicy,
     GuardedNetworkBackend,
     GuardedTransport,

@@ -23,8 +23,8 @@ import httpx
 import pytest
 
 from client import CHARACTER_VIDEO_WORKFLOW_ID
-from proxy.auth import hash_key
-from proxy.rules import open_store
+from proxy.edge.auth import hash_key
+from proxy.store import open_store
 from tests.proxy.harness import blocking
 from tests.servers import ServerProcess, launch
 from tests.stack import gateway_env, running_stack

@@ -23,7 +23,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from proxy.otel import OtelTracing
+from proxy.edge.otel import OtelTracing
 from tests.proxy.harness import UPSTREAM_KEY, start_harness, stop_harness
 
 pytestmark = pytest.mark.anyio

@@ -18,9 +18,9 @@ from typing import Any
 import anyio
 import pytest
 
-from proxy.config import PRICE
-from proxy.rules import open_store
+from proxy.core.config import PRICE
 from proxy.rules.budget import MARGIN, WINDOW
+from proxy.store import open_store
 from tests.proxy.conftest import MakeHarness
 from tests.proxy.harness import Harness, admission_for
 from tests.proxy.test_several_gateways import (  # noqa: F401  (fixtures)

@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from proxy.config import PRICE
+from proxy.core.config import PRICE
 from tests.proxy.conftest import MakeHarness
 from tests.proxy.harness import UPSTREAM_KEY, WORKFLOW, Harness
 

@@ -24,10 +24,10 @@ import pytest
 from anyio.abc import SocketAttribute, SocketStream
 from anyio.streams.buffered import BufferedByteReceiveStream
 
-from proxy.delivery import host_share, team_share
-from proxy.rules import open_store
-from proxy.store.tx import RESPONSE_EXCERPT
-from proxy.webhooks import host_of
+from proxy.core.webhooks import host_of
+from proxy.db.tx import RESPONSE_EXCERPT
+from proxy.services.deliverer import host_share, team_share
+from proxy.store import open_store
 from tests.proxy.harness import SAFETY, Harness
 from tests.proxy.test_webhooks import HANG, KNIGHT, RUN, MakeHarness, outbox, submit
 from tests.raw_http import read_request

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from standardwebhooks import Webhook
 
 from client import InvalidWebhook, verify_webhook
-from proxy.webhooks import (
+from proxy.core.webhooks import (
     MAX_BODY_BYTES,
     RETRY_SCHEDULE,
     Verdict,

@@ -36,11 +36,11 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from client import InvalidWebhook, WebhookEvent, verify_webhook
-from proxy.config import PRICE
-from proxy.rules import open_store
-from proxy.store import Attempt, OutboxMessage
-from proxy.store.sqlite import SQLiteBackend
-from proxy.webhooks import MAX_BODY_BYTES, RETRY_SCHEDULE, message_id
+from proxy.core.config import PRICE
+from proxy.core.webhooks import MAX_BODY_BYTES, RETRY_SCHEDULE, message_id
+from proxy.db import Attempt, OutboxMessage
+from proxy.db.sqlite import SQLiteBackend
+from proxy.store import open_store
 from tests.proxy.harness import SAFETY, UPSTREAM_KEY, Harness
 from tests.raw_http import read_request
 
@@ -677,7 +677,7 @@ async def test_a_backlog_to_one_hanging_receiver_does_not_hide_other_due_message
 ) -> None:
     # The deliverer reads due messages a batch at a time; with the batch shrunk to 2,
     # a hanging endpoint's backlog is bigger than a batch, as 100+ messages would be.
-    monkeypatch.setattr("proxy.delivery.BATCH", 2)
+    monkeypatch.setattr("proxy.services.deliverer.BATCH", 2)
     harness = await make_harness(
         webhook_allow_networks=["127.0.0.0/8"], webhook_timeout=HANG, webhook_concurrency=4
     )
@@ -866,7 +866,7 @@ async def test_the_cli_lists_resends_recovers_and_rotates(
 ) -> None:
     # The CLI writes the store from another process, on real time: start the clocks at
     # real time, and let the running gateway look for such messages every 50 ms.
-    monkeypatch.setattr("proxy.delivery.IDLE_CHECK", 0.05)
+    monkeypatch.setattr("proxy.services.deliverer.IDLE_CHECK", 0.05)
     harness, receiver = await hooks(clock_start=time.time())
     db = Path(harness.gateway.settings.db)
     team = harness.new_team("alpha")

@@ -12,7 +12,8 @@ import sys
 import time
 import uuid
 
-from proxy.rules import AdmissionRequest, LimitReached, Store, open_store
+from proxy.rules import AdmissionRequest, LimitReached
+from proxy.store import Store, open_store
 
 PRICE = 4.0
 

@@ -12,9 +12,10 @@ from typing import Any
 
 import pytest
 
-from proxy.config import TeamLimits
-from proxy.rules import AdmissionRequest, Fence, LimitReached, Store, open_store
-from proxy.store import Team
+from proxy.core.config import TeamLimits
+from proxy.db import Team
+from proxy.rules import AdmissionRequest, Fence, LimitReached
+from proxy.store import Store, open_store
 
 pytestmark = pytest.mark.anyio
 

@@ -8,7 +8,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from proxy.rules import Fence, Store, UnknownTeam, open_store
+from proxy.rules import Fence, UnknownTeam
+from proxy.store import Store, open_store
 from tests.store.test_contract import NOW, _ask, _team
 
 pytestmark = pytest.mark.anyio

@@ -21,19 +21,18 @@ from pathlib import Path
 import anyio
 import pytest
 
-from proxy.config import TeamLimits
+from proxy.core.config import TeamLimits
+from proxy.db import StorageUnavailable, Team
+from proxy.db.migrations import latest_version
 from proxy.rules import (
     AdmissionRequest,
     Fence,
     IdempotencyMismatch,
     LeaseLost,
     LimitReached,
-    Store,
     TeamExists,
-    open_store,
 )
-from proxy.store import StorageUnavailable, Team
-from proxy.store.migrations import latest_version
+from proxy.store import Store, open_store
 from tests.proxy.harness import blocking
 
 pytestmark = pytest.mark.anyio
@@ -357,7 +356,7 @@ def test_a_store_made_before_migrations_upgrades_in_place(tmp_path: Path) -> Non
     table, no fencing tokens, no webhook hosts. Opening it upgrades it, keeping its rows."""
     import sqlite3
 
-    from proxy.store.migrations import BASE
+    from proxy.db.migrations import BASE
 
     path = tmp_path / "old.sqlite"
     old = sqlite3.connect(path)

@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from proxy.config import TeamLimits
-from proxy.rules import AdmissionRequest, open_store
-from proxy.store import Team
+from proxy.core.config import TeamLimits
+from proxy.db import Team
+from proxy.rules import AdmissionRequest
+from proxy.store import open_store
 
 pytestmark = pytest.mark.anyio
 

@@ -6,8 +6,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from proxy.store import StorageUnavailable
-from proxy.store.postgres import PostgresBackend
+from proxy.db import StorageUnavailable
+from proxy.db.postgres import PostgresBackend
 from tests.postgres import postgres_database
 
 pytestmark = pytest.mark.anyio

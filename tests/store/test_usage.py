@@ -12,10 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from proxy.config import TeamLimits
-from proxy.rules import AdmissionRequest, BadPeriod, Fence, Store, UnknownTeam, open_store
-from proxy.store import Team
-from proxy.store.migrations import latest_version
+from proxy.core.config import TeamLimits
+from proxy.db import Team
+from proxy.db.migrations import latest_version
+from proxy.rules import AdmissionRequest, BadPeriod, Fence, UnknownTeam
+from proxy.store import Store, open_store
 from tests.proxy.harness import blocking
 
 pytestmark = pytest.mark.anyio

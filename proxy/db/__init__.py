@@ -1,0 +1,48 @@
+"""Storage: what must survive a restart (teams, keys, requests, runs, cache, idempotency
+keys, quota counters, spend, the webhook outbox, leases), behind one interface with two
+backends: SQLite (one file, the embedded default) and PostgreSQL (several machines).
+
+This package reads and writes; it decides nothing. The rules are in `proxy/rules/`.
+"""
+
+from proxy.db.backend import Backend, describe, is_new, location, open_backend
+from proxy.db.errors import StorageUnavailable, StoreError, StoreTooNew
+from proxy.db.records import (
+    Admission,
+    Attempt,
+    CacheStatus,
+    Endpoint,
+    Generation,
+    Instance,
+    OutboxMessage,
+    RequestRecord,
+    RequestView,
+    RunView,
+    Team,
+    TeamKey,
+)
+from proxy.db.tx import Tx
+
+__all__ = [
+    "Admission",
+    "Attempt",
+    "Backend",
+    "CacheStatus",
+    "Endpoint",
+    "Generation",
+    "Instance",
+    "OutboxMessage",
+    "RequestRecord",
+    "RequestView",
+    "RunView",
+    "StorageUnavailable",
+    "StoreError",
+    "StoreTooNew",
+    "Team",
+    "TeamKey",
+    "Tx",
+    "describe",
+    "is_new",
+    "location",
+    "open_backend",
+]

@@ -1,0 +1,356 @@
+"""The gateway's service object: admission (HIT, JOIN or MISS), the paid submit, and poll
+answers from the store. The HTTP layer (`app.py`) only parses and formats around it.
+
+A request is one team's call; a generation is one paid upstream run. Many requests can
+share one generation, and only a MISS ever reaches the upstream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import socket
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+import workflows
+from proxy.core.cache import canonical_inputs, generation_key, scoped_key
+from proxy.core.clock import Clock, SystemClock, VirtualClock
+from proxy.core.config import ProxySettings
+from proxy.core.errors import BadInput, LimitExceeded, NotFound
+from proxy.core.logs import configure_logging
+from proxy.core.quotas import MemoryRateLimiter, RateDecision
+from proxy.core.ssrf import AddressPolicy, WebhookUrlError, check_url_syntax, resolve_and_check
+from proxy.core.tracing import Tracing, from_environment
+from proxy.db import Admission, CacheStatus, Generation, RequestRecord, Team
+from proxy.rules import AdmissionRequest
+from proxy.services.deliverer import Deliverer
+from proxy.services.heartbeat import Heartbeat
+from proxy.services.metrics import Metrics
+from proxy.services.poller import Poller
+from proxy.services.preflight import ImagePreflight
+from proxy.services.upstream import Upstream, UpstreamBudget
+from proxy.store import open_store
+
+__all__ = ["Gateway", "PollAnswer", "SubmitOptions"]
+
+log = logging.getLogger("proxy.gateway")
+
+IN_FLIGHT_STATUSES = ("WAITING", "SUBMITTING", "QUEUED")
+FINISHED_ANSWERS = 10_000  # terminal poll answers kept in memory
+
+
+@dataclass(frozen=True)
+class SubmitOptions:
+    no_cache: bool = False
+    webhook_url: str | None = None
+    idempotency_key: str | None = None
+
+
+@dataclass(frozen=True)
+class PollAnswer:
+    body: bytes  # the JSON answer, encoded as Starlette's JSONResponse would
+    request: RequestRecord
+    rate: RateDecision | None
+
+
+class Gateway:
+    def __init__(
+        self,
+        settings: ProxySettings,
+        *,
+        clock: Clock | None = None,
+        upstream_transport: httpx.AsyncBaseTransport | None = None,
+        webhook_transport: httpx.AsyncBaseTransport | None = None,
+        metrics: Metrics | None = None,
+        wall_clock: Clock | None = None,
+        tracing: Tracing | None = None,
+    ) -> None:
+        self.settings = settings
+        self.clock: Clock = clock or (
+            VirtualClock() if settings.clock == "virtual" else SystemClock()
+        )
+        # Stable across a restart on the same port, distinct between live processes.
+        self.instance = settings.instance_id or f"{socket.gethostname()}:{settings.port}"
+        self.metrics = metrics or Metrics()
+        secrets = [settings.upstream_key.get_secret_value()] if settings.upstream_key else []
+        configure_logging(settings.log_level, secrets=secrets)
+        self.tracing = tracing or from_environment()
+        self.store = open_store(settings.db)
+        self.budget = UpstreamBudget(self.clock, settings.upstream_requests_per_minute, self.store)
+        self.upstream = Upstream(
+            settings,
+            self.clock,
+            self.budget,
+            upstream_transport,
+            on_call=self.metrics.upstream,
+            tracing=self.tracing,
+        )
+        self.poller = Poller(
+            self.store,
+            self.upstream,
+            self.clock,
+            settings,
+            self.instance,
+            on_terminal=self._finished,
+        )
+        self.heartbeat = Heartbeat(
+            self.store, wall_clock or SystemClock(), self.instance, settings.lease_seconds
+        )
+        self.deliverer = Deliverer(
+            self.store, self.clock, settings, webhook_transport, tracing=self.tracing
+        )
+        self.webhook_policy = AddressPolicy(settings.webhook_allow_networks)
+        self.preflight = ImagePreflight(settings, self.clock) if settings.image_preflight else None
+        self.poll_limits = MemoryRateLimiter()
+        # (team, request) -> (answer, request, when the result expires)
+        self._finished_answers: dict[tuple[str, str], tuple[bytes, RequestRecord, float]] = {}
+        self._submits: set[asyncio.Task[Generation]] = set()
+        self._admitting: set[asyncio.Task[Admission]] = set()
+
+    async def start(self) -> None:
+        await self.heartbeat.beat()
+        resumed = await self.poller.resume(await self.heartbeat.claim(own=True))
+        if resumed:
+            log.info("resumed polling of %d unfinished generations", resumed)
+        self.store.watch()  # news from other replicas: auth changes, webhooks queued
+        self.heartbeat.start(self._adopt)
+        self._update_in_flight()
+        self.deliverer.start()
+
+    async def stop(self) -> None:
+        if self._admitting:
+            await asyncio.gather(*self._admitting, return_exceptions=True)
+        if self._submits:
+            await asyncio.gather(*self._submits, return_exceptions=True)
+        await self.poller.close()
+        await self.heartbeat.close()
+        await self.deliverer.close()
+        if self.preflight is not None:
+            await self.preflight.aclose()
+        await self.upstream.aclose()
+        self.store.close()
+        self.tracing.shutdown()
+
+    # -- submit -------------------------------------------------------------------------
+
+    async def submit(
+        self, team: Team, workflow_id: str, body: Any, options: SubmitOptions
+    ) -> Admission:
+        if workflow_id not in self.settings.workflows:
+            served = ", ".join(self.settings.workflows)
+            raise NotFound(
+                f"workflow {workflow_id!r} is not served by this gateway; it serves {served}"
+            )
+        inputs = canonical_inputs(workflow_id, body)
+        key = generation_key(workflow_id, inputs)
+        ask = AdmissionRequest(
+            team=team,
+            request_id=uuid.uuid4().hex,
+            generation_id=uuid.uuid4().hex,
+            scope_key=scoped_key(key, team.id, self.settings.cache_scope == "shared"),
+            workflow_id=workflow_id,
+            inputs=inputs,
+            price=self.settings.price,
+            no_cache=options.no_cache,
+            webhook_url=options.webhook_url,
+            idempotency_key=options.idempotency_key,
+            fingerprint=hashlib.sha256(f"{key}|{int(options.no_cache)}".encode()).hexdigest(),
+            idempotency_ttl=self.settings.idempotency_ttl,
+            expected_run_seconds=self.settings.expected_run_seconds,
+            instance=self.instance,
+        )
+        image = _image_of(workflow_id, inputs)
+        preflight = self.preflight
+        if image is None:
+            image, preflight = "", None  # a workflow with no image input
+        elif preflight is not None and preflight.known_good(image):
+            preflight = None  # checked a moment ago: no need to ask whether it is paid
+        if options.webhook_url is not None or preflight is not None:
+            # Cheap refusals first: a team over its limits costs no DNS lookup and no image
+            # fetch. The atomic admission below checks them again, and is the one that
+            # counts (a peeked MISS that it turns into a JOIN only made the check unneeded).
+            would_be = await self.store.peek_admission(ask, self.clock.now())
+            if options.webhook_url is not None:
+                await self._check_webhook(options.webhook_url)
+            if preflight is not None and would_be is CacheStatus.MISS:
+                # Only a paid run needs it: a HIT or a JOIN reuses a run already made.
+                await preflight.check(image)
+        # Admission runs as its own task too: the store's writer thread commits it even if
+        # the caller is cancelled while waiting, and a paid run that was admitted must then
+        # still be started (and its slot released when it ends), never orphaned.
+        task = asyncio.get_running_loop().create_task(self._admit(ask, inputs, team))
+        self._admitting.add(task)
+        task.add_done_callback(self._admitting.discard)
+        task.add_done_callback(lambda t: t.cancelled() or t.exception())
+        return await asyncio.shield(task)
+
+    async def _check_webhook(self, url: str) -> None:
+        """Refuse, before any cost, a webhook URL that is not public (SSRF); it is checked
+        again at connect time, on the very address connected to."""
+        try:
+            check_url_syntax(url, policy=self.webhook_policy)
+            await resolve_and_check(url, self.webhook_policy)
+        except WebhookUrlError as exc:
+            raise BadInput(f"X-Webhook-Url refused: {exc.message}") from None
+
+    async def _admit(self, ask: AdmissionRequest, inputs: dict[str, Any], team: Team) -> Admission:
+        with self.tracing.span("admission", attributes={"gateway.team": team.name}) as span:
+            admission = await self.store.admit(ask, self.clock.now())
+            span.set_attribute("gateway.cache_status", admission.request.cache_status.value)
+        # Its webhook attempts, later and elsewhere, join this request's trace.
+        self.tracing.remember(f"request:{admission.request.id}")
+        status = admission.request.cache_status
+        if admission.replayed:
+            return admission
+        self.metrics.cache(status.value, team.name)
+        if status is CacheStatus.HIT and ask.webhook_url:
+            self.deliverer.notify()  # its message was queued with the admission
+        if status is not CacheStatus.MISS:
+            self.metrics.saved(team.name, self.settings.price)
+            return admission
+        self.metrics.spent(team.name, self.settings.price)
+        # The paid submit runs as its own task: if the caller goes away mid-flight, the run
+        # is still recorded (and its concurrency slot released) rather than orphaned.
+        task = asyncio.get_running_loop().create_task(self._start(admission, inputs))
+        self._submits.add(task)
+        task.add_done_callback(self._submits.discard)
+        # Retrieve the outcome even when the caller left, so no error goes unobserved.
+        task.add_done_callback(lambda t: t.cancelled() or t.exception())
+        generation = await asyncio.shield(task)
+        return Admission(admission.request, generation, admission.replayed, admission.rate)
+
+    async def _start(self, admission: Admission, inputs: dict[str, Any]) -> Generation:
+        """Send a new run now if the company budget has a slot (its upstream errors then
+        reach the caller in this answer); otherwise hold it: it is answered QUEUED at once
+        and stays WAITING in the store, sent in admission order as the budget allows."""
+        generation, request_id = admission.generation, admission.request.id
+        self.poller.hold(generation.id, admission.token)
+        if await self.budget.claim_send(generation.id, self.poller.fence(generation.id)) == 0:
+            generation = await self.poller.send(generation, answered=request_id, inputs=inputs)
+        # Follows it from here: polls a run that was sent, sends one still WAITING.
+        self.poller.track(generation.id)
+        self._update_in_flight()
+        if generation.status == "WAITING":
+            log.info(
+                "generation held for the upstream budget",
+                extra={"generation_id": generation.id, "team_id": generation.owner_team_id},
+            )
+        return generation
+
+    # -- poll ---------------------------------------------------------------------------
+
+    def take_read(self, team: Team) -> RateDecision | None:
+        """One of the team's reads of the store (a poll, a usage report), counted against
+        its `polls_per_minute`: a team reading in a loop cannot load the store for all."""
+        limit = team.limits.polls_per_minute
+        if limit is None:
+            return None
+        rate = self.poll_limits.take(team.id, limit, self.clock.now())
+        if not rate.allowed:
+            raise LimitExceeded(
+                f"poll rate limit: team {team.name!r} may poll {limit} times a minute; "
+                f"retry in {max(1, round(rate.retry_after))} s (one poll every 7 s is plenty)",
+                limit="polls_per_minute",
+                retry_after=rate.retry_after,
+            )
+        return rate
+
+    async def poll(self, team: Team, request_id: str) -> PollAnswer:
+        rate = self.take_read(team)
+        now = self.clock.now()
+        finished = self._finished_answers.get((team.id, request_id))
+        if finished is not None:
+            self._refuse_expired(request_id, finished[2], now)
+            return PollAnswer(finished[0], finished[1], rate)
+        found = await self.store.request(team.id, request_id)
+        if found is None:
+            raise NotFound(
+                f"no request {request_id!r} for team {team.name!r}: check the id, and use the "
+                "poll_url the submit answered"
+            )
+        request, generation = found
+        # Segmind forgets a run (poll: 404) about an hour after it was submitted, and its
+        # video URLs die with it; answering COMPLETED for longer would hand out dead links.
+        expires = generation.created_at + self.settings.result_ttl
+        if generation.terminal:
+            self._refuse_expired(request_id, expires, now)
+        body = encode(poll_body(generation))
+        if generation.terminal:
+            # A terminal state never changes, so its answer can be kept and reused without
+            # asking the store again; bounded, oldest first out.
+            if len(self._finished_answers) >= FINISHED_ANSWERS:
+                self._finished_answers.pop(next(iter(self._finished_answers)))
+            self._finished_answers[(team.id, request_id)] = (body, request, expires)
+        return PollAnswer(body, request, rate)
+
+    def _refuse_expired(self, request_id: str, expires: float, now: float) -> None:
+        if now >= expires:
+            raise NotFound(
+                f"request {request_id!r} has expired: results are kept "
+                f"{self.settings.result_ttl / 60:.0f} minutes after the run was submitted, as "
+                "on Segmind, and its video URLs with them; submit again for a new run"
+            )
+
+    async def credits(self, team: Team) -> dict[str, float]:
+        """What the team can still spend, as Segmind's credits answer: min(day, month) left."""
+        day, month = await self.store.spent(team.id, self.clock.now())
+        left = [
+            budget - spent
+            for budget, spent in (
+                (team.limits.daily_budget, day),
+                (team.limits.monthly_budget, month),
+            )
+            if budget is not None
+        ]
+        return {"credits": round(max(min(left), 0.0), 4) if left else 1e9, "free-credits": 0.0}
+
+    # -- bookkeeping --------------------------------------------------------------------
+
+    async def _adopt(self, generations: list[tuple[Generation, int]]) -> None:
+        """Runs another gateway process stopped polling: this one polls them now."""
+        await self.poller.adopt(generations)
+        self._update_in_flight()
+
+    def _finished(self, generation: Generation) -> None:
+        self._update_in_flight()
+        self.deliverer.notify()  # the terminal state queued its webhook messages
+        log.info(
+            "generation finished",
+            extra={"generation_id": generation.id, "status": generation.status},
+        )
+
+    def _update_in_flight(self) -> None:
+        self.metrics.set_in_flight(self.poller.tracked + len(self._submits))
+
+
+def _image_of(workflow_id: str, inputs: dict[str, Any]) -> str | None:
+    """The URL of the run's image input, the one the preflight checks: the first `IMAGE`
+    input of its registered workflow (None: unregistered, or no image input)."""
+    workflow = workflows.get(workflow_id)
+    name = workflow.image_input if workflow is not None else None
+    image = inputs.get(name) if name is not None else None
+    return image if isinstance(image, str) else None
+
+
+def poll_body(generation: Generation) -> dict[str, Any]:
+    """The exact shape Segmind answers a poll with, for a generation's current state."""
+    status = generation.status
+    if status in IN_FLIGHT_STATUSES:
+        return {"status": "QUEUED"}
+    if status == "COMPLETED":
+        return {"status": "COMPLETED", "output": generation.output or ""}
+    if status == "FAILED":
+        reason = generation.error or "the run failed"
+        # Both keys: the API docs read `error_message`, the product page's sample `error`.
+        return {"status": "FAILED", "error_message": reason, "error": reason}
+    return {"status": status, "output": ""}
+
+
+def encode(document: dict[str, Any]) -> bytes:
+    return json.dumps(document, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()

@@ -1,0 +1,217 @@
+"""The gateway's Prometheus metrics, in a registry each `Metrics` object owns.
+
+Every gateway app gets its own `CollectorRegistry`, never prometheus_client's global one, so
+several apps can live in one process (tests) without "Duplicated timeseries" errors.
+
+Labels never carry keys: `team` is the team's *name* (or "-" before authentication), and
+`route`, `result` and `kind` come from small fixed sets checked here, so label cardinality
+stays bounded and no caller can smuggle a key or a path into a label by accident. Callers
+must pass team names, never team keys: the label is used verbatim.
+
+Team names and spend are the operators' business, so `GET /metrics` needs a credential:
+the metrics token (`PROXY_METRICS_TOKEN`, sent by Prometheus as a bearer token) or the
+admin key. With neither configured it answers 403 and says how to configure one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from contextlib import suppress
+from typing import Any
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from starlette.datastructures import Headers
+from starlette.responses import Response
+
+from proxy.core.config import MIN_SECRET_LENGTH, MINT_COMMAND, ProxySettings
+from proxy.core.errors import GatewayError, Unauthenticated
+from proxy.edge.auth import matches_a_secret, operator_credential
+from proxy.rules.alerts import PERIODS, BudgetUse
+
+__all__ = [
+    "CACHE_RESULTS",
+    "HINT_RESULTS",
+    "NO_TEAM",
+    "REQUEST_BUCKETS",
+    "ROUTES",
+    "UPSTREAM_KINDS",
+    "Metrics",
+    "authorize_scrape",
+    "metrics_response",
+]
+
+PREFIX = "segmind_gateway"
+ROUTES = ("submit", "poll", "credits", "admin", "other")
+CACHE_RESULTS = ("HIT", "JOIN", "MISS")
+UPSTREAM_KINDS = ("submit", "poll", "credits")
+HINT_RESULTS = ("received", "matched", "ignored")
+NO_TEAM = "-"  # the team label of a request that was not (yet) authenticated
+# From a cache hit answered in a millisecond to an upstream call that takes seconds.
+REQUEST_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+def _one_of(what: str, value: str, valid: tuple[str, ...]) -> str:
+    value = str(value)  # a StrEnum member becomes its plain value
+    if value not in valid:
+        raise ValueError(f"unknown {what} {value!r}: expected one of {', '.join(valid)}")
+    return value
+
+
+def _team(team: str | None) -> str:
+    return NO_TEAM if team is None or team == "" else str(team)
+
+
+class Metrics:
+    """The gateway's counters, gauge and histogram, all in `self.registry`."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self._requests = Counter(
+            f"{PREFIX}_requests",
+            "Requests answered by the gateway, by route, HTTP status and team name.",
+            ["route", "status", "team"],
+            registry=self.registry,
+        )
+        self._cache = Counter(
+            f"{PREFIX}_cache",
+            "Submits by cache outcome (HIT: finished generation, JOIN: one in flight, MISS: paid).",
+            ["result", "team"],
+            registry=self.registry,
+        )
+        self._upstream = Counter(
+            f"{PREFIX}_upstream_calls",
+            "Calls to Segmind, by kind and HTTP status or error class name.",
+            ["kind", "status"],
+            registry=self.registry,
+        )
+        self._spent = Counter(
+            f"{PREFIX}_dollars_spent",
+            "Dollars charged upstream for generations, by team name.",
+            ["team"],
+            registry=self.registry,
+        )
+        self._saved = Counter(
+            f"{PREFIX}_dollars_saved",
+            "Dollars not spent thanks to cache hits and joins, by team name.",
+            ["team"],
+            registry=self.registry,
+        )
+        self._hints = Counter(
+            f"{PREFIX}_upstream_hints",
+            "Notifications from Segmind: received; matched (a followed run polled early); "
+            "ignored (naming no run that still had its early poll).",
+            ["result"],
+            registry=self.registry,
+        )
+        self._in_flight = Gauge(
+            f"{PREFIX}_generations_in_flight",
+            "Paid generations submitted upstream and not yet finished.",
+            registry=self.registry,
+        )
+        self._budget_spent = Gauge(
+            f"{PREFIX}_budget_spent_dollars",
+            "Dollars a team has spent in the current UTC day or month (its budget's period).",
+            ["team", "period"],
+            registry=self.registry,
+        )
+        self._budget_used = Gauge(
+            f"{PREFIX}_budget_used_ratio",
+            "A team's spend over its daily or monthly budget (1.0: exhausted); only where set.",
+            ["team", "period"],
+            registry=self.registry,
+        )
+        self._request_children: dict[tuple[str, int | str, str | None], tuple[Any, Any]] = {}
+        self._request_seconds = Histogram(
+            f"{PREFIX}_request_seconds",
+            "Time the gateway took to answer a request, by route.",
+            ["route"],
+            buckets=REQUEST_BUCKETS,
+            registry=self.registry,
+        )
+
+    def observe_request(
+        self, route: str, status: int | str, team: str | None, seconds: float
+    ) -> None:
+        """Count one answered request and its duration; `team` is a name, None if unknown."""
+        # The hot path: labelled children are looked up once per label set, then reused.
+        key = (route, status, team)
+        children = self._request_children.get(key)
+        if children is None:
+            checked = _one_of("route", route, ROUTES)
+            children = (
+                self._requests.labels(route=checked, status=str(status), team=_team(team)),
+                self._request_seconds.labels(route=checked),
+            )
+            self._request_children[key] = children
+        children[0].inc()
+        children[1].observe(seconds)
+
+    def cache(self, result: str, team: str | None) -> None:
+        result = _one_of("cache result", result, CACHE_RESULTS)
+        self._cache.labels(result=result, team=_team(team)).inc()
+
+    def upstream(self, kind: str, status: int | str) -> None:
+        """Count one upstream call; `status` is the HTTP code or an error class name."""
+        kind = _one_of("upstream kind", kind, UPSTREAM_KINDS)
+        self._upstream.labels(kind=kind, status=str(status)).inc()
+
+    def hint(self, result: str, count: int = 1) -> None:
+        self._hints.labels(result=_one_of("hint result", result, HINT_RESULTS)).inc(count)
+
+    def spent(self, team: str | None, dollars: float) -> None:
+        self._spent.labels(team=_team(team)).inc(dollars)
+
+    def saved(self, team: str | None, dollars: float) -> None:
+        self._saved.labels(team=_team(team)).inc(dollars)
+
+    def set_budgets(self, uses: Iterable[BudgetUse]) -> None:
+        """Each team's spend now, read from the store at each scrape: the store is shared
+        by every replica, so this process's own admissions alone would under-count."""
+        for use in uses:
+            period = _one_of("budget period", use.period, PERIODS)
+            self._budget_spent.labels(team=_team(use.team), period=period).set(use.spent)
+            fraction = use.fraction
+            if fraction is not None:
+                self._budget_used.labels(team=_team(use.team), period=period).set(fraction)
+            else:  # a budget removed since the last scrape: no ratio to show any more
+                with suppress(KeyError):
+                    self._budget_used.remove(_team(use.team), period)
+
+    def set_in_flight(self, n: int) -> None:
+        self._in_flight.set(n)
+
+    def render(self) -> tuple[bytes, str]:
+        """The Prometheus text exposition of this registry, and its content type."""
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+
+def metrics_response(metrics: Metrics) -> Response:
+    """The answer to `GET /metrics`."""
+    body, content_type = metrics.render()
+    return Response(body, headers={"content-type": content_type})
+
+
+def authorize_scrape(settings: ProxySettings, headers: Headers) -> None:
+    """Refuse (403/401) a scrape without the metrics token or the admin key."""
+    if settings.metrics_token is None and settings.admin_key is None:
+        raise GatewayError(
+            "/metrics is off: it names every team and its spend, so it needs a credential. "
+            f"Start the gateway with PROXY_METRICS_TOKEN set to a secret of "
+            f"{MIN_SECRET_LENGTH}+ characters (make one with {MINT_COMMAND}) and scrape with "
+            "Authorization: Bearer <token> (Prometheus: authorization.credentials)",
+            status_code=403,
+        )
+    if not matches_a_secret(operator_credential(headers), settings.metrics_token,
+                            settings.admin_key):  # fmt: skip
+        raise Unauthenticated(
+            "/metrics needs Authorization: Bearer <metrics token> (PROXY_METRICS_TOKEN), or "
+            "the admin key",
+            headers={"WWW-Authenticate": 'Bearer realm="metrics"'},
+        )
