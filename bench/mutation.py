@@ -287,7 +287,7 @@ MUTANTS: tuple[Mutant, ...] = (
     M(
         "key-workflow",
         "key",
-        "proxy/cache.py",
+        "proxy/core/cache.py",
         "[workflow_id, inputs], sort_keys=True",
         "[inputs], sort_keys=True",
         "two workflows' runs share a key",
@@ -295,7 +295,7 @@ MUTANTS: tuple[Mutant, ...] = (
     M(
         "key-team-scope",
         "key",
-        "proxy/cache.py",
+        "proxy/core/cache.py",
         'f"team:{team_id}:{key}"',
         'f"team:{key}"',
         "one team is served another team's result",
@@ -303,7 +303,7 @@ MUTANTS: tuple[Mutant, ...] = (
     M(
         "key-order",
         "key",
-        "proxy/cache.py",
+        "proxy/core/cache.py",
         "sort_keys=True",
         "sort_keys=False",
         "key order makes identical requests pay twice",
@@ -311,7 +311,7 @@ MUTANTS: tuple[Mutant, ...] = (
     M(
         "key-defaults",
         "key",
-        "proxy/cache.py",
+        "proxy/core/cache.py",
         "            return validate_inputs(body, workflow)",
         "            validate_inputs(body, workflow)\n            return dict(body)",
         "{} and the spelled-out defaults pay twice",
@@ -322,7 +322,7 @@ MUTANTS: tuple[Mutant, ...] = (
     M(
         "ssrf-stdlib-fallback",
         "ssrf",
-        "proxy/ssrf.py",
+        "proxy/core/ssrf.py",
         "    if ip.is_reserved or not ip.is_global:",
         "    if ip.is_reserved:",
         "a non-global address the tables leave out is called",
@@ -330,7 +330,7 @@ MUTANTS: tuple[Mutant, ...] = (
     M(
         "ssrf-embedded",
         "ssrf",
-        "proxy/ssrf.py",
+        "proxy/core/ssrf.py",
         'return None if inner is None else f"{form} for {v4}, {inner}"',
         "return None",
         "::ffff:127.0.0.1 and its kind are called",
@@ -338,7 +338,7 @@ MUTANTS: tuple[Mutant, ...] = (
     M(
         "ssrf-every-address",
         "ssrf",
-        "proxy/ssrf.py",
+        "proxy/core/ssrf.py",
         "    for address in addresses:\n        reason = policy.refusal_reason(address)",
         "    for address in addresses[:1]:\n        reason = policy.refusal_reason(address)",
         "a host with one public and one private record is accepted",
@@ -346,7 +346,7 @@ MUTANTS: tuple[Mutant, ...] = (
     M(
         "ssrf-octal",
         "ssrf",
-        "proxy/ssrf.py",
+        "proxy/core/ssrf.py",
         '    elif len(part) > 1 and part.startswith("0"):',
         "    elif False:",
         "0177.0.0.1 read as a public 177.0.0.1",
@@ -354,7 +354,7 @@ MUTANTS: tuple[Mutant, ...] = (
     M(
         "ssrf-metadata",
         "ssrf",
-        "proxy/ssrf.py",
+        "proxy/core/ssrf.py",
         '        ("169.254.0.0/16", "a link-local address"),\n',
         "",
         "link-local addresses left to the stdlib's fallback",
@@ -363,7 +363,7 @@ MUTANTS: tuple[Mutant, ...] = (
     M(
         "sign-rotation",
         "signing",
-        "proxy/webhooks.py",
+        "proxy/core/webhooks.py",
         "for s in secrets_)",
         "for s in secrets_[:1])",
         "a receiver holding the new secret of a rotation rejects every message",
@@ -371,7 +371,7 @@ MUTANTS: tuple[Mutant, ...] = (
     M(
         "sign-timestamp",
         "signing",
-        "proxy/webhooks.py",
+        "proxy/core/webhooks.py",
         "    moment = dt.datetime.fromtimestamp(int(timestamp), dt.UTC)",
         "    moment = dt.datetime.fromtimestamp(0, dt.UTC)",
         "the signature does not cover the timestamp sent",
@@ -430,7 +430,7 @@ MUTANTS: tuple[Mutant, ...] = (
     M(
         "scrub-poll-answers",
         "scrub",
-        "proxy/upstream.py",
+        "proxy/services/upstream.py",
         "        if not redactor.contains_secret(text):\n            return status",
         "        return status",
         "a poll answer echoing the key is stored and served",
@@ -439,7 +439,7 @@ MUTANTS: tuple[Mutant, ...] = (
     M(
         "retry-sent-submit",
         "retry",
-        "proxy/upstream.py",
+        "proxy/services/upstream.py",
         "if exc.nothing_sent and attempt + 1 < SUBMIT_CONNECT_TRIES:",
         "if attempt + 1 < SUBMIT_CONNECT_TRIES:",
         "a submit that may have started a run is sent again (paid twice)",
@@ -455,7 +455,7 @@ MUTANTS: tuple[Mutant, ...] = (
     M(
         "retry-unconfirmed",
         "retry",
-        "proxy/upstream.py",
+        "proxy/services/upstream.py",
         'if action == "submit" and not isinstance(exc, client.ConnectError | client.APIError):',
         "if False:",
         "an unconfirmed submit is told it cost nothing",

@@ -1,247 +1,77 @@
-"""The gateway's HTTP surface: Segmind's own endpoints, plus health, metrics and admin.
+"""The assembly: one gateway process put together from its layers.
 
-Drop-in: `POST /workflows/{id}` and `GET /workflows/request/{id}` take and give Segmind's
-bodies and codes. Gateway extras ride on headers so they never collide with workflow
-inputs: `X-Webhook-Url`, `Idempotency-Key`, `Cache-Control: no-cache` in; `X-Cache-Status`,
-`RateLimit-Policy`, `RateLimit`, `Retry-After` and `X-Request-Id` out.
+`create_app` is where the process is configured and nothing else is: logging, tracing, the
+store's backend (from the `db` setting), the clocks, the services (`proxy/services/`), and
+the HTTP surface (`proxy/edge/`, `proxy/console/`) on one Starlette app. Constructors below
+it take what they need as arguments and never reach for the environment themselves.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager, suppress
-from urllib.parse import urlsplit
+import logging
+import os
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 
 import httpx
 from starlette.applications import Starlette
-from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
 from proxy import console
-from proxy.core.clock import Clock
+from proxy.core.clock import Clock, SystemClock, VirtualClock
 from proxy.core.config import ProxySettings
-from proxy.core.errors import BadInput, GatewayError, LimitExceeded, answer_for, answered
-from proxy.core.quotas import RateDecision, gcra_state, ratelimit_headers
-from proxy.core.tracing import Tracing
-from proxy.db import StoreError, Team
-from proxy.edge import admin_api as admin
-from proxy.edge import events as hints
-from proxy.edge import openapi
-from proxy.edge.auth import authenticate
-from proxy.edge.bodies import parse_body, read_body
-from proxy.edge.middleware import TEAM_KEY, ObservabilityMiddleware
-from proxy.rules import RuleError
-from proxy.services.gateway import Gateway, SubmitOptions
-from proxy.services.metrics import authorize_scrape, metrics_response
-from proxy.services.reports import parse_query, period, report, report_response
+from proxy.core.logs import configure_logging
+from proxy.core.tracing import ENDPOINT_VARIABLE, Tracing
+from proxy.edge import admin_api, events, openapi, probes, routes
+from proxy.edge.middleware import ObservabilityMiddleware
+from proxy.edge.responses import EXCEPTION_HANDLERS
+from proxy.services.gateway import Gateway
+from proxy.store import open_store
 
-__all__ = ["create_app"]
+__all__ = ["create_app", "tracing_from_environment"]
 
-MAX_IDEMPOTENCY_KEY = 255
+log = logging.getLogger("proxy.tracing")
 
 
-def _gateway(request: Request) -> Gateway:
-    gateway: Gateway = request.app.state.gateway
-    return gateway
-
-
-async def _team(request: Request, gateway: Gateway) -> Team:
-    with answered():
-        team = await authenticate(gateway.store, request.headers)
-    request.scope[TEAM_KEY] = team.name
-    return team
-
-
-def _policy_headers(team: Team, name: str, decision: RateDecision | None) -> dict[str, str]:
-    return ratelimit_headers(name, decision) if decision is not None else {}
-
-
-def _refused_rate_headers(exc: LimitExceeded, name: str, limit: int | None) -> None:
-    """The RateLimit fields on a rate refusal too: none left, back after Retry-After."""
-    exc.headers.update({
-        "RateLimit-Policy": f'"{name}";q={limit or 0};w=60',
-        "RateLimit": f'"{name}";r=0;t={exc.retry_after}',
-    })  # fmt: skip
-
-
-def _options(request: Request) -> SubmitOptions:
-    headers = request.headers
-    webhook = headers.get("x-webhook-url")
-    if webhook is not None:
-        parts = urlsplit(webhook.strip())
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise BadInput(f"X-Webhook-Url must be an http(s) URL; got {webhook[:100]!r}")
-        if parts.username or parts.password:
-            raise BadInput("X-Webhook-Url must not carry credentials; sign-in is by signature")
-    idempotency_key = headers.get("idempotency-key")
-    if idempotency_key is not None and not 0 < len(idempotency_key) <= MAX_IDEMPOTENCY_KEY:
-        raise BadInput(f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} characters")
-    no_cache = any(
-        d.strip().lower() in ("no-cache", "no-store")
-        for d in headers.get("cache-control", "").split(",")
-    )
-    return SubmitOptions(no_cache, webhook.strip() if webhook else None, idempotency_key)
-
-
-async def _submit_state(gateway: Gateway, team: Team) -> RateDecision | None:
-    limit = team.limits.submits_per_minute
-    if limit is None:
-        return None
+def tracing_from_environment(environ: Mapping[str, str] | None = None) -> Tracing:
+    """Tracing as the environment asks: on with an OTLP endpoint and the `otel` extra."""
+    environ = os.environ if environ is None else environ
+    if not environ.get(ENDPOINT_VARIABLE):
+        return Tracing()
     try:
-        tat = await gateway.store.rate_tat(team.id, "submits")
-    except StoreError:
-        return None  # the fields are a courtesy: the answer itself says what happened
-    return gcra_state(tat, gateway.clock.now(), limit)
-
-
-def _poll_state(gateway: Gateway, team: Team) -> RateDecision | None:
-    limit = team.limits.polls_per_minute
-    if limit is None:
-        return None
-    return gateway.poll_limits.peek(team.id, limit, gateway.clock.now())
-
-
-def _add_rate_fields(exc: GatewayError, name: str, state: RateDecision | None) -> None:
-    """Every answer to a known team carries the RateLimit fields, errors included."""
-    if state is not None and "RateLimit" not in exc.headers:
-        exc.headers.update(ratelimit_headers(name, state))
-
-
-async def submit(request: Request) -> Response:
-    gateway = _gateway(request)
-    team = await _team(request, gateway)
-    try:
-        options = _options(request)
-        body = parse_body(await read_body(request, gateway.settings.max_body_bytes))
-        with answered():
-            admission = await gateway.submit(
-                team, request.path_params["workflow_id"], body, options
-            )
-    except LimitExceeded as exc:
-        if exc.limit == "submits_per_minute":
-            _refused_rate_headers(exc, "submits", team.limits.submits_per_minute)
-        _add_rate_fields(exc, "submits", await _submit_state(gateway, team))
-        raise
-    except GatewayError as exc:
-        _add_rate_fields(exc, "submits", await _submit_state(gateway, team))
-        raise
-    request_id = admission.request.id
-    status = admission.request.cache_status.value
-    headers = {"X-Cache-Status": status, **_policy_headers(team, "submits", admission.rate)}
-    if admission.replayed:
-        headers["Idempotent-Replayed"] = "true"
-    messages = {
-        "HIT": "The result is ready (cache hit, no cost). Poll poll_url to read it.",
-        "JOIN": "Joined an identical run already in progress (no cost). Poll poll_url.",
-        "MISS": "The request is queued. Poll poll_url, or wait for the webhook.",
-    }
-    return JSONResponse(
-        {
-            "status": "QUEUED",
-            "request_id": request_id,
-            "poll_url": f"{gateway.settings.base_url}/workflows/request/{request_id}",
-            "message": messages[status],
-        },
-        headers=headers,
-    )
-
-
-async def poll(request: Request) -> Response:
-    gateway = _gateway(request)
-    team = await _team(request, gateway)
-    try:
-        with answered():
-            answer = await gateway.poll(team, request.path_params["request_id"])
-    except LimitExceeded as exc:
-        if exc.limit == "polls_per_minute":
-            _refused_rate_headers(exc, "polls", team.limits.polls_per_minute)
-        raise
-    except GatewayError as exc:
-        _add_rate_fields(exc, "polls", _poll_state(gateway, team))
-        raise
-    headers = {
-        "X-Cache-Status": answer.request.cache_status.value,
-        **_policy_headers(team, "polls", answer.rate),
-    }
-    return Response(answer.body, headers=headers, media_type="application/json")
-
-
-async def credits(request: Request) -> Response:
-    gateway = _gateway(request)
-    team = await _team(request, gateway)
-    state = await _submit_state(gateway, team)
-    headers = ratelimit_headers("submits", state) if state is not None else {}
-    with answered():
-        return JSONResponse(await gateway.credits(team), headers=headers)
-
-
-async def team_usage(request: Request) -> Response:
-    """The key's own team's usage per UTC day; `team=` may only name that team."""
-    gateway = _gateway(request)
-    team = await _team(request, gateway)
-    query = parse_query(request.query_params)
-    if query.team is not None and query.team != team.name:
-        raise GatewayError(
-            f"a team key reads its own team's usage only (team {team.name!r}); "
-            "leave out team=, or ask an operator for the admin report",
-            status_code=403,
+        # Imported here only: the `otel` extra is optional, and off it is never loaded.
+        from proxy.edge.otel import OtelTracing
+    except ImportError as exc:
+        log.warning(
+            "%s is set but the OpenTelemetry packages are missing (%s): traces are off; "
+            "install the gateway with its `otel` extra",
+            ENDPOINT_VARIABLE,
+            exc.name,
         )
-    first, last = period(query.since, query.until, gateway.clock.now())
-    try:
-        with answered():
-            rate = gateway.take_read(team)  # after the cheap checks, before the store
-            rows = await gateway.store.usage(first, last, team.name)
-    except LimitExceeded as exc:
-        _refused_rate_headers(exc, "polls", team.limits.polls_per_minute)
-        raise
-    response = report_response(report(first, last, team.name, rows), query.form)
-    response.headers.update(_policy_headers(team, "polls", rate))
-    return response
+        return Tracing()
+    return OtelTracing.exporting()
 
 
-async def healthz(request: Request) -> Response:
-    return JSONResponse({"status": "ok"})
+def _tracing_layers(tracing: Tracing) -> list[Middleware]:
+    """One server span per HTTP request (continuing a `traceparent`); none when off."""
+    if not tracing.enabled:
+        return []
+    from proxy.edge.otel import OtelTracing, TracingMiddleware  # loaded already: it is on
+
+    assert isinstance(tracing, OtelTracing)
+    return [Middleware(TracingMiddleware, tracing=tracing)]
 
 
-async def readyz(request: Request) -> Response:
-    gateway = _gateway(request)
-    try:
-        await gateway.store.teams()
-    except StoreError:
-        return JSONResponse({"status": "unavailable", "store": "unreachable"}, 503)
-    return JSONResponse({"status": "ready", "polling": gateway.poller.tracked})
-
-
-async def metrics(request: Request) -> Response:
-    gateway = _gateway(request)
-    authorize_scrape(gateway.settings, request.headers)  # before any read of the store
-    # Store down: the budget gauges keep their last values; the rest still answers.
-    with suppress(StoreError):
-        gateway.metrics.set_budgets(await gateway.store.budget_use(gateway.clock.now()))
-    return metrics_response(gateway.metrics)
-
-
-async def _gateway_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, GatewayError)
-    return exc.response()
-
-
-async def _rule_or_store_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, RuleError | StoreError)
-    return answer_for(exc).response()
-
-
-async def _http_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, HTTPException)
-    if exc.status_code == 405:
-        message = f"{request.method} is not allowed on {request.url.path}"
-    else:
-        message = f"no endpoint {request.url.path}; the gateway serves Segmind's workflow API"
-    # Keep the router's headers: a 405 must say what is allowed (`Allow`, RFC 9110).
-    return JSONResponse({"error": message}, exc.status_code, headers=exc.headers)
+def _routes() -> list[BaseRoute]:
+    return [
+        *routes.ROUTES,
+        *probes.ROUTES,
+        Route("/openapi.json", openapi.openapi, methods=["GET"]),
+        Route("/upstream/events/{secret}", events.upstream_events, methods=["POST"]),
+        *admin_api.routes,
+        *console.routes,
+    ]
 
 
 def create_app(
@@ -259,13 +89,17 @@ def create_app(
     in-process); the webhook one replaces the SSRF-guarded socket transport. `wall_clock`
     times the process's heartbeat (default: real time, whatever `clock` is). `tracing`:
     the spans' destination (default: as the environment says, usually off)."""
+    settings = settings or ProxySettings()
+    secrets = [settings.upstream_key.get_secret_value()] if settings.upstream_key else []
+    configure_logging(settings.log_level, secrets=secrets)
     gateway = Gateway(
-        settings or ProxySettings(),
-        clock=clock,
+        settings,
+        open_store(settings.db),
+        clock or (VirtualClock() if settings.clock == "virtual" else SystemClock()),
+        wall_clock=wall_clock,
         upstream_transport=upstream_transport,
         webhook_transport=webhook_transport,
-        wall_clock=wall_clock,
-        tracing=tracing,
+        tracing=tracing or tracing_from_environment(),
     )
 
     @asynccontextmanager
@@ -277,33 +111,16 @@ def create_app(
             await gateway.stop()
 
     app = Starlette(
-        routes=[
-            Route("/workflows/request/{request_id}", poll, methods=["GET"]),
-            Route("/workflows/{workflow_id}", submit, methods=["POST"]),
-            Route("/v1/get-user-credits", credits, methods=["GET"]),
-            Route("/v1/usage", team_usage, methods=["GET"]),
-            Route("/healthz", healthz, methods=["GET"]),
-            Route("/readyz", readyz, methods=["GET"]),
-            Route("/metrics", metrics, methods=["GET"]),
-            Route("/openapi.json", openapi.openapi, methods=["GET"]),
-            Route("/upstream/events/{secret}", hints.upstream_events, methods=["POST"]),
-            *admin.routes,
-            *console.routes,
-        ],
+        routes=_routes(),
         middleware=[
-            *gateway.tracing.middleware(),
+            *_tracing_layers(gateway.tracing),
             Middleware(
                 ObservabilityMiddleware,
                 metrics=gateway.metrics,
-                log_polls=gateway.settings.log_polls,
+                log_polls=settings.log_polls,
             ),
         ],
-        exception_handlers={
-            GatewayError: _gateway_error,
-            RuleError: _rule_or_store_error,
-            StoreError: _rule_or_store_error,
-            HTTPException: _http_error,
-        },
+        exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,
     )
     app.state.gateway = gateway

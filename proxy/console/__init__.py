@@ -12,6 +12,9 @@ the store's reads, behind a login with the admin key.
 Never shows the admin key, a team's key (only its prefix, except once to whoever created
 it), a webhook secret (once, likewise) or the upstream key; never acts on a GET; never
 answers a team key: it reads its own session cookie only.
+
+May import the edge, the services and every layer below them; asks `Gateway` by named
+methods (or the store, settings and clocks it holds), never its services' insides.
 """
 
 from __future__ import annotations

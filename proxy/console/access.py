@@ -37,7 +37,7 @@ def gateway_of(request: Request) -> Gateway:
 def sessions_of(gateway: Gateway) -> Sessions | None:
     """The console's sessions; None while the gateway runs without an admin key."""
     key = gateway.settings.admin_key
-    return None if key is None else Sessions(gateway.store, key, gateway.heartbeat.wall)
+    return None if key is None else Sessions(gateway.store, key, gateway.wall_clock)
 
 
 def refused(message: str, status: int) -> Response:

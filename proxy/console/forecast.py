@@ -1,16 +1,25 @@
-"""What the poll schedule (`proxy/schedule.py`) and its learnt duration model say about a
-run: when it should end, when the gateway will see that, how many polls a run takes.
-Pure arithmetic over the poller's own schedule and model; nothing is asked of anyone."""
+"""What the poll schedule (`proxy/core/schedule.py`) and its learnt duration model say about
+a run: when it should end, when the gateway will see that, how many polls a run takes.
+Pure arithmetic over the schedule the gateway follows; nothing is asked of anyone."""
 
 from __future__ import annotations
 
+from typing import Protocol
+
 from proxy.core.schedule import DurationModel
-from proxy.services.poller import Poller
 
 __all__ = ["expected_finish", "scheduled_polls", "seen_at"]
 
 MAX_P = 0.9999
 MAX_POLLS = 10_000
+
+
+class Schedule(Protocol):
+    """When the gateway polls a run (`Gateway` is one)."""
+
+    def first_poll_delay(self) -> float: ...
+
+    def next_poll_after(self, elapsed: float) -> float: ...
 
 
 def expected_finish(model: DurationModel, elapsed: float) -> float:
@@ -20,25 +29,19 @@ def expected_finish(model: DurationModel, elapsed: float) -> float:
     return max(model.quantile(p), elapsed)
 
 
-def _next(poller: Poller, elapsed: float) -> float:
-    if poller.settings.poll_schedule == "fixed":
-        return elapsed + poller.settings.poll_interval
-    return elapsed + poller.schedule.delay(elapsed, poller.model)
-
-
-def seen_at(poller: Poller, next_poll: float, finish: float) -> float:
+def seen_at(schedule: Schedule, next_poll: float, finish: float) -> float:
     """The elapsed time of the first poll at or after `finish`, polling from `next_poll` on
     as the schedule does: when the gateway learns that a run ended at `finish`."""
     at, polls = next_poll, 0
     while at < finish and polls < MAX_POLLS:
-        at, polls = _next(poller, at), polls + 1
+        at, polls = schedule.next_poll_after(at), polls + 1
     return at
 
 
-def scheduled_polls(poller: Poller, duration: float) -> int:
+def scheduled_polls(schedule: Schedule, duration: float) -> int:
     """The polls the schedule makes of a run lasting `duration` seconds, up to the one that
     sees it finished."""
-    at, polls = poller.first_delay(), 1
+    at, polls = schedule.first_poll_delay(), 1
     while at < duration and polls < MAX_POLLS:
-        at, polls = _next(poller, at), polls + 1
+        at, polls = schedule.next_poll_after(at), polls + 1
     return polls

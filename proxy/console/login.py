@@ -12,7 +12,7 @@ from proxy.console.layout import BASE, Visit, document, notice, redirect, respon
 from proxy.console.markup import EMPTY, Html, fill
 from proxy.console.security import LoginThrottle, is_https, same_origin
 from proxy.console.session import COOKIE, SESSION_SECONDS
-from proxy.edge.auth import matches_a_secret
+from proxy.core.keys import matches_a_secret
 
 __all__ = ["login", "login_form", "logout"]
 
@@ -54,7 +54,7 @@ async def login(request: Request) -> Response:
     if not same_origin(request):
         return refused("Refused: log in from the console's own login page.", 403)
     address = request.client.host if request.client else "-"
-    wait = _throttle(request).take(address, gateway.heartbeat.wall.now())
+    wait = _throttle(request).take(address, gateway.wall_clock.now())
     if wait:
         return _form(notice("error", f"Too many attempts; try again in {wait:.0f} s."), 429)
     form = await form_of(request) or {}

@@ -6,8 +6,9 @@ from __future__ import annotations
 from typing import Any
 
 from proxy.console.layout import Visit
-from proxy.core.errors import GatewayError, answer_for
+from proxy.core.errors import GatewayError
 from proxy.db import StoreError
+from proxy.edge.responses import answer_for
 from proxy.rules import RuleError
 from proxy.services.operations import OPERATIONS, Operator
 

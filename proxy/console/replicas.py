@@ -16,8 +16,8 @@ __all__ = ["replicas"]
 @page
 async def replicas(request: Request, visit: Visit) -> Response:
     gateway = visit.gateway
-    wall = gateway.heartbeat.wall.now()  # heartbeats are wall time, whatever runs are on
-    lease = gateway.heartbeat.lease_seconds
+    wall = gateway.wall_clock.now()  # heartbeats are wall time, whatever runs are on
+    lease = gateway.settings.lease_seconds
     rows = [
         fill(
             '<tr class="{state}"><td><code>{id}</code>{me}</td><td>{state}</td>'

@@ -32,7 +32,7 @@ def _in_flight_row(run: RunView, visit: Visit, model: DurationModel) -> Html:
         finish = f"{seconds(model.median)} after it starts (median)"
     else:
         ends = expected_finish(model, age)
-        seen = seen_at(visit.gateway.poller, (g.next_poll_at or visit.now) - g.created_at, ends)
+        seen = seen_at(visit.gateway, (g.next_poll_at or visit.now) - g.created_at, ends)
         finish = (f"{ago(g.created_at + ends, visit.now)}; seen at the poll "
                   f"{ago(g.created_at + seen, visit.now)}")  # fmt: skip
     return fill(
@@ -101,7 +101,7 @@ def _durations_plot(durations: list[float], model: DurationModel) -> Html:
 
 @page
 async def runs(request: Request, visit: Visit) -> Response:
-    store, model = visit.gateway.store, visit.gateway.poller.model
+    store, model = visit.gateway.store, visit.gateway.duration_model()
     team = request.query_params.get("team") or None
     notices = Html("")
     try:

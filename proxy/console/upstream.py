@@ -19,19 +19,6 @@ __all__ = ["upstream"]
 BUCKET = 5.0  # seconds per bar of the last-minute plot
 
 
-def _calls_by_answer(visit: Visit) -> list[tuple[str, str, float]]:
-    """(kind, status, count) of this process's upstream calls, from its metrics."""
-    found = []
-    for metric in visit.gateway.metrics.registry.collect():
-        if metric.name.endswith("_upstream_calls"):
-            found += [
-                (s.labels["kind"], s.labels["status"], s.value)
-                for s in metric.samples
-                if s.name.endswith("_total")
-            ]
-    return sorted(found)
-
-
 def _last_minute(calls: list[float], now: float, per_minute: int) -> Html:
     buckets = int(WINDOW / BUCKET)
     ages = [now - at for at in calls]
@@ -52,7 +39,7 @@ def _polls_per_run(visit: Visit, runs: list[tuple[float, int]]) -> Html:
     if not runs:
         return Html("<p>No finished runs yet.</p>")
     counted = [float(polls) for _, polls in runs]
-    planned = [float(scheduled_polls(visit.gateway.poller, seconds)) for seconds, _ in runs]
+    planned = [float(scheduled_polls(visit.gateway, seconds)) for seconds, _ in runs]
     mean, plan = sum(counted) / len(counted), sum(planned) / len(planned)
     plot = histogram(
         "Upstream polls per run, the latest completed runs",
@@ -77,7 +64,7 @@ async def upstream(request: Request, visit: Visit) -> Response:
     per_minute = gateway.settings.upstream_requests_per_minute
     calls = await gateway.store.upstream_calls_between(visit.now - WINDOW, visit.now)
     paused_until, submits_until = await gateway.store.upstream_pause()
-    answers = _calls_by_answer(visit)
+    answers = visit.gateway.upstream_calls_by_answer()
     pauses = sum(count for _, status, count in answers if status == "429")
     polls = sum(count for kind, _, count in answers if kind == "poll")
     plot = _polls_per_run(visit, await gateway.store.finished_polls(200))

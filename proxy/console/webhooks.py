@@ -113,7 +113,7 @@ async def resend(request: Request, visit: Visit, form: Form) -> Response:
         await run(visit, "resend", webhook_id=webhook_id)
     except Refused as exc:
         return await render(visit, notice("error", exc.message), 400)
-    visit.gateway.deliverer.notify()
+    visit.gateway.wake_deliverer()
     return await render(visit, notice("ok", f"Message {webhook_id} queued to be sent again."))
 
 
@@ -124,5 +124,5 @@ async def recover(request: Request, visit: Visit, form: Form) -> Response:
         done = await run(visit, "recover", since=form.get("since", ""), team=team)
     except Refused as exc:
         return await render(visit, notice("error", exc.message), 400)
-    visit.gateway.deliverer.notify()
+    visit.gateway.wake_deliverer()
     return await render(visit, notice("ok", f"{done['queued']} failed message(s) queued again."))

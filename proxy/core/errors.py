@@ -1,6 +1,6 @@
 """The gateway's exception tree; each error is an answer a team can act on.
 
-    GatewayError                 status code + {"error": message, ...} + headers
+    GatewayError                 a status code, {"error": message, ...} and headers, as data
     ├── BadInput                 400/413/422: the request itself is wrong; nothing was charged
     ├── Unauthenticated          401: no team key, or one that is unknown or revoked
     ├── NotFound                 404: no such workflow, or no such request for this team
@@ -10,8 +10,9 @@
     ├── Conflict                 409: a team name taken
     └── StoreUnavailable         503: the gateway cannot check limits, so admits nothing
 
-The rules (`proxy/rules/`) and the store (`proxy/store/`) raise their own errors, with no
-HTTP in them; `answer_for` is where they become one of these.
+The rules (`proxy/rules/`) and the storage (`proxy/db/`) raise their own errors, with no
+HTTP in them. These carry their status as a field and build no response: the edge does
+(`proxy/edge/responses.py`, which also turns a rule's refusal into one of these).
 
 No message ever contains the upstream key or a team key: messages are built from team
 names, key prefixes and the upstream's own error text, which `upstream.py` scrubs.
@@ -19,22 +20,7 @@ names, key prefixes and the upstream's own error text, which `upstream.py` scrub
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
-
-from starlette.responses import JSONResponse
-
-from proxy.db.errors import StorageUnavailable, StoreError
-from proxy.rules.errors import (
-    BUDGET_LIMITS,
-    IdempotencyMismatch,
-    LeaseLost,
-    LimitReached,
-    RuleError,
-    TeamExists,
-    UnknownTeam,
-)
 
 __all__ = [
     "BadInput",
@@ -46,8 +32,6 @@ __all__ = [
     "Unauthenticated",
     "UnconfirmedSubmit",
     "UpstreamFailure",
-    "answer_for",
-    "answered",
 ]
 
 
@@ -69,12 +53,9 @@ class GatewayError(Exception):
         self.headers = dict(headers or {})
         self.extra = extra
 
-    def response(self, headers: dict[str, str] | None = None) -> JSONResponse:
-        return JSONResponse(
-            {"error": self.message, **self.extra},
-            self.status_code,
-            headers={**self.headers, **(headers or {})},
-        )
+    def body(self) -> dict[str, Any]:
+        """What the answer says: `{"error": message, ...}`, as Segmind's errors do."""
+        return {"error": self.message, **self.extra}
 
 
 class BadInput(GatewayError):
@@ -131,36 +112,3 @@ class StoreUnavailable(GatewayError):
 
 class Conflict(GatewayError):
     status_code = 409
-
-
-def answer_for(exc: RuleError | StoreError) -> GatewayError:
-    """The answer to a refusal of the rules or a failure of the store: the one place
-    where they become HTTP."""
-    if isinstance(exc, LimitReached):
-        money = exc.limit in BUDGET_LIMITS
-        return LimitExceeded(
-            exc.message,
-            limit=exc.limit,
-            retry_after=exc.retry_after,
-            status_code=406 if money else 429,
-        )
-    if isinstance(exc, IdempotencyMismatch):
-        return BadInput(exc.message, status_code=422)
-    if isinstance(exc, TeamExists | LeaseLost):
-        return Conflict(exc.message)
-    if isinstance(exc, UnknownTeam):
-        return NotFound(exc.message)
-    if isinstance(exc, StorageUnavailable):
-        return StoreUnavailable(exc.message)
-    if isinstance(exc, StoreError):
-        return StoreUnavailable(exc.message)
-    return GatewayError(exc.message, status_code=400)
-
-
-@contextmanager
-def answered() -> Iterator[None]:
-    """Within: the rules' refusals and the store's failures are raised as answers."""
-    try:
-        yield
-    except (RuleError, StoreError) as exc:
-        raise answer_for(exc) from exc

@@ -1,11 +1,11 @@
 """Traces, when asked for: OpenTelemetry spans of each request, its admission, the upstream
-submit and polls of its run, and its webhook attempts (`proxy/otel.py`).
+submit and polls of its run, and its webhook attempts (`proxy/edge/otel.py`).
 
 Off by default, and then free: `Tracing` here does nothing, and neither this module nor
-anything it loads imports `opentelemetry`. Tracing is on when the `otel` extra is
-installed and `OTEL_EXPORTER_OTLP_ENDPOINT` is set (the OpenTelemetry SDK reads its other
-`OTEL_*` variables itself); the endpoint set without the extra logs one warning and stays
-off.
+anything it loads imports `opentelemetry`. The app's assembly (`proxy/app.py`) turns it on
+when the `otel` extra is installed and `OTEL_EXPORTER_OTLP_ENDPOINT` is set (the
+OpenTelemetry SDK reads its other `OTEL_*` variables itself); the endpoint set without the
+extra logs one warning and stays off.
 
 Spans never carry a key: their attributes are chosen here and in `otel.py` (team names,
 ids, statuses, hosts), never a header, a body or a URL's path or query.
@@ -13,17 +13,11 @@ ids, statuses, hosts), never a header, a body or a URL's path or query.
 
 from __future__ import annotations
 
-import logging
-import os
 from collections.abc import Mapping
 from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
-from starlette.middleware import Middleware
-
-__all__ = ["ENDPOINT_VARIABLE", "SpanHandle", "Tracing", "from_environment"]
-
-log = logging.getLogger("proxy.tracing")
+__all__ = ["ENDPOINT_VARIABLE", "SpanHandle", "Tracing"]
 
 ENDPOINT_VARIABLE = "OTEL_EXPORTER_OTLP_ENDPOINT"
 Attributes = Mapping[str, str | int | float | bool]
@@ -74,28 +68,5 @@ class Tracing:
     def remember(self, key: str) -> None:
         """Remember the current context under `key`, for spans that `follow` it later."""
 
-    def middleware(self) -> list[Middleware]:
-        """The app's layer making one server span per HTTP request (continuing a
-        `traceparent`); none when off."""
-        return []
-
     def shutdown(self) -> None:
         """Send what is still buffered, then stop."""
-
-
-def from_environment(environ: Mapping[str, str] | None = None) -> Tracing:
-    """Tracing as the environment asks: on with an OTLP endpoint and the `otel` extra."""
-    environ = os.environ if environ is None else environ
-    if not environ.get(ENDPOINT_VARIABLE):
-        return Tracing()
-    try:
-        from proxy.edge.otel import OtelTracing
-    except ImportError as exc:
-        log.warning(
-            "%s is set but the OpenTelemetry packages are missing (%s): traces are off; "
-            "install the gateway with its `otel` extra",
-            ENDPOINT_VARIABLE,
-            exc.name,
-        )
-        return Tracing()
-    return OtelTracing.exporting()

@@ -2,7 +2,8 @@
 keys, quota counters, spend, the webhook outbox, leases), behind one interface with two
 backends: SQLite (one file, the embedded default) and PostgreSQL (several machines).
 
-This package reads and writes; it decides nothing. The rules are in `proxy/rules/`.
+This package reads and writes; it decides nothing. The rules are in `proxy/rules/`, the
+choice of a backend from a URL in `proxy/store/`. May import `proxy.core` only.
 """
 
 from proxy.db.backend import Backend, describe, is_new, location, open_backend

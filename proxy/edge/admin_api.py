@@ -14,11 +14,13 @@ from starlette.routing import Route
 
 from proxy.core.config import MIN_SECRET_LENGTH, MINT_COMMAND
 from proxy.core.errors import BadInput, GatewayError, Unauthenticated
-from proxy.edge.auth import matches_a_secret, operator_credential
+from proxy.core.keys import matches_a_secret
+from proxy.edge.auth import operator_credential
 from proxy.edge.bodies import parse_body
+from proxy.edge.responses import report_response
 from proxy.services.gateway import Gateway
 from proxy.services.operations import OPERATIONS, Operator
-from proxy.services.reports import parse_query, report_response
+from proxy.services.reports import parse_query
 
 __all__ = ["routes"]
 
@@ -123,7 +125,7 @@ async def advance_clock(request: Request) -> Response:
     if not isinstance(seconds, int | float) or isinstance(seconds, bool) or seconds < 0:
         raise BadInput('advance needs {"seconds": <a number of 0 or more>}')
     gateway.clock.advance(float(seconds))
-    await gateway.poller.settle()
+    await gateway.settle()
     return JSONResponse({"now": gateway.clock.now()})
 
 
@@ -160,7 +162,7 @@ async def list_instances(request: Request) -> Response:
     """The gateway processes sharing this store: alive or not, and the runs each polls."""
     gateway = _gateway(request)
     # Liveness is wall-clock time (heartbeats), whatever clock the gateway's jobs run on.
-    found = await OPERATIONS["list-instances"](_operator(gateway, gateway.heartbeat.wall.now()), {})
+    found = await OPERATIONS["list-instances"](_operator(gateway, gateway.wall_clock.now()), {})
     return JSONResponse({"this": gateway.instance, **found})
 
 

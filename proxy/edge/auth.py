@@ -1,49 +1,20 @@
-"""Team keys: made once, shown once, stored only as SHA-256, looked up on every request.
+"""Who a request is: the team key it presents (x-api-key or Authorization: Bearer), looked
+up by its hash on every request, and the operator credential of admin requests.
 
-A key is 256 random bits, so a plain SHA-256 is enough to store it (no salt or slow hash
-needed, unlike a password), and looking it up by its hash compares nothing byte by byte
-against the presented value. Nothing is cached: a revoked key fails on the next request.
+What a key is and how it is stored are in `proxy/core/keys.py`. Nothing is cached here: a
+revoked key fails on the next request.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import secrets
-
-from pydantic import SecretStr
 from starlette.datastructures import Headers
 
-from proxy.core.config import TEAM_KEY_PREFIX
 from proxy.core.errors import Unauthenticated
+from proxy.core.keys import KEY_PREFIX, hash_key, key_prefix
 from proxy.db import Team
 from proxy.store import Store
 
-__all__ = [
-    "KEY_PREFIX",
-    "authenticate",
-    "hash_key",
-    "key_prefix",
-    "matches_a_secret",
-    "new_team_key",
-    "operator_credential",
-    "presented_key",
-]
-
-KEY_PREFIX = TEAM_KEY_PREFIX  # recognisable in a leak scan; never confused with a Segmind key
-
-
-def new_team_key() -> str:
-    return KEY_PREFIX + secrets.token_urlsafe(32)
-
-
-def hash_key(key: str) -> str:
-    return hashlib.sha256(key.encode()).hexdigest()
-
-
-def key_prefix(key: str) -> str:
-    """What lists and logs show of a key: its first 12 characters."""
-    return key[:12]
+__all__ = ["authenticate", "operator_credential", "presented_key"]
 
 
 def presented_key(headers: Headers) -> tuple[str | None, str]:
@@ -84,17 +55,3 @@ def operator_credential(headers: Headers) -> str:
         scheme, _, token = headers.get("authorization", "").partition(" ")
         given = token.strip() if scheme.lower() == "bearer" else ""
     return given
-
-
-def matches_a_secret(given: str, *configured: SecretStr | None) -> bool:
-    """Whether `given` is one of the configured operator secrets (the admin key, the
-    metrics token). An unset secret matches nothing, and neither does an empty `given`:
-    settings refuse empty and short secrets, this keeps the rule where it is used too."""
-    if not given:
-        return False
-    found = False
-    for secret in configured:
-        if secret is not None and secret.get_secret_value():
-            # Every configured secret is compared, so timing tells nothing about which.
-            found |= hmac.compare_digest(given.encode(), secret.get_secret_value().encode())
-    return found

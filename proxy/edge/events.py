@@ -18,7 +18,6 @@ log: the access log shows every path under /upstream/events/ without its last pa
 from __future__ import annotations
 
 import hmac
-import logging
 import re
 from collections import deque
 from typing import Any
@@ -28,13 +27,11 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from proxy.db import StoreError
 from proxy.edge.bodies import parse_body, read_body
 from proxy.services.gateway import Gateway
 
 __all__ = ["MAX_IDS", "upstream_events", "upstream_ids"]
 
-log = logging.getLogger("proxy.hints")
 
 MAX_BODY_BYTES = 65536  # a notification is a small JSON document
 MAX_NODES = 4096  # JSON values looked at in one body
@@ -74,22 +71,11 @@ def _secret_matches(gateway: Gateway, given: str) -> bool:
     return hmac.compare_digest(given.encode(), secret.get_secret_value().encode())
 
 
-async def _follow(gateway: Gateway, ids: list[str]) -> None:
-    """After the answer: bring the named runs' polls forward; their pollers hear of it."""
-    try:
-        hinted = await gateway.store.hint(ids, gateway.clock.now())
-    except StoreError as exc:
-        # A lost hint costs nothing but time: the schedule polls the run anyway.
-        log.warning("upstream notification not applied (store unavailable): %s", exc)
-        return
-    gateway.metrics.hint("matched" if hinted else "ignored")
-
-
 async def upstream_events(request: Request) -> Response:
     gateway: Gateway = request.app.state.gateway
     if not _secret_matches(gateway, request.path_params["secret"]):
         raise HTTPException(404)  # answered as any path the gateway does not serve
     body = parse_body(await read_body(request, MAX_BODY_BYTES))
-    gateway.metrics.hint("received")
-    follow = BackgroundTask(_follow, gateway, upstream_ids(body))
+    gateway.notice_received()
+    follow = BackgroundTask(gateway.follow_notice, upstream_ids(body))
     return Response(status_code=204, background=follow)

@@ -23,6 +23,7 @@ from starlette.responses import JSONResponse, Response
 import workflows
 from proxy.core.config import TeamLimits
 from proxy.db import CacheStatus
+from proxy.edge.routes import MAX_IDEMPOTENCY_KEY
 from proxy.rules import USAGE_FIELDS
 from workflows import CHARACTER_VIDEO, InputKind, Workflow
 
@@ -31,7 +32,7 @@ __all__ = ["DOCUMENT", "build_document", "document_for", "openapi"]
 OPENAPI_VERSION = "3.0.3"
 JSON = "application/json"
 REQUEST_ID_PATTERN = "^[0-9a-f]{32}$"
-MAX_IDEMPOTENCY_KEY = 255  # the same bound app.py enforces
+
 
 DESCRIPTION = """\
 A drop-in gateway in front of Segmind's "Consistent Character Video Generation" workflow:

@@ -1,5 +1,5 @@
-"""The OpenTelemetry side of `proxy/tracing.py`, the only module that imports it; loaded
-only when tracing is on.
+"""The OpenTelemetry side of `proxy/core/tracing.py`, the only module that imports it;
+loaded by the app's assembly only when tracing is on.
 
 Each gateway has its own `TracerProvider` (never the global one), so apps in one process
 (tests) keep their spans apart. The trace of a request: a server span (continuing the
@@ -20,7 +20,6 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
-from starlette.middleware import Middleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from proxy.core.tracing import Attributes, SpanHandle, Tracing
@@ -72,9 +71,6 @@ class OtelTracing(Tracing):
         if len(self._contexts) >= REMEMBERED:
             self._contexts.pop(next(iter(self._contexts)))
         self._contexts[key] = otel_context.get_current()
-
-    def middleware(self) -> list[Middleware]:
-        return [Middleware(TracingMiddleware, tracing=self)]
 
     def shutdown(self) -> None:
         self.provider.shutdown()

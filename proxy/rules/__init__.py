@@ -1,7 +1,12 @@
 """The gateway's rules, written once above the store: admission (HIT, JOIN or MISS,
 idempotency, submit rate, concurrency, budgets), a run's states, refunds, the webhook
 outbox, leases with fencing, the company's upstream budget, teams and keys. Each rule is
-a function of one unit of work (`proxy.store.Tx`); `Store` runs them on a backend."""
+a function of one unit of work (`proxy.db.Tx`); `Store` (`proxy/store/`) runs them on a
+backend.
+
+May import `proxy.db` and `proxy.core` only: no I/O of its own, no HTTP, no clock but the
+`now` it is given. A refusal is a `RuleError` (`errors.py`), in words, with no status code.
+"""
 
 from proxy.rules.admission import AdmissionRequest
 from proxy.rules.errors import (

@@ -10,9 +10,9 @@ from typing import Any
 
 from proxy.core.config import TeamLimits
 from proxy.core.errors import NotFound
+from proxy.core.keys import hash_key, key_prefix, new_team_key
 from proxy.core.webhooks import new_secret
 from proxy.db import Team, TeamKey
-from proxy.edge.auth import hash_key, key_prefix, new_team_key
 from proxy.store import Store
 
 __all__ = [

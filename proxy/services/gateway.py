@@ -13,6 +13,7 @@ import json
 import logging
 import socket
 import uuid
+from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,14 +21,14 @@ import httpx
 
 import workflows
 from proxy.core.cache import canonical_inputs, generation_key, scoped_key
-from proxy.core.clock import Clock, SystemClock, VirtualClock
+from proxy.core.clock import Clock, SystemClock
 from proxy.core.config import ProxySettings
 from proxy.core.errors import BadInput, LimitExceeded, NotFound
-from proxy.core.logs import configure_logging
 from proxy.core.quotas import MemoryRateLimiter, RateDecision
+from proxy.core.schedule import DurationModel
 from proxy.core.ssrf import AddressPolicy, WebhookUrlError, check_url_syntax, resolve_and_check
-from proxy.core.tracing import Tracing, from_environment
-from proxy.db import Admission, CacheStatus, Generation, RequestRecord, Team
+from proxy.core.tracing import Tracing
+from proxy.db import Admission, CacheStatus, Generation, RequestRecord, StoreError, Team
 from proxy.rules import AdmissionRequest
 from proxy.services.deliverer import Deliverer
 from proxy.services.heartbeat import Heartbeat
@@ -35,11 +36,12 @@ from proxy.services.metrics import Metrics
 from proxy.services.poller import Poller
 from proxy.services.preflight import ImagePreflight
 from proxy.services.upstream import Upstream, UpstreamBudget
-from proxy.store import open_store
+from proxy.store import Store
 
 __all__ = ["Gateway", "PollAnswer", "SubmitOptions"]
 
 log = logging.getLogger("proxy.gateway")
+hints_log = logging.getLogger("proxy.hints")  # as before the notices moved here
 
 IN_FLIGHT_STATUSES = ("WAITING", "SUBMITTING", "QUEUED")
 FINISHED_ANSWERS = 10_000  # terminal poll answers kept in memory
@@ -63,25 +65,26 @@ class Gateway:
     def __init__(
         self,
         settings: ProxySettings,
+        store: Store,
+        clock: Clock,
         *,
-        clock: Clock | None = None,
+        wall_clock: Clock | None = None,
         upstream_transport: httpx.AsyncBaseTransport | None = None,
         webhook_transport: httpx.AsyncBaseTransport | None = None,
         metrics: Metrics | None = None,
-        wall_clock: Clock | None = None,
         tracing: Tracing | None = None,
     ) -> None:
+        """The services of one gateway process, on the store, clock and tracing its
+        assembly chose (`proxy/app.py`); nothing here configures the process."""
         self.settings = settings
-        self.clock: Clock = clock or (
-            VirtualClock() if settings.clock == "virtual" else SystemClock()
-        )
+        self.store = store
+        self.clock = clock
+        # Heartbeats, leases and console sessions are wall time, whatever runs are on.
+        self.wall_clock: Clock = wall_clock or SystemClock()
         # Stable across a restart on the same port, distinct between live processes.
         self.instance = settings.instance_id or f"{socket.gethostname()}:{settings.port}"
         self.metrics = metrics or Metrics()
-        secrets = [settings.upstream_key.get_secret_value()] if settings.upstream_key else []
-        configure_logging(settings.log_level, secrets=secrets)
-        self.tracing = tracing or from_environment()
-        self.store = open_store(settings.db)
+        self.tracing = tracing or Tracing()
         self.budget = UpstreamBudget(self.clock, settings.upstream_requests_per_minute, self.store)
         self.upstream = Upstream(
             settings,
@@ -100,7 +103,7 @@ class Gateway:
             on_terminal=self._finished,
         )
         self.heartbeat = Heartbeat(
-            self.store, wall_clock or SystemClock(), self.instance, settings.lease_seconds
+            self.store, self.wall_clock, self.instance, settings.lease_seconds
         )
         self.deliverer = Deliverer(
             self.store, self.clock, settings, webhook_transport, tracing=self.tracing
@@ -309,6 +312,60 @@ class Gateway:
             if budget is not None
         ]
         return {"credits": round(max(min(left), 0.0), 4) if left else 1e9, "free-credits": 0.0}
+
+    # -- what the edge and the console ask ----------------------------------------------
+
+    @property
+    def runs_followed(self) -> int:
+        """Runs this process is polling now."""
+        return self.poller.tracked
+
+    async def refresh_budget_gauges(self) -> None:
+        """Read the teams' budget use into the metrics (before a scrape); with the store
+        down the gauges keep their last values, and the rest of the metrics still answer."""
+        with suppress(StoreError):
+            self.metrics.set_budgets(await self.store.budget_use(self.clock.now()))
+
+    def upstream_calls_by_answer(self) -> list[tuple[str, str, float]]:
+        """(kind, status, count) of this process's upstream calls, from its metrics."""
+        return self.metrics.upstream_calls()
+
+    def duration_model(self) -> DurationModel:
+        """The run durations the poll schedule has learnt."""
+        return self.poller.model
+
+    def first_poll_delay(self) -> float:
+        """Seconds from a submit to the first poll of its run."""
+        return self.poller.first_delay()
+
+    def next_poll_after(self, elapsed: float) -> float:
+        """When the schedule polls next (seconds since the run's start) after a poll made
+        at `elapsed`."""
+        return self.poller.next_poll_after(elapsed)
+
+    async def settle(self) -> None:
+        """Return once every poll loop is asleep or finished (after a virtual clock's
+        advance, so the answer to it sees what the polls it made due wrote)."""
+        await self.poller.settle()
+
+    def notice_received(self) -> None:
+        """Count one notification from the upstream (`POST /upstream/events/...`)."""
+        self.metrics.hint("received")
+
+    async def follow_notice(self, upstream_ids: list[str]) -> None:
+        """Bring the polls of the runs a notification names forward; their pollers hear
+        of it. Run after the notification is answered."""
+        try:
+            hinted = await self.store.hint(upstream_ids, self.clock.now())
+        except StoreError as exc:
+            # A lost hint costs nothing but time: the schedule polls the run anyway.
+            hints_log.warning("upstream notification not applied (store unavailable): %s", exc)
+            return
+        self.metrics.hint("matched" if hinted else "ignored")
+
+    def wake_deliverer(self) -> None:
+        """Look at the outbox now: messages were queued or made due again."""
+        self.deliverer.notify()
 
     # -- bookkeeping --------------------------------------------------------------------
 

@@ -8,9 +8,7 @@ Labels never carry keys: `team` is the team's *name* (or "-" before authenticati
 stays bounded and no caller can smuggle a key or a path into a label by accident. Callers
 must pass team names, never team keys: the label is used verbatim.
 
-Team names and spend are the operators' business, so `GET /metrics` needs a credential:
-the metrics token (`PROXY_METRICS_TOKEN`, sent by Prometheus as a bearer token) or the
-admin key. With neither configured it answers 403 and says how to configure one.
+Who may read them is the edge's business (`proxy/edge/probes.py`).
 """
 
 from __future__ import annotations
@@ -27,12 +25,7 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
-from starlette.datastructures import Headers
-from starlette.responses import Response
 
-from proxy.core.config import MIN_SECRET_LENGTH, MINT_COMMAND, ProxySettings
-from proxy.core.errors import GatewayError, Unauthenticated
-from proxy.edge.auth import matches_a_secret, operator_credential
 from proxy.rules.alerts import PERIODS, BudgetUse
 
 __all__ = [
@@ -43,8 +36,6 @@ __all__ = [
     "ROUTES",
     "UPSTREAM_KINDS",
     "Metrics",
-    "authorize_scrape",
-    "metrics_response",
 ]
 
 PREFIX = "segmind_gateway"
@@ -187,31 +178,18 @@ class Metrics:
     def set_in_flight(self, n: int) -> None:
         self._in_flight.set(n)
 
+    def upstream_calls(self) -> list[tuple[str, str, float]]:
+        """(kind, status, count) of this process's upstream calls so far, sorted."""
+        found = []
+        for metric in self.registry.collect():
+            if metric.name.endswith("_upstream_calls"):
+                found += [
+                    (s.labels["kind"], s.labels["status"], s.value)
+                    for s in metric.samples
+                    if s.name.endswith("_total")
+                ]
+        return sorted(found)
+
     def render(self) -> tuple[bytes, str]:
         """The Prometheus text exposition of this registry, and its content type."""
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
-
-
-def metrics_response(metrics: Metrics) -> Response:
-    """The answer to `GET /metrics`."""
-    body, content_type = metrics.render()
-    return Response(body, headers={"content-type": content_type})
-
-
-def authorize_scrape(settings: ProxySettings, headers: Headers) -> None:
-    """Refuse (403/401) a scrape without the metrics token or the admin key."""
-    if settings.metrics_token is None and settings.admin_key is None:
-        raise GatewayError(
-            "/metrics is off: it names every team and its spend, so it needs a credential. "
-            f"Start the gateway with PROXY_METRICS_TOKEN set to a secret of "
-            f"{MIN_SECRET_LENGTH}+ characters (make one with {MINT_COMMAND}) and scrape with "
-            "Authorization: Bearer <token> (Prometheus: authorization.credentials)",
-            status_code=403,
-        )
-    if not matches_a_secret(operator_credential(headers), settings.metrics_token,
-                            settings.admin_key):  # fmt: skip
-        raise Unauthenticated(
-            "/metrics needs Authorization: Bearer <metrics token> (PROXY_METRICS_TOKEN), or "
-            "the admin key",
-            headers={"WWW-Authenticate": 'Bearer realm="metrics"'},
-        )

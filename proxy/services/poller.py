@@ -143,6 +143,13 @@ class Poller:
             return self.settings.poll_interval
         return self.schedule.delay(0.0, self.model)
 
+    def next_poll_after(self, elapsed: float) -> float:
+        """When the schedule polls a run next (seconds since its start) after a poll at
+        `elapsed` that saw it still going."""
+        if self.settings.poll_schedule == "fixed":
+            return elapsed + self.settings.poll_interval
+        return elapsed + self.schedule.delay(elapsed, self.model)
+
     def _next_delay(self, generation: Generation, now: float, status: str) -> float:
         if self.settings.poll_schedule == "fixed":
             return self.settings.poll_interval

@@ -1,5 +1,6 @@
-"""Usage reports at the edge: the days a person asks for (query string or command line),
-and the report as JSON or CSV. The rows come from `Store.usage` (`proxy/rules/usage.py`).
+"""Usage reports: the days a person asks for (query string or command line), and the
+report as a JSON document or CSV. The rows come from `Store.usage` (`proxy/rules/usage.py`);
+the edge answers with them (`proxy/edge/responses.py`).
 
 `GET /admin/usage` (admin key) reports every team, or one with `team=`; `GET /v1/usage`
 (a team key) reports the key's own team only, and refuses `team=` naming another.
@@ -15,8 +16,6 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from starlette.responses import JSONResponse, Response
-
 from proxy.core.errors import BadInput
 from proxy.rules import USAGE_FIELDS, UsageRow
 
@@ -28,7 +27,6 @@ __all__ = [
     "parse_query",
     "period",
     "report",
-    "report_response",
     "usage_csv",
 ]
 
@@ -120,14 +118,3 @@ def usage_csv(document: Mapping[str, Any]) -> str:
     for row in document["rows"]:
         writer.writerow([_cell(row[name]) for name in USAGE_FIELDS])
     return out.getvalue()
-
-
-def report_response(document: dict[str, Any], form: str) -> Response:
-    if form == "csv":
-        name = f"usage-{document['from']}-{document['to']}.csv"
-        return Response(
-            usage_csv(document),
-            media_type="text/csv; charset=utf-8",
-            headers={"Content-Disposition": f'attachment; filename="{name}"'},
-        )
-    return JSONResponse(document)

@@ -37,16 +37,18 @@ from starlette.routing import Route
 import fakeserver.accounts
 import fakeserver.api
 import fakeserver.errors
-import proxy.app
 import proxy.core.cache
 import proxy.core.errors
 import proxy.db.sqlite
 import proxy.edge.openapi
+import proxy.edge.responses
+import proxy.edge.routes
 import proxy.services.gateway
 import proxy.services.upstream
 from fakeserver import create_app as create_fake
 from fakeserver.openapi import DOCUMENT as FAKE_DOCUMENT
 from fakeserver.openapi import FORCEABLE_CODES
+from proxy.app import create_app
 from proxy.core.config import ProxySettings, TeamLimits
 from proxy.edge.openapi import DOCUMENT as GATEWAY_DOCUMENT
 from tests.servers import ServerProcess, start_server
@@ -416,7 +418,7 @@ def test_the_gateway_document_is_openapi_and_lists_every_public_route(tmp_path: 
     settings = ProxySettings(
         db=str(tmp_path / "routes.sqlite"), upstream_key="test-upstream-key-routes-only"
     )
-    app = proxy.app.create_app(settings)
+    app = create_app(settings)
     try:
         _check_document(GATEWAY_DOCUMENT, app.routes)
     finally:
@@ -468,7 +470,8 @@ NOT_ON_THE_PUBLIC_API = {201, 403, 409, 500}
 
 def test_the_gateway_documents_every_code_it_can_answer() -> None:
     raised = _raised_codes(
-        proxy.app,
+        proxy.edge.routes,
+        proxy.edge.responses,
         proxy.core.cache,
         proxy.core.errors,
         proxy.services.gateway,
@@ -485,7 +488,12 @@ def test_the_gateway_documents_every_code_it_can_answer() -> None:
     poll = _codes(GATEWAY_DOCUMENT, "/workflows/request/{request_id}", "get")
     assert {200, 401, 404, 429, 503} <= poll
     # The document's bound on Idempotency-Key is the one the gateway enforces.
-    assert proxy.edge.openapi.MAX_IDEMPOTENCY_KEY == proxy.app.MAX_IDEMPOTENCY_KEY
+    [header] = [
+        p
+        for p in GATEWAY_DOCUMENT["paths"]["/workflows/{workflow_id}"]["post"]["parameters"]
+        if p["name"] == "Idempotency-Key"
+    ]
+    assert header["schema"]["maxLength"] == proxy.edge.routes.MAX_IDEMPOTENCY_KEY
 
 
 def test_both_servers_serve_their_document_without_a_key(fake: ServerProcess, stack: Stack) -> None:

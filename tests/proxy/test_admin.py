@@ -17,7 +17,7 @@ import pytest
 
 from proxy.app import create_app
 from proxy.core.config import ProxySettings
-from proxy.edge.auth import hash_key, key_prefix
+from proxy.core.keys import hash_key, key_prefix
 from proxy.services.gateway import Gateway
 from proxy.store import open_store
 from tests.proxy.harness import UPSTREAM_KEY, WORKFLOW, Harness

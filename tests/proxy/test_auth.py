@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from proxy.edge.auth import KEY_PREFIX, key_prefix
+from proxy.core.keys import KEY_PREFIX, key_prefix
 from proxy.services.accounts import create_key
 from tests.proxy.harness import UPSTREAM_KEY, WORKFLOW, Harness
 

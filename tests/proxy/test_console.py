@@ -341,7 +341,7 @@ async def test_forecasts_follow_the_poll_schedule_and_the_learnt_model(console: 
     from proxy.console.forecast import expected_finish, scheduled_polls, seen_at
     from proxy.core.schedule import DurationModel
 
-    poller = console.gateway.poller  # the harness polls every 7 s (the fixed schedule)
+    poller = console.gateway  # the harness polls every 7 s (the fixed schedule)
     assert [scheduled_polls(poller, d) for d in (1.0, 7.0, 20.0)] == [1, 1, 3]
     assert seen_at(poller, 7.0, 20.0) == 21.0
     assert seen_at(poller, 30.0, 20.0) == 30.0  # a poll already due after the end sees it

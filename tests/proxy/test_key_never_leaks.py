@@ -37,7 +37,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from proxy.services.metrics import metrics_response
+from proxy.edge.probes import metrics_response
 from tests.proxy.harness import Harness, start_harness, stop_harness
 
 HOOK = "https://93.184.215.14/hooks/leak"  # a public address literal: no DNS lookup

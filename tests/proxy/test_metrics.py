@@ -8,6 +8,7 @@ from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
 import proxy.services.metrics
+from proxy.edge.probes import metrics_response
 from proxy.services.metrics import (
     CACHE_RESULTS,
     NO_TEAM,
@@ -15,7 +16,6 @@ from proxy.services.metrics import (
     ROUTES,
     UPSTREAM_KINDS,
     Metrics,
-    metrics_response,
 )
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]

@@ -23,7 +23,7 @@ import httpx
 import pytest
 
 from client import CHARACTER_VIDEO_WORKFLOW_ID
-from proxy.edge.auth import hash_key
+from proxy.core.keys import hash_key
 from proxy.store import open_store
 from tests.proxy.harness import blocking
 from tests.servers import ServerProcess, launch
