@@ -4,7 +4,7 @@ learning online as runs finish), with windows where the upstream answers 429, an
 optionally notifications of ended runs (`Hints`) that bring a run's next poll forward
 once, as the gateway's `/upstream/events` endpoint does.
 
-Bench-only: the gateway runs `proxy.schedule` (the model and the schedule) and nothing of
+Bench-only: the gateway runs `proxy.core.schedule` (the model and the schedule) and nothing of
 this. `backoff_after_rate_limit` honours `Retry-After` (clamped), or else backs off
 exponentially; either way the caller's random `spread` stretches it by up to 25% so runs
 rate-limited together do not come back together.

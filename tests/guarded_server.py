@@ -1,5 +1,5 @@
 """`python -m tests.guarded_server --host H --port P --parser h11|auto`: a minimal app under
-uvicorn with the gateway's connection guard (proxy.connections), so the guard can be held
+uvicorn with the gateway's connection guard (proxy.edge.connections), so the guard can be held
 to the same behaviour on each HTTP parser uvicorn may use. Limits come from the
 environment: GUARD_HEADER_TIMEOUT, GUARD_BODY_TIMEOUT, GUARD_MAX_CONNECTIONS,
 GUARD_MAX_CONNECTIONS_PER_CLIENT, GUARD_MAX_HEAD_BYTES."""

@@ -1,7 +1,8 @@
 """One validation: for any body, the client, the gateway and the fake reach the same verdict.
 
 The client holds the validation the client and the gateway use (`client._models.
-validate_inputs`, behind `proxy.bodies.parse_body` and `proxy.cache.canonical_inputs`); the
+validate_inputs`, behind `proxy.edge.bodies.parse_body` and
+`proxy.core.cache.canonical_inputs`); the
 fake keeps its own, as the upstream's stand-in that shares no code with either. This holds
 the two to one answer for hypothesis-generated bodies: accepted by both, with the same
 canonical inputs, or refused by both (the fake with a 400, before any job or charge). So a

@@ -1,4 +1,4 @@
-"""Properties of the canonical cache key (`proxy.cache`): what makes two requests identical.
+"""Properties of the canonical cache key (`proxy.core.cache`): what makes two requests identical.
 
 Both ways: bodies that ask for the same run (defaults left out or spelled out, any key
 order) give one key; any real difference (a scene, the image, the workflow) gives another.

@@ -42,8 +42,8 @@ def test_a_cap_the_hard_limit_cannot_hold_is_lowered() -> None:
     code = (
         "import resource\n"
         "resource.setrlimit(resource.RLIMIT_NOFILE, (400, 400))\n"
-        "from proxy.config import ProxySettings\n"
-        "from proxy.connections import connection_limits\n"
+        "from proxy.core.config import ProxySettings\n"
+        "from proxy.edge.connections import connection_limits\n"
         "s = ProxySettings(upstream_key='test-upstream-key-limits', max_connections=1000)\n"
         "print(connection_limits(s).max_connections)\n"
     )

@@ -63,8 +63,9 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("console", ("proxy.console",)),  # the operators' web pages
     ("assembly", ("proxy.app",)),  # the app factory: configures the process
     ("cli", ("proxy.cli",)),  # `python -m proxy`: serve, admin, migrate, demo, nginx-config
-    ("entry", ("proxy.__main__", "proxy")),
+    ("entry", ("proxy.__main__", "proxy")),  # these two exactly: not the modules below
 )
+EXACT = {"proxy", "proxy.__main__"}
 STARLETTE_LAYERS = {"edge", "console", "assembly"}
 MAX_TOP_FILES = 3
 MAX_LINES = 600
@@ -84,7 +85,8 @@ def _layer_of(module: str) -> int:
     best, rank = -1, -1
     for i, (_, prefixes) in enumerate(LAYERS):
         for prefix in prefixes:
-            if (module == prefix or module.startswith(prefix + ".")) and len(prefix) > best:
+            below = module.startswith(prefix + ".") and prefix not in EXACT
+            if (module == prefix or below) and len(prefix) > best:
                 best, rank = len(prefix), i
     if rank < 0:
         raise AssertionError(f"{module} is in no layer: add it to LAYERS in this test")
@@ -168,6 +170,40 @@ def test_starlette_is_imported_only_at_the_edge_the_console_and_the_assembly() -
         and LAYERS[_layer_of(source)][0] not in STARLETTE_LAYERS
     ]
     assert found == [], "starlette imported below the edge:\n" + "\n".join(found)
+
+
+def test_nothing_the_services_and_below_import_pulls_in_starlette() -> None:
+    """Followed through every import, from each module of the layers under the edge (a
+    module that is in no layer counts as under it): errors, rules and services never
+    need a web framework to be imported."""
+    modules = _proxy_modules()
+    graph: dict[str, set[str]] = {name: set() for name in modules}
+    for source, target, _ in _edges(modules):
+        graph[source].add(target)
+    edge = [name for name, _ in LAYERS].index("edge")
+    found = []
+    for name in modules:
+        if (
+            any(
+                name == p or name.startswith(p + ".")
+                for _, ps in LAYERS[edge:]
+                for p in ps
+                if p not in EXACT
+            )
+            or name in EXACT
+        ):
+            continue
+        seen, todo = {name}, [name]
+        while todo:
+            for nxt in graph.get(todo.pop(), ()):
+                if nxt.partition(".")[0] == "starlette":
+                    found.append(f"{name} reaches starlette")
+                    todo = []
+                    break
+                if nxt in modules and nxt not in seen:
+                    seen.add(nxt)
+                    todo.append(nxt)
+    assert found == [], "\n".join(found)
 
 
 def test_the_top_of_proxy_holds_only_the_assembly() -> None:

@@ -1,4 +1,4 @@
-"""The adaptive upstream poll schedule (`proxy.schedule`): its model, its rule, its figures.
+"""The adaptive upstream poll schedule (`proxy.core.schedule`): its model, its rule, its figures.
 
 Properties: every delay stays within [min_interval, max_interval]; the duration model moves
 towards what it observes and round-trips through JSON; 429 back-off is bounded. Figures, on
