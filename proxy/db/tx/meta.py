@@ -17,11 +17,7 @@ class MetaTx(_Base):
         return None if row is None else int(row[0])
 
     def set_meta(self, name: str, value: int) -> None:
-        self._run(
-            "INSERT INTO meta (name, value) VALUES (?, ?) "
-            "ON CONFLICT (name) DO UPDATE SET value = excluded.value",
-            (name, value),
-        )
+        self._put("meta", name, value)
 
     def bump_auth_version(self) -> None:
         self._run("UPDATE meta SET value = value + 1 WHERE name = 'auth_version'")
@@ -32,11 +28,7 @@ class MetaTx(_Base):
         return None if row is None else str(row[0])
 
     def set_kv(self, name: str, value: str) -> None:
-        self._run(
-            "INSERT INTO kv (name, value) VALUES (?, ?) "
-            "ON CONFLICT (name) DO UPDATE SET value = excluded.value",
-            (name, value),
-        )
+        self._put("kv", name, value)
 
     def delete_kv(self, name: str) -> None:
         self._run("DELETE FROM kv WHERE name = ?", (name,))
@@ -48,3 +40,11 @@ class MetaTx(_Base):
         rows = self._all("SELECT name, value FROM kv WHERE name LIKE ?", (prefix + "%",))
         # SQLite's LIKE ignores ASCII case: keep the exact prefix only.
         return [(str(n), str(v)) for n, v in rows if str(n).startswith(prefix)]
+
+    def _put(self, table: str, name: str, value: object) -> None:
+        """Set `name` in `table` (meta or kv: the same two columns), made if missing."""
+        self._run(
+            f"INSERT INTO {table} (name, value) VALUES (?, ?) "
+            "ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+            (name, value),
+        )
