@@ -5,7 +5,7 @@ backends: SQLite (one file, the embedded default) and PostgreSQL (several machin
 This package reads and writes; it decides nothing. The rules are in `proxy/rules/`.
 """
 
-from proxy.db.backend import Backend, describe, is_new, location, open_backend
+from proxy.db.backend import Backend, describe
 from proxy.db.errors import StorageUnavailable, StoreError, StoreTooNew
 from proxy.db.records import (
     Admission,
@@ -42,7 +42,4 @@ __all__ = [
     "TeamKey",
     "Tx",
     "describe",
-    "is_new",
-    "location",
-    "open_backend",
 ]

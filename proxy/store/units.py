@@ -15,7 +15,6 @@ from typing import TypeVar
 
 from proxy.core.config import TeamLimits
 from proxy.core.quotas import budget_periods
-from proxy.db import open_backend
 from proxy.db.backend import Backend, Listener
 from proxy.db.records import (
     Admission,
@@ -37,6 +36,7 @@ from proxy.rules.admission import AdmissionRequest
 from proxy.rules.alerts import BudgetUse
 from proxy.rules.runs import Fence
 from proxy.rules.usage import UsageRow
+from proxy.store.backends import open_backend
 
 __all__ = ["Store", "open_store"]
 
