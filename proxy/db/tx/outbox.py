@@ -68,10 +68,10 @@ class OutboxTx(_Base):
 
     def next_due_at(
         self,
-        skip_ids: Collection[str],
-        skip_endpoints: Collection[tuple[str, str]],
-        skip_teams: Collection[str],
-        skip_hosts: Collection[str],
+        skip_ids: Collection[str] = (),
+        skip_endpoints: Collection[tuple[str, str]] = (),
+        skip_teams: Collection[str] = (),
+        skip_hosts: Collection[str] = (),
     ) -> float | None:
         where, args = self._skipping(skip_ids, skip_endpoints, skip_teams, skip_hosts)
         row = self._one(
@@ -83,10 +83,10 @@ class OutboxTx(_Base):
         self,
         now: float,
         limit: int,
-        skip_ids: Collection[str],
-        skip_endpoints: Collection[tuple[str, str]],
-        skip_teams: Collection[str],
-        skip_hosts: Collection[str],
+        skip_ids: Collection[str] = (),
+        skip_endpoints: Collection[tuple[str, str]] = (),
+        skip_teams: Collection[str] = (),
+        skip_hosts: Collection[str] = (),
     ) -> list[OutboxMessage]:
         where, args = self._skipping(skip_ids, skip_endpoints, skip_teams, skip_hosts)
         rows = self._all(
@@ -184,7 +184,7 @@ class OutboxTx(_Base):
         )
         return [Attempt(*row) for row in rows]
 
-    def requeue_failed(self, since: float, now: float, team_id: str | None) -> int:
+    def requeue_failed(self, since: float, now: float, team_id: str | None = None) -> int:
         clause, args = "", list[object]([now, now, since])
         if team_id is not None:
             clause = " AND team_id = ?"

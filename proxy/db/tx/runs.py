@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Collection
-from typing import Any
 
 from proxy.db.records import Generation, RequestRecord
 from proxy.db.tx.base import (
@@ -48,11 +47,11 @@ class RunsTx(_Base):
         lease = None if instance is None else (str(instance), int(token))
         return _generation(row[:-2]), lease
 
-    def generation_inputs(self, generation_id: str) -> dict[str, Any]:
+    def generation_inputs(self, generation_id: str) -> dict[str, object]:
         row = self._one("SELECT inputs FROM generations WHERE id = ?", (generation_id,))
         if row is None:
             raise KeyError(generation_id)
-        inputs: dict[str, Any] = json.loads(row[0])
+        inputs: dict[str, object] = json.loads(row[0])
         return inputs
 
     def charge_of(self, generation_id: str) -> tuple[str, float, str | None, str | None, bool]:

@@ -87,7 +87,7 @@ class TeamsTx(_Base):
         )
         return cursor.rowcount
 
-    def keys(self, team_name: str | None) -> list[TeamKey]:
+    def keys(self, team_name: str | None = None) -> list[TeamKey]:
         query = (
             "SELECT k.prefix, t.name, k.created_at, k.revoked_at FROM api_keys k "
             "JOIN teams t ON t.id = k.team_id"

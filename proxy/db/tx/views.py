@@ -19,9 +19,9 @@ __all__ = ["ViewsTx"]
 
 class ViewsTx(_Base):
     """The console's reads. No index serves their orderings: an operator's page load
-    scans, a team's request never."""
+    scans, a team's request never. Each `limit` defaults to what a console page shows."""
 
-    def runs_in_flight(self, limit: int) -> list[RunView]:
+    def runs_in_flight(self, limit: int = 200) -> list[RunView]:
         """Unfinished runs, oldest first, with their owner and how many requests share each."""
         rows = self._all(
             f"SELECT {_qualified('g', GENERATION_COLUMNS)}, COALESCE(t.name, '-'), "
@@ -49,7 +49,7 @@ class ViewsTx(_Base):
             for r in rows
         ]
 
-    def finished_polls(self, limit: int) -> list[tuple[float, int]]:
+    def finished_polls(self, limit: int = 500) -> list[tuple[float, int]]:
         """(send-to-finish seconds, upstream polls) of the latest completed runs."""
         rows = self._all(
             "SELECT finished_at - created_at, polls FROM generations "
@@ -59,7 +59,7 @@ class ViewsTx(_Base):
         )
         return [(float(seconds), int(polls)) for seconds, polls in rows]
 
-    def endpoints(self, limit: int) -> list[Endpoint]:
+    def endpoints(self, limit: int = 100) -> list[Endpoint]:
         """Each (team, webhook URL) with its messages summed, latest used first."""
         latest = "SELECT {} FROM outbox x WHERE x.team_id = o.team_id AND x.url = o.url{} " \
                  "ORDER BY x.{} DESC LIMIT 1"  # fmt: skip
@@ -89,7 +89,7 @@ class ViewsTx(_Base):
             for team, url, n, tries, pending, failed, due, error, last in rows
         ]
 
-    def recent_messages(self, limit: int) -> list[tuple[OutboxMessage, str]]:
+    def recent_messages(self, limit: int = 50) -> list[tuple[OutboxMessage, str]]:
         """The latest webhook messages, newest first, with their team's name."""
         rows = self._all(
             f"SELECT {_qualified('o', MESSAGE_COLUMNS)}, COALESCE(t.name, '-') FROM outbox o "
