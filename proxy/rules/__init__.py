@@ -1,7 +1,7 @@
 """The gateway's rules, written once above the store: admission (HIT, JOIN or MISS,
 idempotency, submit rate, concurrency, budgets), a run's states, refunds, the webhook
 outbox, leases with fencing, the company's upstream budget, teams and keys. Each rule is
-a function of one unit of work (`proxy.store.Tx`); `Store` runs them on a backend."""
+a function of one unit of work (`proxy.db.tx.Tx`); `Store` runs them on a backend."""
 
 from proxy.rules.admission import AdmissionRequest
 from proxy.rules.errors import (
