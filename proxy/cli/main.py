@@ -41,7 +41,7 @@ from proxy.cli.nginx import DEFAULT_ACCESS_LOG
 from proxy.cli.nginx import render as render_nginx
 from proxy.core.config import ProxySettings
 from proxy.core.errors import GatewayError
-from proxy.db import StoreError, is_new, location
+from proxy.db import StoreError
 from proxy.db.migrations import latest_version
 from proxy.rules import RuleError
 from proxy.services.accounts import (
@@ -52,6 +52,7 @@ from proxy.services.accounts import (
 from proxy.services.operations import OPERATIONS, Operator
 from proxy.services.reports import usage_csv
 from proxy.store import Store, open_store
+from proxy.store.backends import is_new, location
 
 __all__ = ["main"]
 

@@ -6,7 +6,7 @@ This package reads and writes; it decides nothing. The rules are in `proxy/rules
 choice of a backend from a URL in `proxy/store/`. May import `proxy.core` only.
 """
 
-from proxy.db.backend import Backend, describe, is_new, location, open_backend
+from proxy.db.backend import Backend, describe
 from proxy.db.errors import StorageUnavailable, StoreError, StoreTooNew
 from proxy.db.records import (
     Admission,
@@ -43,7 +43,4 @@ __all__ = [
     "TeamKey",
     "Tx",
     "describe",
-    "is_new",
-    "location",
-    "open_backend",
 ]

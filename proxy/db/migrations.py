@@ -12,10 +12,14 @@ Types are written as {double}, {bytes}, {bigint}: each dialect names them its ow
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from ipaddress import IPv4Address, IPv6Address
+from urllib.parse import urlsplit
 
-from proxy.core.webhooks import host_of
+import idna
+
 from proxy.db.dialect import Dialect
 from proxy.db.errors import StoreTooNew
 from proxy.db.tx import Connection
@@ -208,9 +212,54 @@ def _fencing_and_hosts(db: Connection, dialect: Dialect) -> None:
     rows = db.execute("SELECT id, url FROM outbox").fetchall()
     for message_id, url in rows:
         db.execute(
-            dialect.sql("UPDATE outbox SET host = ? WHERE id = ?"), (host_of(url), message_id)
+            dialect.sql("UPDATE outbox SET host = ? WHERE id = ?"), (_host_of(url), message_id)
         )
     db.execute("CREATE INDEX IF NOT EXISTS outbox_team ON outbox(team_id) WHERE state = 'pending'")
+
+
+# Step 2's own copy of `proxy.core.webhooks.host_of` as it stood when the step was written,
+# not a call of the live one: a data migration must fill the same hosts on every store it
+# has yet to run on, whatever the live function becomes later. The URLs in the outbox were
+# checked at submit (`proxy.core.ssrf.check_url_syntax`), so only what normalises a valid
+# URL's host is kept: case, IDNA (UTS #46), and an IP literal in its canonical spelling
+# (IPv4 in any WHATWG form: 0x7f.1 is 127.0.0.1). A URL it cannot read is its own key.
+_IPV4_PART = re.compile(r"0x([0-9a-f]*)|0([0-7]+)|(0|[1-9][0-9]*)")  # hex, octal, decimal
+
+
+def _host_of(url: str) -> str:
+    try:
+        netloc = urlsplit(url).netloc
+        if netloc.startswith("["):
+            return str(IPv6Address(netloc[1:].partition("]")[0]))
+        host = netloc.partition(":")[0]
+        if not host.isascii():
+            host = idna.encode(host, uts46=True).decode("ascii")
+    except ValueError:  # idna's errors are UnicodeErrors, so ValueErrors too
+        return url
+    host = host.lower()
+    return _ipv4(host) or host
+
+
+def _ipv4(host: str) -> str | None:
+    """The canonical spelling of an IPv4 literal in any WHATWG form; None if not one."""
+    parts = host.split(".")
+    if len(parts) > 1 and parts[-1] == "":
+        parts.pop()
+    numbers = []
+    for part in parts:
+        match = _IPV4_PART.fullmatch(part)
+        if match is None:
+            return None
+        hexadecimal, octal, decimal = match.groups()
+        numbers.append(
+            int(decimal) if decimal else int(octal, 8) if octal else int(hexadecimal or "0", 16)
+        )
+    if len(numbers) > 4 or any(n > 255 for n in numbers[:-1]):
+        return None
+    if numbers[-1] >= 256 ** (5 - len(numbers)):
+        return None
+    value = numbers[-1] + sum(n << 8 * (3 - i) for i, n in enumerate(numbers[:-1]))
+    return str(IPv4Address(value))
 
 
 # A request's UTC day from its admission time, for the rows recorded before step 3.

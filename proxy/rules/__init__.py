@@ -1,7 +1,7 @@
 """The gateway's rules, written once above the store: admission (HIT, JOIN or MISS,
 idempotency, submit rate, concurrency, budgets), a run's states, refunds, the webhook
 outbox, leases with fencing, the company's upstream budget, teams and keys. Each rule is
-a function of one unit of work (`proxy.db.Tx`); `Store` (`proxy/store/`) runs them on a
+a function of one unit of work (`proxy.db.tx.Tx`); `Store` (`proxy/store/`) runs them on a
 backend.
 
 May import `proxy.db` and `proxy.core` only: no I/O of its own, no HTTP, no clock but the

@@ -57,14 +57,14 @@ def mark_submitted(
     upstream_id: str,
     now: float,
     next_poll_at: float,
-    fence: Fence | None,
+    fence: Fence | None = None,
 ) -> Generation:
     run = locked_run(tx, generation_id, fence)
     return tx.set_submitted(generation_id, upstream_id, now, next_poll_at) or run
 
 
 def record_poll_failure(
-    tx: Tx, generation_id: str, now: float, next_poll_at: float, fence: Fence | None
+    tx: Tx, generation_id: str, now: float, next_poll_at: float, fence: Fence | None = None
 ) -> Generation:
     locked_run(tx, generation_id, fence)
     tx.set_poll_failure(generation_id, now, next_poll_at)

@@ -63,12 +63,12 @@ def check_period(since: dt.date, until: dt.date) -> None:
         )
 
 
-def usage(tx: Tx, since: dt.date, until: dt.date, team_name: str | None) -> list[UsageRow]:
+def usage(tx: Tx, since: dt.date, until: dt.date, team: str | None = None) -> list[UsageRow]:
     """Each team's days from `since` to `until` (both included, UTC) with any request or
-    run, by day then team name; only team `team_name`'s if given."""
+    run, by day then team name; only team `team`'s (a name) if given."""
     check_period(since, until)
-    team_id = None if team_name is None else team_named(tx, team_name).id
-    names = {team.id: team.name for team in tx.teams()}
+    team_id = None if team is None else team_named(tx, team).id
+    names = {t.id: t.name for t in tx.teams()}
     first, last = since.isoformat(), until.isoformat()
     counts: dict[tuple[str, str], dict[str, float]] = {}
     for owner, day, status, n, cost in tx.requests_by_day(first, last, team_id):

@@ -4,49 +4,62 @@ work of the rules (`proxy/rules/`) run by whichever backend the `db` setting nam
 Nothing here, or above, knows which backend it runs on. Writes run as transactions;
 reads see the latest commits. Every storage failure is `StorageUnavailable`; every
 refusal is a `RuleError`.
+
+Most methods only run one rule (or one `Tx` read) with their own arguments: those are
+declared in one line each, `name = _writes(rule)` or `_reads(rule)`, and take the rule's
+parameters as they are written there. Methods that do more are written out.
 """
 
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
-from collections.abc import Callable, Collection
-from typing import TypeVar
+from collections.abc import Callable, Collection, Coroutine
+from typing import Any, Concatenate, ParamSpec, TypeAlias, TypeVar
 
-from proxy.core.config import TeamLimits
 from proxy.core.quotas import budget_periods
-from proxy.db import open_backend
 from proxy.db.backend import Backend, Listener
-from proxy.db.records import (
-    Admission,
-    Attempt,
-    CacheStatus,
-    Endpoint,
-    Generation,
-    Instance,
-    OutboxMessage,
-    RequestRecord,
-    RequestView,
-    RunView,
-    Team,
-    TeamKey,
-)
+from proxy.db.records import Admission, Attempt, OutboxMessage, RequestView, Team
 from proxy.db.tx import Tx
-from proxy.rules import admission, alerts, budget, leases, outbox, runs, teams, usage
+from proxy.rules import admission, alerts, budget, leases, outbox, runs
+from proxy.rules import teams as team_rules  # aliased: `Store.teams` is a method
+from proxy.rules import usage as usage_rules  # aliased: `Store.usage` is a method
 from proxy.rules.admission import AdmissionRequest
-from proxy.rules.alerts import BudgetUse
-from proxy.rules.runs import Fence
-from proxy.rules.usage import UsageRow
+from proxy.store.backends import open_backend
 
 __all__ = ["Store", "open_store"]
 
+P = ParamSpec("P")
 T = TypeVar("T")
 AUTH_CACHE_SIZE = 10_000  # key hashes remembered between auth changes
+
+# A Store method made from a unit of work: the unit's parameters after its `Tx`.
+_Method: TypeAlias = Callable[Concatenate["Store", P], Coroutine[Any, Any, T]]
 
 
 def open_store(url: str, *, create: bool = True) -> Store:
     """The store the `db` setting names (a path, sqlite:///path or postgresql://...)."""
     return Store(open_backend(url, create=create))
+
+
+def _writes(unit: Callable[Concatenate[Tx, P], T], doc: str | None = None) -> _Method[P, T]:
+    """A method running `unit` with its arguments as one write transaction."""
+    return _method(unit, doc, write=True)
+
+
+def _reads(unit: Callable[Concatenate[Tx, P], T], doc: str | None = None) -> _Method[P, T]:
+    """A method running `unit` with its arguments for reading only."""
+    return _method(unit, doc, write=False)
+
+
+def _method(
+    unit: Callable[Concatenate[Tx, P], T], doc: str | None, *, write: bool
+) -> _Method[P, T]:
+    async def method(self: Store, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        run = self._write if write else self._read
+        return await run(lambda tx: unit(tx, *args, **kwargs))
+
+    method.__doc__ = doc or unit.__doc__
+    return method
 
 
 class Store:
@@ -88,17 +101,11 @@ class Store:
 
     # -- numbers a restarted process needs again ------------------------------------------
 
-    async def remembered(self, name: str) -> int | None:
-        return await self._read(lambda tx: tx.meta(name))
-
-    async def remember(self, name: str, value: int) -> None:
-        await self._write(lambda tx: tx.set_meta(name, value))
-
-    async def kv_get(self, name: str) -> str | None:
-        return await self._read(lambda tx: tx.kv(name))
-
-    async def kv_set(self, name: str, value: str) -> None:
-        await self._write(lambda tx: tx.set_kv(name, value))
+    remembered = _reads(Tx.meta)
+    remember = _writes(Tx.set_meta)
+    kv_get = _reads(Tx.kv)
+    kv_set = _writes(Tx.set_kv)
+    kv_named = _reads(Tx.kv_named)
 
     async def kv_delete(self, *names: str) -> None:
         def unit(tx: Tx) -> None:
@@ -107,9 +114,6 @@ class Store:
 
         await self._write(unit)
 
-    async def kv_named(self, prefix: str) -> list[tuple[str, str]]:
-        return await self._read(lambda tx: tx.kv_named(prefix))
-
     # -- teams and keys -------------------------------------------------------------------
 
     async def create_team(self, team: Team, key: tuple[str, str] | None = None) -> Team:
@@ -117,48 +121,27 @@ class Store:
         never left without the key its creator was shown."""
 
         def unit(tx: Tx) -> Team:
-            made = teams.create_team(tx, team)
+            made = team_rules.create_team(tx, team)
             if key is not None:
-                teams.add_key(tx, team.name, *key, team.created_at)
+                team_rules.add_key(tx, team.name, *key, team.created_at)
             return made
 
         return await self._write(unit)
 
-    async def add_key(self, team_name: str, key_hash: str, prefix: str, now: float) -> TeamKey:
-        return await self._write(lambda tx: teams.add_key(tx, team_name, key_hash, prefix, now))
-
-    async def revoke_keys(
-        self, now: float, *, team_name: str | None = None, prefix: str | None = None
-    ) -> int:
-        return await self._write(
-            lambda tx: teams.revoke_keys(tx, now, team_name=team_name, prefix=prefix)
-        )
-
-    async def rotate_secret(self, team_name: str, secret: str, now: float, overlap: float) -> None:
-        await self._write(lambda tx: teams.rotate_secret(tx, team_name, secret, now, overlap))
-
-    async def set_limits(self, team_name: str, limits: TeamLimits) -> Team:
-        return await self._write(lambda tx: teams.set_limits(tx, team_name, limits))
-
-    async def set_webhook(self, team_name: str, url: str | None) -> Team:
-        """The team's own webhook URL (None: none), checked by the caller."""
-        return await self._write(lambda tx: teams.set_webhook(tx, team_name, url))
-
-    async def budget_use(self, now: float) -> list[BudgetUse]:
-        """Every team's spend today and this month (UTC) against its budgets."""
-        return await self._read(lambda tx: alerts.budget_use(tx, now))
-
-    async def team_secrets(self, team_id: str, now: float) -> list[str]:
-        return await self._read(lambda tx: teams.team_secrets(tx, team_id, now))
-
-    async def team(self, name: str) -> Team:
-        return await self._read(lambda tx: teams.team_named(tx, name))
-
-    async def teams(self) -> list[Team]:
-        return await self._read(lambda tx: tx.teams())
-
-    async def keys(self, team_name: str | None = None) -> list[TeamKey]:
-        return await self._read(lambda tx: tx.keys(team_name))
+    add_key = _writes(team_rules.add_key)
+    revoke_keys = _writes(team_rules.revoke_keys)
+    rotate_secret = _writes(team_rules.rotate_secret)
+    set_limits = _writes(team_rules.set_limits)
+    set_webhook = _writes(
+        team_rules.set_webhook, "The team's own webhook URL (None: none), checked by the caller."
+    )
+    budget_use = _reads(
+        alerts.budget_use, "Every team's spend today and this month (UTC) against its budgets."
+    )
+    team_secrets = _reads(team_rules.team_secrets)
+    team = _reads(team_rules.team_named)
+    teams = _reads(Tx.teams)
+    keys = _reads(Tx.keys)
 
     async def team_for_key(self, key_hash: str) -> Team | None:
         """The team a live key belongs to; a revoked key finds nothing.
@@ -199,17 +182,14 @@ class Store:
         spent = await self._read(lambda tx: tx.spent(team_id, day, month))
         return spent[day], spent[month]
 
-    async def usage(
-        self, since: dt.date, until: dt.date, team: str | None = None
-    ) -> list[UsageRow]:
+    usage = _reads(
+        usage_rules.usage,
         """Per team (by name; only `team` if given) per UTC day from `since` to `until`,
         both included: requests HIT, JOIN, MISS, runs paid, failed, refunded, dollars spent
         and saved; days without a request or run are left out. `BadPeriod` for days out of
-        order or more than `MAX_DAYS` of them, `UnknownTeam` for an unknown `team`."""
-        return await self._read(lambda tx: usage.usage(tx, since, until, team))
-
-    async def rate_tat(self, team_id: str, name: str) -> float | None:
-        return await self._read(lambda tx: tx.rate_tat(team_id, name))
+        order or more than `MAX_DAYS` of them, `UnknownTeam` for an unknown `team`.""",
+    )
+    rate_tat = _reads(Tx.rate_tat)
 
     # -- admission ------------------------------------------------------------------------
 
@@ -218,78 +198,20 @@ class Store:
         async with turn:
             return await self._write(lambda tx: admission.admit(tx, ask, now))
 
-    async def peek_admission(self, ask: AdmissionRequest, now: float) -> CacheStatus | None:
-        return await self._read(lambda tx: admission.peek(tx, ask, now))
+    peek_admission = _reads(admission.peek)
 
     # -- runs -----------------------------------------------------------------------------
 
-    async def generation(self, generation_id: str) -> Generation:
-        return await self._read(lambda tx: tx.generation(generation_id))
-
-    async def generation_inputs(self, generation_id: str) -> dict[str, object]:
-        return await self._read(lambda tx: tx.generation_inputs(generation_id))
-
-    async def request(
-        self, team_id: str, request_id: str
-    ) -> tuple[RequestRecord, Generation] | None:
-        """A team's request and its run; another team's id finds nothing."""
-        return await self._read(lambda tx: tx.request_with_generation(team_id, request_id))
-
-    async def requests_of(self, generation_id: str) -> list[RequestRecord]:
-        return await self._read(lambda tx: tx.requests_of(generation_id))
-
-    async def mark_submitted(
-        self,
-        generation_id: str,
-        upstream_id: str,
-        now: float,
-        next_poll_at: float,
-        fence: Fence | None = None,
-    ) -> Generation:
-        return await self._write(
-            lambda tx: runs.mark_submitted(tx, generation_id, upstream_id, now, next_poll_at, fence)
-        )
-
-    async def record_status(
-        self,
-        generation_id: str,
-        status: str,
-        now: float,
-        *,
-        fence: Fence | None = None,
-        output: str | None = None,
-        error: str | None = None,
-        terminal: bool = False,
-        next_poll_at: float | None = None,
-        cache_ttl: float = 0.0,
-        refund: bool = False,
-        answered: str | None = None,
-        polled: bool = False,
-    ) -> Generation:
-        return await self._write(
-            lambda tx: runs.record_status(
-                tx,
-                generation_id,
-                status,
-                now,
-                fence=fence,
-                output=output,
-                error=error,
-                terminal=terminal,
-                next_poll_at=next_poll_at,
-                cache_ttl=cache_ttl,
-                refund=refund,
-                answered=answered,
-                polled=polled,
-            )
-        )
-
-    async def record_poll_failure(
-        self, generation_id: str, now: float, next_poll_at: float, fence: Fence | None = None
-    ) -> Generation:
-        return await self._write(
-            lambda tx: runs.record_poll_failure(tx, generation_id, now, next_poll_at, fence)
-        )
+    generation = _reads(Tx.generation)
+    generation_inputs = _reads(Tx.generation_inputs)
+    request = _reads(
+        Tx.request_with_generation,
+        "A team's request and its run; another team's id finds nothing.",
+    )
+    requests_of = _reads(Tx.requests_of)
+    mark_submitted = _writes(runs.mark_submitted)
+    record_status = _writes(runs.record_status)
+    record_poll_failure = _writes(runs.record_poll_failure)
 
     async def hint(self, upstream_ids: Collection[str], now: float) -> list[str]:
         """Bring forward the next poll of the running runs with these upstream ids whose
@@ -301,24 +223,15 @@ class Store:
 
     # -- instances and leases -------------------------------------------------------------
 
-    async def heartbeat(self, instance: str, alive_until: float) -> None:
-        await self._write(lambda tx: leases.heartbeat(tx, instance, alive_until))
-
-    async def release(self, instance: str) -> None:
-        """A clean stop: the instance's runs are free for another to take at once."""
-        await self._write(lambda tx: tx.release(instance))
-
-    async def claim_runs(
-        self, instance: str, now: float, *, own: bool = False
-    ) -> list[tuple[Generation, int]]:
-        return await self._write(lambda tx: leases.claim_runs(tx, instance, now, own=own))
-
-    async def instances(self) -> list[Instance]:
-        return await self._read(lambda tx: tx.instances())
-
-    async def lease(self, generation_id: str) -> tuple[str, int] | None:
-        """(instance, fencing token) of the run's poller; None once the run ended."""
-        return await self._read(lambda tx: tx.lease(generation_id))
+    heartbeat = _writes(leases.heartbeat)
+    release = _writes(
+        Tx.release, "A clean stop: the instance's runs are free for another to take at once."
+    )
+    claim_runs = _writes(leases.claim_runs)
+    instances = _reads(Tx.instances)
+    lease = _reads(
+        Tx.lease, "(instance, fencing token) of the run's poller; None once the run ended."
+    )
 
     async def lease_holder(self, generation_id: str) -> str | None:
         held = await self.lease(generation_id)
@@ -326,65 +239,36 @@ class Store:
 
     # -- the company's upstream budget ----------------------------------------------------
 
-    async def take_upstream(self, kind: str, now: float, per_minute: int) -> float:
-        return await self._write(lambda tx: budget.take(tx, kind, now, per_minute))
-
-    async def claim_send(
-        self, generation_id: str, now: float, per_minute: int, fence: Fence | None = None
-    ) -> float:
-        return await self._write(
-            lambda tx: budget.claim_send(tx, generation_id, now, per_minute, fence)
-        )
-
-    async def unclaim_send(self, generation_id: str, now: float) -> None:
-        await self._write(lambda tx: budget.unclaim_send(tx, generation_id, now))
-
-    async def pause_upstream(self, until: float) -> None:
-        await self._write(lambda tx: budget.pause(tx, until))
-
-    async def waiting_runs(self) -> int:
-        """How many admitted runs wait for a budget slot (never sent), in every process."""
-        return await self._read(lambda tx: tx.waiting_count())
-
-    async def upstream_calls_between(self, start: float, end: float) -> list[float]:
-        """The times of the calls granted in [start, end]: for tests and operators."""
-        return await self._read(lambda tx: tx.calls_between(start, end))
+    take_upstream = _writes(budget.take)
+    claim_send = _writes(budget.claim_send)
+    unclaim_send = _writes(budget.unclaim_send)
+    pause_upstream = _writes(budget.pause)
+    waiting_runs = _reads(
+        Tx.waiting_count,
+        "How many admitted runs wait for a budget slot (never sent), in every process.",
+    )
+    upstream_calls_between = _reads(
+        Tx.calls_between,
+        "The times of the calls granted in [start, end]: for tests and operators.",
+    )
 
     # -- the webhook outbox ---------------------------------------------------------------
 
-    async def next_due_at(
-        self,
-        skip_ids: Collection[str] = (),
-        skip_endpoints: Collection[tuple[str, str]] = (),
-        skip_teams: Collection[str] = (),
-        skip_hosts: Collection[str] = (),
-    ) -> float | None:
-        """When the next pending message is due, leaving out the skipped ones."""
-        return await self._read(
-            lambda tx: tx.next_due_at(skip_ids, skip_endpoints, skip_teams, skip_hosts)
-        )
-
-    async def due_messages(
-        self,
-        now: float,
-        limit: int,
-        skip_ids: Collection[str] = (),
-        skip_endpoints: Collection[tuple[str, str]] = (),
-        skip_teams: Collection[str] = (),
-        skip_hosts: Collection[str] = (),
-    ) -> list[OutboxMessage]:
+    next_due_at = _reads(
+        Tx.next_due_at, "When the next pending message is due, leaving out the skipped ones."
+    )
+    due_messages = _reads(
+        Tx.due_messages,
         """Pending messages whose next attempt is due, oldest due first (read only),
         leaving out the given ids, (team_id, url) endpoints, teams and hosts: the ones the
         deliverer cannot send now must not fill the batch in front of those it can (one
-        team's thousands of due messages would hide every other team's)."""
-        return await self._read(
-            lambda tx: tx.due_messages(now, limit, skip_ids, skip_endpoints, skip_teams, skip_hosts)
-        )
-
-    async def claim(self, message_id: str, now: float, lease_until: float) -> bool:
+        team's thousands of due messages would hide every other team's).""",
+    )
+    claim = _writes(
+        Tx.claim_message,
         """Take one due message (its next attempt moves to `lease_until`, so a crash mid-
-        delivery makes it due again then); False if it is no longer due."""
-        return await self._write(lambda tx: tx.claim_message(message_id, now, lease_until))
+        delivery makes it due again then); False if it is no longer due.""",
+    )
 
     async def record_attempt(
         self,
@@ -414,41 +298,36 @@ class Store:
 
         return await self._read(unit)
 
-    async def resend(self, message_id: str, now: float) -> OutboxMessage | None:
-        return await self._write(lambda tx: outbox.resend(tx, message_id, now))
-
-    async def recover(self, since: float, now: float, team_id: str | None = None) -> int:
-        """Queue again every failed or disabled message created since `since`."""
-        return await self._write(lambda tx: tx.requeue_failed(since, now, team_id))
+    resend = _writes(outbox.resend)
+    recover = _writes(
+        Tx.requeue_failed, "Queue again every failed or disabled message created since `since`."
+    )
 
     # -- what operators look at (the console): reads only ---------------------------------
 
-    async def runs_in_flight(self, limit: int = 200) -> list[RunView]:
-        return await self._read(lambda tx: tx.runs_in_flight(limit))
+    runs_in_flight = _reads(Tx.runs_in_flight)
 
     async def recent_requests(self, limit: int = 100, team: str | None = None) -> list[RequestView]:
         """The latest requests, of team `team` (a name) or of all; an unknown team raises."""
 
         def unit(tx: Tx) -> list[RequestView]:
-            team_id = None if team is None else teams.team_named(tx, team).id
+            team_id = None if team is None else team_rules.team_named(tx, team).id
             return tx.recent_requests(limit, team_id)
 
         return await self._read(unit)
 
-    async def finished_polls(self, limit: int = 500) -> list[tuple[float, int]]:
-        """(seconds from send to finish, upstream polls) of the latest completed runs."""
-        return await self._read(lambda tx: tx.finished_polls(limit))
+    finished_polls = _reads(
+        Tx.finished_polls,
+        "(seconds from send to finish, upstream polls) of the latest completed runs.",
+    )
 
     async def finished_durations(self, limit: int = 500) -> list[float]:
         """Seconds from send to finish of the latest completed runs."""
         return [seconds for seconds, _ in await self.finished_polls(limit)]
 
-    async def endpoints(self, limit: int = 100) -> list[Endpoint]:
-        return await self._read(lambda tx: tx.endpoints(limit))
-
-    async def recent_messages(self, limit: int = 50) -> list[tuple[OutboxMessage, str]]:
-        return await self._read(lambda tx: tx.recent_messages(limit))
-
-    async def upstream_pause(self) -> tuple[float, float]:
-        """(paused_until, submits_until): until when every process holds its calls back."""
-        return await self._read(lambda tx: tx.budget_times())
+    endpoints = _reads(Tx.endpoints)
+    recent_messages = _reads(Tx.recent_messages)
+    upstream_pause = _reads(
+        Tx.budget_times,
+        "(paused_until, submits_until): until when every process holds its calls back.",
+    )
