@@ -33,6 +33,7 @@ from proxy.core.ssrf import (
     WebhookConnectRefused,
     WebhookUrlError,
     check_url_syntax,
+    resolution,
     resolve_and_check,
     system_resolver,
 )
@@ -512,7 +513,7 @@ async def test_a_resolver_answering_garbage_is_refused() -> None:
 
 
 async def test_a_slow_resolver_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(ssrf, "RESOLVE_TIMEOUT", 0.05)
+    monkeypatch.setattr(resolution, "RESOLVE_TIMEOUT", 0.05)
 
     async def hangs(host: str) -> list[str]:
         await anyio.sleep_forever()
