@@ -322,7 +322,7 @@ MUTANTS: tuple[Mutant, ...] = (
     M(
         "ssrf-stdlib-fallback",
         "ssrf",
-        "proxy/core/ssrf.py",
+        "proxy/core/ssrf/policy.py",
         "    if ip.is_reserved or not ip.is_global:",
         "    if ip.is_reserved:",
         "a non-global address the tables leave out is called",
@@ -330,7 +330,7 @@ MUTANTS: tuple[Mutant, ...] = (
     M(
         "ssrf-embedded",
         "ssrf",
-        "proxy/core/ssrf.py",
+        "proxy/core/ssrf/policy.py",
         'return None if inner is None else f"{form} for {v4}, {inner}"',
         "return None",
         "::ffff:127.0.0.1 and its kind are called",
@@ -338,7 +338,7 @@ MUTANTS: tuple[Mutant, ...] = (
     M(
         "ssrf-every-address",
         "ssrf",
-        "proxy/core/ssrf.py",
+        "proxy/core/ssrf/resolution.py",
         "    for address in addresses:\n        reason = policy.refusal_reason(address)",
         "    for address in addresses[:1]:\n        reason = policy.refusal_reason(address)",
         "a host with one public and one private record is accepted",
@@ -346,7 +346,7 @@ MUTANTS: tuple[Mutant, ...] = (
     M(
         "ssrf-octal",
         "ssrf",
-        "proxy/core/ssrf.py",
+        "proxy/core/ssrf/syntax.py",
         '    elif len(part) > 1 and part.startswith("0"):',
         "    elif False:",
         "0177.0.0.1 read as a public 177.0.0.1",
@@ -354,7 +354,7 @@ MUTANTS: tuple[Mutant, ...] = (
     M(
         "ssrf-metadata",
         "ssrf",
-        "proxy/core/ssrf.py",
+        "proxy/core/ssrf/policy.py",
         '        ("169.254.0.0/16", "a link-local address"),\n',
         "",
         "link-local addresses left to the stdlib's fallback",

@@ -1,4 +1,4 @@
-"""The console's buttons run the admin operations (`proxy/operations.py`), the same ones
+"""The console's buttons run the admin operations (`proxy/services/operations.py`), the same ones
 the admin API and the command line run; their refusals become a notice on the page."""
 
 from __future__ import annotations

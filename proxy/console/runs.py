@@ -1,7 +1,7 @@
 """The runs page: runs in flight (age, status, when the next poll is, when the learnt
 duration model expects the run to end, how many requests share it) and recent requests
 (HIT, JOIN or MISS, cost, outcome, duration), filterable by team; and the plot of run
-durations against the distribution the poll schedule has learnt (`proxy/schedule.py`)."""
+durations against the distribution the poll schedule has learnt (`proxy/core/schedule.py`)."""
 
 from __future__ import annotations
 

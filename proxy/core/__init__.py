@@ -8,7 +8,7 @@ with no knowledge of HTTP requests, the store or the running gateway.
     cache.py       what makes two requests identical: the canonical inputs and cache key
     keys.py        team keys (made, hashed, shown as a prefix) and operator secrets
     webhooks.py    what a webhook says, how it is signed, when it is retried
-    ssrf.py        which URLs the gateway may call, and the transport that holds to it
+    ssrf/          which URLs the gateway may call, and the transport that holds to it
     errors.py      the gateway's exception tree: status codes as data, no responses
     logs.py        JSON-lines logging with the upstream key scrubbed
     tracing.py     the tracing seam (a no-op unless the assembly plugs OpenTelemetry in)

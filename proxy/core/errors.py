@@ -15,7 +15,7 @@ HTTP in them. These carry their status as a field and build no response: the edg
 (`proxy/edge/responses.py`, which also turns a rule's refusal into one of these).
 
 No message ever contains the upstream key or a team key: messages are built from team
-names, key prefixes and the upstream's own error text, which `upstream.py` scrubs.
+names, key prefixes and the upstream's own error text, which `proxy/services/upstream.py` scrubs.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ when the `otel` extra is installed and `OTEL_EXPORTER_OTLP_ENDPOINT` is set (the
 OpenTelemetry SDK reads its other `OTEL_*` variables itself); the endpoint set without the
 extra logs one warning and stays off.
 
-Spans never carry a key: their attributes are chosen here and in `otel.py` (team names,
+Spans never carry a key: their attributes are chosen here and in `proxy/edge/otel.py` (team names,
 ids, statuses, hosts), never a header, a body or a URL's path or query.
 """
 

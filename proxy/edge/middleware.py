@@ -16,7 +16,7 @@ __all__ = ["TEAM_KEY", "ObservabilityMiddleware", "route_of"]
 
 log = logging.getLogger("proxy.access")
 TEAM_KEY = "proxy.team"  # handlers put the team's name here once they know it
-# Paths whose last part is a secret (`hints.py`), right or wrong: a near miss would tell.
+# Paths whose last part is a secret (`events.py`), right or wrong: a near miss would tell.
 EVENTS_PATH = "/upstream/events/"
 
 

@@ -12,7 +12,7 @@ new.
 budget is rarely filled to the cent (ten runs are 99.2% of $40), so 100% is told by the
 charge after which one more run would not fit, whatever the share it reaches: the team's
 next run would be refused, and that is what the team needs to hear before it happens.
-Delivery, retries and signing are the outbox's (`rules/outbox.py`, `delivery.py`).
+Delivery, retries and signing are the outbox's (`rules/outbox.py`, `proxy/services/deliverer.py`).
 
 Also what the budget gauges show: each team's spend against each budget, now.
 """

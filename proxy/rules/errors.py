@@ -1,5 +1,6 @@
-"""The rules' exception tree: what a rule refuses, in words, never in HTTP. The app layer
-(`proxy/app.py`, `proxy/admin.py`) and the command line map each to their answer.
+"""The rules' exception tree: what a rule refuses, in words, never in HTTP. The edge
+(`proxy/edge/responses.py`: the API, the admin API, the console) and the command line map
+each to their answer.
 
     RuleError
     ├── LimitReached          a team's limit refuses this now (`limit`, `retry_after`)

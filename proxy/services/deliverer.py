@@ -5,7 +5,7 @@ before it is sent, so a crash at any moment leaves it due again: delivery is at 
 once, and receivers de-duplicate on `webhook-id`. Every attempt runs as its own task
 (up to `webhook_concurrency` at once), so a slow or dead receiver never holds up anyone
 else's deliveries. Redirects are never followed; the connection goes only to addresses
-`ssrf.py` vetted at connect time.
+`proxy/core/ssrf/` vetted at connect time.
 
 Receivers are untrusted, so an attempt is bounded whatever they do: one deadline,
 `webhook_timeout`, covers all of it (resolve, connect, send, status, answer), so trickling

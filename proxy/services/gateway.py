@@ -1,5 +1,5 @@
 """The gateway's service object: admission (HIT, JOIN or MISS), the paid submit, and poll
-answers from the store. The HTTP layer (`app.py`) only parses and formats around it.
+answers from the store. The HTTP edge (`proxy/edge/routes.py`) only parses and formats around it.
 
 A request is one team's call; a generation is one paid upstream run. Many requests can
 share one generation, and only a MISS ever reaches the upstream.

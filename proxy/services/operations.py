@@ -1,5 +1,6 @@
-"""The admin operations, once: a table of named commands that both the command line
-(`python -m proxy admin NAME`) and the admin HTTP API (`proxy/admin.py`) run.
+"""The admin operations, once: a table of named commands that the command line
+(`python -m proxy admin NAME`), the admin HTTP API (`proxy/edge/admin_api.py`) and the
+console run.
 
 Each operation takes what it runs with (`Operator`: the store, the time, the settings) and
 its arguments by name, and answers a JSON-able dict; the command line prints it (or a line

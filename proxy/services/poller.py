@@ -1,5 +1,6 @@
 """One poll loop per running generation, never one per request, and with several gateway
-processes on one store, in only the process that holds the run's lease (`leases.py`).
+processes on one store, in only the process that holds the run's lease (`heartbeat.py`,
+`proxy/rules/leases.py`).
 
 Each loop sleeps on the gateway's clock until the generation's `next_poll_at` (kept in the
 store, so a restart resumes the schedule), asks the upstream once through the global
@@ -8,7 +9,7 @@ backoff; a run is failed only after `give_up_after` seconds of failures in a row
 it passes `generation_deadline`. A terminal state is written with its cache entry (or
 refund) in one transaction.
 
-With upstream events on (`upstream_events_secret`, see `hints.py`), a notification
+With upstream events on (`upstream_events_secret`, see `proxy/edge/events.py`), a notification
 brings a run's `next_poll_at` forward in the store and every process hears of it
 (`hint:<run>` news): the loop following that run wakes, reads it again and polls. The schedule then
 only has to catch the runs whose notification is lost, so it aims at the longer

@@ -3,7 +3,7 @@ the start of a JPEG, PNG or WebP image of an acceptable size. A dead link, a web
 an internal address is then refused with a 400 that says what is wrong, before anything
 is charged, instead of paying ~$4 for a run Segmind fails because it cannot load the image.
 
-The fetch goes through the webhooks' SSRF guard (`proxy.ssrf`: the URL's host is vetted
+The fetch goes through the webhooks' SSRF guard (`proxy/core/ssrf/`: the URL's host is vetted
 at submit time and again on every connect, redirects included), asks for the first bytes
 only (`Range`) and reads at most `PROBE_BYTES` whatever the server sends, all under one
 deadline on the gateway's clock, so a slow or hostile image host costs a submit at most
