@@ -408,7 +408,7 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"gateway listening on http://{settings.host}:{settings.port}", flush=True)
         config = uvicorn.Config(
             create_app(settings), log_config=None, access_log=False,
-            **uvicorn_options(settings),  # head/body deadlines, connection caps (issue 10 #7)
+            **uvicorn_options(settings),  # head/body deadlines, connection caps
         )  # fmt: skip
         server = uvicorn.Server(config)
         with _sigterm_as_exit():
