@@ -4,7 +4,7 @@ fake is started with a plan equal to that budget, so a demo can never draw a 429
 
 from __future__ import annotations
 
-from proxy.cli.main import _scaled_for, _with_plan
+from proxy.cli.serve import _scaled_for, _with_plan
 from proxy.core.config import ProxySettings
 
 
