@@ -20,7 +20,7 @@ It owns three checks, applied in order:
   that answers a public address when the URL is submitted and 127.0.0.1 when the webhook
   is delivered).
 
-Its modules import one way only: `policy` <- `errors` <- `syntax` <- `resolution` <-
+Its modules import one way only: `policy` <- `refusal` <- `syntax` <- `resolution` <-
 `transport` (each may import those before it, never one after it). This file only
 re-exports; every name has its home in one module.
 
@@ -32,8 +32,8 @@ webhook secrets live) into an error message.
 
 from __future__ import annotations
 
-from proxy.core.ssrf.errors import WebhookUrlError
 from proxy.core.ssrf.policy import ALLOW_SETTING, AddressPolicy, IPAddress
+from proxy.core.ssrf.refusal import WebhookUrlError
 from proxy.core.ssrf.resolution import (
     RESOLVE_TIMEOUT,
     Resolver,

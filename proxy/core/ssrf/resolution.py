@@ -16,8 +16,8 @@ from typing import Final, TypeAlias
 
 import anyio
 
-from proxy.core.ssrf.errors import WebhookUrlError
 from proxy.core.ssrf.policy import AddressPolicy, IPAddress, _only_public, _strip_scope
+from proxy.core.ssrf.refusal import WebhookUrlError
 from proxy.core.ssrf.syntax import check_url_syntax
 
 __all__ = ["RESOLVE_TIMEOUT", "Resolver", "resolve_and_check", "system_resolver"]

@@ -23,8 +23,8 @@ from urllib.parse import urlsplit
 import httpx
 import idna
 
-from proxy.core.ssrf.errors import WebhookUrlError
 from proxy.core.ssrf.policy import AddressPolicy, IPAddress, _only_public
+from proxy.core.ssrf.refusal import WebhookUrlError
 
 __all__ = ["MAX_URL_LENGTH", "WebhookUrl", "check_url_syntax"]
 

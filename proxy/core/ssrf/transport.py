@@ -22,8 +22,8 @@ import anyio
 import httpcore
 import httpx
 
-from proxy.core.ssrf.errors import WebhookUrlError
 from proxy.core.ssrf.policy import AddressPolicy, IPAddress, _only_public
+from proxy.core.ssrf.refusal import WebhookUrlError
 from proxy.core.ssrf.resolution import Resolver, _unique_addresses, system_resolver
 from proxy.core.ssrf.syntax import _DEFAULT_PORTS, _host_of_connection
 

@@ -1,4 +1,4 @@
-"""The error a webhook URL the gateway will not call raises, wherever in the guard it is
+"""The refusal a webhook URL the gateway will not call raises, wherever in the guard it is
 found (its syntax, its address, its DNS answers).
 
 It holds the exception only: it must never check anything itself, and its messages must
