@@ -68,10 +68,10 @@ class Gateway:
         store: Store,
         clock: Clock,
         *,
-        wall_clock: Clock | None = None,
         upstream_transport: httpx.AsyncBaseTransport | None = None,
         webhook_transport: httpx.AsyncBaseTransport | None = None,
         metrics: Metrics | None = None,
+        wall_clock: Clock | None = None,
         tracing: Tracing | None = None,
     ) -> None:
         """The services of one gateway process, on the store, clock and tracing its
