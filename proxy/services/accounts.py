@@ -1,15 +1,12 @@
-"""Creating teams and keys, revoking keys: the one implementation behind both the admin
-command line and the admin HTTP API. A new key is returned once and never stored."""
+"""Team accounts: a new team (with its first key and webhook secret), a new key, a new
+secret, and a team as operators see it. A new key is returned once and never stored."""
 
 from __future__ import annotations
 
-import datetime as dt
 import uuid
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import dataclass
 
 from proxy.core.config import TeamLimits
-from proxy.core.errors import NotFound
 from proxy.core.keys import hash_key, key_prefix, new_team_key
 from proxy.core.webhooks import new_secret
 from proxy.db import Team, TeamKey
@@ -20,9 +17,7 @@ __all__ = [
     "create_key",
     "create_team",
     "describe_team",
-    "parse_since",
     "rotate_secret",
-    "webhook_report",
 ]
 
 
@@ -73,39 +68,3 @@ async def describe_team(store: Store, team: Team, now: float) -> dict[str, objec
         "spent_today": round(day, 4),
         "spent_this_month": round(month, 4),
     }
-
-
-async def webhook_report(
-    store: Store, request_id: str, team_id: str | None = None
-) -> dict[str, Any]:
-    """A request's webhook messages and every attempt, as the admin API and CLI show them."""
-    found = await store.messages_for_request(team_id, request_id)
-    if not found:
-        raise NotFound(
-            f"no webhook messages for request {request_id!r} (did it send X-Webhook-Url?)"
-        )
-    return {
-        "request_id": request_id,
-        "messages": [
-            {**message.public(), "attempts": [asdict(a) for a in attempts]}
-            for message, attempts in found
-        ],
-    }
-
-
-def parse_since(value: str) -> float:
-    """A time given as Unix seconds or ISO 8601 (UTC when no zone is given)."""
-    try:
-        return float(value)
-    except ValueError:
-        pass
-    try:
-        moment = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise ValueError(
-            f"since must be Unix seconds or an ISO 8601 time like 2026-11-25T10:00:00Z; "
-            f"got {value!r}"
-        ) from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=dt.UTC)
-    return moment.timestamp()

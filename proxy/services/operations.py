@@ -9,8 +9,9 @@ for people), the HTTP API sends it. Refusals are `GatewayError`s, which both edg
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from pydantic import ValidationError
@@ -22,10 +23,8 @@ from proxy.services.accounts import (
     create_key,
     create_team,
     describe_team,
-    parse_since,
     rotate_secret,
 )
-from proxy.services.accounts import webhook_report as report_of
 from proxy.services.reports import period, report
 from proxy.store import Store
 
@@ -132,7 +131,7 @@ async def _rotate_secret(op: Operator, args: Mapping[str, Any]) -> dict[str, Any
 
 
 async def _webhooks(op: Operator, args: Mapping[str, Any]) -> dict[str, Any]:
-    return await report_of(op.store, args["request_id"])
+    return await webhook_report(op.store, args["request_id"])
 
 
 async def _resend(op: Operator, args: Mapping[str, Any]) -> dict[str, Any]:
@@ -156,6 +155,42 @@ async def _usage(op: Operator, args: Mapping[str, Any]) -> dict[str, Any]:
     first, last = period(args.get("since"), args.get("until"), op.now)
     team = args.get("team") or None
     return report(first, last, team, await op.store.usage(first, last, team))
+
+
+async def webhook_report(
+    store: Store, request_id: str, team_id: str | None = None
+) -> dict[str, Any]:
+    """A request's webhook messages and every attempt, as the admin API and CLI show them."""
+    found = await store.messages_for_request(team_id, request_id)
+    if not found:
+        raise NotFound(
+            f"no webhook messages for request {request_id!r} (did it send X-Webhook-Url?)"
+        )
+    return {
+        "request_id": request_id,
+        "messages": [
+            {**message.public(), "attempts": [asdict(a) for a in attempts]}
+            for message, attempts in found
+        ],
+    }
+
+
+def parse_since(value: str) -> float:
+    """A time given as Unix seconds or ISO 8601 (UTC when no zone is given)."""
+    try:
+        return float(value)
+    except ValueError:
+        pass
+    try:
+        moment = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(
+            f"since must be Unix seconds or an ISO 8601 time like 2026-11-25T10:00:00Z; "
+            f"got {value!r}"
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.UTC)
+    return moment.timestamp()
 
 
 OPERATIONS: dict[str, Operation] = {
