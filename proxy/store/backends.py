@@ -1,8 +1,10 @@
 """How the `db` setting picks a backend: the URL read, and the implementation opened.
 
-It sits above both implementations (`proxy/db/sqlite.py`, `proxy/db/postgres.py`) and
-imports them at module level; they know only the `Backend` protocol, so no import goes
-back up to the factory that chooses between them.
+It sits above both implementations (`proxy/db/sqlite.py`, `proxy/db/postgres.py`); they
+know only the `Backend` protocol, so no import goes back up to the factory that chooses
+between them. PostgreSQL's is imported when a `postgresql://` URL is opened, not before:
+psycopg and its pool cost every gateway process and admin command ~80 ms to import, and
+most run on SQLite.
 """
 
 from __future__ import annotations
@@ -11,7 +13,6 @@ import re
 from pathlib import Path
 
 from proxy.db.backend import Backend, describe
-from proxy.db.postgres import PostgresBackend
 from proxy.db.sqlite import SQLiteBackend
 
 __all__ = ["is_new", "location", "open_backend"]
@@ -49,6 +50,8 @@ def open_backend(url: str, *, create: bool = True, pool_size: int = 8) -> Backen
     match = SCHEME.match(url)
     scheme = match.group(1).lower() if match else "file"
     if scheme in ("postgresql", "postgres"):
+        from proxy.db.postgres import PostgresBackend  # only when asked for: see above
+
         return PostgresBackend(url, pool_size=pool_size)
     path = _sqlite_path(url)
     if path is None:
