@@ -21,6 +21,7 @@ __all__ = [
     "hint",
     "locked_run",
     "mark_submitted",
+    "record_late_upstream_id",
     "record_poll_failure",
     "record_status",
 ]
@@ -61,6 +62,20 @@ def mark_submitted(
 ) -> Generation:
     run = locked_run(tx, generation_id, fence)
     return tx.set_submitted(generation_id, upstream_id, now, next_poll_at) or run
+
+
+def record_late_upstream_id(
+    tx: Tx, generation_id: str, upstream_id: str, now: float, next_poll_at: float
+) -> Generation | None:
+    """The upstream id of a run whose sender could not record it when Segmind answered (its
+    store failed then): recorded whichever process holds the run's lease by now, because
+    only the sender can know it and a run Segmind accepted must be followed. Only while the
+    run is still SUBMITTING with no id; None once it was given up (then Segmind's run is
+    past following, and the caller logs it)."""
+    run, _ = tx.run_and_lease(generation_id)
+    if run.terminal or run.upstream_id is not None or run.status != "SUBMITTING":
+        return None
+    return tx.set_submitted(generation_id, upstream_id, now, next_poll_at)
 
 
 def record_poll_failure(

@@ -28,7 +28,15 @@ from proxy.core.quotas import MemoryRateLimiter, RateDecision
 from proxy.core.schedule import DurationModel
 from proxy.core.ssrf import AddressPolicy, WebhookUrlError, check_url_syntax, resolve_and_check
 from proxy.core.tracing import Tracing
-from proxy.db import Admission, CacheStatus, Generation, RequestRecord, StoreError, Team
+from proxy.db import (
+    Admission,
+    CacheStatus,
+    Generation,
+    RequestRecord,
+    StorageUnavailable,
+    StoreError,
+    Team,
+)
 from proxy.rules import AdmissionRequest
 from proxy.services.deliverer import Deliverer
 from proxy.services.heartbeat import Heartbeat
@@ -101,6 +109,7 @@ class Gateway:
             settings,
             self.instance,
             on_terminal=self._finished,
+            wall=self.wall_clock,
         )
         self.heartbeat = Heartbeat(
             self.store, self.wall_clock, self.instance, settings.lease_seconds
@@ -234,11 +243,21 @@ class Gateway:
         and stays WAITING in the store, sent in admission order as the budget allows."""
         generation, request_id = admission.generation, admission.request.id
         self.poller.hold(generation.id, admission.token)
-        if await self.budget.claim_send(generation.id, self.poller.fence(generation.id)) == 0:
-            generation = await self.poller.send(generation, answered=request_id, inputs=inputs)
-        # Follows it from here: polls a run that was sent, sends one still WAITING.
-        self.poller.track(generation.id)
-        self._update_in_flight()
+        try:
+            if await self.budget.claim_send(generation.id, self.poller.fence(generation.id)) == 0:
+                generation = await self.poller.send(generation, answered=request_id, inputs=inputs)
+        except StorageUnavailable:
+            # The request was admitted (and charged) before the store failed: it is answered
+            # with its id, and its run is sent or followed once the store is back.
+            log.warning(
+                "store unavailable after admission; the run is followed when it is back",
+                extra={"generation_id": generation.id, "team_id": generation.owner_team_id},
+            )
+        finally:
+            # Follows it from here, whatever failed: polls a run that was sent, sends one
+            # still WAITING, waits for a write the store has yet to take.
+            self.poller.track(generation.id)
+            self._update_in_flight()
         if generation.status == "WAITING":
             log.info(
                 "generation held for the upstream budget",

@@ -25,9 +25,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import client
@@ -50,6 +51,12 @@ MODEL_KEY = "poller.duration_model"
 MAX_INTERVAL = 600.0  # seconds between polls at most, at the real durations' scale
 HINTED_MAX_INTERVAL = 1800.0  # the same with upstream events on
 HINT_RECHECK = 5.0  # seconds a loop sleeps at most when hints may come unheard
+# A run sent but not yet recorded as sent (SUBMITTING, no upstream id) is left alone this
+# long (run-clock seconds since it was sent) by a process that took it over: its sender may
+# still be recording the id it got, its store having failed at that moment.
+SUBMIT_GRACE = 120.0
+RECORD_WINDOW = 3600.0  # wall seconds a write Segmind's answer needs is retried for
+RECORD_RETRY_MAX = 1.0  # wall seconds between its attempts at most (the store is back: go)
 
 
 class Poller:
@@ -61,8 +68,12 @@ class Poller:
         settings: ProxySettings,
         instance: str,
         on_terminal: Callable[[Generation], None] | None = None,
+        wall: Clock | None = None,
     ) -> None:
         self.store = store
+        # Store outages are real time whatever clock runs are on: a write that must land
+        # is retried on this one.
+        self.wall = wall or clock
         # The gateway process this poller runs in: it polls only the runs leased to it.
         self.instance = instance
         self.upstream = upstream
@@ -93,6 +104,10 @@ class Poller:
         # Sends of held runs under way: a stop lets them finish (bounded by the upstream
         # timeout) rather than leave a run that went out as "cannot be known".
         self._sending: set[asyncio.Task[Generation]] = set()
+        # Writes of what Segmind answered that the store refused at that moment (its id for
+        # a run it accepted, or its refusal): retried until they land, the run's loop
+        # waiting for them. What only this process knows is never dropped on a store error.
+        self._recording: dict[str, asyncio.Task[None]] = {}
         self._busy = 0
         self._idle = asyncio.Event()
         self._idle.set()
@@ -178,26 +193,40 @@ class Poller:
                 self.model = DurationModel.from_json(json.loads(saved))
             except (ValueError, KeyError, TypeError):
                 log.warning("the stored duration model is unreadable; starting from the prior")
-        return await self.adopt(claimed)
+        return await self.adopt(claimed, restarted=True)
 
-    async def adopt(self, generations: list[tuple[Generation, int]]) -> int:
-        """Poll these runs from now on, and send the held ones (WAITING: never sent); fail
-        the ones cut off mid-submit, since whether the upstream started them cannot be
-        known. Returns how many it follows."""
+    async def adopt(
+        self, generations: list[tuple[Generation, int]], *, restarted: bool = False
+    ) -> int:
+        """Poll these runs from now on, and send the held ones (WAITING: never sent). A run
+        cut off mid-submit (SUBMITTING, no upstream id) is failed, since whether the
+        upstream started it cannot be known: at once after a restart (what this process
+        heard died with it), after `SUBMIT_GRACE` when another process may still record
+        it. Returns how many it follows."""
         polled = 0
         for generation, token in generations:
             self.hold(generation.id, token)
-            if generation.upstream_id is None and generation.status != "WAITING":
-                await self._finish(
-                    generation,
-                    "FAILED",
-                    error="the gateway stopped while submitting this run, so whether Segmind "
-                    "started it cannot be known; submit it again",
-                )
+            if (
+                generation.upstream_id is None
+                and generation.status != "WAITING"
+                and (restarted or self._past_grace(generation))
+            ):
+                await self._give_up_unsent(generation)
                 continue
             self.track(generation.id)
             polled += 1
         return polled
+
+    def _past_grace(self, generation: Generation) -> bool:
+        return self.clock.now() - generation.updated_at >= SUBMIT_GRACE
+
+    async def _give_up_unsent(self, generation: Generation) -> None:
+        await self._finish(
+            generation,
+            "FAILED",
+            error="the gateway stopped while submitting this run, so whether Segmind "
+            "started it cannot be known; submit it again",
+        )
 
     async def settle(self) -> None:
         """Return once every loop is asleep or finished.
@@ -218,6 +247,14 @@ class Poller:
         await asyncio.gather(*tasks, return_exceptions=True)
         if self._sending:
             await asyncio.gather(*self._sending, return_exceptions=True)
+        for generation_id, recording in list(self._recording.items()):
+            # The store never came back while this process ran: say what is lost, once.
+            log.error(
+                "stopped before the store could record Segmind's answer for run %s",
+                generation_id,
+                extra={"generation_id": generation_id},
+            )
+            recording.cancel()
 
     # -- sending a paid run -------------------------------------------------------------
 
@@ -240,17 +277,14 @@ class Poller:
             # comes back only if no run can have started, or the operators said so.
             unconfirmed = isinstance(exc, UnconfirmedSubmit)
             refund = not unconfirmed or self.settings.failed_runs == "refund"
-            failed = await self.store.record_status(
+            fence, now, error = self.fence(generation.id), self.clock.now(), exc.message
+            await self._record(
                 generation.id,
-                "FAILED",
-                self.clock.now(),
-                fence=self.fence(generation.id),
-                error=exc.message,
-                terminal=True,
-                refund=refund,
-                answered=answered,
-            )
-            self.on_terminal(failed)
+                lambda: self.store.record_status(
+                    generation.id, "FAILED", now, fence=fence, error=error,
+                    terminal=True, refund=refund, answered=answered,
+                ),
+            )  # fmt: skip
             if unconfirmed:
                 log.warning(
                     "unconfirmed submit: a paid run may exist upstream with no id here",
@@ -265,21 +299,103 @@ class Poller:
                 )
             raise
         if upstream_id is None:
-            await self.upstream.budget.unclaim_send(generation.id)
             log.info(
                 "upstream rate limit: run %s waits for the budget again", generation.id,
                 extra={"generation_id": generation.id, "team_id": generation.owner_team_id},
             )  # fmt: skip
-            return await self.store.generation(generation.id)
+            await self._record(generation.id, lambda: self._unclaim(generation.id))
+            return dataclasses.replace(generation, status="WAITING")
         now = self.clock.now()
-        started = await self.store.mark_submitted(
-            generation.id, upstream_id, now, now + self.first_delay(), self.fence(generation.id)
-        )
+        first_poll = now + self.first_delay()
         log.info(
             "generation started",
             extra={"generation_id": generation.id, "team_id": generation.owner_team_id},
         )
-        return started
+        try:
+            return await self.store.mark_submitted(
+                generation.id, upstream_id, now, first_poll, self.fence(generation.id)
+            )
+        except StorageUnavailable:
+            pass
+        # Segmind accepted (and charged) the run; its id is known only here. It is kept
+        # until the store takes it, and the run is followed from then on: the caller is
+        # answered with its request, which the store already holds.
+        log.warning(
+            "store unavailable as Segmind accepted run %s: its id is kept until the store "
+            "takes it", generation.id,
+            extra={"generation_id": generation.id, "team_id": generation.owner_team_id},
+        )  # fmt: skip
+        self._record_later(
+            generation.id,
+            lambda: self.store.record_late_upstream_id(generation.id, upstream_id, now, first_poll),
+        )
+        return dataclasses.replace(
+            generation, upstream_id=upstream_id, status="QUEUED", created_at=now,
+            updated_at=now, next_poll_at=first_poll,
+        )  # fmt: skip
+
+    async def _unclaim(self, generation_id: str) -> Generation:
+        await self.upstream.budget.unclaim_send(generation_id)
+        return await self.store.generation(generation_id)
+
+    async def _record(
+        self, generation_id: str, write: Callable[[], Awaitable[Generation | None]]
+    ) -> None:
+        """Write what Segmind answered now, or, if the store fails, as soon as it takes it."""
+        try:
+            written = await write()
+        except StorageUnavailable:
+            self._record_later(generation_id, write)
+            return
+        if written is not None and written.terminal:
+            self.on_terminal(written)
+
+    def _record_later(
+        self, generation_id: str, write: Callable[[], Awaitable[Generation | None]]
+    ) -> None:
+        task = asyncio.get_running_loop().create_task(
+            self._record_until_taken(generation_id, write), name=f"record {generation_id}"
+        )
+        self._recording[generation_id] = task
+        task.add_done_callback(lambda _: self._recording.pop(generation_id, None))
+        task.add_done_callback(lambda t: t.cancelled() or t.exception())
+
+    async def _record_until_taken(
+        self, generation_id: str, write: Callable[[], Awaitable[Generation | None]]
+    ) -> None:
+        """Retry `write` on the wall clock, soon after the store answers again, for at most
+        `RECORD_WINDOW` (Segmind forgets a run within the hour anyway)."""
+        give_up_at = self.wall.now() + RECORD_WINDOW
+        delay = 0.05
+        while True:
+            await self.wall.sleep(delay)
+            try:
+                written = await write()
+            except StorageUnavailable:
+                if self.wall.now() >= give_up_at:
+                    log.error(
+                        "the store did not take Segmind's answer for run %s within %.0f s; "
+                        "the run cannot be followed", generation_id, RECORD_WINDOW,
+                        extra={"generation_id": generation_id},
+                    )  # fmt: skip
+                    return
+                delay = min(delay * 2, RECORD_RETRY_MAX)
+                continue
+            except LeaseLost as exc:
+                log.warning("%s", exc.message)
+                return
+            if written is None:
+                log.error(
+                    "run %s was given up before Segmind's answer for it could be recorded",
+                    generation_id,
+                    extra={"generation_id": generation_id},
+                )
+            else:
+                log.info("recorded run %s once the store was back", generation_id,
+                         extra={"generation_id": generation_id})  # fmt: skip
+                if written.terminal:
+                    self.on_terminal(written)
+            return
 
     async def _send_held(self, generation: Generation) -> None:
         """One turn for a held run: send it if its turn and the budget allow, else sleep
@@ -318,6 +434,14 @@ class Poller:
         finally:
             self._enter()
 
+    async def _wait_for(self, recording: asyncio.Task[None]) -> None:
+        """Wait, not busy (a test's settle goes on), for a write the store must take."""
+        self._leave()
+        try:
+            await asyncio.wait({recording})
+        finally:
+            self._enter()
+
     async def _sleep_unless_woken(self, seconds: float, generation_id: str) -> None:
         """Sleep until the run's next poll, or until a hint may have moved it. A wake that
         came while the loop was reading the store ends the sleep at once: it reads again."""
@@ -337,6 +461,10 @@ class Poller:
         try:
             while True:
                 try:
+                    recording = self._recording.get(generation_id)
+                    if recording is not None:
+                        await self._wait_for(recording)
+                        continue
                     generation = await self.store.generation(generation_id)
                     if generation.terminal:
                         return
@@ -345,7 +473,9 @@ class Poller:
                             return
                         if generation.status == "WAITING":
                             await self._send_held(generation)
-                        else:  # SUBMITTING elsewhere (a takeover race): look again soon
+                        elif self._past_grace(generation):
+                            await self._give_up_unsent(generation)
+                        else:  # its sender may still record its id: look again soon
                             await self._sleep(STORE_RETRY)
                         continue
                     wait = (generation.next_poll_at or self.clock.now()) - self.clock.now()
@@ -407,7 +537,17 @@ class Poller:
             return
         try:
             status = await self.upstream.status(generation.upstream_id, self._sleep)
-        except client.NotFound:
+        except client.NotFound as exc:
+            age = self.clock.now() - generation.created_at
+            if age < settings.result_ttl:
+                # Too young to have expired: an upstream restart or a proxy's hiccup, more
+                # likely than a run Segmind lost. Retried like any failed poll, within the
+                # run's deadline.
+                await self._failed_poll(
+                    generation, exc, why=f"Segmind answered 404 (no such run) for a run sent "
+                    f"{age:.0f} s before, well within the hour it keeps results",
+                )  # fmt: skip
+                return
             await self._finish(
                 generation,
                 "FAILED",
@@ -442,15 +582,18 @@ class Poller:
             polled=True,
         )
 
-    async def _failed_poll(self, generation: Generation, exc: client.SegmindError) -> None:
+    async def _failed_poll(
+        self, generation: Generation, exc: client.SegmindError, why: str | None = None
+    ) -> None:
         now = self.clock.now()
         failing_since = generation.failing_since or now
         if now - failing_since >= self.settings.give_up_after:
+            what = why or f"{type(exc).__name__}: {exc.message}"
             await self._finish(
                 generation,
                 "FAILED",
                 error=f"gave up: Segmind could not be polled for "
-                f"{self.settings.give_up_after:.0f} s ({type(exc).__name__}: {exc.message})",
+                f"{self.settings.give_up_after:.0f} s ({what}); submit it again",
                 polled=True,
             )
             return

@@ -210,6 +210,7 @@ class Store:
     )
     requests_of = _reads(Tx.requests_of)
     mark_submitted = _writes(runs.mark_submitted)
+    record_late_upstream_id = _writes(runs.record_late_upstream_id)
     record_status = _writes(runs.record_status)
     record_poll_failure = _writes(runs.record_poll_failure)
 

@@ -98,20 +98,56 @@ async def test_polls_that_fail_past_give_up_after_fail_the_run_and_free_its_slot
 
 
 async def test_a_run_the_upstream_no_longer_knows_fails_with_a_clear_error(
-    harness: Harness,
+    make_harness: MakeHarness,
 ) -> None:
+    # Results kept 60 s here: a 404 past that is final, whatever the give-up streak says.
+    harness = await make_harness(result_ttl=60.0, cache_ttl=10.0)
+    made = harness.new_team("alpha", max_concurrent=1)
+    request_id = await submitted(harness, made.key)
+    harness.fake_state.faults.script("poll", [{"code": 404, "times": 1000}])
+    for _ in range(20):  # its polls answer 404 too once the result is past its life
+        await harness.advance(INTERVAL)
+    found = await harness.gateway.store.request(made.team.id, request_id)
+    assert found is not None
+    run = found[1]
+    assert run.status == "FAILED"
+    assert run.error is not None
+    assert "no longer knows" in run.error
+    polls = upstream_polls(harness)
+    assert 60 <= polls[-1]["at"] - run.created_at < 60 + 2 * INTERVAL  # at its age, not later
+    assert len(polls) >= 2  # the 404s of its first minute were retried
+    final = len(polls)
+    await harness.advance(10 * INTERVAL)
+    assert len(upstream_polls(harness)) == final  # a 404 past the results' life is final
+    assert (await harness.submit(made.key, {"Scene_1": "Another run"})).status_code == 200
+
+
+async def test_a_404_for_a_run_seconds_old_is_retried_and_the_run_completes(
+    make_harness: MakeHarness,
+) -> None:
+    """An upstream restart or a proxy's hiccup answers 404 for a run just sent: the run is
+    too young for its results to have expired, so the poll is retried like any other."""
+    harness = await make_harness(fake=SHORT_RUNS)
+    key = harness.team("alpha")
+    request_id = await submitted(harness, key)
+    harness.fake_state.faults.script("poll", [{"code": 404, "times": 2}])
+    done = await harness.advance_until_done(key, request_id, step=INTERVAL, limit=600)
+    assert done["status"] == "COMPLETED"
+    assert [p["status"] for p in upstream_polls(harness)][:2] == [404, 404]
+
+
+async def test_a_run_answered_404_for_the_whole_give_up_time_says_what_happened(
+    make_harness: MakeHarness,
+) -> None:
+    harness = await make_harness(give_up_after=120.0)
     key = harness.team("alpha", max_concurrent=1)
     request_id = await submitted(harness, key)
-    harness.fake_state.faults.script("poll", [{"code": 404}])
-    await harness.advance(INTERVAL)
-    failed = await status_of(harness, key, request_id)
+    harness.fake_state.faults.script("poll", [{"code": 404, "times": 1000}])
+    failed = await harness.advance_until_done(key, request_id, step=INTERVAL, limit=600)
     assert failed["status"] == "FAILED"
-    assert "no longer knows" in failed["error_message"]
-    assert failed["error"] == failed["error_message"]
-    assert len(upstream_polls(harness)) == 1  # a 404 is final: no retry
-    await harness.advance(10 * INTERVAL)
-    assert len(upstream_polls(harness)) == 1
-    assert (await harness.submit(key, {"Scene_1": "Another run"})).status_code == 200
+    assert failed["error_message"].startswith("gave up")
+    assert "404" in failed["error_message"]
+    assert "submit it again" in failed["error_message"]
 
 
 async def test_a_run_past_the_generation_deadline_is_failed(make_harness: MakeHarness) -> None:

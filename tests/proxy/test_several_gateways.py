@@ -28,6 +28,7 @@ from starlette.applications import Starlette
 from proxy.app import create_app
 from proxy.core.clock import VirtualClock
 from proxy.services.gateway import Gateway
+from proxy.services.poller import SUBMIT_GRACE
 from tests.proxy.harness import (
     GATEWAY_URL,
     Harness,
@@ -257,6 +258,10 @@ async def test_a_run_its_dead_gateway_was_submitting_is_failed_not_resubmitted(
     await pair.beat(3)  # c's lease holds: its submit may still be under way
     assert await pair.status(pair.b_http, key, ask.request_id) == "QUEUED"
     await pair.beat(1)
+    # c's lease lapsed and the run is b's, but c may be alive and still recording the id
+    # Segmind gave it (its store failed at that moment): b waits SUBMIT_GRACE for that.
+    assert await pair.status(pair.b_http, key, ask.request_id) == "QUEUED"
+    await pair.advance(SUBMIT_GRACE)
     assert await pair.status(pair.b_http, key, ask.request_id) == "FAILED"
     assert pair.harness.upstream_calls("submit") == []  # it may have run: never sent again
     assert (pair.a.poller.tracked, pair.b.poller.tracked) == (0, 0)
