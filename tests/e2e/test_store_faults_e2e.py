@@ -1,0 +1,170 @@
+"""A store that fails while Segmind is answering a paid submit, end to end: real processes
+(the fake and the gateway under uvicorn), the real store made to fail (SQLite's files made
+immutable; PostgreSQL cut off at a TCP relay), and a real webhook receiver.
+
+The fake holds its submit answers 3 s (a scripted delay, real time); the store fails while
+they are held and comes back after the gateway has heard Segmind's answers. Every run Segmind
+accepted must then be followed to its end and delivered, the caller's `Idempotency-Key` must
+find it, and the team must be charged exactly once per run sent.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from proxy.core.config import PRICE
+from tests.outage import PostgresRelay, SQLiteOutage, relayed
+from tests.postgres import postgres_database
+from tests.receiver import Receiver, eventually
+from tests.servers import ServerProcess, start_server
+
+UPSTREAM_KEY = "test-upstream-key-faults-3c8e1a"
+ADMIN_KEY = "test-admin-key-faults-9d2b7f4e"
+ADMIN = {"x-admin-key": ADMIN_KEY}
+WORKFLOW = "68628fe34727e611dfa219b4-v4"
+RUNS = 3
+BUDGET = 100.0
+
+
+class Outage:
+    """The store's failure, whichever backend: `start()` and `end()`."""
+
+    def __init__(self, start: Any, end: Any) -> None:
+        self.start, self.end = start, end
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, Outage]]:
+    if request.param == "sqlite":
+        db = tmp_path / "gateway.sqlite"
+        # The file is made by the gateway; its WAL exists from its first write on.
+        outage = SQLiteOutage(db)
+        try:
+            yield str(db), Outage(outage.start, outage.end)
+        finally:
+            outage.end()
+        return
+    with postgres_database("gw_faults") as url:
+        relay = PostgresRelay(("127.0.0.1", int(url.rsplit(":", 1)[1].split("/")[0])))
+        try:
+            yield relayed(url, relay), Outage(relay.cut, relay.restore)
+        finally:
+            relay.close()
+
+
+def advance(fake: ServerProcess, gateway: ServerProcess, seconds: float) -> None:
+    httpx.post(f"{fake.url}/__admin/clock/advance", json={"seconds": seconds}).raise_for_status()
+    httpx.post(
+        f"{gateway.url}/admin/clock/advance", json={"seconds": seconds}, headers=ADMIN, timeout=30
+    ).raise_for_status()
+
+
+def test_runs_segmind_accepted_while_the_store_failed_are_followed_and_delivered(
+    store: tuple[str, Outage],
+) -> None:
+    db, outage = store
+    receiver = Receiver()
+    receiver.start()
+    fake = start_server("fakeserver", "--api-key", UPSTREAM_KEY, "--clock", "virtual")
+    gateway = start_server(
+        "proxy", "--upstream-url", fake.url, "--db", db, "--clock", "virtual",
+        env={
+            "SEGMIND_API_KEY": UPSTREAM_KEY,
+            "PROXY_ADMIN_KEY": ADMIN_KEY,
+            "PROXY_WEBHOOK_ALLOW_NETWORKS": '["127.0.0.0/8"]',
+            "PROXY_INSTANCE_ID": "faults-gateway",
+        },
+    )  # fmt: skip
+    outputs: list[str] = []
+    try:
+        made = httpx.post(
+            f"{gateway.url}/admin/teams",
+            json={"name": "faults", "limits": {"daily_budget": BUDGET}},
+            headers=ADMIN,
+        )
+        assert made.status_code == 201, made.text
+        key = made.json()["api_key"]
+        team = {"x-api-key": key}
+
+        def credits() -> float:
+            answer = httpx.get(f"{gateway.url}/v1/get-user-credits", headers=team, timeout=30)
+            value: float = answer.json()["credits"] if answer.status_code == 200 else -1.0
+            return value
+
+        httpx.post(
+            f"{fake.url}/__admin/script",
+            json={"route": "submit", "responses": [{"delay_ms": 3000, "times": RUNS}]},
+        ).raise_for_status()
+
+        def submit(n: int) -> httpx.Response:
+            return httpx.post(
+                f"{gateway.url}/workflows/{WORKFLOW}",
+                json={"Scene_1": f"A lighthouse keeper, run {n}"},
+                headers={**team, "Idempotency-Key": f"run-{n}", "X-Webhook-Url": receiver.url},
+                timeout=60,
+            )
+
+        with concurrent.futures.ThreadPoolExecutor(RUNS) as pool:
+            calls = [pool.submit(submit, n) for n in range(RUNS)]
+            # All three admitted (and charged) and held upstream: now the store fails.
+            eventually(lambda: credits() == pytest.approx(BUDGET - RUNS * PRICE), 10,
+                       "the three runs are admitted")  # fmt: skip
+            outage.start()
+            answers = [call.result(timeout=60) for call in calls]
+        # Segmind has answered all three (the journal records an answer once it is sent).
+        eventually(lambda: len(journal(fake, "submit")) == RUNS, 10, "Segmind answered")
+        outage.end()
+
+        ids = []
+        for answer in answers:
+            # The truth: the request exists and its run is followed (200 with its id), or
+            # a 503 that does not claim nothing was charged.
+            if answer.status_code == 200:
+                ids.append(answer.json()["request_id"])
+            else:
+                assert answer.status_code == 503, answer.text
+                assert "nothing was" not in answer.text, answer.text
+        # The same Idempotency-Key finds each request, once the store is back.
+        replayed = [submit(n) for n in range(RUNS)]
+        assert all(r.status_code == 200 for r in replayed), [r.text for r in replayed]
+        replayed_ids = [r.json()["request_id"] for r in replayed]
+        assert set(ids) <= set(replayed_ids)
+        assert len(set(replayed_ids)) == RUNS
+
+        def all_done() -> bool:
+            advance(fake, gateway, 60)
+            statuses = [
+                httpx.get(f"{gateway.url}/workflows/request/{rid}", headers=team, timeout=30)
+                for rid in replayed_ids
+            ]
+            return all(s.status_code == 200 and s.json()["status"] == "COMPLETED"
+                       for s in statuses)  # fmt: skip
+
+        eventually(all_done, 60, "every run Segmind accepted completes")
+        eventually(lambda: len(receiver.received) >= RUNS, 30, "every webhook arrives")
+        delivered = {json.loads(r.body)["data"]["request_id"] for r in receiver.received}
+        assert delivered == set(replayed_ids)
+        assert len(journal(fake, "submit")) == RUNS  # nothing sent twice
+        assert credits() == pytest.approx(BUDGET - RUNS * PRICE)  # charged once per run
+    finally:
+        try:
+            outage.end()
+        finally:
+            outputs.append(gateway.stop())
+        fake.stop()
+        receiver.stop()
+    assert UPSTREAM_KEY not in "".join(outputs)
+
+
+def journal(fake: ServerProcess, route: str) -> list[dict[str, Any]]:
+    entries: list[dict[str, Any]] = httpx.get(
+        f"{fake.url}/__admin/journal", params={"route": route}
+    ).json()["entries"]
+    return entries
