@@ -49,6 +49,15 @@ class Backend(Protocol):
         read can be trusted until news says otherwise); False: read again each time."""
         ...
 
+    def probe(self) -> None:
+        """Raise `StorageUnavailable` unless the database takes a small write now (blocking,
+        bounded): what readiness and the store's breaker ask."""
+        ...
+
+    def reconnect(self) -> None:
+        """Start afresh once the database is back after an outage (blocking)."""
+        ...
+
     def close(self) -> None: ...
 
 

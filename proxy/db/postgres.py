@@ -45,7 +45,11 @@ T = TypeVar("T")
 CHANNEL = "segmind_gateway"
 RETRIES = 8  # runs of one unit of work that met a deadlock or serialization failure
 CONNECT_TIMEOUT = 5  # seconds to reach the server
-POOL_TIMEOUT = 10.0  # seconds a unit of work waits for a free connection
+# Seconds a unit of work waits for a connection. Each worker thread holds at most one, so
+# the wait is never for another unit's connection: only for a new one to be made, which a
+# reachable server gives in milliseconds. A server that is down answers 503 this soon.
+POOL_TIMEOUT = 1.0
+PROBE_TIMEOUT = 2  # seconds a probe of a store that failed has to connect
 LISTEN_RETRY = 1.0  # seconds between reconnections of the listener
 STATEMENT_TIMEOUT = 10.0  # seconds any one statement may take, waiting for locks included
 SWITCH_INTERVAL = 0.0005  # seconds a thread may hold the interpreter while others wait
@@ -69,9 +73,9 @@ class PostgresBackend:
             # longer: a stuck server or a long lock queue ends in a 503, not a hung request.
             "options": f"-c statement_timeout={round(statement_timeout * 1000)}",
         }
-        self._pool = ConnectionPool(
-            url, min_size=1, max_size=pool_size, kwargs=kwargs, open=False, timeout=POOL_TIMEOUT
-        )
+        self._kwargs = kwargs
+        self._pool_size = pool_size
+        self._pool = self._new_pool()
         self._workers = ThreadPoolExecutor(max_workers=pool_size, thread_name_prefix="store-pg")
         # A worker holding a row lock waits for the interpreter after each round trip; at
         # the default 5 ms switch interval a busy event loop would stretch every locked
@@ -87,27 +91,80 @@ class PostgresBackend:
                 f"the PostgreSQL store {describe(url)} cannot be reached: {_reason(exc)}"
             ) from exc
 
+    def _new_pool(self) -> ConnectionPool:
+        return ConnectionPool(
+            self.url,
+            min_size=1,
+            max_size=self._pool_size,
+            kwargs=self._kwargs,
+            open=False,
+            timeout=POOL_TIMEOUT,
+        )
+
     # -- units of work --------------------------------------------------------------------
 
     def _transaction(self, unit: Callable[[Tx], T]) -> T:
-        for attempt in range(RETRIES):
+        stale = 0
+        for attempt in range(RETRIES + self._pool_size):
             with self._pool.connection() as db:
                 tx = Tx(db, POSTGRES)
+                committing = False
                 try:
                     with db.transaction():
                         result = unit(tx)
                         for channel in sorted(tx.notices):
                             db.execute("SELECT pg_notify(%s, %s)", (CHANNEL, channel))
+                        committing = True
                     return result
                 except (pg_errors.DeadlockDetected, pg_errors.SerializationFailure):
-                    if attempt == RETRIES - 1:
+                    if attempt - stale >= RETRIES - 1:
                         raise
                     time.sleep(0.001 * 2**attempt)  # let the other transaction finish
+                except psycopg.OperationalError:
+                    # A connection a server restart left dead fails before its commit: the
+                    # server rolled the unit back, so another connection may run it (the
+                    # pool drops this one). One lost during its commit may have committed:
+                    # never run that again.
+                    if committing or not db.broken or stale >= self._pool_size:
+                        raise
+                    stale += 1
         raise AssertionError("unreachable: the last attempt returns or raises")
 
+    def probe(self) -> None:
+        """Whether the server takes a write now, on a connection of its own (the pool may
+        be waiting out its reconnection back-off). Raises `StorageUnavailable` if not."""
+        try:
+            with (
+                psycopg.connect(
+                    self.url, autocommit=True, connect_timeout=PROBE_TIMEOUT, **self._options()
+                ) as db,
+                db.transaction(),
+            ):
+                Tx(db, POSTGRES).set_kv("store.probe", repr(time.time()))
+        except psycopg.Error as exc:
+            raise StorageUnavailable(_reason(exc), outage=True) from exc
+
+    def reconnect(self) -> None:
+        """A fresh pool, once the server is back: none of the connections an outage left
+        dead, and none of the old pool's reconnection back-off (seconds, doubling)."""
+        old, self._pool = self._pool, self._new_pool()
+        self._pool.open(wait=False)
+        old.close(timeout=0)
+
+    def _options(self) -> dict[str, Any]:
+        return {"options": self._kwargs["options"]}
+
     def _read(self, unit: Callable[[Tx], T]) -> T:
-        with self._pool.connection() as db:
-            return unit(Tx(db, POSTGRES))
+        for stale in range(self._pool_size + 1):
+            with self._pool.connection() as db:
+                try:
+                    return unit(Tx(db, POSTGRES))
+                except psycopg.OperationalError:
+                    # A connection a server restart left dead: another may read (see
+                    # `_transaction`); the pool drops this one.
+                    if not db.broken or stale == self._pool_size:
+                        raise
+        raise AssertionError("unreachable: the last attempt returns or raises")
 
     async def write(self, unit: Callable[[Tx], T]) -> T:
         return await self._on_worker(self._transaction, unit)
@@ -121,7 +178,7 @@ class PostgresBackend:
             return await loop.run_in_executor(self._workers, run, unit)
         except (psycopg.Error, PoolTimeout) as exc:
             log.warning("store error: %s", _reason(exc))
-            raise StorageUnavailable() from exc
+            raise StorageUnavailable(outage=_is_outage(exc)) from exc
 
     def call(self, unit: Callable[[Tx], T]) -> T:
         try:
@@ -178,6 +235,16 @@ class PostgresBackend:
 def _migrate(tx: Tx) -> None:
     tx.lock_name("migrate")  # replicas starting together: one migrates, the others wait
     migrate(tx.db, POSTGRES, time.time())
+
+
+def _is_outage(exc: BaseException) -> bool:
+    """The server unreachable (refused, reset, no connection to be had), not a statement
+    past its time or a lock conflict: every caller would fail the same way now."""
+    if isinstance(exc, PoolTimeout):
+        return True
+    return isinstance(exc, psycopg.OperationalError) and not isinstance(
+        exc, pg_errors.QueryCanceled | pg_errors.LockNotAvailable | pg_errors.DeadlockDetected
+    )
 
 
 def _reason(exc: BaseException) -> str:

@@ -82,13 +82,26 @@ class SQLiteBackend:
         try:
             return await loop.run_in_executor(self._writer, self._transaction, unit)
         except sqlite3.Error as exc:
-            raise StorageUnavailable() from exc
+            raise StorageUnavailable(outage=_is_outage(exc)) from exc
 
     async def read(self, unit: Callable[[Tx], T]) -> T:
         try:
             return unit(Tx(self._connection(), SQLITE))
         except sqlite3.Error as exc:
-            raise StorageUnavailable() from exc
+            raise StorageUnavailable(outage=_is_outage(exc)) from exc
+
+    def probe(self) -> None:
+        """Whether the file takes a write now (a full disk, a read-only or failed file
+        system refuse it). Raises `StorageUnavailable` if it does not."""
+        try:
+            self._writer.submit(
+                self._transaction, lambda tx: tx.set_kv("store.probe", repr(time.time()))
+            ).result()
+        except sqlite3.Error as exc:
+            raise StorageUnavailable(str(exc), outage=True) from exc
+
+    def reconnect(self) -> None:
+        """Nothing to do: the file's connections outlive its failures."""
 
     def call(self, unit: Callable[[Tx], T]) -> T:
         try:
@@ -114,3 +127,10 @@ class SQLiteBackend:
         if db is not None:
             db.close()
             self._local.db = None
+
+
+def _is_outage(exc: sqlite3.Error) -> bool:
+    """The file unwritable or unreadable (I/O error, full, read-only, gone), not merely
+    locked for a moment by another writer."""
+    words = str(exc).lower()
+    return not ("locked" in words or "busy" in words)

@@ -16,7 +16,6 @@ from starlette.routing import Route
 from proxy.core.config import MIN_SECRET_LENGTH, MINT_COMMAND, ProxySettings
 from proxy.core.errors import GatewayError, Unauthenticated
 from proxy.core.keys import matches_a_secret
-from proxy.db import StoreError
 from proxy.edge.auth import operator_credential
 from proxy.edge.routes import gateway_of
 from proxy.services.metrics import Metrics
@@ -30,10 +29,15 @@ async def healthz(request: Request) -> Response:
 
 async def readyz(request: Request) -> Response:
     gateway = gateway_of(request)
-    try:
-        await gateway.store.teams()
-    except StoreError:
-        return JSONResponse({"status": "unavailable", "store": "unreachable"}, 503)
+    why = await gateway.store.unready()
+    if why is not None:
+        # Whether the store cannot be reached or cannot be written (a full disk), no
+        # submit could be admitted here: the load balancer should send it elsewhere.
+        return JSONResponse(
+            {"status": "unavailable", "store": "cannot admit a submit", "reason": why},
+            503,
+            headers={"Retry-After": "1"},
+        )
     return JSONResponse({"status": "ready", "polling": gateway.runs_followed})
 
 

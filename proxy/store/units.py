@@ -18,6 +18,7 @@ from typing import Any, Concatenate, ParamSpec, TypeAlias, TypeVar
 
 from proxy.core.quotas import budget_periods
 from proxy.db.backend import Backend, Listener
+from proxy.db.errors import StorageUnavailable
 from proxy.db.records import Admission, Attempt, OutboxMessage, RequestView, Team
 from proxy.db.tx import Tx
 from proxy.rules import admission, alerts, budget, leases, outbox, runs
@@ -25,6 +26,7 @@ from proxy.rules import teams as team_rules  # aliased: `Store.teams` is a metho
 from proxy.rules import usage as usage_rules  # aliased: `Store.usage` is a method
 from proxy.rules.admission import AdmissionRequest
 from proxy.store.backends import open_backend
+from proxy.store.breaker import Breaker
 
 __all__ = ["Store", "open_store"]
 
@@ -64,7 +66,10 @@ def _method(
 
 class Store:
     def __init__(self, backend: Backend) -> None:
-        self.backend = backend
+        # Every unit of work passes the breaker: an outage is answered at once, not
+        # waited out by each caller.
+        self.breaker = Breaker(backend)
+        self.backend: Backend = self.breaker
         self._auth_version = -1
         self._auth_cache: dict[str, Team | None] = {}
         # Notices of auth changes heard (from any process); see `team_for_key`.
@@ -98,6 +103,10 @@ class Store:
 
     def close(self) -> None:
         self.backend.close()
+
+    async def unready(self) -> str | None:
+        """None if a submit can be admitted now, else why not (see `Breaker.ready`)."""
+        return await self.breaker.ready()
 
     # -- numbers a restarted process needs again ------------------------------------------
 
@@ -163,7 +172,14 @@ class Store:
                 return version, None, False
             return version, tx.team_for_key(key_hash), True
 
-        version, team, looked_up = await self._read(unit)
+        try:
+            version, team, looked_up = await self._read(unit)
+        except StorageUnavailable:
+            # No key can be revoked while the store is out: what was known still holds,
+            # so known teams keep polling their finished runs (answered from memory).
+            if key_hash in self._auth_cache:
+                return self._auth_cache[key_hash]
+            raise
         if version != self._auth_version:
             self._auth_cache.clear()
             self._auth_version = version

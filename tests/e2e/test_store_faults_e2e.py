@@ -66,14 +66,8 @@ def advance(fake: ServerProcess, gateway: ServerProcess, seconds: float) -> None
     ).raise_for_status()
 
 
-def test_runs_segmind_accepted_while_the_store_failed_are_followed_and_delivered(
-    store: tuple[str, Outage],
-) -> None:
-    db, outage = store
-    receiver = Receiver()
-    receiver.start()
-    fake = start_server("fakeserver", "--api-key", UPSTREAM_KEY, "--clock", "virtual")
-    gateway = start_server(
+def start_gateway(fake: ServerProcess, db: str) -> ServerProcess:
+    return start_server(
         "proxy", "--upstream-url", fake.url, "--db", db, "--clock", "virtual",
         env={
             "SEGMIND_API_KEY": UPSTREAM_KEY,
@@ -82,6 +76,16 @@ def test_runs_segmind_accepted_while_the_store_failed_are_followed_and_delivered
             "PROXY_INSTANCE_ID": "faults-gateway",
         },
     )  # fmt: skip
+
+
+def test_runs_segmind_accepted_while_the_store_failed_are_followed_and_delivered(
+    store: tuple[str, Outage],
+) -> None:
+    db, outage = store
+    receiver = Receiver()
+    receiver.start()
+    fake = start_server("fakeserver", "--api-key", UPSTREAM_KEY, "--clock", "virtual")
+    gateway = start_gateway(fake, db)
     outputs: list[str] = []
     try:
         made = httpx.post(
@@ -113,14 +117,18 @@ def test_runs_segmind_accepted_while_the_store_failed_are_followed_and_delivered
 
         with concurrent.futures.ThreadPoolExecutor(RUNS) as pool:
             calls = [pool.submit(submit, n) for n in range(RUNS)]
-            # All three admitted (and charged) and held upstream: now the store fails.
-            eventually(lambda: credits() == pytest.approx(BUDGET - RUNS * PRICE), 10,
-                       "the three runs are admitted")  # fmt: skip
+            # All three admitted (and charged) and held upstream (the fake's journal opens
+            # an entry as a request arrives): now the store fails.
+            eventually(lambda: len(journal(fake, "submit")) == RUNS, 10, "the runs are sent")
             outage.start()
             answers = [call.result(timeout=60) for call in calls]
-        # Segmind has answered all three (the journal records an answer once it is sent).
-        eventually(lambda: len(journal(fake, "submit")) == RUNS, 10, "Segmind answered")
+        # Segmind has answered all three while the store was out.
+        eventually(lambda: all(e.get("status") == 200 for e in journal(fake, "submit")), 10,
+                   "Segmind answered")  # fmt: skip
         outage.end()
+        # A client retries after the 503's Retry-After; readiness says when to.
+        eventually(lambda: httpx.get(f"{gateway.url}/readyz").status_code == 200, 10,
+                   "readiness sees the store back")  # fmt: skip
 
         ids = []
         for answer in answers:
@@ -168,3 +176,85 @@ def journal(fake: ServerProcess, route: str) -> list[dict[str, Any]]:
         f"{fake.url}/__admin/journal", params={"route": route}
     ).json()["entries"]
     return entries
+
+
+def test_an_outage_is_refused_at_once_and_its_end_noticed_at_once(
+    store: tuple[str, Outage],
+) -> None:
+    """The breaker: the outage is met once, then refused without waiting; readiness says
+    no submit can be admitted; a finished run still answers; the store's return is seen."""
+    db, outage = store
+    fake = start_server("fakeserver", "--api-key", UPSTREAM_KEY, "--clock", "virtual")
+    gateway = start_gateway(fake, db)
+    try:
+        made = httpx.post(f"{gateway.url}/admin/teams", json={"name": "outage"}, headers=ADMIN)
+        team = {"x-api-key": made.json()["api_key"]}
+        url = f"{gateway.url}/workflows/{WORKFLOW}"
+        done = httpx.post(url, json={"Scene_1": "Before the outage"}, headers=team)
+        poll = f"{gateway.url}/workflows/request/{done.json()['request_id']}"
+
+        def completed() -> bool:
+            advance(fake, gateway, 60)
+            return bool(httpx.get(poll, headers=team).json()["status"] == "COMPLETED")
+
+        eventually(completed, 30, "the first run completes")
+        assert httpx.get(f"{gateway.url}/readyz").status_code == 200
+
+        outage.start()
+        first = httpx.post(url, json={"Scene_1": "During the outage"}, headers=team, timeout=30)
+        assert first.status_code == 503, first.text
+        assert first.headers["retry-after"]
+        # Met once: from now on refused by the breaker, without asking the store.
+        again = httpx.post(url, json={"Scene_1": "During the outage"}, headers=team, timeout=30)
+        assert again.status_code == 503
+        assert "has been unavailable for" in again.json()["error"]
+        ready = httpx.get(f"{gateway.url}/readyz", timeout=30)
+        assert ready.status_code == 503
+        assert ready.json()["store"] == "cannot admit a submit"
+        # A finished run's answer never changes: it is given from memory meanwhile.
+        kept = httpx.get(poll, headers=team, timeout=30)
+        assert kept.status_code == 200
+        assert kept.json()["status"] == "COMPLETED"
+
+        outage.end()
+        eventually(lambda: httpx.get(f"{gateway.url}/readyz").status_code == 200, 10,
+                   "readiness sees the store back")  # fmt: skip
+        after = httpx.post(url, json={"Scene_1": "After the outage"}, headers=team, timeout=30)
+        assert after.status_code == 200, after.text
+    finally:
+        try:
+            outage.end()
+        finally:
+            gateway.stop()
+            fake.stop()
+
+
+def test_connections_a_database_restart_left_dead_fail_no_request(tmp_path: Path) -> None:
+    """PostgreSQL restarted while the gateway was idle: every pooled connection is dead,
+    and the next requests run on new ones instead of failing on each stale one."""
+    with postgres_database("gw_stale") as url:
+        relay = PostgresRelay(("127.0.0.1", int(url.rsplit(":", 1)[1].split("/")[0])))
+        fake = start_server("fakeserver", "--api-key", UPSTREAM_KEY, "--clock", "virtual")
+        gateway = start_gateway(fake, relayed(url, relay))
+        try:
+            made = httpx.post(f"{gateway.url}/admin/teams", json={"name": "s"}, headers=ADMIN)
+            team = {"x-api-key": made.json()["api_key"]}
+            url_ = f"{gateway.url}/workflows/{WORKFLOW}"
+            # Several at once, so the pool holds several connections.
+            with concurrent.futures.ThreadPoolExecutor(6) as pool:
+                warm = list(pool.map(
+                    lambda n: httpx.post(url_, json={"Scene_1": f"warm {n}"}, headers=team),
+                    range(6),
+                ))  # fmt: skip
+            assert all(w.status_code == 200 for w in warm)
+            relay.cut()  # a restart: every connection reset...
+            relay.restore()  # ...and the server back at once
+            answers = [
+                httpx.post(url_, json={"Scene_1": f"after {n}"}, headers=team, timeout=30)
+                for n in range(4)
+            ]
+            assert [a.status_code for a in answers] == [200] * 4, [a.text for a in answers]
+        finally:
+            gateway.stop()
+            fake.stop()
+            relay.close()
