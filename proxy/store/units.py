@@ -68,8 +68,8 @@ class Store:
     def __init__(self, backend: Backend) -> None:
         # Every unit of work passes the breaker: an outage is answered at once, not
         # waited out by each caller.
+        self.backend = backend
         self.breaker = Breaker(backend)
-        self.backend: Backend = self.breaker
         self._auth_version = -1
         self._auth_cache: dict[str, Team | None] = {}
         # Notices of auth changes heard (from any process); see `team_for_key`.
@@ -81,10 +81,10 @@ class Store:
         self._admitting: dict[str, asyncio.Lock] = {}
 
     async def _write(self, unit: Callable[[Tx], T]) -> T:
-        return await self.backend.write(unit)
+        return await self.breaker.write(unit)
 
     async def _read(self, unit: Callable[[Tx], T]) -> T:
-        return await self.backend.read(unit)
+        return await self.breaker.read(unit)
 
     def call(self, unit: Callable[[Tx], T]) -> T:
         """Run one unit of work, blocking (the command line has no event loop)."""
@@ -102,7 +102,7 @@ class Store:
             self._auth_news += 1
 
     def close(self) -> None:
-        self.backend.close()
+        self.breaker.close()
 
     async def unready(self) -> str | None:
         """None if a submit can be admitted now, else why not (see `Breaker.ready`)."""
