@@ -94,7 +94,7 @@ def create_app(
     configure_logging(settings.log_level, secrets=secrets)
     gateway = Gateway(
         settings,
-        open_store(settings.db),
+        open_store(settings.db, wait=True),  # started before its database: waits
         clock or (VirtualClock() if settings.clock == "virtual" else SystemClock()),
         wall_clock=wall_clock,
         upstream_transport=upstream_transport,

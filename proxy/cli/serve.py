@@ -187,7 +187,7 @@ def _refuse_a_live_twin(settings: ProxySettings) -> None:
 def _heartbeat_of(settings: ProxySettings) -> float | None:
     """Until when the store holds this instance id alive (None: no row), read-only."""
     try:
-        store = open_store(settings.db, create=False)
+        store = open_store(settings.db, create=False, wait=True)
     except (OSError, StoreError):
         return None  # a new store has no processes; or not readable now: start says why
     try:

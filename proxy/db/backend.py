@@ -24,6 +24,9 @@ Listener = Callable[[str], None]  # called on the event loop with a channel name
 
 class Backend(Protocol):
     name: str  # "sqlite" or "postgresql"
+    # Why the database could not be reached when the backend was opened to wait for it
+    # (a gateway started before its database); None once it was.
+    down_at_start: str | None
 
     async def write(self, unit: Callable[[Tx], T]) -> T:
         """Run `unit` in a write transaction, exact against every other process."""

@@ -59,9 +59,20 @@ class PostgresBackend:
     name = "postgresql"
 
     def __init__(
-        self, url: str, *, pool_size: int = 8, statement_timeout: float = STATEMENT_TIMEOUT
+        self,
+        url: str,
+        *,
+        pool_size: int = 8,
+        statement_timeout: float = STATEMENT_TIMEOUT,
+        wait: bool = False,
     ) -> None:
+        """Open the store, migrated to this code's schema. A server that cannot be reached
+        raises `StorageUnavailable`; with `wait`, the backend opens anyway, down (see
+        `down_at_start`), and the first `probe` that reaches the server migrates it: a
+        gateway process starts in any order with its database, as replicas do."""
         self.url = url
+        self.down_at_start: str | None = None
+        self._migrated = False
         self._listeners: list[tuple[asyncio.AbstractEventLoop, Listener]] = []
         self._closed = threading.Event()
         self._listener: threading.Thread | None = None
@@ -82,13 +93,21 @@ class PostgresBackend:
         # transaction (and everyone queued on its lock) by up to that much per statement.
         sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_INTERVAL))
         try:
+            if wait:
+                self.probe()  # one quick attempt: a server that is down refuses at once
             self._pool.open(wait=True, timeout=CONNECT_TIMEOUT * 2)
             self._transaction(lambda tx: _migrate(tx))
-        except (psycopg.Error, PoolTimeout) as exc:
+            self._migrated = True
+        except (psycopg.Error, PoolTimeout, StorageUnavailable) as exc:
             self._pool.close()
+            self._pool = self._new_pool()
+            reason = exc.message if isinstance(exc, StorageUnavailable) else _reason(exc)
+            if wait:
+                self.down_at_start = reason
+                return
             self._workers.shutdown()
             raise StorageUnavailable(
-                f"the PostgreSQL store {describe(url)} cannot be reached: {_reason(exc)}"
+                f"the PostgreSQL store {describe(url)} cannot be reached: {reason}"
             ) from exc
 
     def _new_pool(self) -> ConnectionPool:
@@ -134,13 +153,15 @@ class PostgresBackend:
         """Whether the server takes a write now, on a connection of its own (the pool may
         be waiting out its reconnection back-off). Raises `StorageUnavailable` if not."""
         try:
-            with (
-                psycopg.connect(
-                    self.url, autocommit=True, connect_timeout=PROBE_TIMEOUT, **self._options()
-                ) as db,
-                db.transaction(),
-            ):
-                Tx(db, POSTGRES).set_kv("store.probe", repr(time.time()))
+            with psycopg.connect(
+                self.url, autocommit=True, connect_timeout=PROBE_TIMEOUT, **self._options()
+            ) as db:
+                if not self._migrated:  # opened while the server was down: now it is up
+                    with db.transaction():
+                        _migrate(Tx(db, POSTGRES))
+                    self._migrated = True
+                with db.transaction():
+                    Tx(db, POSTGRES).set_kv("store.probe", repr(time.time()))
         except psycopg.Error as exc:
             raise StorageUnavailable(_reason(exc), outage=True) from exc
 

@@ -37,6 +37,8 @@ class SQLiteBackend:
 
     def __init__(self, path: str, busy_timeout: float = 5.0) -> None:
         self.path = path
+        # A file that cannot be opened is a setting to fix, never waited for.
+        self.down_at_start: str | None = None
         self.busy_timeout = busy_timeout
         self._local = threading.local()
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-writer")

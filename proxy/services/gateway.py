@@ -53,6 +53,7 @@ hints_log = logging.getLogger("proxy.hints")  # as before the notices moved here
 
 IN_FLIGHT_STATUSES = ("WAITING", "SUBMITTING", "QUEUED")
 FINISHED_ANSWERS = 10_000  # terminal poll answers kept in memory
+STORE_WAIT = 0.5  # real seconds between attempts to take runs back from a store not yet up
 
 
 @dataclass(frozen=True)
@@ -124,18 +125,41 @@ class Gateway:
         self._finished_answers: dict[tuple[str, str], tuple[bytes, RequestRecord, float]] = {}
         self._submits: set[asyncio.Task[Generation]] = set()
         self._admitting: set[asyncio.Task[Admission]] = set()
+        self._taking_back: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
+        self.store.watch()  # news from other replicas: auth changes, webhooks queued
+        try:
+            await self._take_back()
+        except StorageUnavailable as exc:
+            # Started before its database (replicas start in any order): readiness answers
+            # 503 meanwhile, and this process takes its runs back once the store answers.
+            log.warning("store unavailable at start: %s; waiting for it", exc.message)
+            self._taking_back = asyncio.get_running_loop().create_task(self._take_back_later())
+        self.heartbeat.start(self._adopt)
+        self.deliverer.start()
+
+    async def _take_back(self) -> None:
+        """Say this process is alive and take back the runs it held before a restart."""
         await self.heartbeat.beat()
         resumed = await self.poller.resume(await self.heartbeat.claim(own=True))
         if resumed:
             log.info("resumed polling of %d unfinished generations", resumed)
-        self.store.watch()  # news from other replicas: auth changes, webhooks queued
-        self.heartbeat.start(self._adopt)
         self._update_in_flight()
-        self.deliverer.start()
+
+    async def _take_back_later(self) -> None:
+        while True:
+            await self.wall_clock.sleep(STORE_WAIT)
+            try:
+                await self._take_back()
+            except StorageUnavailable:
+                continue
+            log.info("store available: runs taken back")
+            return
 
     async def stop(self) -> None:
+        if self._taking_back is not None:
+            self._taking_back.cancel()
         if self._admitting:
             await asyncio.gather(*self._admitting, return_exceptions=True)
         if self._submits:

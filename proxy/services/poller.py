@@ -113,6 +113,7 @@ class Poller:
         self._idle.set()
         # Set when a notification may have brought a run's next poll forward.
         self._woken: dict[str, asyncio.Event] = {}
+        self._listening = False
 
     @property
     def tracked(self) -> int:
@@ -185,8 +186,9 @@ class Poller:
     async def resume(self, claimed: list[tuple[Generation, int]]) -> int:
         """At start: load what was learnt, then adopt the runs this process claimed (its
         own from before a restart, and any whose process died); returns how many it polls."""
-        if self.hints:
+        if self.hints and not self._listening:
             self.store.subscribe(self._news)
+            self._listening = True  # once, though a store down at start makes this run again
         saved = await self.store.kv_get(MODEL_KEY)
         if saved:
             try:

@@ -43,16 +43,19 @@ def is_new(url: str) -> bool:
     return path is not None and not Path(path).exists()
 
 
-def open_backend(url: str, *, create: bool = True, pool_size: int = 8) -> Backend:
+def open_backend(
+    url: str, *, create: bool = True, pool_size: int = 8, wait: bool = False
+) -> Backend:
     """The backend the `db` setting names: a path or `sqlite:///path` (SQLite), or
     `postgresql://user@host:port/dbname`. `create=False` opens only a store that exists:
-    admin commands never make a new empty one."""
+    admin commands never make a new empty one. `wait`: a database server that is down is
+    waited for (the gateway process), not an error (a command)."""
     match = SCHEME.match(url)
     scheme = match.group(1).lower() if match else "file"
     if scheme in ("postgresql", "postgres"):
         from proxy.db.postgres import PostgresBackend  # only when asked for: see above
 
-        return PostgresBackend(url, pool_size=pool_size)
+        return PostgresBackend(url, pool_size=pool_size, wait=wait)
     path = _sqlite_path(url)
     if path is None:
         raise ValueError(

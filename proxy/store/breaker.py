@@ -47,6 +47,10 @@ class Breaker:
         self._reason = ""
         self._probing: asyncio.Task[None] | None = None
         self._ready_until = 0.0
+        if backend.down_at_start is not None:
+            self._down = {"write": time.monotonic(), "read": time.monotonic()}
+            self._reason = backend.down_at_start
+            log.warning("store unavailable at start (%s): waiting for it", self._reason)
 
     # -- what the store asks ------------------------------------------------------------
 
@@ -95,6 +99,7 @@ class Breaker:
         """None if a submit can be admitted now, else why not. A probe (one small write) at
         most once a second while the store is up; none at all while it is known down."""
         if self._down:
+            self._probe_soon()
             return self._reason
         if time.monotonic() < self._ready_until:
             return None
@@ -111,6 +116,7 @@ class Breaker:
     def _refuse_if_down(self, direction: str) -> None:
         since = self._down.get(direction)
         if since is not None:
+            self._probe_soon()
             raise StorageUnavailable(
                 f"the gateway's store has been unavailable for {time.monotonic() - since:.0f} s "
                 f"({self._reason}), so nothing was admitted or charged; retry in a few seconds",
@@ -130,7 +136,13 @@ class Breaker:
             return
         self._reason = _reason_of(exc)
         log.warning("store unavailable (%s): answering 503 at once until it is back", self._reason)
-        self._probing = asyncio.get_running_loop().create_task(self._probe_until_back())
+        self._probe_soon()
+
+    def _probe_soon(self) -> None:
+        """Start probing, unless a probe loop runs (it is started from the event loop: a
+        store opened down, before any loop ran, starts it with its first caller)."""
+        if self._probing is None:
+            self._probing = asyncio.get_running_loop().create_task(self._probe_until_back())
 
     async def _probe_until_back(self) -> None:
         loop = asyncio.get_running_loop()

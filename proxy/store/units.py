@@ -38,9 +38,10 @@ AUTH_CACHE_SIZE = 10_000  # key hashes remembered between auth changes
 _Method: TypeAlias = Callable[Concatenate["Store", P], Coroutine[Any, Any, T]]
 
 
-def open_store(url: str, *, create: bool = True) -> Store:
-    """The store the `db` setting names (a path, sqlite:///path or postgresql://...)."""
-    return Store(open_backend(url, create=create))
+def open_store(url: str, *, create: bool = True, wait: bool = False) -> Store:
+    """The store the `db` setting names (a path, sqlite:///path or postgresql://...);
+    `wait`: a database server that is down is waited for, not an error."""
+    return Store(open_backend(url, create=create, wait=wait))
 
 
 def _writes(unit: Callable[Concatenate[Tx, P], T], doc: str | None = None) -> _Method[P, T]:

@@ -258,3 +258,40 @@ def test_connections_a_database_restart_left_dead_fail_no_request(tmp_path: Path
             gateway.stop()
             fake.stop()
             relay.close()
+
+
+def test_a_gateway_started_before_its_database_waits_for_it() -> None:
+    """Replicas start in any order: one whose PostgreSQL is down listens, answers readiness
+    with 503, and serves once the database is up (its schema made then)."""
+    with postgres_database("gw_late") as url:
+        relay = PostgresRelay(("127.0.0.1", int(url.rsplit(":", 1)[1].split("/")[0])))
+        relay.cut()
+        fake = start_server("fakeserver", "--api-key", UPSTREAM_KEY, "--clock", "virtual")
+        try:
+            gateway = start_gateway(fake, relayed(url, relay))
+        except BaseException:
+            fake.stop()
+            relay.close()
+            raise
+        try:
+            waiting = httpx.get(f"{gateway.url}/readyz", timeout=30)
+            assert waiting.status_code == 503
+            assert waiting.json()["reason"]
+            refused = httpx.post(f"{gateway.url}/admin/teams", json={"name": "late"},
+                                 headers=ADMIN, timeout=30)  # fmt: skip
+            assert refused.status_code == 503
+            relay.restore()
+            eventually(lambda: httpx.get(f"{gateway.url}/readyz").status_code == 200, 10,
+                       "the gateway sees its database")  # fmt: skip
+            made = httpx.post(f"{gateway.url}/admin/teams", json={"name": "late"}, headers=ADMIN)
+            assert made.status_code == 201, made.text
+            answer = httpx.post(
+                f"{gateway.url}/workflows/{WORKFLOW}",
+                json={"Scene_1": "Once the database is up"},
+                headers={"x-api-key": made.json()["api_key"]},
+            )
+            assert answer.status_code == 200, answer.text
+        finally:
+            gateway.stop()
+            fake.stop()
+            relay.close()
