@@ -46,6 +46,11 @@ def _parser() -> argparse.ArgumentParser:
     add("--duration-sigma", type=float, help="lognormal spread of run durations (default 0.2)")
     add("--duration-min", type=float, help="shortest run in seconds (default 300)")
     add("--duration-max", type=float, help="longest run in seconds (default 1800)")
+    add(
+        "--state-file",
+        metavar="PATH",
+        help="keep jobs, credits and a virtual clock's time in this file across restarts",
+    )
     add("--result-ttl", type=float, help="seconds a result is kept after submit (default 3600)")
     add("--failure-rate", type=float, help="chance that a run ends FAILED (default 0)")
     add(

@@ -74,7 +74,9 @@ async def advance(request: Request) -> Response:
     seconds = body.get("seconds")
     if not isinstance(seconds, int | float) or isinstance(seconds, bool) or seconds < 0:
         raise InvalidInput('advance needs {"seconds": <a number of 0 or more>}')
-    return JSONResponse({"now": state.clock.advance(float(seconds))})
+    now = state.clock.advance(float(seconds))
+    state.persist()
+    return JSONResponse({"now": now})
 
 
 async def script(request: Request) -> Response:
@@ -103,6 +105,7 @@ async def credits(request: Request) -> Response:
     if not isinstance(amount, int | float) or isinstance(amount, bool) or amount < 0:
         raise InvalidInput('credits needs {"key": "<label>", "credits": <a number of 0 or more>}')
     account.credits = float(amount)
+    state.persist()
     return JSONResponse({"key": account.label, "credits": account.credits})
 
 

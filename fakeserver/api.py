@@ -164,6 +164,7 @@ async def poll(request: Request) -> Response:
     if job is None or job.account != account.label:
         raise _not_found(request_id)
     job.polls += 1
+    state.persist()  # a job's stage may count its polls
     current = state_of(job, state.clock.now(), state.settings.result_ttl)
     if current is None:
         state.jobs.pop(request_id, None)

@@ -24,7 +24,9 @@ __all__ = [
     "error_response",
 ]
 
-# The error codes Segmind documents, with a default message for each when one is forced.
+# The error codes Segmind documents, with a default message for each when one is forced;
+# and 503, which it does not document but any service behind a load balancer answers in an
+# outage or a deploy (the gateway retries it like 502).
 DEFAULT_MESSAGES: dict[int, str] = {
     400: "Bad Request: invalid parameters or request format",
     401: "Unauthorized: missing or invalid API key",
@@ -34,6 +36,7 @@ DEFAULT_MESSAGES: dict[int, str] = {
     429: "Rate Limited: too many requests, retry later",
     500: "Server Error: internal server error",
     502: "Bad Gateway: service temporarily unavailable, retry later",
+    503: "Service Unavailable: down for a moment, retry later",
     504: "Timeout: the request timed out",
 }
 ERROR_CODES = tuple(DEFAULT_MESSAGES)

@@ -33,7 +33,8 @@ from .prefer import FAULT_KINDS, parse_prefer
 __all__ = ["Action", "ChaosSettings", "FaultMiddleware", "FaultPlan"]
 
 FAULTABLE_ROUTES = ("submit", "poll", "credits")
-CHAOS_ERROR_CODES = (500, 502, 504)
+# Every server error the gateway handles: each is retried, and 503 is an outage's answer.
+CHAOS_ERROR_CODES = (500, 502, 503, 504)
 DELAY_KINDS = ("fixed", "lognormal", "trickle")
 MALFORMED_BODY = b'{"status": "QUEUED", "request_id": "'  # cut short: not valid JSON
 

@@ -82,6 +82,9 @@ class FakeSettings(BaseSettings):
     admin_token: str | None = None
     clock: Literal["system", "virtual"] = "system"
     journal_size: int = Field(10_000, ge=1)
+    state_file: str | None = Field(
+        None, description="keep jobs, credits and a virtual clock's time here across restarts"
+    )
     chaos_error_rate: float = Field(0.0, ge=0, le=1)
     chaos_fault_rate: float = Field(0.0, ge=0, le=1)
     chaos_delay_rate: float = Field(0.0, ge=0, le=1)

@@ -23,6 +23,7 @@ from .jobs import (
 )
 from .journal import Journal
 from .notify import Notifier, NotifySettings
+from .persist import StateFile, job_from_json
 from .prefer import Preferences
 from .settings import DEMO_KEY, FakeSettings
 
@@ -86,6 +87,34 @@ class FakeState:
         self._rng = random.Random(settings.seed)
         self._lock = threading.Lock()
         self._submits = 0
+        self.state_file = StateFile(settings.state_file) if settings.state_file else None
+        if self.state_file is not None:
+            self._restore(self.state_file)
+
+    def _restore(self, state_file: StateFile) -> None:
+        """Take up what the previous run of the fake saved: its jobs at the stage they had
+        reached, the credits left, and a virtual clock's time."""
+        saved = state_file.load()
+        if saved is None:
+            return
+        if isinstance(self.clock, VirtualClock) and saved["now"] > self.clock.now():
+            self.clock.advance(saved["now"] - self.clock.now())
+        for document in saved["jobs"]:
+            job = job_from_json(document)
+            self.jobs[job.id] = job
+        for label, credits in saved["credits"].items():
+            account = self.accounts.by_label(label)
+            if account is not None:
+                account.credits = credits
+
+    def persist(self) -> None:
+        """Save jobs, credits and the clock, if the fake keeps them (`--state-file`)."""
+        if self.state_file is None:
+            return
+        with self._lock:
+            jobs = list(self.jobs.values())
+        credits = {account.label: account.credits for account in self.accounts.all()}
+        self.state_file.save(self.clock.now(), jobs, credits)
 
     def new_job(
         self, workflow: Workflow, account: str, inputs: dict[str, str], prefs: Preferences
@@ -144,6 +173,7 @@ class FakeState:
         )
         self.jobs[request_id] = job
         self.notifier.schedule(job)
+        self.persist()
         return job
 
     def price_of(self, workflow: Workflow) -> float:

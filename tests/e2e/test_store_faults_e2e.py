@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import concurrent.futures
 import json
+import os
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -295,3 +297,38 @@ def test_a_gateway_started_before_its_database_waits_for_it() -> None:
             gateway.stop()
             fake.stop()
             relay.close()
+
+
+def test_a_run_is_followed_across_an_upstream_restart(tmp_path: Path) -> None:
+    """Segmind restarting (the fake SIGKILLed, then started on its port with its state
+    file): the gateway's polls meet refused connections for a while, then the run again."""
+    state = tmp_path / "fake-state.json"
+    args = ("--api-key", UPSTREAM_KEY, "--clock", "virtual", "--state-file", str(state))
+    fake = start_server("fakeserver", *args)
+    gateway = start_gateway(fake, str(tmp_path / "gateway.sqlite"))
+    try:
+        made = httpx.post(f"{gateway.url}/admin/teams", json={"name": "r"}, headers=ADMIN)
+        team = {"x-api-key": made.json()["api_key"]}
+        answer = httpx.post(f"{gateway.url}/workflows/{WORKFLOW}",
+                            json={"Scene_1": "Across a restart"}, headers=team)  # fmt: skip
+        poll = f"{gateway.url}/workflows/request/{answer.json()['request_id']}"
+        advance(fake, gateway, 60)
+        os.kill(fake.proc.pid, signal.SIGKILL)
+        fake.stop()
+        for _ in range(3):  # its polls now meet a refused connection, and are retried
+            httpx.post(f"{gateway.url}/admin/clock/advance", json={"seconds": 30},
+                       headers=ADMIN).raise_for_status()  # fmt: skip
+        assert httpx.get(poll, headers=team).json()["status"] == "QUEUED"
+        fake = start_server("fakeserver", *args, "--port", str(fake.port))
+        # The fake's clock resumes where it stopped; the gateway's went on 90 s: even them.
+        httpx.post(f"{fake.url}/__admin/clock/advance", json={"seconds": 90}).raise_for_status()
+
+        def completed() -> bool:
+            advance(fake, gateway, 60)
+            return bool(httpx.get(poll, headers=team).json()["status"] == "COMPLETED")
+
+        eventually(completed, 60, "the run completes after the upstream's restart")
+        assert len(journal(fake, "submit")) == 0  # never sent again (this fake's journal)
+    finally:
+        gateway.stop()
+        fake.stop()
