@@ -47,8 +47,9 @@ RETRIES = 8  # runs of one unit of work that met a deadlock or serialization fai
 CONNECT_TIMEOUT = 5  # seconds to reach the server
 # Seconds a unit of work waits for a connection. Each worker thread holds at most one, so
 # the wait is never for another unit's connection: only for a new one to be made, which a
-# reachable server gives in milliseconds. A server that is down answers 503 this soon.
-POOL_TIMEOUT = 1.0
+# reachable server gives in milliseconds. A server that is down is a 503 this soon (the
+# breaker then refuses at once).
+POOL_TIMEOUT = 0.5
 PROBE_TIMEOUT = 2  # seconds a probe of a store that failed has to connect
 LISTEN_RETRY = 1.0  # seconds between reconnections of the listener
 STATEMENT_TIMEOUT = 10.0  # seconds any one statement may take, waiting for locks included
