@@ -73,6 +73,8 @@ def record_late_upstream_id(
     run is still SUBMITTING with no id; None once it was given up (then Segmind's run is
     past following, and the caller logs it)."""
     run, _ = tx.run_and_lease(generation_id)
+    if run.upstream_id == upstream_id:
+        return run  # the first attempt did commit: its answer was what the store lost
     if run.terminal or run.upstream_id is not None or run.status != "SUBMITTING":
         return None
     return tx.set_submitted(generation_id, upstream_id, now, next_poll_at)

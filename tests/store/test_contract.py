@@ -181,6 +181,39 @@ async def test_a_stalled_writer_that_lost_its_lease_is_fenced_off(store: Store) 
     assert await store.claim_runs("gateway-c", NOW + 100) == []
 
 
+async def test_an_upstream_id_the_store_missed_is_recorded_late_whoever_holds_the_run(
+    store: Store,
+) -> None:
+    # gateway-a sent the run; its store failed as Segmind answered, and meanwhile gateway-b
+    # took the run over. Only a knows the id: it is recorded under b's lease all the same.
+    team = await _team(store)
+    admitted = await store.admit(_ask(team), NOW)
+    old = Fence("gateway-a", admitted.token or 0)
+    await store.claim_send(admitted.generation.id, NOW, 50, old)
+    await store.heartbeat("gateway-b", NOW + 30)
+    [(run, _)] = await store.claim_runs("gateway-b", NOW)
+    late = await store.record_late_upstream_id(run.id, "up-late", NOW + 2, NOW + 9)
+    assert late is not None
+    assert (late.status, late.upstream_id, late.next_poll_at) == ("QUEUED", "up-late", NOW + 9)
+    # Its retry after a commit whose answer was lost finds it done, and changes nothing.
+    again = await store.record_late_upstream_id(run.id, "up-late", NOW + 3, NOW + 10)
+    assert again is not None
+    assert again.next_poll_at == NOW + 9
+
+
+async def test_an_upstream_id_for_a_run_given_up_meanwhile_is_not_recorded(store: Store) -> None:
+    team = await _team(store)
+    admitted = await store.admit(_ask(team), NOW)
+    fence = Fence("gateway-a", admitted.token or 0)
+    await store.claim_send(admitted.generation.id, NOW, 50, fence)
+    await store.record_status(
+        admitted.generation.id, "FAILED", NOW + 1, fence=fence, error="cannot be known",
+        terminal=True,
+    )  # fmt: skip
+    assert await store.record_late_upstream_id(admitted.generation.id, "up", NOW + 2, NOW) is None
+    assert (await store.generation(admitted.generation.id)).upstream_id is None
+
+
 async def test_a_restarted_instance_fences_off_its_own_earlier_lease(store: Store) -> None:
     # A process restarted under the same id takes its runs back under new tokens: a write
     # still in flight from before the restart names the instance, but the old token.
