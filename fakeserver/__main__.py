@@ -47,6 +47,18 @@ def _parser() -> argparse.ArgumentParser:
     add("--duration-min", type=float, help="shortest run in seconds (default 300)")
     add("--duration-max", type=float, help="longest run in seconds (default 1800)")
     add("--result-ttl", type=float, help="seconds a result is kept after submit (default 3600)")
+    add(
+        "--output-ttl",
+        type=float,
+        metavar="SECONDS",
+        help="seconds a run's output files are served after it completes (default 7 days)",
+    )
+    add(
+        "--asset-bytes",
+        type=int,
+        metavar="N",
+        help="make each output file N bytes (the video, then filler): realistic sizes",
+    )
     add("--failure-rate", type=float, help="chance that a run ends FAILED (default 0)")
     add(
         "--failure-key",

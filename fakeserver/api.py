@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import re
-from importlib import resources
 from typing import Any
 
 from starlette.requests import Request
@@ -187,14 +186,19 @@ async def credits(request: Request) -> Response:
     )
 
 
-_ASSETS = resources.files("fakeserver") / "assets"
-
-
 async def asset(request: Request) -> Response:
+    """An output file; `Range` answered (206) as S3 does, by Starlette's FileResponse."""
+    state = _state(request)
     digest, name = request.path_params["digest"], request.path_params["name"]
     if not (DIGEST.fullmatch(digest) and ASSET_NAME.fullmatch(name)):
         raise ApiError(404, f"no such asset {digest}/{name}; use the URLs a COMPLETED job gives")
-    return FileResponse(str(_ASSETS / name), media_type="video/mp4")
+    if state.outputs.expired(digest, state.clock.now()):
+        raise ApiError(
+            404,
+            f"asset {digest}/{name} was deleted: outputs are kept "
+            f"{state.settings.output_ttl:g} s after a run completes",
+        )
+    return FileResponse(state.outputs.path(digest, name), media_type="video/mp4")
 
 
 async def healthz(request: Request) -> Response:
