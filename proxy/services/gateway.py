@@ -29,10 +29,12 @@ from proxy.core.schedule import DurationModel
 from proxy.core.ssrf import AddressPolicy, WebhookUrlError, check_url_syntax, resolve_and_check
 from proxy.core.tracing import Tracing
 from proxy.db import Admission, CacheStatus, Generation, RequestRecord, StoreError, Team
+from proxy.objects import ObjectStore
 from proxy.rules import AdmissionRequest
 from proxy.services.deliverer import Deliverer
 from proxy.services.heartbeat import Heartbeat
 from proxy.services.metrics import Metrics
+from proxy.services.outputs import OutputService
 from proxy.services.poller import Poller
 from proxy.services.preflight import ImagePreflight
 from proxy.services.upstream import Upstream, UpstreamBudget
@@ -73,6 +75,8 @@ class Gateway:
         metrics: Metrics | None = None,
         wall_clock: Clock | None = None,
         tracing: Tracing | None = None,
+        objects: ObjectStore | None = None,
+        asset_transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         """The services of one gateway process, on the store, clock and tracing its
         assembly chose (`proxy/app.py`); nothing here configures the process."""
@@ -94,6 +98,12 @@ class Gateway:
             on_call=self.metrics.upstream,
             tracing=self.tracing,
         )
+        # Kept outputs (`objects`: the output store the assembly opened; None: off).
+        self.outputs = (
+            None
+            if objects is None
+            else OutputService(settings, self.clock, store, objects, asset_transport)
+        )
         self.poller = Poller(
             self.store,
             self.upstream,
@@ -101,6 +111,7 @@ class Gateway:
             settings,
             self.instance,
             on_terminal=self._finished,
+            outputs=self.outputs,
         )
         self.heartbeat = Heartbeat(
             self.store, self.wall_clock, self.instance, settings.lease_seconds
@@ -108,6 +119,8 @@ class Gateway:
         self.deliverer = Deliverer(
             self.store, self.clock, settings, webhook_transport, tracing=self.tracing
         )
+        if self.outputs is not None:
+            self.deliverer.rewrite = self.outputs.rewrite_webhook
         self.webhook_policy = AddressPolicy(settings.webhook_allow_networks)
         self.preflight = ImagePreflight(settings, self.clock) if settings.image_preflight else None
         self.poll_limits = MemoryRateLimiter()
@@ -117,6 +130,8 @@ class Gateway:
         self._admitting: set[asyncio.Task[Admission]] = set()
 
     async def start(self) -> None:
+        if self.outputs is not None:
+            await self.outputs.start()
         await self.heartbeat.beat()
         resumed = await self.poller.resume(await self.heartbeat.claim(own=True))
         if resumed:
@@ -137,6 +152,8 @@ class Gateway:
         if self.preflight is not None:
             await self.preflight.aclose()
         await self.upstream.aclose()
+        if self.outputs is not None:
+            await self.outputs.aclose()
         self.store.close()
         self.tracing.shutdown()
 
@@ -216,6 +233,10 @@ class Gateway:
             self.deliverer.notify()  # its message was queued with the admission
         if status is not CacheStatus.MISS:
             self.metrics.saved(team.name, self.settings.price)
+            if status is CacheStatus.HIT and self.outputs is not None:
+                # A HIT uses the run's copies: retention counts from their last use.
+                with suppress(StoreError):
+                    await self.store.touch_outputs(admission.generation.id, self.clock.now())
             return admission
         self.metrics.spent(team.name, self.settings.price)
         # The paid submit runs as its own task: if the caller goes away mid-flight, the run
@@ -278,6 +299,10 @@ class Gateway:
                 "poll_url the submit answered"
             )
         request, generation = found
+        if self.outputs is not None and generation.status == "COMPLETED":
+            kept = await self._kept_answer(team, generation, now)
+            if kept is not None:
+                return PollAnswer(kept, request, rate)
         # Segmind forgets a run (poll: 404) about an hour after it was submitted, and its
         # video URLs die with it; answering COMPLETED for longer would hand out dead links.
         expires = generation.created_at + self.settings.result_ttl
@@ -291,6 +316,16 @@ class Gateway:
                 self._finished_answers.pop(next(iter(self._finished_answers)))
             self._finished_answers[(team.id, request_id)] = (body, request, expires)
         return PollAnswer(body, request, rate)
+
+    async def _kept_answer(self, team: Team, generation: Generation, now: float) -> bytes | None:
+        """A COMPLETED answer naming the gateway's copies, signed now (so never kept for
+        reuse), for as long as the copies are kept; None when the run has none."""
+        assert self.outputs is not None
+        state = await self.outputs.state_of(generation.id)
+        if state is None or not state.kept:
+            return None
+        output, extra = self.outputs.render(team.id, generation.output, state)
+        return encode({"status": "COMPLETED", "output": output or "", **extra})
 
     def _refuse_expired(self, request_id: str, expires: float, now: float) -> None:
         if now >= expires:
