@@ -59,6 +59,13 @@ def _parser() -> argparse.ArgumentParser:
         metavar="N",
         help="make each output file N bytes (the video, then filler): realistic sizes",
     )
+    add(
+        "--asset-rate",
+        dest="asset_bytes_per_second",
+        type=float,
+        metavar="BYTES_PER_SECOND",
+        help="serve output files no faster than this (a slow storage host; real time)",
+    )
     add("--failure-rate", type=float, help="chance that a run ends FAILED (default 0)")
     add(
         "--failure-key",

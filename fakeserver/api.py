@@ -12,13 +12,14 @@ import re
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from .accounts import Account
 from .errors import ApiError, InvalidInput
 from .jobs import poll_body, state_of
 from .journal import ACCOUNT_KEY, api_key_of
+from .outputs import size_of, throttled
 from .prefer import parse_prefer
 from .state import FakeState
 
@@ -198,7 +199,15 @@ async def asset(request: Request) -> Response:
             f"asset {digest}/{name} was deleted: outputs are kept "
             f"{state.settings.output_ttl:g} s after a run completes",
         )
-    return FileResponse(state.outputs.path(digest, name), media_type="video/mp4")
+    path = state.outputs.path(digest, name)
+    rate = state.settings.asset_bytes_per_second
+    if rate is None or "range" in request.headers:
+        return FileResponse(path, media_type="video/mp4")
+    return StreamingResponse(
+        throttled(path, rate),
+        media_type="video/mp4",
+        headers={"content-length": str(size_of(path))},
+    )
 
 
 async def healthz(request: Request) -> Response:

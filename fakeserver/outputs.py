@@ -10,16 +10,18 @@ by fake processes, under a temporary name then renamed, and served from disk.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 import secrets
 import tempfile
 import threading
+from collections.abc import AsyncIterator
 from importlib import resources
 from pathlib import Path
 from typing import Final
 
-__all__ = ["ASSETS", "OutputFiles"]
+__all__ = ["ASSETS", "OutputFiles", "size_of", "throttled"]
 
 ASSETS = resources.files("fakeserver") / "assets"
 CACHE: Final = Path(tempfile.gettempdir()) / "segmind-fake-assets"
@@ -74,3 +76,19 @@ class OutputFiles:
                 sink.write(block[:left])
                 left -= min(len(block), left)
         os.replace(part, path)
+
+
+THROTTLE_CHUNK: Final = 64 * 1024
+
+
+async def throttled(path: str, bytes_per_second: float) -> AsyncIterator[bytes]:
+    """The file's bytes, no faster than `bytes_per_second` (real time: a slow storage host
+    is slow on the wall clock, whatever the fake's clock says)."""
+    with open(path, "rb") as source:  # noqa: ASYNC230 (small reads between real pauses)
+        while chunk := source.read(THROTTLE_CHUNK):
+            yield chunk
+            await asyncio.sleep(len(chunk) / bytes_per_second)
+
+
+def size_of(path: str) -> int:
+    return Path(path).stat().st_size

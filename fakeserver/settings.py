@@ -90,6 +90,9 @@ class FakeSettings(BaseSettings):
         description="size of each output file (the video, then filler); default: "
         "the bundled videos as they are",
     )
+    asset_bytes_per_second: float | None = Field(
+        None, gt=0, description="serve output files no faster than this (a slow storage host)"
+    )
     seed: int | None = None
     admin_token: str | None = None
     clock: Literal["system", "virtual"] = "system"

@@ -6,9 +6,13 @@ outputs and the fake itself; an identical request days later is a HIT with worki
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import os
+import signal
 import subprocess
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,8 +20,10 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.moto import moto_server, s3_environment
 from tests.receiver import Receiver, eventually
-from tests.stack import ADMIN_KEY, UPSTREAM_KEY, WORKFLOW, Stack, running_stack
+from tests.servers import ServerProcess, start_server
+from tests.stack import ADMIN_KEY, UPSTREAM_KEY, WORKFLOW, Stack, gateway_env, running_stack
 
 ADMIN = {"x-admin-key": ADMIN_KEY}
 DAY = 86400.0
@@ -169,3 +175,129 @@ def test_kept_outputs_outlive_segmind_and_make_a_lasting_cache(
     expired = httpx.get(urls[0])
     assert expired.status_code == 403
     assert "expired" in expired.json()["error"]
+
+
+# -- two replicas on PostgreSQL sharing one bucket (moto's S3 server) ---------------------
+
+ASSET_BYTES = 3_000_000
+ASSET_RATE = 1_000_000  # bytes a second from the fake's storage: a copy takes ~3 s
+
+
+def replica(fake_url: str, db: str, name: str, env: dict[str, str]) -> ServerProcess:
+    return start_server(
+        "proxy", "--upstream-url", fake_url, "--db", db, "--clock", "virtual",
+        env={**gateway_env(fake_url), "PROXY_INSTANCE_ID": name, **env},
+    )  # fmt: skip
+
+
+def test_two_replicas_share_a_bucket_and_a_killed_copy_is_finished_by_the_other(
+    tmp_path: Path, postgres_url: str, receiver: Receiver
+) -> None:
+    with moto_server() as s3:
+        env = {
+            **outputs_env(tmp_path),
+            **s3_environment(s3),
+            "PROXY_OUTPUTS": f"s3://{s3.bucket()}/kept",
+            "PROXY_LEASE_SECONDS": "2",  # real seconds before a dead replica's runs move
+        }
+        fake = start_server(
+            "fakeserver", "--api-key", UPSTREAM_KEY, "--clock", "virtual",
+            "--output-ttl", str(FAKE_OUTPUT_TTL), "--asset-bytes", str(ASSET_BYTES),
+            "--asset-rate", str(ASSET_RATE),
+        )  # fmt: skip
+        first = replica(fake.url, postgres_url, "replica-a", env)
+        second = replica(fake.url, postgres_url, "replica-b", env)
+        try:
+            killed_mid_copy(tmp_path, fake, first, second, receiver, env, postgres_url)
+        finally:
+            for server in (first, second, fake):
+                server.stop()
+
+
+def killed_mid_copy(
+    tmp_path: Path, fake: ServerProcess, first: ServerProcess, second: ServerProcess,
+    receiver: Receiver, env: dict[str, str], db: str,
+) -> None:  # fmt: skip
+    made = httpx.post(f"{first.url}/admin/teams", json={"name": "e2e"}, headers=ADMIN)
+    key = made.json()["api_key"]
+    answer = httpx.post(
+        f"{first.url}/workflows/{WORKFLOW}", json={"Scene_1": "Two replicas"},
+        headers={"x-api-key": key, "X-Webhook-Url": receiver.url},
+    )  # fmt: skip
+    request_id = answer.json()["request_id"]
+    httpx.post(f"{fake.url}/__admin/clock/advance", json={"seconds": 1900}).raise_for_status()
+    for server in (second, first):
+        # The first replica's advance returns only once its poll loops have settled, that
+        # is after the copy: it is left running in a thread and the replica killed under it.
+        threading.Thread(
+            target=lambda url=server.url: _quietly_advance(url, 1900), daemon=True
+        ).start()
+    # The first replica polled (Segmind said COMPLETED) and is copying ~3 s per file.
+    eventually(lambda: any(e.get("status") == 200 for e in _journal(fake, "poll")),
+               what="the first replica's poll")  # fmt: skip
+    threading.Event().wait(1.0)  # a third of the way into the copy (real bytes, real time)
+    os.kill(first.proc.pid, signal.SIGKILL)
+    first.stop()
+    meanwhile = httpx.get(
+        f"{second.url}/workflows/request/{request_id}", headers={"x-api-key": key}
+    ).json()
+    assert meanwhile["status"] != "COMPLETED"  # it was killed before recording it
+
+    # The second replica takes the run over, polls it again and copies it whole.
+    done = eventually(
+        lambda: (
+            answer := httpx.get(
+                f"{second.url}/workflows/request/{request_id}", headers={"x-api-key": key}
+            ).json()
+        )["status"] == "COMPLETED" and answer,
+        seconds=60, what="the takeover's copy",
+    )  # fmt: skip
+    assert done["outputs_kept"] is True
+    urls = urls_of(done)
+    assert all(u.startswith(f"{second.url}/v1/outputs/") for u in urls)
+    upstream_id = str(_journal(fake, "poll")[-1]["path"]).rsplit("/", 1)[1]
+    segmind_urls = urls_of(httpx.get(
+        f"{fake.url}/workflows/request/{upstream_id}", headers={"x-api-key": UPSTREAM_KEY}
+    ).json())  # fmt: skip
+    # A Range from the first byte skips the fake's throttle: the originals, quickly.
+    originals = [httpx.get(u, headers={"range": "bytes=0-"}).content for u in segmind_urls]
+    assert [len(o) for o in originals] == [ASSET_BYTES] * 4
+    for n, url in enumerate(urls):
+        status, data = curl(url, tmp_path / f"b_{n}.mp4")
+        assert status == 200
+        assert hashlib.sha256(data).digest() == hashlib.sha256(originals[n]).digest()
+        status, part = curl(url, tmp_path / f"b_part_{n}", "Range: bytes=0-99")
+        assert (status, part) == (206, originals[n][:100])
+
+    # The webhook went out once, after the copy, with URLs that work.
+    [delivered] = eventually(lambda: receiver.received, what="the job.completed webhook")
+    hooked = json.loads(delivered.body)["data"]
+    assert hooked["outputs_kept"] is True
+    assert all(httpx.get(u).status_code == 200 for u in hooked["videos"].values())
+    assert len(_journal(fake, "submit")) == 1  # nothing was paid twice
+
+    # The fake's outputs expire: a replica that copied nothing serves the same objects.
+    httpx.post(f"{fake.url}/__admin/clock/advance", json={"seconds": FAKE_OUTPUT_TTL})
+    assert [httpx.get(u).status_code for u in segmind_urls] == [404] * 4
+    restarted = replica(fake.url, db, "replica-a", env)
+    try:
+        for n, url in enumerate(urls):
+            other = url.replace(second.url, restarted.url)
+            status, data = curl(other, tmp_path / f"a_{n}.mp4")
+            assert (status, data == originals[n]) == (200, True)
+    finally:
+        restarted.stop()
+
+
+def _quietly_advance(url: str, seconds: float) -> None:
+    with contextlib.suppress(httpx.HTTPError):
+        httpx.post(
+            f"{url}/admin/clock/advance", json={"seconds": seconds}, headers=ADMIN, timeout=60
+        )
+
+
+def _journal(fake: ServerProcess, route: str) -> list[dict[str, Any]]:
+    entries: list[dict[str, Any]] = httpx.get(
+        f"{fake.url}/__admin/journal", params={"route": route}
+    ).json()["entries"]
+    return entries
