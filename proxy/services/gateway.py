@@ -299,8 +299,9 @@ class Gateway:
                 "poll_url the submit answered"
             )
         request, generation = found
+        extra: dict[str, Any] = {}
         if self.outputs is not None and generation.status == "COMPLETED":
-            kept = await self._kept_answer(team, generation, now)
+            kept, extra = await self._kept_answer(team, generation)
             if kept is not None:
                 return PollAnswer(kept, request, rate)
         # Segmind forgets a run (poll: 404) about an hour after it was submitted, and its
@@ -308,8 +309,8 @@ class Gateway:
         expires = generation.created_at + self.settings.result_ttl
         if generation.terminal:
             self._refuse_expired(request_id, expires, now)
-        body = encode(poll_body(generation))
-        if generation.terminal:
+        body = encode({**poll_body(generation), **extra})
+        if generation.terminal and not extra:
             # A terminal state never changes, so its answer can be kept and reused without
             # asking the store again; bounded, oldest first out.
             if len(self._finished_answers) >= FINISHED_ANSWERS:
@@ -317,15 +318,18 @@ class Gateway:
             self._finished_answers[(team.id, request_id)] = (body, request, expires)
         return PollAnswer(body, request, rate)
 
-    async def _kept_answer(self, team: Team, generation: Generation, now: float) -> bytes | None:
+    async def _kept_answer(
+        self, team: Team, generation: Generation
+    ) -> tuple[bytes | None, dict[str, Any]]:
         """A COMPLETED answer naming the gateway's copies, signed now (so never kept for
-        reuse), for as long as the copies are kept; None when the run has none."""
+        reuse), for as long as the copies are kept; else None, and the fields that say why
+        the answer names Segmind's URLs (none if mirroring never looked at the run)."""
         assert self.outputs is not None
         state = await self.outputs.state_of(generation.id)
-        if state is None or not state.kept:
-            return None
         output, extra = self.outputs.render(team.id, generation.output, state)
-        return encode({"status": "COMPLETED", "output": output or "", **extra})
+        if state is None or not state.kept:
+            return None, extra
+        return encode({"status": "COMPLETED", "output": output or "", **extra}), extra
 
     def _refuse_expired(self, request_id: str, expires: float, now: float) -> None:
         if now >= expires:

@@ -177,6 +177,31 @@ def test_kept_outputs_outlive_segmind_and_make_a_lasting_cache(
     assert "expired" in expired.json()["error"]
 
 
+def test_outputs_that_cannot_be_kept_complete_with_segminds_urls_saying_why(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    # Each hostile behaviour has its own test against a real misbehaving host
+    # (tests/proxy/test_mirror.py); here, through the processes, files over the limit.
+    env = {**outputs_env(tmp_path), "PROXY_OUTPUT_MAX_BYTES": "1000"}
+    with running_stack(tmp_path / "gateway.sqlite", "e2e", env=env) as stack:
+        request_id = submit(
+            stack, stack.team_key, {"Scene_1": "Too large to keep"},
+            **{"X-Webhook-Url": receiver.url},
+        ).json()["request_id"]  # fmt: skip
+        advance(stack, 1900)
+        done = poll(stack, stack.team_key, request_id)
+        assert done["status"] == "COMPLETED"
+        assert done["outputs_kept"] is False
+        assert "bytes, over output_max_bytes (1,000)" in done["outputs_note"]
+        assert urls_of(done) == fake_urls(stack)
+        assert all(httpx.get(u).status_code == 200 for u in urls_of(done))
+        [delivered] = eventually(lambda: receiver.received, what="the job.completed webhook")
+        hooked = json.loads(delivered.body)["data"]
+        assert hooked["outputs_kept"] is False
+        assert hooked["outputs_note"] == done["outputs_note"]
+        assert not list((tmp_path / "kept").rglob("*.mp4"))
+
+
 # -- two replicas on PostgreSQL sharing one bucket (moto's S3 server) ---------------------
 
 ASSET_BYTES = 3_000_000
