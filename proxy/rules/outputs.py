@@ -43,9 +43,11 @@ def keep(
     note: str | None,
     now: float,
     retry_at: float | None = None,
+    cache_until: float | None = None,
 ) -> None:
     """Record a run's copies: all of them (`note` None), or none and why (then it answers
-    with Segmind's URLs, and the copy is tried again at `retry_at` if given)."""
+    with Segmind's URLs, and the copy is tried again at `retry_at` if given). A copy made
+    after the run completed (`cache_until`) makes its cache entry last as long."""
     if note is not None:
         tx.set_run_outputs(generation_id, None, note, retry_at, now)
         return
@@ -53,6 +55,8 @@ def keep(
     for copy in kept:
         tx.put_object(copy.sha256, copy.size, copy.content_type, now)
         tx.link_object(generation_id, copy.sha256)
+    if cache_until is not None:
+        tx.put_cache(tx.generation(generation_id).scope_key, generation_id, cache_until)
 
 
 def kept_of(tx: Tx, generation_id: str) -> KeptState | None:

@@ -102,7 +102,7 @@ class Gateway:
         self.outputs = (
             None
             if objects is None
-            else OutputService(settings, self.clock, store, objects, asset_transport)
+            else OutputService(settings, self.clock, store, objects, asset_transport, self.metrics)
         )
         self.poller = Poller(
             self.store,

@@ -12,9 +12,11 @@ past `mirror_deadline`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import secrets
+import time
 from typing import Any, Final
 from urllib.parse import quote
 
@@ -27,6 +29,7 @@ from proxy.core.outputs import KeptOutput, sign_output
 from proxy.db import OutboxMessage, StoreError
 from proxy.objects import ObjectStore, ObjectStoreError, key_of
 from proxy.rules.outputs import KeptState
+from proxy.services.metrics import Metrics
 from proxy.services.mirror import Mirror
 from proxy.store import Store
 
@@ -38,6 +41,8 @@ KEPT_FIELD: Final = "outputs_kept"  # true: the URLs are the gateway's copies
 NOTE_FIELD: Final = "outputs_note"  # why they are Segmind's URLs instead
 SEGMIND_KEEPS: Final = 7 * 86400.0  # Segmind deletes outputs 7 days after inference
 RETRY_EVERY: Final = 3600.0  # seconds between tries of a copy that failed
+RETRY_BATCH: Final = 20  # runs whose copy is tried again in one round
+UPKEEP_EVERY: Final = 600.0  # seconds between rounds of retention and retries
 EXTENSIONS: Final = {
     "video/mp4": "mp4", "video/quicktime": "mov", "video/webm": "webm",
     "image/png": "png", "image/jpeg": "jpg", "image/webp": "webp", "image/gif": "gif",
@@ -52,8 +57,11 @@ class OutputService:
         store: Store,
         objects: ObjectStore,
         transport: httpx.AsyncBaseTransport | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.settings = settings
+        self.metrics = metrics or Metrics()
+        self._upkeep: asyncio.Task[None] | None = None
         self.clock = clock
         self.store = store
         self.objects = objects
@@ -61,6 +69,11 @@ class OutputService:
         self._secret: bytes | None = None
 
     async def start(self) -> None:
+        await self.load_key()
+        self._upkeep = asyncio.get_running_loop().create_task(self._keep_up())
+
+    async def load_key(self) -> None:
+        """The store's URL-signing key (made by the first process to start on it)."""
         key = await self.store.outputs_signing_key(secrets.token_hex(32))
         self._secret = key.encode()
 
@@ -71,6 +84,10 @@ class OutputService:
         return self._secret
 
     async def aclose(self) -> None:
+        if self._upkeep is not None:
+            self._upkeep.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._upkeep
         await self.mirror.aclose()
         await self.objects.aclose()
 
@@ -80,14 +97,17 @@ class OutputService:
         """The copies of a completed run's files, or (None, why not). Never longer than
         `mirror_deadline`: past it the run completes with Segmind's URLs."""
         deadline = self.settings.mirror_deadline
+        started = time.perf_counter()
         try:
             with fail_after(self.clock, deadline):
                 report = await self.mirror.keep(output)
         except TimeoutError:
+            self.metrics.output_copy(False, time.perf_counter() - started)
             return None, (
                 f"the gateway could not copy the outputs within {deadline:g} s "
                 "(mirror_deadline); these are Segmind's URLs, kept by Segmind for 7 days"
             )
+        self.metrics.output_copy(report.complete, time.perf_counter() - started)
         if report.complete:
             return report.kept, None
         return None, f"{report.problem}; these are Segmind's URLs, kept by Segmind for 7 days"
@@ -157,6 +177,38 @@ class OutputService:
         return json.dumps(envelope, separators=(",", ":")).encode()
 
     # -- upkeep -------------------------------------------------------------------------
+
+    async def _keep_up(self) -> None:
+        """Every `UPKEEP_EVERY` seconds of the clock: retention and the size cap, copies
+        that failed tried again, the stored-bytes gauges refreshed."""
+        while True:
+            try:
+                await self.upkeep()
+            except (StoreError, ObjectStoreError) as exc:
+                log.warning("kept outputs' upkeep failed; trying again later: %s", exc)
+            await self.clock.sleep(UPKEEP_EVERY)
+
+    async def upkeep(self) -> None:
+        await self.expire()
+        await self.retry_due()
+        summary = await self.store.outputs_summary()
+        self.metrics.set_outputs_stored(summary.objects, summary.bytes)
+
+    async def retry_due(self) -> int:
+        """Try again the copies that failed, while Segmind still keeps the files; a run
+        copied now answers with the gateway's URLs, and is cached as long as they live."""
+        done = 0
+        for generation_id in await self.store.copies_due(self.clock.now(), RETRY_BATCH):
+            generation = await self.store.generation(generation_id)
+            kept, note = await self.copy(generation.output)
+            finished = generation.finished_at or self.clock.now()
+            await self.store.keep_outputs(
+                generation_id, kept or [], note, self.clock.now(),
+                self.retry_at(finished, note),
+                cache_until=self.clock.now() + self.settings.output_retention if kept else None,
+            )  # fmt: skip
+            done += kept is not None
+        return done
 
     async def expire(self) -> int:
         """Retention and the size cap: forget objects (their cache entries end in the same
