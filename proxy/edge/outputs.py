@@ -28,6 +28,15 @@ from proxy.objects.interface import etag_of
 __all__ = ["ROUTES"]
 
 RANGE = re.compile(r"bytes=(\d*)-(\d*)")
+FILE_CHUNK: Final = 1024 * 1024
+
+
+class _FileResponse(FileResponse):
+    # Each chunk is read in a worker thread: 1 MiB rather than Starlette's 64 KiB cuts the
+    # thread hops per 20 MB video from ~300 to 20 (bench/outputs.py: serving).
+    chunk_size = FILE_CHUNK
+
+
 CACHE_CONTROL: Final = "private, max-age=3600"
 
 
@@ -96,7 +105,7 @@ async def output(request: Request) -> Response:
     if path is not None:
         if not path.is_file():
             raise NotFound("this output's file is missing from the output folder")
-        return FileResponse(path, media_type=content_type, headers=headers)
+        return _FileResponse(path, media_type=content_type, headers=headers)
     if gateway.settings.outputs_serve == "redirect":
         try:
             url = await objects.presign(key, 300, content_type)
