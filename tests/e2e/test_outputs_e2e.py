@@ -304,12 +304,33 @@ def killed_mid_copy(
     # The fake's outputs expire: a replica that copied nothing serves the same objects.
     httpx.post(f"{fake.url}/__admin/clock/advance", json={"seconds": FAKE_OUTPUT_TTL})
     assert [httpx.get(u).status_code for u in segmind_urls] == [404] * 4
-    restarted = replica(fake.url, db, "replica-a", env)
+    head = httpx.head(urls[0])
+    assert (head.status_code, head.headers["content-length"]) == (200, str(ASSET_BYTES))
+    assert httpx.get(urls[0].replace("signature=", "signature=x")).status_code == 403
+    fake.stop()
+    # Restarted to answer with presigned redirects to the bucket instead of streaming.
+    restarted = replica(fake.url, db, "replica-a", {**env, "PROXY_OUTPUTS_SERVE": "redirect"})
     try:
         for n, url in enumerate(urls):
             other = url.replace(second.url, restarted.url)
-            status, data = curl(other, tmp_path / f"a_{n}.mp4")
-            assert (status, data == originals[n]) == (200, True)
+            moved = httpx.get(other)
+            assert moved.status_code == 307
+            assert moved.headers["location"].startswith(env["AWS_ENDPOINT_URL_S3"])
+            data = httpx.get(other, follow_redirects=True).content
+            assert hashlib.sha256(data).digest() == hashlib.sha256(originals[n]).digest()
+        # Three days on, the fake gone: an identical request is a HIT with working URLs.
+        _quietly_advance(restarted.url, 3 * DAY)
+        hit = httpx.post(
+            f"{restarted.url}/workflows/{WORKFLOW}", json={"Scene_1": "Two replicas"},
+            headers={"x-api-key": key},
+        )  # fmt: skip
+        assert hit.headers["x-cache-status"] == "HIT"
+        again = httpx.get(hit.json()["poll_url"], headers={"x-api-key": key}).json()
+        fresh = urls_of(again)
+        assert fresh != urls
+        for n, url in enumerate(fresh):
+            data = httpx.get(url, follow_redirects=True).content
+            assert data == originals[n]
     finally:
         restarted.stop()
 
