@@ -219,6 +219,8 @@ class OutputService:
                 self.clock.now(), settings.output_retention, settings.output_max_total_bytes
             )
             for sha256 in dropped:
+                if await self.store.output_object(sha256) is not None:
+                    continue  # the same bytes were kept again meanwhile (content addressed)
                 try:
                     await self.objects.delete(key_of(sha256))
                 except ObjectStoreError as exc:
