@@ -11,6 +11,13 @@ from proxy.objects import ObjectStoreError, open_object_store
 from proxy.objects.folder import FolderStore
 
 
+@pytest.fixture
+def unset(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The default itself, not the suite's PROXY_OUTPUTS=none (tests/conftest.py)."""
+    monkeypatch.delenv("PROXY_OUTPUTS", raising=False)
+
+
+@pytest.mark.usefixtures("unset")
 def test_by_default_a_folder_beside_a_sqlite_store(tmp_path: Path) -> None:
     settings = ProxySettings(db=str(tmp_path / "gateway.sqlite"))
     objects = open_object_store(settings)
@@ -19,6 +26,7 @@ def test_by_default_a_folder_beside_a_sqlite_store(tmp_path: Path) -> None:
     assert (tmp_path / "outputs" / "tmp").is_dir()
 
 
+@pytest.mark.usefixtures("unset")
 def test_by_default_none_beside_postgresql_whose_replicas_share_no_folder() -> None:
     settings = ProxySettings(db="postgresql://gateway@db.internal:5432/gateway")
     assert settings.outputs_target is None
