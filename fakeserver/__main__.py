@@ -52,6 +52,25 @@ def _parser() -> argparse.ArgumentParser:
         help="keep jobs, credits and a virtual clock's time in this file across restarts",
     )
     add("--result-ttl", type=float, help="seconds a result is kept after submit (default 3600)")
+    add(
+        "--output-ttl",
+        type=float,
+        metavar="SECONDS",
+        help="seconds a run's output files are served after it completes (default 7 days)",
+    )
+    add(
+        "--asset-bytes",
+        type=int,
+        metavar="N",
+        help="make each output file N bytes (the video, then filler): realistic sizes",
+    )
+    add(
+        "--asset-rate",
+        dest="asset_bytes_per_second",
+        type=float,
+        metavar="BYTES_PER_SECOND",
+        help="serve output files no faster than this (a slow storage host; real time)",
+    )
     add("--failure-rate", type=float, help="chance that a run ends FAILED (default 0)")
     add(
         "--failure-key",

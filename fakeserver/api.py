@@ -9,17 +9,17 @@ from __future__ import annotations
 
 import json
 import re
-from importlib import resources
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from .accounts import Account
 from .errors import ApiError, InvalidInput
 from .jobs import poll_body, state_of
 from .journal import ACCOUNT_KEY, api_key_of
+from .outputs import size_of, throttled
 from .prefer import parse_prefer
 from .state import FakeState
 
@@ -188,14 +188,27 @@ async def credits(request: Request) -> Response:
     )
 
 
-_ASSETS = resources.files("fakeserver") / "assets"
-
-
 async def asset(request: Request) -> Response:
+    """An output file; `Range` answered (206) as S3 does, by Starlette's FileResponse."""
+    state = _state(request)
     digest, name = request.path_params["digest"], request.path_params["name"]
     if not (DIGEST.fullmatch(digest) and ASSET_NAME.fullmatch(name)):
         raise ApiError(404, f"no such asset {digest}/{name}; use the URLs a COMPLETED job gives")
-    return FileResponse(str(_ASSETS / name), media_type="video/mp4")
+    if state.outputs.expired(digest, state.clock.now()):
+        raise ApiError(
+            404,
+            f"asset {digest}/{name} was deleted: outputs are kept "
+            f"{state.settings.output_ttl:g} s after a run completes",
+        )
+    path = state.outputs.path(digest, name)
+    rate = state.settings.asset_bytes_per_second
+    if rate is None or "range" in request.headers:
+        return FileResponse(path, media_type="video/mp4")
+    return StreamingResponse(
+        throttled(path, rate),
+        media_type="video/mp4",
+        headers={"content-length": str(size_of(path))},
+    )
 
 
 async def healthz(request: Request) -> Response:

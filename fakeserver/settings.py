@@ -30,6 +30,7 @@ DEMO_KEY = "fake-demo-key"
 PRICE = 3.9674  # dollars a run, from the product page
 MEDIAN_SECONDS = 673.9  # submit to COMPLETED, from the product page
 RESULT_TTL_SECONDS = 3600.0  # results are kept about an hour after submission
+OUTPUT_TTL_SECONDS = 7 * 86400.0  # output files are deleted 7 days after inference
 
 
 class FakeSettings(BaseSettings):
@@ -77,6 +78,20 @@ class FakeSettings(BaseSettings):
     output_keys: list[str] | None = None
     workflow_modules: list[str] = Field(
         default_factory=list, description="modules imported at start that register workflows"
+    )
+    output_ttl: float = Field(
+        OUTPUT_TTL_SECONDS,
+        gt=0,
+        description="seconds a run's output files are served after it completes (then 404)",
+    )
+    asset_bytes: int | None = Field(
+        None,
+        ge=1,
+        description="size of each output file (the video, then filler); default: "
+        "the bundled videos as they are",
+    )
+    asset_bytes_per_second: float | None = Field(
+        None, gt=0, description="serve output files no faster than this (a slow storage host)"
     )
     seed: int | None = None
     admin_token: str | None = None

@@ -23,6 +23,7 @@ from .jobs import (
 )
 from .journal import Journal
 from .notify import Notifier, NotifySettings
+from .outputs import OutputFiles
 from .persist import StateFile, job_from_json
 from .prefer import Preferences
 from .settings import DEMO_KEY, FakeSettings
@@ -84,6 +85,7 @@ class FakeState:
             settings.seed,
         )
         self.jobs: dict[str, Job] = {}
+        self.outputs = OutputFiles(settings.output_ttl, settings.asset_bytes)
         self._rng = random.Random(settings.seed)
         self._lock = threading.Lock()
         self._submits = 0
@@ -172,6 +174,8 @@ class FakeState:
             ],
         )
         self.jobs[request_id] = job
+        if outcome is Outcome.COMPLETED:
+            self.outputs.made(digest, job.created_at + duration)
         self.notifier.schedule(job)
         self.persist()
         return job
@@ -194,11 +198,13 @@ class FakeState:
         now, ttl = self.clock.now(), self.settings.result_ttl
         for request_id in [j.id for j in self.jobs.values() if state_of(j, now, ttl) is None]:
             self.jobs.pop(request_id, None)
+        self.outputs.sweep(now)
 
     def reset(self) -> None:
         """Forget jobs, journal and scripts; credits and rate windows back to the start."""
         with self._lock:
             self.jobs.clear()
+        self.outputs.reset()
         self.journal.reset()
         self.notifier.reset()
         self.faults.reset()

@@ -24,14 +24,17 @@ from proxy.core.config import ProxySettings
 from proxy.core.logs import configure_logging
 from proxy.core.tracing import ENDPOINT_VARIABLE, Tracing
 from proxy.edge import admin_api, events, openapi, probes, routes
+from proxy.edge import outputs as output_routes
 from proxy.edge.middleware import ObservabilityMiddleware
 from proxy.edge.responses import EXCEPTION_HANDLERS
+from proxy.objects import ObjectStore, open_object_store
 from proxy.services.gateway import Gateway
 from proxy.store import open_store
 
 __all__ = ["create_app", "tracing_from_environment"]
 
 log = logging.getLogger("proxy.tracing")
+outputs_log = logging.getLogger("proxy.outputs")
 
 
 def tracing_from_environment(environ: Mapping[str, str] | None = None) -> Tracing:
@@ -66,12 +69,28 @@ def _tracing_layers(tracing: Tracing) -> list[Middleware]:
 def _routes() -> list[BaseRoute]:
     return [
         *routes.ROUTES,
+        *output_routes.ROUTES,
         *probes.ROUTES,
         Route("/openapi.json", openapi.openapi, methods=["GET"]),
         Route("/upstream/events/{secret}", events.upstream_events, methods=["POST"]),
         *admin_api.routes,
         *console.routes,
     ]
+
+
+def _output_store(settings: ProxySettings) -> ObjectStore | None:
+    """The output store the `outputs` setting names; says at start where outputs go."""
+    objects = open_object_store(settings)
+    if objects is not None:
+        where = settings.outputs_target
+        outputs_log.info("outputs kept in %s (%s)", where, objects.kind)
+    elif settings.outputs.strip().lower() != "none":
+        outputs_log.warning(
+            "outputs are not kept: with a PostgreSQL store, replicas share no folder; set "
+            "PROXY_OUTPUTS to s3://bucket/prefix (or a folder all replicas mount), or to "
+            "none to say so"
+        )
+    return objects
 
 
 def create_app(
@@ -82,6 +101,7 @@ def create_app(
     webhook_transport: httpx.AsyncBaseTransport | None = None,
     wall_clock: Clock | None = None,
     tracing: Tracing | None = None,
+    asset_transport: httpx.AsyncBaseTransport | None = None,
 ) -> Starlette:
     """The gateway; `app.state.gateway` holds its service object (store, poller, clock).
 
@@ -92,14 +112,17 @@ def create_app(
     settings = settings or ProxySettings()
     secrets = [settings.upstream_key.get_secret_value()] if settings.upstream_key else []
     configure_logging(settings.log_level, secrets=secrets)
+    store = open_store(settings.db, wait=True)  # started before its database: waits
     gateway = Gateway(
         settings,
-        open_store(settings.db, wait=True),  # started before its database: waits
+        store,
         clock or (VirtualClock() if settings.clock == "virtual" else SystemClock()),
         wall_clock=wall_clock,
         upstream_transport=upstream_transport,
         webhook_transport=webhook_transport,
         tracing=tracing or tracing_from_environment(),
+        objects=_output_store(settings),
+        asset_transport=asset_transport,
     )
 
     @asynccontextmanager

@@ -14,6 +14,9 @@ from tests.servers import ServerProcess, start_server
 # inherit this) run offline with the default image on Segmind's storage: its preflight
 # fetch could never succeed. Preflight's own tests turn it on (tests/proxy/test_preflight.py).
 os.environ["PROXY_IMAGE_PREFLIGHT"] = "false"
+# Likewise kept outputs: each test that keeps them says where (tests/e2e/test_outputs.py);
+# elsewhere a gateway makes no outputs/ folder beside its test store.
+os.environ["PROXY_OUTPUTS"] = "none"
 
 
 @pytest.fixture(autouse=True)
@@ -23,6 +26,7 @@ def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
         if name.startswith(("FAKESERVER_", "PROXY_", "SEGMIND_")):
             monkeypatch.delenv(name)
     monkeypatch.setenv("PROXY_IMAGE_PREFLIGHT", "false")  # as above, after the sweep
+    monkeypatch.setenv("PROXY_OUTPUTS", "none")
 
 
 @pytest.fixture

@@ -132,9 +132,27 @@ TEXTS: dict[str, Callable[[dict[str, Any]], str]] = {
     "set-limits": lambda out: _team_line(out),
     "set-webhook": lambda out: f"{out['name']}: webhook URL {out['webhook_url'] or 'none'}",
     "usage": _usage_text,
+    "outputs": lambda out: _outputs_text(out),  # defined below, with the other texts
 }
 # What a command prints with --csv (the commands that have it).
 CSV_TEXTS: dict[str, Callable[[dict[str, Any]], str]] = {"usage": usage_csv}
+
+
+def _outputs_text(out: dict[str, Any]) -> str:
+    if out["outputs"] is None:
+        head = "outputs are not kept (outputs = none, or the default beside PostgreSQL)"
+    else:
+        head = f"outputs kept in {out['outputs']}"
+    oldest = out["oldest_use"]
+    age = (
+        ""
+        if oldest is None
+        else f", oldest used {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime(oldest))}"
+    )
+    return (
+        f"{head}\n{out['objects']} object(s), {out['bytes']:,} bytes{age}\n"
+        f"{out['mirror_failures']} completed run(s) without copies (mirror failures)"
+    )
 
 
 def _team_line(team: dict[str, Any]) -> str:

@@ -4,7 +4,7 @@
     python -m proxy demo [--time-scale 0.01] [--out demo-videos]   # one run, start to finish
     python -m proxy admin create-team NAME [--db PATH] [--daily-budget 50 ...]
     python -m proxy admin list-teams | list-instances | create-key TEAM | revoke-key PREFIX |
-                          revoke-team TEAM | set-limits TEAM [...]
+                          revoke-team TEAM | set-limits TEAM [...] | outputs
     python -m proxy admin init [--db PATH]                         # a new, empty store
     python -m proxy nginx-config --listen 8080 --replica HOST:PORT [--replica ...]
 
@@ -115,6 +115,11 @@ def _parser() -> argparse.ArgumentParser:
     with_db(
         admin_sub.add_parser(
             "list-instances", help="gateway processes on the store, and the runs each polls"
+        )
+    )
+    with_db(
+        admin_sub.add_parser(
+            "outputs", help="kept outputs: objects, bytes, oldest, and mirror failures"
         )
     )
     key = with_db(admin_sub.add_parser("create-key", help="another key for a team"))

@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import Iterator
 from types import FrameType
+from urllib.parse import urlsplit
 
 from pydantic import SecretStr
 
@@ -93,6 +94,16 @@ def run_serve(args: argparse.Namespace) -> int:
                     # check would only refuse the demo. Setting it explicitly still wins.
                     "image_preflight": "image_preflight" in settings.model_fields_set
                     and settings.image_preflight,
+                    # Kept outputs are copied from the fake's own asset URLs.
+                    "output_allow_hosts": [
+                        *settings.output_allow_hosts,
+                        urlsplit(fake.url).hostname or "127.0.0.1",
+                    ],
+                    "output_allow_networks": [
+                        *settings.output_allow_networks,
+                        "127.0.0.0/8",
+                        "::1/128",
+                    ],
                 }
             )
         else:

@@ -1,6 +1,7 @@
 """The upstream page: the company's calls to Segmind in the last minute against its
 budget (`upstream_requests_per_minute`, shared by every replica), the pause every process
-honours after a 429, this process's calls by kind and answer, and polls per run."""
+honours after a 429, this process's calls by kind and answer, polls per run, and the
+outputs the gateway keeps of what Segmind made (files, bytes, oldest use, failed copies)."""
 
 from __future__ import annotations
 
@@ -95,4 +96,27 @@ async def upstream(request: Request, visit: Visit) -> Response:
         ),
         plot=plot,
     )
+    body = Html(body + await _kept_outputs(visit))
     return respond(document("Upstream", body, visit, active="upstream"))
+
+
+async def _kept_outputs(visit: Visit) -> Html:
+    settings = visit.gateway.settings
+    where = settings.outputs_target
+    if where is None:
+        return Html(
+            "<section><h2>Kept outputs</h2><p>Off: answers carry Segmind's URLs, which it "
+            "deletes after 7 days (set <code>outputs</code>).</p></section>"
+        )
+    summary = await visit.gateway.store.outputs_summary()
+    return fill(
+        "<section><h2>Kept outputs</h2><p>In <code>{where}</code>: <strong>{objects}</strong> "
+        "files, {size} MB; oldest last use {oldest}; {failures} completed runs without "
+        "copies (they answer with Segmind's URLs; retried while Segmind keeps them).</p>"
+        "</section>",
+        where=where,
+        objects=summary.objects,
+        size=f"{summary.bytes / 1e6:,.1f}",
+        oldest="none" if summary.oldest_use is None else ago(summary.oldest_use, visit.now),
+        failures=summary.failures,
+    )

@@ -27,6 +27,10 @@ REAL_SEGMIND = "https://api.segmind.com"
 TEAM_KEY_PREFIX = "sgw_"  # a gateway team key; never confused with a Segmind key
 # An operator secret shorter than this is guessable (or a placeholder left in by mistake).
 MIN_SECRET_LENGTH = 16
+OUTPUTS_AUTO = "auto"  # a folder beside a SQLite store; none beside PostgreSQL
+# Where Segmind's output URLs point (its CDN and the S3 buckets behind it): a guess from
+# observed URLs, widened by `output_allow_hosts`.
+SEGMIND_STORAGE_HOSTS = ("segmind.com", "*.segmind.com", "*.amazonaws.com", "*.cloudfront.net")
 MINT_COMMAND = 'python -c "import secrets; print(secrets.token_urlsafe(32))"'
 # The variable each operator secret is read from, for errors that say what to fix.
 SECRET_VARIABLES = {
@@ -178,6 +182,46 @@ class ProxySettings(BaseSettings):
         default_factory=list,
         description='networks an image may be fetched from though not public, e.g. ["10.0.0.0/8"]',
     )
+    # -- outputs the gateway keeps (proxy/objects/, proxy/services/mirror.py) ----------
+    outputs: str = Field(
+        OUTPUTS_AUTO,
+        description="where completed runs' videos are kept: a folder path, "
+        "s3://bucket/prefix (credentials, region and endpoint from the AWS_* variables), "
+        "or none; default: a folder `outputs` beside a SQLite store, none with PostgreSQL",
+    )
+    outputs_serve: Literal["proxy", "redirect"] = Field(
+        "proxy", description="S3 outputs: streamed through the gateway, or a presigned redirect"
+    )
+    output_max_bytes: int = Field(
+        500_000_000, ge=1, description="largest output copied; a larger one is left at Segmind"
+    )
+    output_max_total_bytes: int | None = Field(
+        None, ge=1, description="bytes all kept outputs may take; the oldest unused go first"
+    )
+    output_retention: float = Field(
+        30 * 86400.0, gt=0, description="seconds a kept output lives after its last use"
+    )
+    output_url_ttl: float = Field(
+        86400.0, gt=0, description="seconds a signed output URL handed out stays valid"
+    )
+    mirror_deadline: float = Field(
+        300.0,
+        gt=0,
+        description="seconds a completed run waits for its outputs to be copied; past it the "
+        "run completes with Segmind's URLs and the copy is retried later",
+    )
+    mirror_file_timeout: float = Field(
+        120.0, gt=0, description="seconds one output's copy may take in all (DNS to last byte)"
+    )
+    mirror_attempts: int = Field(3, ge=1, le=10, description="tries per output in one copy")
+    output_allow_hosts: list[str] = Field(
+        default_factory=lambda: list(SEGMIND_STORAGE_HOSTS),
+        description='hosts outputs are copied from ("*.example.com" matches its subdomains)',
+    )
+    output_allow_networks: list[str] = Field(
+        default_factory=list,
+        description='networks outputs may be copied from though not public, e.g. ["127.0.0.0/8"]',
+    )
     clock: Literal["system", "virtual"] = "system"
     instance_id: str | None = Field(
         None,
@@ -255,6 +299,20 @@ class ProxySettings(BaseSettings):
     def instance(self) -> str:
         """This process's instance id: the configured one, or host name and port."""
         return self.instance_id or f"{socket.gethostname()}:{self.port}"
+
+    @property
+    def outputs_target(self) -> str | None:
+        """Where outputs are kept: a folder path or an s3:// URL; None when they are not
+        (`none`, or the default beside a PostgreSQL store, whose replicas share no folder)."""
+        value = self.outputs.strip()
+        if value.lower() == "none":
+            return None
+        if value != OUTPUTS_AUTO:
+            return value
+        if self.db.startswith(("postgresql://", "postgres://")):
+            return None
+        path = self.db.removeprefix("sqlite:///")
+        return os.path.join(os.path.dirname(os.path.abspath(path)), "outputs")
 
     @property
     def upstream_base_url(self) -> str:

@@ -307,6 +307,40 @@ def _poll_counts(db: Connection, dialect: Dialect) -> None:
     db.execute("ALTER TABLE generations ADD COLUMN polls INTEGER NOT NULL DEFAULT 0")
 
 
+KEPT_OUTPUTS = """
+CREATE TABLE IF NOT EXISTS run_outputs (
+    generation_id TEXT PRIMARY KEY,
+    kept TEXT,
+    note TEXT,
+    retry_at {double},
+    updated_at {double} NOT NULL
+);
+CREATE INDEX IF NOT EXISTS run_outputs_retry ON run_outputs(retry_at) WHERE retry_at IS NOT NULL;
+CREATE TABLE IF NOT EXISTS output_objects (
+    sha256 TEXT PRIMARY KEY,
+    size {bigint} NOT NULL,
+    content_type TEXT NOT NULL,
+    created_at {double} NOT NULL,
+    used_at {double} NOT NULL
+);
+CREATE INDEX IF NOT EXISTS output_objects_used ON output_objects(used_at);
+CREATE TABLE IF NOT EXISTS run_objects (
+    generation_id TEXT NOT NULL,
+    sha256 TEXT NOT NULL,
+    PRIMARY KEY (generation_id, sha256)
+);
+CREATE INDEX IF NOT EXISTS run_objects_sha ON run_objects(sha256)
+"""
+
+
+def _kept_outputs(db: Connection, dialect: Dialect) -> None:
+    """Outputs the gateway keeps: per run, its copies (a JSON list) or why there are none
+    and when to try again (`run_outputs`); per stored object, its size, type and last use
+    (`output_objects`, for retention and the size cap); and which runs use which object
+    (`run_objects`), so deleting an object ends the cache entries that hand it out."""
+    _statements(db, dialect, KEPT_OUTPUTS)
+
+
 MIGRATIONS = (
     Migration(1, "teams, keys, generations, requests, cache, budgets, outbox, leases", _base),
     Migration(2, "lease fencing tokens; webhook hosts; upstream window count", _fencing_and_hosts),
@@ -314,6 +348,7 @@ MIGRATIONS = (
     Migration(4, "a team's webhook URL, for budget alerts", _team_webhooks),
     Migration(5, "upstream notifications: early polls; runs by upstream id", _upstream_hints),
     Migration(6, "each run's count of upstream polls", _poll_counts),
+    Migration(7, "kept outputs: runs' copies, stored objects, which runs use them", _kept_outputs),
 )
 
 

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from proxy.core.outputs import KeptOutput
 from proxy.db.records import Generation
 from proxy.db.tx import Tx
+from proxy.rules import outputs
 from proxy.rules.errors import LeaseLost
 from proxy.rules.outbox import enqueue
 
@@ -114,10 +116,15 @@ def record_status(
     refund: bool = False,
     answered: str | None = None,
     polled: bool = False,
+    kept: list[KeptOutput] | None = None,
+    mirror_note: str | None = None,
+    mirror_retry_at: float | None = None,
 ) -> Generation:
     """Write what the upstream said; a terminal state also fills the cache or refunds,
     and queues the webhooks. The request `answered` (already told the outcome in its
-    answer) gets no webhook. `polled`: a poll of the upstream said it (counted)."""
+    answer) gets no webhook. `polled`: a poll of the upstream said it (counted).
+    `kept`/`mirror_note`: a COMPLETED run's copies of its outputs, or why there are none
+    (`outputs.keep`), recorded before its webhooks are queued."""
     current, held = tx.run_and_lease(generation_id)
     if current.terminal:
         return current  # terminal states never change
@@ -134,6 +141,8 @@ def record_status(
     )
     if not terminal:
         return tx.generation(generation_id)
+    if status == "COMPLETED" and (kept is not None or mirror_note is not None):
+        outputs.keep(tx, generation_id, kept or [], mirror_note, now, mirror_retry_at)
     if status == "COMPLETED" and cache_ttl > 0:
         tx.put_cache(current.scope_key, generation_id, now + cache_ttl)
     if status != "COMPLETED" and refund:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import codecs
+import dataclasses
 import datetime as dt
 import email.utils
 import functools
@@ -30,6 +31,7 @@ import logging
 import random
 import time
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from contextlib import suppress
 from dataclasses import dataclass
 from typing import TypeVar
@@ -109,6 +111,8 @@ class Deliverer:
             # that excerpt readable, and a compressed answer is never inflated.
             headers={"user-agent": "segmind-gateway-webhooks/1", "accept-encoding": "identity"},
         )
+        # What a message's body becomes just before each attempt (kept outputs' URLs).
+        self.rewrite: Callable[[OutboxMessage], Awaitable[bytes]] | None = None
         self._wake = asyncio.Event()
         self._slots = asyncio.Semaphore(settings.webhook_concurrency)
         self._sending: set[asyncio.Task[None]] = set()
@@ -284,6 +288,9 @@ class Deliverer:
 
     async def _deliver(self, message: OutboxMessage) -> None:
         async with self._slots:
+            if self.rewrite is not None:
+                # Kept outputs: the body names the gateway's URLs, signed afresh per attempt.
+                message = dataclasses.replace(message, body=await self.rewrite(message))
             now = self.clock.now()
             secrets = await self.store.team_secrets(message.team_id, now)
             headers = sign(secrets, message.id, now, message.body)

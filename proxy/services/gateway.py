@@ -37,10 +37,12 @@ from proxy.db import (
     StoreError,
     Team,
 )
+from proxy.objects import ObjectStore
 from proxy.rules import AdmissionRequest
 from proxy.services.deliverer import Deliverer
 from proxy.services.heartbeat import Heartbeat
 from proxy.services.metrics import Metrics
+from proxy.services.outputs import OutputService
 from proxy.services.poller import Poller
 from proxy.services.preflight import ImagePreflight
 from proxy.services.upstream import Upstream, UpstreamBudget
@@ -82,6 +84,8 @@ class Gateway:
         metrics: Metrics | None = None,
         wall_clock: Clock | None = None,
         tracing: Tracing | None = None,
+        objects: ObjectStore | None = None,
+        asset_transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         """The services of one gateway process, on the store, clock and tracing its
         assembly chose (`proxy/app.py`); nothing here configures the process."""
@@ -103,6 +107,12 @@ class Gateway:
             on_call=self.metrics.upstream,
             tracing=self.tracing,
         )
+        # Kept outputs (`objects`: the output store the assembly opened; None: off).
+        self.outputs = (
+            None
+            if objects is None
+            else OutputService(settings, self.clock, store, objects, asset_transport, self.metrics)
+        )
         self.poller = Poller(
             self.store,
             self.upstream,
@@ -111,6 +121,7 @@ class Gateway:
             self.instance,
             on_terminal=self._finished,
             wall=self.wall_clock,
+            outputs=self.outputs,
         )
         self.heartbeat = Heartbeat(
             self.store, self.wall_clock, self.instance, settings.lease_seconds
@@ -118,6 +129,8 @@ class Gateway:
         self.deliverer = Deliverer(
             self.store, self.clock, settings, webhook_transport, tracing=self.tracing
         )
+        if self.outputs is not None:
+            self.deliverer.rewrite = self.outputs.rewrite_webhook
         self.webhook_policy = AddressPolicy(settings.webhook_allow_networks)
         self.preflight = ImagePreflight(settings, self.clock) if settings.image_preflight else None
         self.poll_limits = MemoryRateLimiter()
@@ -141,6 +154,8 @@ class Gateway:
 
     async def _take_back(self) -> None:
         """Say this process is alive and take back the runs it held before a restart."""
+        if self.outputs is not None:
+            await self.outputs.start()  # its signing key is in the store
         await self.heartbeat.beat()
         resumed = await self.poller.resume(await self.heartbeat.claim(own=True))
         if resumed:
@@ -170,6 +185,8 @@ class Gateway:
         if self.preflight is not None:
             await self.preflight.aclose()
         await self.upstream.aclose()
+        if self.outputs is not None:
+            await self.outputs.aclose()
         self.store.close()
         self.tracing.shutdown()
 
@@ -249,6 +266,10 @@ class Gateway:
             self.deliverer.notify()  # its message was queued with the admission
         if status is not CacheStatus.MISS:
             self.metrics.saved(team.name, self.settings.price)
+            if status is CacheStatus.HIT and self.outputs is not None:
+                # A HIT uses the run's copies: retention counts from their last use.
+                with suppress(StoreError):
+                    await self.store.touch_outputs(admission.generation.id, self.clock.now())
             return admission
         self.metrics.spent(team.name, self.settings.price)
         # The paid submit runs as its own task: if the caller goes away mid-flight, the run
@@ -321,19 +342,37 @@ class Gateway:
                 "poll_url the submit answered"
             )
         request, generation = found
+        extra: dict[str, Any] = {}
+        if self.outputs is not None and generation.status == "COMPLETED":
+            kept, extra = await self._kept_answer(team, generation)
+            if kept is not None:
+                return PollAnswer(kept, request, rate)
         # Segmind forgets a run (poll: 404) about an hour after it was submitted, and its
         # video URLs die with it; answering COMPLETED for longer would hand out dead links.
         expires = generation.created_at + self.settings.result_ttl
         if generation.terminal:
             self._refuse_expired(request_id, expires, now)
-        body = encode(poll_body(generation))
-        if generation.terminal:
+        body = encode({**poll_body(generation), **extra})
+        if generation.terminal and not extra:
             # A terminal state never changes, so its answer can be kept and reused without
             # asking the store again; bounded, oldest first out.
             if len(self._finished_answers) >= FINISHED_ANSWERS:
                 self._finished_answers.pop(next(iter(self._finished_answers)))
             self._finished_answers[(team.id, request_id)] = (body, request, expires)
         return PollAnswer(body, request, rate)
+
+    async def _kept_answer(
+        self, team: Team, generation: Generation
+    ) -> tuple[bytes | None, dict[str, Any]]:
+        """A COMPLETED answer naming the gateway's copies, signed now (so never kept for
+        reuse), for as long as the copies are kept; else None, and the fields that say why
+        the answer names Segmind's URLs (none if mirroring never looked at the run)."""
+        assert self.outputs is not None
+        state = await self.outputs.state_of(generation.id)
+        output, extra = self.outputs.render(team.id, generation.output, state)
+        if state is None or not state.kept:
+            return None, extra
+        return encode({"status": "COMPLETED", "output": output or "", **extra}), extra
 
     def _refuse_expired(self, request_id: str, expires: float, now: float) -> None:
         if now >= expires:

@@ -118,6 +118,29 @@ class Metrics:
             ["team", "period"],
             registry=self.registry,
         )
+        self._output_copies = Counter(
+            f"{PREFIX}_output_copies",
+            "Completed runs whose outputs were copied (kept) or not (failed).",
+            ["result"],
+            registry=self.registry,
+        )
+        self._output_copy_seconds = Histogram(
+            f"{PREFIX}_output_copy_seconds",
+            "Time one run's outputs took to copy into the output store, by result.",
+            ["result"],
+            buckets=(0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0),
+            registry=self.registry,
+        )
+        self._output_bytes = Gauge(
+            f"{PREFIX}_output_bytes_stored",
+            "Bytes of the outputs the gateway keeps (as its store last counted them).",
+            registry=self.registry,
+        )
+        self._output_objects = Gauge(
+            f"{PREFIX}_output_objects_stored",
+            "Output files the gateway keeps (identical bytes counted once).",
+            registry=self.registry,
+        )
         self._request_children: dict[tuple[str, int | str, str | None], tuple[Any, Any]] = {}
         self._request_seconds = Histogram(
             f"{PREFIX}_request_seconds",
@@ -193,3 +216,12 @@ class Metrics:
     def render(self) -> tuple[bytes, str]:
         """The Prometheus text exposition of this registry, and its content type."""
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+    def output_copy(self, kept: bool, seconds: float) -> None:
+        result = "kept" if kept else "failed"
+        self._output_copies.labels(result).inc()
+        self._output_copy_seconds.labels(result).observe(seconds)
+
+    def set_outputs_stored(self, objects: int, total_bytes: int) -> None:
+        self._output_objects.set(objects)
+        self._output_bytes.set(total_bytes)

@@ -193,6 +193,21 @@ def parse_since(value: str) -> float:
     return moment.timestamp()
 
 
+async def _outputs(op: Operator, args: Mapping[str, Any]) -> dict[str, Any]:
+    """What the output store holds: objects, bytes, the oldest last use, and the runs
+    that completed without copies (mirror failures, still to copy or given up)."""
+    summary = await op.store.outputs_summary()
+    return {
+        "outputs": op.settings.outputs_target,
+        "objects": summary.objects,
+        "bytes": summary.bytes,
+        "oldest_use": summary.oldest_use,
+        "mirror_failures": summary.failures,
+        "retention_seconds": op.settings.output_retention,
+        "max_total_bytes": op.settings.output_max_total_bytes,
+    }
+
+
 OPERATIONS: dict[str, Operation] = {
     "create-team": _create_team,
     "create-key": _create_key,
@@ -207,4 +222,5 @@ OPERATIONS: dict[str, Operation] = {
     "resend": _resend,
     "recover": _recover,
     "usage": _usage,
+    "outputs": _outputs,
 }

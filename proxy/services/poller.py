@@ -38,6 +38,7 @@ from proxy.core.errors import GatewayError, UnconfirmedSubmit
 from proxy.core.schedule import PRIOR_MEDIAN, DurationModel, PollSchedule
 from proxy.db import Generation, StorageUnavailable
 from proxy.rules import Fence, LeaseLost
+from proxy.services.outputs import OutputService
 from proxy.services.upstream import Upstream
 from proxy.store import Store
 
@@ -69,11 +70,14 @@ class Poller:
         instance: str,
         on_terminal: Callable[[Generation], None] | None = None,
         wall: Clock | None = None,
+        outputs: OutputService | None = None,
     ) -> None:
         self.store = store
         # Store outages are real time whatever clock runs are on: a write that must land
         # is retried on this one.
         self.wall = wall or clock
+        # Kept outputs: a COMPLETED run's files are copied before it is recorded so.
+        self.outputs = outputs
         # The gateway process this poller runs in: it polls only the runs leased to it.
         self.instance = instance
         self.upstream = upstream
@@ -622,6 +626,14 @@ class Poller:
         if ran and not (error or "").startswith("gave up"):
             await self._learn(generation, self.clock.now())
         refund = status != "COMPLETED" and self.settings.failed_runs == "refund"
+        kept, note, retry_at, cache_ttl = None, None, None, self.settings.cache_ttl
+        if status == "COMPLETED" and self.outputs is not None:
+            # Before the run is recorded COMPLETED: no answer or webhook names a copy that
+            # is not there. A process killed meanwhile leaves the run running; the next
+            # holder of its lease polls it again and copies it (content addressed: once).
+            kept, note = await self.outputs.copy(output)
+            retry_at = self.outputs.retry_at(self.clock.now(), note)
+            cache_ttl = self.outputs.cache_ttl(kept)
         finished = await self.store.record_status(
             generation.id,
             status,
@@ -630,8 +642,11 @@ class Poller:
             output=output,
             error=error,
             terminal=True,
-            cache_ttl=self.settings.cache_ttl,
+            cache_ttl=cache_ttl,
             refund=refund,
             polled=polled,
+            kept=kept,
+            mirror_note=note,
+            mirror_retry_at=retry_at,
         )
         self.on_terminal(finished)

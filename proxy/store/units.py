@@ -21,7 +21,7 @@ from proxy.db.backend import Backend, Listener
 from proxy.db.errors import StorageUnavailable
 from proxy.db.records import Admission, Attempt, OutboxMessage, RequestView, Team
 from proxy.db.tx import Tx
-from proxy.rules import admission, alerts, budget, leases, outbox, runs
+from proxy.rules import admission, alerts, budget, leases, outbox, outputs, runs
 from proxy.rules import teams as team_rules  # aliased: `Store.teams` is a method
 from proxy.rules import usage as usage_rules  # aliased: `Store.usage` is a method
 from proxy.rules.admission import AdmissionRequest
@@ -230,6 +230,15 @@ class Store:
     record_late_upstream_id = _writes(runs.record_late_upstream_id)
     record_status = _writes(runs.record_status)
     record_poll_failure = _writes(runs.record_poll_failure)
+    # -- kept outputs
+    keep_outputs = _writes(outputs.keep)
+    kept_outputs = _reads(outputs.kept_of)
+    output_object = _reads(Tx.object_known)
+    touch_outputs = _writes(Tx.touch_objects)
+    outputs_signing_key = _writes(outputs.signing_key)
+    expire_outputs = _writes(outputs.expire)
+    outputs_summary = _reads(outputs.summary)
+    copies_due = _reads(Tx.copies_due)
 
     async def hint(self, upstream_ids: Collection[str], now: float) -> list[str]:
         """Bring forward the next poll of the running runs with these upstream ids whose

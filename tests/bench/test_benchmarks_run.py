@@ -21,6 +21,8 @@ BENCH = Path(__file__).resolve().parents[2] / "bench"
         "gateway.py",
         "webhook_receivers.py",
         "slowloris.py",
+        # Kept outputs (issue 22): money, serving against nginx, copying against curl.
+        "outputs.py",
         # Stores side by side (issue 11): two SQLite files stand in for the pair here.
         "gateway.py --db sqlite --db sqlite --replicas 2",
     ],

@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 import httpx
 import pytest
@@ -250,6 +251,7 @@ async def test_teams_are_made_changed_and_shown_with_their_spend(console: Harnes
     upstream = (await console.http.get(f"{UI}/upstream")).text
     assert "<strong>1</strong> of 50" in upstream  # the submit, in the last minute
     assert "No finished runs yet." in upstream  # polls per run: none has finished
+    assert "<h2>Kept outputs</h2><p>Off:" in upstream  # the suite's default: outputs none
     replicas = (await console.http.get(f"{UI}/replicas")).text
     assert console.gateway.instance in replicas
     assert "(this one)" in replicas
@@ -349,3 +351,15 @@ async def test_forecasts_follow_the_poll_schedule_and_the_learnt_model(console: 
     assert expected_finish(model, 0.0) == pytest.approx(600.0)
     assert 900.0 < expected_finish(model, 900.0) < 1100.0  # later, and by little
     assert expected_finish(model, 1e6) >= 1e6
+
+
+async def test_the_upstream_page_says_what_outputs_are_kept(
+    make_harness: MakeHarness, tmp_path: Path
+) -> None:
+    console = await make_harness(
+        admin_key=ADMIN_KEY, wall_clock=VirtualClock(1_000_000.0), outputs=str(tmp_path / "kept")
+    )
+    await log_in(console)
+    upstream = (await console.http.get(f"{UI}/upstream")).text
+    assert f"In <code>{tmp_path / 'kept'}</code>: <strong>0</strong> files, 0.0 MB" in upstream
+    assert "0 completed runs without copies" in upstream

@@ -55,6 +55,8 @@ def test_the_registry_imports_nothing_of_the_project() -> None:
 # never above; function-level imports count as much as module-level ones.
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("core", ("proxy.core",)),  # pure parts: settings, clocks, quotas, keys, signing, SSRF
+    # kept outputs' bytes, by content hash: a folder or an S3 bucket; no records, no HTTP
+    ("objects", ("proxy.objects",)),
     ("db", ("proxy.db",)),  # reads and writes: units of work, backends, migrations
     ("rules", ("proxy.rules",)),  # the rules, functions of one unit of work
     ("store", ("proxy.store",)),  # `Store`: the rules run on the backend the settings pick

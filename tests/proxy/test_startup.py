@@ -33,7 +33,8 @@ ADMIN_KEY = "test-admin-key-startup-6b2e9d"
 GATEWAY_SHAPED = "sgw_" + "A" * 43  # what `admin create-team` prints, shape for shape
 SUBMIT = f"/workflows/{CHARACTER_VIDEO_WORKFLOW_ID}"
 PRINTED_KEY = re.compile(r"api key: +(sgw_\S+)")
-VIDEO_URL = re.compile(r"http://127\.0\.0\.1:\d+/assets/[^\"\s]+\.mp4")
+# The fake's asset URLs, or (with kept outputs, `make run`'s default) the gateway's own.
+VIDEO_URL = re.compile(r"http://127\.0\.0\.1:\d+/(?:assets|v1/outputs)/[^\"\s\\]+")
 
 
 def clean_env(**changes: str) -> dict[str, str]:

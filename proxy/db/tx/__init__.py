@@ -23,6 +23,7 @@ from proxy.db.tx.leases import LeasesTx
 from proxy.db.tx.locks import LocksTx
 from proxy.db.tx.meta import MetaTx
 from proxy.db.tx.outbox import RESPONSE_EXCERPT, OutboxTx
+from proxy.db.tx.outputs import OutputsTx
 from proxy.db.tx.runs import RunsTx
 from proxy.db.tx.teams import TeamsTx
 from proxy.db.tx.usage import UsageTx
@@ -42,5 +43,6 @@ class Tx(
     ViewsTx,
     BudgetTx,
     OutboxTx,
+    OutputsTx,
 ):
     """Reads and writes inside one open transaction of `db`, in `dialect`."""
