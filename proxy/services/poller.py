@@ -28,7 +28,7 @@ import contextlib
 import dataclasses
 import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 import client
@@ -39,6 +39,7 @@ from proxy.core.schedule import PRIOR_MEDIAN, DurationModel, PollSchedule
 from proxy.db import Generation, StorageUnavailable
 from proxy.rules import Fence, LeaseLost
 from proxy.services.outputs import OutputService
+from proxy.services.recorder import Recorder
 from proxy.services.upstream import Upstream
 from proxy.store import Store
 
@@ -56,8 +57,6 @@ HINT_RECHECK = 5.0  # seconds a loop sleeps at most when hints may come unheard
 # long (run-clock seconds since it was sent) by a process that took it over: its sender may
 # still be recording the id it got, its store having failed at that moment.
 SUBMIT_GRACE = 120.0
-RECORD_WINDOW = 3600.0  # wall seconds a write Segmind's answer needs is retried for
-RECORD_RETRY_MAX = 1.0  # wall seconds between its attempts at most (the store is back: go)
 
 
 class Poller:
@@ -108,10 +107,9 @@ class Poller:
         # Sends of held runs under way: a stop lets them finish (bounded by the upstream
         # timeout) rather than leave a run that went out as "cannot be known".
         self._sending: set[asyncio.Task[Generation]] = set()
-        # Writes of what Segmind answered that the store refused at that moment (its id for
-        # a run it accepted, or its refusal): retried until they land, the run's loop
-        # waiting for them. What only this process knows is never dropped on a store error.
-        self._recording: dict[str, asyncio.Task[None]] = {}
+        # What Segmind answered that the store refused at that moment: written as soon as
+        # it takes it (`recorder.py`). What only this process knows is never dropped.
+        self.recorder = Recorder(self.wall, lambda run: self.on_terminal(run))
         self._busy = 0
         self._idle = asyncio.Event()
         self._idle.set()
@@ -253,14 +251,7 @@ class Poller:
         await asyncio.gather(*tasks, return_exceptions=True)
         if self._sending:
             await asyncio.gather(*self._sending, return_exceptions=True)
-        for generation_id, recording in list(self._recording.items()):
-            # The store never came back while this process ran: say what is lost, once.
-            log.error(
-                "stopped before the store could record Segmind's answer for run %s",
-                generation_id,
-                extra={"generation_id": generation_id},
-            )
-            recording.cancel()
+        self.recorder.close()
 
     # -- sending a paid run -------------------------------------------------------------
 
@@ -284,7 +275,7 @@ class Poller:
             unconfirmed = isinstance(exc, UnconfirmedSubmit)
             refund = not unconfirmed or self.settings.failed_runs == "refund"
             fence, now, error = self.fence(generation.id), self.clock.now(), exc.message
-            await self._record(
+            await self.recorder.record(
                 generation.id,
                 lambda: self.store.record_status(
                     generation.id, "FAILED", now, fence=fence, error=error,
@@ -309,7 +300,7 @@ class Poller:
                 "upstream rate limit: run %s waits for the budget again", generation.id,
                 extra={"generation_id": generation.id, "team_id": generation.owner_team_id},
             )  # fmt: skip
-            await self._record(generation.id, lambda: self._unclaim(generation.id))
+            await self.recorder.record(generation.id, lambda: self._unclaim(generation.id))
             return dataclasses.replace(generation, status="WAITING")
         now = self.clock.now()
         first_poll = now + self.first_delay()
@@ -331,7 +322,7 @@ class Poller:
             "takes it", generation.id,
             extra={"generation_id": generation.id, "team_id": generation.owner_team_id},
         )  # fmt: skip
-        self._record_later(
+        self.recorder.record_later(
             generation.id,
             lambda: self.store.record_late_upstream_id(generation.id, upstream_id, now, first_poll),
         )
@@ -343,65 +334,6 @@ class Poller:
     async def _unclaim(self, generation_id: str) -> Generation:
         await self.upstream.budget.unclaim_send(generation_id)
         return await self.store.generation(generation_id)
-
-    async def _record(
-        self, generation_id: str, write: Callable[[], Awaitable[Generation | None]]
-    ) -> None:
-        """Write what Segmind answered now, or, if the store fails, as soon as it takes it."""
-        try:
-            written = await write()
-        except StorageUnavailable:
-            self._record_later(generation_id, write)
-            return
-        if written is not None and written.terminal:
-            self.on_terminal(written)
-
-    def _record_later(
-        self, generation_id: str, write: Callable[[], Awaitable[Generation | None]]
-    ) -> None:
-        task = asyncio.get_running_loop().create_task(
-            self._record_until_taken(generation_id, write), name=f"record {generation_id}"
-        )
-        self._recording[generation_id] = task
-        task.add_done_callback(lambda _: self._recording.pop(generation_id, None))
-        task.add_done_callback(lambda t: t.cancelled() or t.exception())
-
-    async def _record_until_taken(
-        self, generation_id: str, write: Callable[[], Awaitable[Generation | None]]
-    ) -> None:
-        """Retry `write` on the wall clock, soon after the store answers again, for at most
-        `RECORD_WINDOW` (Segmind forgets a run within the hour anyway)."""
-        give_up_at = self.wall.now() + RECORD_WINDOW
-        delay = 0.05
-        while True:
-            await self.wall.sleep(delay)
-            try:
-                written = await write()
-            except StorageUnavailable:
-                if self.wall.now() >= give_up_at:
-                    log.error(
-                        "the store did not take Segmind's answer for run %s within %.0f s; "
-                        "the run cannot be followed", generation_id, RECORD_WINDOW,
-                        extra={"generation_id": generation_id},
-                    )  # fmt: skip
-                    return
-                delay = min(delay * 2, RECORD_RETRY_MAX)
-                continue
-            except LeaseLost as exc:
-                log.warning("%s", exc.message)
-                return
-            if written is None:
-                log.error(
-                    "run %s was given up before Segmind's answer for it could be recorded",
-                    generation_id,
-                    extra={"generation_id": generation_id},
-                )
-            else:
-                log.info("recorded run %s once the store was back", generation_id,
-                         extra={"generation_id": generation_id})  # fmt: skip
-                if written.terminal:
-                    self.on_terminal(written)
-            return
 
     async def _send_held(self, generation: Generation) -> None:
         """One turn for a held run: send it if its turn and the budget allow, else sleep
@@ -467,7 +399,7 @@ class Poller:
         try:
             while True:
                 try:
-                    recording = self._recording.get(generation_id)
+                    recording = self.recorder.pending(generation_id)
                     if recording is not None:
                         await self._wait_for(recording)
                         continue
