@@ -91,6 +91,7 @@ def clean_environment() -> Iterator[None]:
             if name.startswith(("FAKESERVER_", "PROXY_", "SEGMIND_")):
                 patch.delenv(name)
         patch.setenv("PROXY_IMAGE_PREFLIGHT", "false")  # offline, as in tests/conftest.py
+        patch.setenv("PROXY_OUTPUTS", "none")  # as in tests/conftest.py
         yield
 
 
