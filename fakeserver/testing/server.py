@@ -10,7 +10,8 @@ from __future__ import annotations
 import json
 import os
 import sys
-from typing import Any
+from types import TracebackType
+from typing import Any, Self
 
 import httpx
 
@@ -31,7 +32,8 @@ def _env_value(value: Any) -> str:
 
 
 class FakeServer:
-    """`python -m fakeserver` with `settings` (FakeSettings fields); `stop()` ends it."""
+    """`python -m fakeserver` with `settings` (FakeSettings fields); `stop()` ends it, as
+    leaving `with FakeServer(...) as fake:` does."""
 
     def __init__(self, **settings: Any) -> None:
         given = {"clock": "virtual", "any_key": not settings.get("api_keys"), **settings}
@@ -85,6 +87,17 @@ class FakeServer:
 
     def reset(self) -> None:
         self.admin("POST", "reset")
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
 
     def stop(self) -> str:
         """Stop the server; returns what it printed."""
