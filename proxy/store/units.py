@@ -229,6 +229,7 @@ class Store:
     )
     claim_runs = _writes(leases.claim_runs)
     instances = _reads(Tx.instances)
+    migrations_applied = _reads(Tx.migrations_applied)
     lease = _reads(
         Tx.lease, "(instance, fencing token) of the run's poller; None once the run ended."
     )
