@@ -170,7 +170,9 @@ def known_truth(target_delay: float) -> AdaptivePolicy:
 
 def hinted(events_poll_delay: float) -> AdaptivePolicy:
     """The gateway's schedule with notifications on (see proxy/poller.py)."""
-    schedule = PollSchedule(target_delay=events_poll_delay, max_interval=HINTED_MAX_INTERVAL)
+    schedule = PollSchedule(
+        target_delay=events_poll_delay, max_interval=HINTED_MAX_INTERVAL, probe=False
+    )
     return AdaptivePolicy(DurationModel(), schedule)
 
 
