@@ -163,9 +163,11 @@ def matched(
 def known_truth(target_delay: float) -> AdaptivePolicy:
     """Keller's rule on the true distribution, known in advance: nothing left to learn."""
     return AdaptivePolicy(
-        DurationModel(FAKE_MEDIAN, FAKE_SIGMA), PollSchedule(target_delay=target_delay),
+        # The truth known in advance: nothing to probe for.
+        DurationModel(FAKE_MEDIAN, FAKE_SIGMA),
+        PollSchedule(target_delay=target_delay, probe=False),
         learn=False,
-    )  # fmt: skip
+    )
 
 
 def hinted(events_poll_delay: float) -> AdaptivePolicy:

@@ -53,13 +53,13 @@ after every run ended, and each run found finished at its first poll teaches the
 little. Two rules let it follow such an upstream with no setting:
 
 - Probing. Until the model is *proven* (its last `PROVEN_RUNS` observations all lie within
-  its own central 99.9%, and each run was seen going for at least half its recorded
-  duration, not only found finished at its first poll), the next poll comes no later than
-  the run's elapsed time again (at least `min_interval`): 2, 4, 8, 16 s... also while
-  QUEUED. A run is then noticed at most about its own duration late, however wrong the
-  model. On Segmind this costs the first `PROVEN_RUNS` runs of a fresh gateway about 8
-  polls each, and a rare run found finished at its first poll costs the next few runs as
-  much. Off with notifications (`probe=False`): they say when runs end.
+  its own central 99.9%, and at most `FIRST_POLL_SHARE` of the last `FIRST_POLL_RUNS` runs
+  were found finished at their first poll, which says only that they ended by then), the
+  next poll comes no later than the run's elapsed time again (at least `min_interval`):
+  2, 4, 8, 16 s... also while QUEUED. A run is then noticed at most about its own duration
+  late, however wrong the model. On Segmind this costs the first `PROVEN_RUNS` runs of a
+  fresh gateway about 8 polls each, and nothing after. Off with notifications
+  (`probe=False`): they say when runs end.
 - The prior moves. When the last `PROVEN_RUNS` observations all lie outside the prior's
   own central 99.9%, on the same side, the prior keeps its shape and weight but is centred
   on them: its place was wrong, not its spread. Three 8 s runs give a model with a median
@@ -98,6 +98,11 @@ MIN_SIGMA = 0.05  # never trust the data to be narrower than this
 MAX_SIGMA = 3.0  # nor wider than this
 MAX_DURATION = 1e7  # seconds (about 4 months): anything longer is a bug upstream of here
 PROVEN_RUNS = 3  # observations that must agree with a model before probing stops
+# Runs found finished at their first poll, at most this share of the last `FIRST_POLL_RUNS`:
+# by design the first poll comes before all but ~1% of runs end, so many more mean the
+# model puts runs later than they are (its observations are then only upper bounds).
+FIRST_POLL_SHARE = 0.2
+FIRST_POLL_RUNS = 20
 CENTRAL = 0.999  # "agree": within the model's central 99.9%
 JSON_VERSION = 1
 
@@ -191,10 +196,10 @@ class DurationModel:
             spread += sum((y - mu) ** 2 for y in logs)
             self.mu = mu
             self.sigma = min(max(math.sqrt(spread / weight), MIN_SIGMA), MAX_SIGMA)
-        recent = list(self._informative)[-PROVEN_RUNS:]
+        recent = list(self._informative)[-FIRST_POLL_RUNS:]
         self.proven = (
             len(logs) >= PROVEN_RUNS
-            and all(recent)
+            and recent.count(False) <= FIRST_POLL_SHARE * len(recent)
             and all(abs(y - self.mu) <= _Z_CENTRAL * self.sigma for y in logs[-PROVEN_RUNS:])
         )
 
