@@ -10,8 +10,9 @@ from starlette.responses import Response
 
 from proxy.console.access import page
 from proxy.console.forecast import expected_finish, seen_at
+from proxy.console.investigate import request_link, run_link, when
 from proxy.console.layout import BASE, Visit, document, notice, respond
-from proxy.console.markup import Html, ago, dollars, fill, join, moment, seconds
+from proxy.console.markup import Html, ago, dollars, fill, join, seconds
 from proxy.console.plots import edges_for, histogram
 from proxy.core.schedule import DurationModel
 from proxy.db import CacheStatus, RequestView, RunView
@@ -36,9 +37,9 @@ def _in_flight_row(run: RunView, visit: Visit, model: DurationModel) -> Html:
         finish = (f"{ago(g.created_at + ends, visit.now)}; seen at the poll "
                   f"{ago(g.created_at + seen, visit.now)}")  # fmt: skip
     return fill(
-        "<tr><td><code>{id}</code></td><td>{team}</td><td>{status}</td><td>{age}</td>"
+        "<tr><td>{id}</td><td>{team}</td><td>{status}</td><td>{age}</td>"
         "<td>{poll}</td><td>{finish}</td><td>{requests}</td></tr>",
-        id=g.id[:12],
+        id=run_link(g.id),
         team=run.team_name,
         status=g.status,
         age=seconds(age),
@@ -53,12 +54,12 @@ def _recent_row(view: RequestView) -> Html:
     paid = r.cache_status is CacheStatus.MISS
     duration = None if g.finished_at is None else g.finished_at - g.created_at
     return fill(
-        '<tr class="{cache}"><td><code>{id}</code></td><td>{team}</td><td>{at}</td>'
+        '<tr class="{cache}"><td>{id}</td><td>{team}</td><td>{at}</td>'
         '<td><span class="tag {cache}">{cache}</span></td><td>{cost}</td><td>{outcome}</td>'
         "<td>{duration}</td></tr>",
-        id=r.id[:12],
+        id=request_link(r.id),
         team=view.team_name,
-        at=moment(r.created_at),
+        at=when(r.created_at),
         cache=r.cache_status.value,
         cost=dollars(g.cost) if paid else f"saved {dollars(g.cost)}",
         outcome=g.status,

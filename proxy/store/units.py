@@ -326,6 +326,22 @@ class Store:
         """Seconds from send to finish of the latest completed runs."""
         return [seconds for seconds, _ in await self.finished_polls(limit)]
 
+    request_view = _reads(Tx.request_view)
+    run_requests = _reads(Tx.run_requests)
+    run_by_id = _reads(Tx.run_by_id)
+
+    async def requests_page(
+        self, limit: int, team: str | None = None, before: float | None = None
+    ) -> list[RequestView]:
+        """Requests created before `before`, newest first, of team `team` (a name) or of
+        all: one page of the console's list; an unknown team raises."""
+
+        def unit(tx: Tx) -> list[RequestView]:
+            team_id = None if team is None else team_rules.team_named(tx, team).id
+            return tx.requests_before(limit, team_id, before)
+
+        return await self._read(unit)
+
     endpoints = _reads(Tx.endpoints)
     recent_messages = _reads(Tx.recent_messages)
     upstream_pause = _reads(

@@ -21,6 +21,7 @@ from proxy.db.tx.base import Connection, Cursor
 from proxy.db.tx.budget import BudgetTx
 from proxy.db.tx.leases import LeasesTx
 from proxy.db.tx.locks import LocksTx
+from proxy.db.tx.lookup import LookupTx
 from proxy.db.tx.meta import MetaTx
 from proxy.db.tx.outbox import RESPONSE_EXCERPT, OutboxTx
 from proxy.db.tx.runs import RunsTx
@@ -40,6 +41,7 @@ class Tx(
     RunsTx,
     LeasesTx,
     ViewsTx,
+    LookupTx,
     BudgetTx,
     OutboxTx,
 ):
