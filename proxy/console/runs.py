@@ -5,6 +5,8 @@ durations against the distribution the poll schedule has learnt (`proxy/core/sch
 
 from __future__ import annotations
 
+from urllib.parse import urlencode
+
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -12,7 +14,7 @@ from proxy.console.access import page
 from proxy.console.forecast import expected_finish, seen_at
 from proxy.console.investigate import request_link, run_link, when
 from proxy.console.layout import BASE, Visit, document, notice, respond
-from proxy.console.markup import Html, ago, dollars, fill, join, seconds
+from proxy.console.markup import EMPTY, Html, ago, dollars, fill, join, seconds
 from proxy.console.plots import edges_for, histogram
 from proxy.core.schedule import DurationModel
 from proxy.db import CacheStatus, RequestView, RunView
@@ -100,16 +102,42 @@ def _durations_plot(durations: list[float], model: DurationModel) -> Html:
     )
 
 
+def _before(value: str | None) -> float | None:
+    """The `before` of a page of requests: Unix seconds; anything else is the first page."""
+    try:
+        return float(value) if value else None
+    except ValueError:
+        return None
+
+
+def _pages(recent: list[RequestView], team: str | None, before: float | None) -> Html:
+    """Links to the first page and to older requests (the list shows `RECENT` at a time)."""
+    if not recent and before is None:
+        return Html('<p class="empty">No request yet. Requests appear here as teams submit; '
+                    "search a request id in the bar above to open one.</p>")  # fmt: skip
+    kept = {"team": team} if team else {}
+    links = []
+    if before is not None:
+        href = f"{BASE}/runs?{urlencode(kept)}"
+        links.append(fill('<a href="{h}" data-test="newest">Newest</a>', h=href))
+    if len(recent) == RECENT:
+        older = urlencode({**kept, "before": repr(recent[-1].request.created_at)})
+        href = f"{BASE}/runs?{older}"
+        links.append(fill('<a href="{h}" data-test="older">Older requests</a>', h=href))
+    return fill('<p class="pages">{links}</p>', links=join(links, " · ")) if links else EMPTY
+
+
 @page
 async def runs(request: Request, visit: Visit) -> Response:
     store, model = visit.gateway.store, visit.gateway.duration_model()
     team = request.query_params.get("team") or None
+    before = _before(request.query_params.get("before"))
     notices = Html("")
     try:
-        recent = await store.recent_requests(RECENT, team)
+        recent = await store.requests_page(RECENT, team, before)
     except UnknownTeam:
         notices, team = notice("error", f"No team named {team}; showing all teams."), None
-        recent = await store.recent_requests(RECENT)
+        recent = await store.requests_page(RECENT, None, before)
     flying = await store.runs_in_flight()
     names = [t.name for t in await store.teams()]
     durations = await store.finished_durations(DURATIONS)
@@ -119,13 +147,14 @@ async def runs(request: Request, visit: Visit) -> Response:
         "<th>Requests</th></tr></thead><tbody>{flying}</tbody></table></section>"
         "<section><h2>Recent requests{of}</h2><table><thead><tr><th>Request</th><th>Team</th>"
         "<th>At (UTC)</th><th>Cache</th><th>Cost</th><th>Outcome</th><th>Duration</th></tr>"
-        "</thead><tbody>{recent}</tbody></table></section>"
+        "</thead><tbody>{recent}</tbody></table>{pages}</section>"
         "<section><h2>Run durations</h2><figure>{plot}</figure></section>",
         filter=_filter(names, team),
         n=len(flying),
         flying=join(_in_flight_row(r, visit, model) for r in flying),
         of=f" of {team}" if team else "",
         recent=join(_recent_row(v) for v in recent),
+        pages=_pages(recent, team, before),
         plot=_durations_plot(durations, model),
     )
     return respond(document("Runs", body, visit, active="runs", notices=notices))

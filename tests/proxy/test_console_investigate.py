@@ -6,11 +6,13 @@ Segmind wrote is shown as text."""
 
 from __future__ import annotations
 
+import html
 import re
 import uuid
 
 import pytest
 
+from proxy.console import runs as runs_page
 from proxy.core.clock import VirtualClock
 from proxy.core.config import PRICE
 from proxy.core.webhooks import host_of
@@ -122,3 +124,25 @@ async def test_an_empty_webhooks_page_says_what_to_do(console: Harness) -> None:
     # The Recover button is explained as what it is: there only beside failed messages.
     assert "button appears beside a team whose messages failed" in page
     assert 'data-test="recover-' not in page
+
+
+async def test_the_requests_list_pages_back_in_time(
+    console: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(runs_page, "RECENT", 2)
+    key = console.team("studio")
+    ids = []
+    for n in range(3):
+        ids.append((await console.submit(key, {"Scene_1": f"take {n}"})).json()["request_id"])
+        await console.advance(1)  # each its own moment
+    await log_in(console)
+    first = (await console.http.get(f"{UI}/runs", params={"team": "studio"})).text
+    assert [i for i in ids if f"/requests/{i}" in first] == ids[1:]  # the newest two
+    older = re.search(r'<a href="([^"]+)" data-test="older">', first)
+    assert older is not None
+    second = (await console.http.get(html.unescape(older[1]))).text
+    assert [i for i in ids if f"/requests/{i}" in second] == ids[:1]
+    assert 'data-test="newest"' in second
+    assert 'data-test="older"' not in second  # the last page
+    empty = (await console.http.get(f"{UI}/runs", params={"before": "1"})).text
+    assert "Newest" in empty
