@@ -96,8 +96,9 @@ def _durations_plot(durations: list[float], model: DurationModel) -> Html:
         f"Durations of the last {len(durations)} completed runs, and the learnt distribution",
         durations,
         edges,
-        "runs",
+        "runs (count)",
         curve=model.pdf,
+        x_label="seconds from send to finish",
         curve_label=f"learnt lognormal: median {seconds(model.median)}, log-sd {model.sigma:.2f}",
     )
 
