@@ -147,7 +147,7 @@ async def runs(request: Request, visit: Visit) -> Response:
         "<th>Status</th><th>Age</th><th>Next poll</th><th>Expected finish</th>"
         "<th>Requests</th></tr></thead><tbody>{flying}</tbody></table></section>"
         "<section><h2>Recent requests{of}</h2><table><thead><tr><th>Request</th><th>Team</th>"
-        "<th>At (UTC)</th><th>Cache</th><th>Cost</th><th>Outcome</th><th>Duration</th></tr>"
+        "<th>Submitted</th><th>Cache</th><th>Cost</th><th>Outcome</th><th>Duration</th></tr>"
         "</thead><tbody>{recent}</tbody></table>{pages}</section>"
         "<section><h2>Run durations</h2><figure>{plot}</figure></section>",
         filter=_filter(names, team),
