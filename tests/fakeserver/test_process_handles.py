@@ -5,6 +5,7 @@ those groups is left (none re-parented to PID 1)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -32,19 +33,28 @@ CASES = {
         gateway = Gateway(fake)
         print(fake.process.proc.pid, gateway.process.proc.pid, flush=True)
     """,
+    "the gateway's embedded fake, with, failing": """
+        with start_fake() as fake:
+            print(fake.process.pid, flush=True)
+            raise RuntimeError("the gateway failed to start")
+    """,
 }
 PRELUDE = """
 from fakeserver.testing.gateway import Gateway
 from fakeserver.testing.server import FakeServer
+from proxy.cli.embedded import start_fake
 """
 
 
-def group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    return True
+def group_alive(pid: int) -> bool:
+    """The process, or any process of the group it leads, is still there."""
+    for signal_ in (os.killpg, os.kill):
+        try:
+            signal_(pid, 0)
+        except ProcessLookupError:
+            continue
+        return True
+    return False
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -58,4 +68,7 @@ def test_no_process_outlives_its_handle_or_python(case: str) -> None:
     finally:
         for pid in pids:  # were the test to fail, leave nothing behind it either
             if group_alive(pid):
-                os.killpg(pid, 9)
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(pid, 9)
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, 9)
