@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import warnings
 from types import TracebackType
 from typing import Any, Self
 
@@ -18,6 +19,7 @@ import httpx
 from ..settings import FakeSettings
 from .mock import MOCK_KEY
 from .processes import ServiceProcess
+from .stall import SegmindClockWarning, stalled_in_journal
 
 __all__ = ["FakeServer"]
 
@@ -100,6 +102,23 @@ class FakeServer:
         self.stop()
 
     def stop(self) -> str:
-        """Stop the server; returns what it printed."""
+        """Stop the server; returns what it printed. Warns (`SegmindClockWarning`) if a
+        run was polled many times while the virtual clock stood still."""
+        stalled = self._stalled()
         self._http.close()
-        return self.process.stop()
+        printed = self.process.stop()
+        if stalled:
+            warnings.warn(stalled, SegmindClockWarning, stacklevel=2)
+        return printed
+
+    def _stalled(self) -> str | None:
+        if self.process.output is not None or self.settings.clock != "virtual":
+            return None  # stopped already, or a clock that moves by itself
+        try:
+            return stalled_in_journal(
+                self.journal("poll"),
+                self.now(),
+                lambda run: self.admin("GET", f"jobs/{run}")["state"],
+            )
+        except (httpx.HTTPError, RuntimeError, KeyError, ValueError):
+            return None  # a server that no longer answers has nothing to say

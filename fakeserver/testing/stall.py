@@ -15,11 +15,20 @@ import json
 import threading
 import time
 import warnings
+from collections import Counter
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from ..clock import Clock
 
-__all__ = ["STALL_POLLS", "STALL_SECONDS", "SegmindClockWarning", "StallWatch"]
+__all__ = [
+    "STALL_POLLS",
+    "STALL_SECONDS",
+    "SegmindClockWarning",
+    "StallWatch",
+    "stalled_in_journal",
+]
 
 #: Unfinished polls of one run at one fake time before the warning.
 STALL_POLLS = 10
@@ -83,3 +92,24 @@ def _state(body: bytes) -> object:
     except ValueError:
         return None
     return answer.get("status") if isinstance(answer, dict) else None
+
+
+def stalled_in_journal(
+    polls: Iterable[dict[str, Any]], now: float, state_of: Callable[[str], str]
+) -> str | None:
+    """For a fake served as a process (`FakeServer`), read after the fact from its journal:
+    a warning's text if a run was polled `STALL_POLLS` times at the fake's current time and
+    is still unfinished now (so the clock stood still through those polls), else None."""
+    counted = Counter(e["path"] for e in polls if e.get("status") == 200 and e.get("at") == now)
+    for path, times in counted.most_common():
+        if times < STALL_POLLS:
+            break
+        run = path.rsplit("/", 1)[-1]
+        if state_of(run) in UNFINISHED:
+            return (
+                f"segmind_server: run {run} was polled {times} times while the fake's virtual "
+                f"clock stood still at {now:g} s, so it could never finish. Move it from the "
+                "test (segmind_server.advance(seconds)), or give the server a clock that "
+                'keeps real time: @pytest.mark.segmind(clock="system", time_scale=0.01).'
+            )
+    return None
