@@ -28,7 +28,7 @@ from typing import Self
 
 import httpx
 
-__all__ = ["LoggedProcess", "ServiceProcess", "end_server", "running", "track"]
+__all__ = ["LoggedProcess", "ServiceProcess", "end_server", "track"]
 
 READY_SECONDS = 30.0
 STOP_SECONDS = 10.0
@@ -36,12 +36,6 @@ STOP_SECONDS = 10.0
 #: Servers started and not yet stopped, for the `atexit` hook.
 _running: set[subprocess.Popen[bytes]] = set()
 _running_lock = threading.Lock()
-
-
-def running() -> list[int]:
-    """Process ids of the servers this process started and has not stopped."""
-    with _running_lock:
-        return [proc.pid for proc in _running if proc.poll() is None]
 
 
 def track(proc: subprocess.Popen[bytes]) -> None:

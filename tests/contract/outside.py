@@ -20,6 +20,7 @@ __all__ = [
     "guide_blocks",
     "lay_out_harness_tests",
     "lay_out_their_tests",
+    "left_running",
     "run_their_tests",
 ]
 
@@ -121,3 +122,17 @@ def run_their_tests(python: Path | str, tests: Path, cwd: Path) -> subprocess.Co
         [str(python), "-m", "pytest", "-W", "error", "-p", "no:cacheprovider", "-q", str(tests)],
         cwd=cwd, env=env, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
+
+
+def left_running(python: Path | str) -> list[str]:
+    """Command lines of live processes run by `python` (their venv's interpreter): after
+    their test run ends, a server it started and never stopped would be one of these."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if entry.name.isdigit() and argv and argv[0].decode(errors="replace") == str(python):
+            found.append(" ".join(a.decode(errors="replace") for a in argv))
+    return found
