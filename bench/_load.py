@@ -194,16 +194,43 @@ def machine_cpu_seconds() -> float | None:
     return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")
 
 
-def proc_cpu_seconds(pid: int) -> float | None:
-    """User + system CPU seconds a process has used so far (Linux /proc); None elsewhere."""
+def _stat_fields(pid: int | str) -> list[str] | None:
     try:
         with open(f"/proc/{pid}/stat", encoding="ascii") as f:
             stat = f.read()
     except OSError:
         return None
-    # Fields after the parenthesised command name; utime and stime are fields 14 and 15.
-    fields = stat[stat.rindex(")") + 2 :].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    # Fields after the parenthesised command name: ppid is field 4, utime and stime 14, 15.
+    return stat[stat.rindex(")") + 2 :].split()
+
+
+def proc_cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds a process and the processes it started (a server's forked
+    workers) have used so far (Linux /proc); None elsewhere."""
+    fields = _stat_fields(pid)
+    if fields is None:
+        return None
+    total = int(fields[11]) + int(fields[12])
+    for child in _children(pid):
+        found = _stat_fields(child)
+        if found is not None:
+            total += int(found[11]) + int(found[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def _children(pid: int) -> list[int]:
+    """Every live descendant of `pid`."""
+    parents: dict[int, list[int]] = {}
+    with contextlib.suppress(OSError):
+        for entry in os.listdir("/proc"):
+            if entry.isdigit() and (fields := _stat_fields(entry)) is not None:
+                parents.setdefault(int(fields[1]), []).append(int(entry))
+    found, todo = [], [pid]
+    while todo:
+        for child in parents.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
 
 
 # --- the client -----------------------------------------------------------------------------

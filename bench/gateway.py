@@ -14,8 +14,12 @@ own then drives three kinds of phase, taking turns in alternating slices:
     fake poll  GET /workflows/request/{upstream id} on the fake with the fake's key
     gw hit     POST /workflows/{workflow} on the gateway with a completed job's body: a
                cache hit (X-Cache-Status: HIT, no upstream call)
+    gw poll xN the same polls on a second gateway on the same store, run with
+               `serve --workers N` (`--workers`, default 2; 1 leaves it out)
 
-and every figure is printed as a ratio to the fake's own polls measured in the same run: the
+with a line of server CPU per poll answered (process CPU of all of a server's processes,
+so it holds on any number of cores) for one gateway process, N workers and the fake.
+Every figure is printed as a ratio to the fake's own polls measured in the same run: the
 ratio is the figure to compare across machines; the absolute rates only describe this one.
 The gateway runs as shipped (its default INFO log: one JSON access line per request) unless
 `--gateway-log-level` says otherwise.
@@ -96,7 +100,7 @@ HTTP_TIMEOUT = 10.0
 HEADER_SAMPLES = 20  # cache-hit submits whose X-Cache-Status is checked, before and after
 GOAL_RATIO = 1.0
 
-GW_POLL, FAKE_POLL, GW_HIT = "gw poll", "fake poll", "gw hit"
+GW_POLL, FAKE_POLL, GW_HIT, GW_POLL_N = "gw poll", "fake poll", "gw hit", "gw poll xN"
 PHASES = (GW_POLL, FAKE_POLL, GW_HIT)
 # What every answer of a phase must contain, beside its 200: polls read finished jobs,
 # submits are cache hits (the gateway's HIT message; the header is checked on samples).
@@ -104,6 +108,7 @@ EXPECTED = {
     GW_POLL: b'"status":"COMPLETED"',
     FAKE_POLL: b'"status":"COMPLETED"',
     GW_HIT: b"(cache hit, no cost)",
+    GW_POLL_N: b'"status":"COMPLETED"',
 }
 
 
@@ -123,6 +128,14 @@ class Plan:
     seconds: float  # per phase kind, split into `rounds` slices
     rounds: int
     warmup: float  # seconds of warm-up before each kind of phase
+    # A second gateway on the same store, `serve --workers N` (N > 1), polled as `gw poll`.
+    workers: int = 1
+    workers_port: int = 0
+    workers_pid: int = 0
+
+    @property
+    def phases(self) -> tuple[str, ...]:
+        return (*PHASES, GW_POLL_N) if self.workers > 1 else PHASES
 
 
 @dataclass
@@ -151,6 +164,7 @@ async def _drive(plan: Plan) -> Results:
     n = plan.connections
     gateway = [Connection(HOST, plan.gateway_port) for _ in range(n)]
     fake = [Connection(HOST, plan.fake_port) for _ in range(n)]
+    workers = [Connection(HOST, plan.workers_port) for _ in range(n if plan.workers > 1 else 0)]
     team_auth = [("x-api-key", plan.team_key)]
     json_type = ("content-type", "application/json")
     kinds: dict[str, tuple[list[Connection], RequestFor, int]] = {
@@ -178,8 +192,14 @@ async def _drive(plan: Plan) -> Results:
             ),
             plan.gateway_pid,
         ),
+        GW_POLL_N: (
+            workers,
+            _spread([build_request("GET", p, HOST, team_auth) for p in plan.gateway_polls], n),
+            plan.workers_pid,  # the parent: its workers' CPU is counted with it
+        ),
     }
-    results = Results({name: [] for name in PHASES})
+    phases = plan.phases
+    results = Results({name: [] for name in phases})
 
     def checker(name: str) -> Callable[[int, bytes], None]:
         expected = EXPECTED[name]
@@ -193,7 +213,7 @@ async def _drive(plan: Plan) -> Results:
     slice_seconds = plan.seconds / plan.rounds
     cap = max(1, int(slice_seconds * MAX_RATE))
     try:
-        for name in PHASES:
+        for name in phases:
             conns, request_for, _ = kinds[name]
             await run_phase(
                 f"warm-up {name}",
@@ -205,7 +225,8 @@ async def _drive(plan: Plan) -> Results:
             )
         for r in range(plan.rounds):
             # Rotate which kind goes first, so none always follows another.
-            for name in PHASES[r % 3 :] + PHASES[: r % 3]:
+            turn = r % len(phases)
+            for name in phases[turn:] + phases[:turn]:
                 conns, request_for, pid = kinds[name]
                 results.slices[name].append(
                     await run_phase(
@@ -223,6 +244,7 @@ async def _drive(plan: Plan) -> Results:
     finally:
         close_all(gateway)
         close_all(fake)
+        close_all(workers)
 
 
 def _load_process(plan: Plan, out: Pipe) -> None:
@@ -377,9 +399,32 @@ def _row(r: PhaseResult, fake_rate: float) -> str:
     )
 
 
+def _cpu_per_poll(merged: dict[str, PhaseResult], workers: int) -> str:
+    """Server CPU per poll answered (process CPU, all of a server's processes: it holds on
+    any number of cores) for one gateway process, for `workers`, and for the fake."""
+    per = {
+        name: (1e6 * r.server_cpu / r.requests if r.server_cpu and r.requests else None)
+        for name, r in merged.items()
+    }
+    fake = per[FAKE_POLL]
+
+    def shown(name: str) -> str:
+        value = per[name]
+        if value is None:
+            return "n/a"
+        return f"{value:.0f} us" + (f" ({value / fake:.2f}x the fake's)" if fake else "")
+
+    return (
+        f"CPU per poll answered: gateway, 1 worker {shown(GW_POLL)}; {workers} workers "
+        f"{shown(GW_POLL_N)}; fake {fake:.0f} us (goal: at most the fake's)"
+        if fake
+        else "CPU per poll answered: n/a (no /proc)"
+    )
+
+
 def report(results: Results, plan: Plan, setup_problems: Sequence[str]) -> bool:
     """Print the table and the verdict; True if the run's figures are valid."""
-    merged = {name: merge_phases(results.slices[name]) for name in PHASES}
+    merged = {name: merge_phases(results.slices[name]) for name in plan.phases}
     gw, fake = merged[GW_POLL], merged[FAKE_POLL]
     print(
         f"gateway benchmark: python {platform.python_version()}, {os.cpu_count()} CPUs, "
@@ -391,7 +436,7 @@ def report(results: Results, plan: Plan, setup_problems: Sequence[str]) -> bool:
         f"{'p50 ms':>7} {'p99 ms':>7} {'vs fake poll':>13} {'server':>7} {'us/req':>8} "
         f"{'client':>7}"
     )
-    for name in PHASES:
+    for name in plan.phases:
         print(_row(merged[name], fake.rate))
     print(
         "server, client: CPU as % of one core during the phase (server: the gateway for gw "
@@ -414,8 +459,10 @@ def report(results: Results, plan: Plan, setup_problems: Sequence[str]) -> bool:
         f"p99 {1000 * gw.percentile(0.99):.2f} ms = "
         f"{_ratio(gw.percentile(0.99), fake.percentile(0.99)):.2f}x"
     )
+    if plan.workers > 1:
+        print(_cpu_per_poll(merged, plan.workers))
     problems = list(setup_problems)
-    for name in PHASES:
+    for name in plan.phases:
         r = merged[name]
         if r.not_ok or r.timed_out:
             bad = {str(k): v for k, v in sorted(r.statuses.items()) if k != 200}
@@ -461,6 +508,13 @@ def _parser() -> argparse.ArgumentParser:
         "--gateway-log-level",
         help="the gateway's log level (default: its own, INFO, one access line per request)",
     )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=2,
+        help="also poll a second gateway run with `serve --workers N` on the same store "
+        "(default 2; 1 leaves it out)",
+    )
     p.add_argument("--quick", action="store_true", help="a smoke run of about 8 s")
     p.add_argument(
         "--db",
@@ -504,6 +558,7 @@ def _start_gateway(
     name: str = "gateway",
     *,
     fast_polls: bool = True,
+    workers: int = 1,
 ) -> Server:
     port = free_port()
     team_env = {
@@ -524,6 +579,8 @@ def _start_gateway(
     ]  # fmt: skip
     if args.gateway_log_level:
         argv += ["--log-level", args.gateway_log_level]
+    if workers > 1:
+        argv += ["--workers", str(workers)]
     gateway = start_server(name, argv, port, cwd=str(ROOT), env=team_env)
     servers.append(gateway)
     wait_until_answers(gateway, "/readyz")
@@ -714,8 +771,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.quick:
         args.seconds, args.rounds, args.warmup, args.jobs = 1.5, 1, 0.2, 4
-    if args.connections < 1 or args.rounds < 1 or args.seconds <= 0 or args.jobs < 1:
-        sys.exit("--connections, --rounds, --seconds and --jobs must be positive")
+    if min(args.connections, args.rounds, args.jobs, args.workers) < 1 or args.seconds <= 0:
+        sys.exit("--connections, --rounds, --seconds, --jobs and --workers must be positive")
 
     # A SIGTERM must still stop the servers: turn it into SystemExit, which runs `finally`.
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
@@ -728,6 +785,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             db = str(Path(tmp) / "gateway.sqlite")
             team_key = _create_team(db, _clean_env())
             fake, gateway = _start_servers(args, db, servers)
+            workers = (
+                _start_gateway(args, db, fake, servers, "workers", workers=args.workers)
+                if args.workers > 1
+                else None
+            )
             gateway_url = f"http://{HOST}:{gateway.port}"
             fake_url = f"http://{HOST}:{fake.port}"
             with httpx.Client(timeout=HTTP_TIMEOUT) as http:
@@ -749,11 +811,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                 seconds=args.seconds,
                 rounds=args.rounds,
                 warmup=args.warmup,
+                workers=args.workers,
+                workers_port=workers.port if workers else 0,
+                workers_pid=workers.pid if workers else 0,
             )
+            kinds = len(plan.phases)
             budget = (
-                len(PHASES) * (plan.warmup + PHASE_GRACE_SECONDS)
-                + len(PHASES) * plan.seconds
-                + len(PHASES) * plan.rounds * PHASE_GRACE_SECONDS
+                kinds * (plan.warmup + PHASE_GRACE_SECONDS)
+                + kinds * plan.seconds
+                + kinds * plan.rounds * PHASE_GRACE_SECONDS
                 + 30.0
             )
             kind, payload = run_in_load_process(_load_process, plan, budget)

@@ -163,14 +163,18 @@ def matched(
 def known_truth(target_delay: float) -> AdaptivePolicy:
     """Keller's rule on the true distribution, known in advance: nothing left to learn."""
     return AdaptivePolicy(
-        DurationModel(FAKE_MEDIAN, FAKE_SIGMA), PollSchedule(target_delay=target_delay),
+        # The truth known in advance: nothing to probe for.
+        DurationModel(FAKE_MEDIAN, FAKE_SIGMA),
+        PollSchedule(target_delay=target_delay, probe=False),
         learn=False,
-    )  # fmt: skip
+    )
 
 
 def hinted(events_poll_delay: float) -> AdaptivePolicy:
     """The gateway's schedule with notifications on (see proxy/poller.py)."""
-    schedule = PollSchedule(target_delay=events_poll_delay, max_interval=HINTED_MAX_INTERVAL)
+    schedule = PollSchedule(
+        target_delay=events_poll_delay, max_interval=HINTED_MAX_INTERVAL, probe=False
+    )
     return AdaptivePolicy(DurationModel(), schedule)
 
 

@@ -17,11 +17,21 @@ from pathlib import Path
 
 import httpx
 
-from fakeserver.testing.processes import LoggedProcess
+from fakeserver.testing.processes import LoggedProcess, track
+from proxy.cli.embedded import READY_SECONDS as EMBEDDED_READY_SECONDS
 
 __all__ = ["ServerProcess", "launch", "refused_port", "start_server"]
 
 READY_SECONDS = 20.0
+
+
+def ready_seconds(argv: list[str]) -> float:
+    """How long a server gets to answer: a gateway started `--with-fake` first waits up to
+    the embedded fake's own deadline, so ours must outlast that one (were both equal, a slow
+    fake start would be reported as our timeout instead of the gateway's own message)."""
+    return READY_SECONDS + (EMBEDDED_READY_SECONDS if "--with-fake" in argv else 0.0)
+
+
 # The line both servers print once bound: "gateway listening on http://127.0.0.1:PORT",
 # "fake Segmind listening on ...".
 LISTENING = re.compile(r"listening on (http://[^\s:]+:(\d+))")
@@ -75,8 +85,10 @@ def launch(
             env=env,
             process_group=0,  # so `stop` can end whatever the server started, too
         )
+    track(proc)  # stopped at exit, were its test to forget it
     server = ServerProcess("", 0, proc, log, argv)
-    deadline = time.monotonic() + READY_SECONDS
+    ready = ready_seconds(argv)
+    deadline = time.monotonic() + ready
     # Waiting for a process to listen, not for a job: the clock of the fake is not involved.
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -90,4 +102,4 @@ def launch(
             pass
         time.sleep(0.05)
     output = server.stop()
-    raise RuntimeError(f"{argv[2:4]} did not answer /healthz in {READY_SECONDS} s:\n{output}")
+    raise RuntimeError(f"{argv[2:4]} did not answer /healthz in {ready:g} s:\n{output}")

@@ -9,6 +9,7 @@
   running in another process.
 - `Gateway` (`gateway.py`): the gateway (`python -m proxy`) as a process in front of a
   `FakeServer`, with a team key.
+- `PRODUCT_PAGE_SCRIPT`: the product page's sample script, to run under the mock.
 - The pytest plugin (`fakeserver.pytest_plugin`, entry point `pytest11`) turns these into
   the fixtures `segmind_fake`, `segmind_server` and `segmind_gateway`.
 
@@ -17,6 +18,21 @@ rest of `fakeserver`, it imports neither `client` nor `proxy`: the gateway is st
 command.
 """
 
-from .mock import MOCK_KEY, SEGMIND_URL, SegmindMock, active_mock, mock_segmind
+from pathlib import Path
 
-__all__ = ["MOCK_KEY", "SEGMIND_URL", "SegmindMock", "active_mock", "mock_segmind"]
+from .mock import MOCK_KEY, SEGMIND_URL, SegmindMock, active_mock, mock_segmind
+from .stall import SegmindClockWarning
+
+__all__ = [
+    "MOCK_KEY",
+    "PRODUCT_PAGE_SCRIPT",
+    "SEGMIND_URL",
+    "SegmindClockWarning",
+    "SegmindMock",
+    "active_mock",
+    "mock_segmind",
+]
+
+#: The sample script of Segmind's product page for this workflow, verbatim: a file to run
+#: (`runpy.run_path(str(PRODUCT_PAGE_SCRIPT), run_name="__main__")`), shipped in the package.
+PRODUCT_PAGE_SCRIPT = Path(__file__).with_name("product_page_sample.py.txt")

@@ -14,7 +14,8 @@ import shutil
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
+from types import TracebackType
+from typing import Any, Self
 
 import httpx
 
@@ -28,7 +29,8 @@ TEAM = "tests"
 
 
 class Gateway:
-    """A gateway on a store of its own, upstream `fake`; `api_key` is team `team`'s key."""
+    """A gateway on a store of its own, upstream `fake`; `api_key` is team `team`'s key.
+    A context manager: leaving `with Gateway(fake) as gateway:` stops it (not its fake)."""
 
     def __init__(
         self, fake: FakeServer, team: str = TEAM, limits: dict[str, Any] | None = None
@@ -84,6 +86,17 @@ class Gateway:
         moved = self._http.post("/admin/clock/advance", json={"seconds": seconds})
         if moved.status_code != 200:
             raise RuntimeError(f"advancing the gateway's clock: {moved.status_code} {moved.text}")
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
 
     def stop(self) -> str:
         """Stop the gateway (not its fake) and remove its store; returns what it printed."""

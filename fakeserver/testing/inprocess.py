@@ -22,6 +22,7 @@ from starlette.applications import Starlette
 from ..errors import InvalidInput
 from ..journal import route_of
 from ..prefer import parse_prefer
+from .stall import StallWatch
 
 __all__ = ["FORCEABLE_ROUTES", "Answer", "InProcessFake"]
 
@@ -39,8 +40,9 @@ class Answer:
 class InProcessFake:
     """`app` served on a private loop; `force()` queues `Prefer` tokens for coming requests."""
 
-    def __init__(self, app: Starlette, base_url: str) -> None:
+    def __init__(self, app: Starlette, base_url: str, watch: StallWatch | None = None) -> None:
         self.app = app
+        self._watch = watch
         self.base_url = base_url
         self._transport = httpx.ASGITransport(app=app)
         self._forced: dict[str, deque[str]] = {}
@@ -79,11 +81,16 @@ class InProcessFake:
         """The fake's answer to one request (raises `SimulatedNetworkFault` for a fault)."""
         if self._portal is None:
             raise RuntimeError("the in-process fake is stopped: its mock_segmind() has exited")
-        forced = self._take_forced(route_of(method, httpx.URL(url).path))
+        path = httpx.URL(url).path
+        route = route_of(method, path)
+        forced = self._take_forced(route)
         if forced is not None:
             headers = [*headers, ("Prefer", forced)]
         request = httpx.Request(method, url, headers=headers, content=body)
-        return self._portal.call(self._serve, request)
+        answer = self._portal.call(self._serve, request)
+        if route == "poll" and self._watch is not None:
+            self._watch.polled(path, answer.status, answer.body)  # on the caller's thread
+        return answer
 
     def _take_forced(self, route: str) -> str | None:
         if route not in ("submit", "poll", "credits"):

@@ -2,7 +2,7 @@
 
     from fakeserver.testing import mock_segmind
 
-    with mock_segmind(advance_on_sleep=True) as segmind:
+    with mock_segmind() as segmind:
         run_the_code_under_test()          # requests / httpx to https://api.segmind.com/...
         assert segmind.journal("submit")
 
@@ -11,6 +11,11 @@ functions, like moto's `mock_aws`). Each entry builds a fresh fake; on exit ever
 undone (`responses`, `respx` and the sleeps), however the block ends. One mock at a time in
 a process: a second one inside the first is refused, since both would claim the same
 hosts. Separate processes (pytest-xdist workers) each have their own.
+
+Sleeps on the entering thread move the fake's clock by default (`advance_on_sleep=True`),
+so polling code finishes a run in milliseconds; with `advance_on_sleep=False` the clock
+moves only by `advance()`, and a run polled while it stands still is reported
+(`SegmindClockWarning`, `stall.py`) rather than polled forever in silence.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from ..state import FakeState
 from .inprocess import InProcessFake
 from .intercept import intercepting
 from .sleeps import sleeps_advance
+from .stall import StallWatch
 
 __all__ = ["MOCK_KEY", "SEGMIND_URL", "SegmindMock", "active_mock", "mock_segmind"]
 
@@ -63,7 +69,7 @@ class SegmindMock:
         self.app = create_app(settings, clock=self.clock)
         self.state: FakeState = self.app.state.fake
         self.url = settings.base_url
-        self._fake = InProcessFake(self.app, self.url)
+        self._fake = InProcessFake(self.app, self.url, StallWatch(self.clock))
 
     # keys and credits
 
@@ -142,12 +148,13 @@ class SegmindMock:
 
 
 class mock_segmind:  # lower case, as it reads like moto's mock_aws: a function's name
-    """Answer Segmind's hosts in-process. Options: `advance_on_sleep` (sleeps on this thread
-    move the fake's clock instead of waiting; see `sleeps.py` for the trade-offs) and any
+    """Answer Segmind's hosts in-process. Options: `advance_on_sleep` (default True: sleeps
+    on this thread move the fake's clock instead of waiting; see `sleeps.py` for the
+    trade-offs; False keeps real sleeps and a clock moved only by `advance()`) and any
     `FakeSettings` field (`plan="free"`, `credits=5`, `failure_rate=0.5`, `time_scale=0.01`,
     `api_keys=[...]` to refuse other keys, `seed=1`...)."""
 
-    def __init__(self, *, advance_on_sleep: bool = False, **settings: Any) -> None:
+    def __init__(self, *, advance_on_sleep: bool = True, **settings: Any) -> None:
         given = {"public_url": SEGMIND_URL, "any_key": not settings.get("api_keys"), **settings}
         self.settings = FakeSettings(**given)  # checked now: a bad option fails at the call
         self.advance_on_sleep = advance_on_sleep

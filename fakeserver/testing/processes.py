@@ -5,10 +5,15 @@ address is read back, so no port is picked by us and then lost to another proces
 pytest-xdist workers starting servers at once each get their own). Its output goes to a
 file, not a pipe nobody reads (a pipe fills at 64 KiB and blocks a chatty server), and is
 quoted whole in any error.
+
+Every handle is a context manager whose exit stops the server's whole process group, however
+the block ends; a server still running when Python exits (a handle never stopped, an
+interrupted test run) is stopped by an `atexit` hook, so none is left re-parented to PID 1.
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import re
@@ -18,13 +23,33 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from types import TracebackType
+from typing import Self
 
 import httpx
 
-__all__ = ["LoggedProcess", "ServiceProcess", "end_server"]
+__all__ = ["LoggedProcess", "ServiceProcess", "end_server", "track"]
 
 READY_SECONDS = 30.0
 STOP_SECONDS = 10.0
+
+#: Servers started and not yet stopped, for the `atexit` hook.
+_running: set[subprocess.Popen[bytes]] = set()
+_running_lock = threading.Lock()
+
+
+def track(proc: subprocess.Popen[bytes]) -> None:
+    """Stop `proc` (a group leader) when Python exits, unless `end_server` has already."""
+    with _running_lock:
+        _running.add(proc)
+
+
+@atexit.register
+def _stop_left_running() -> None:
+    with _running_lock:
+        left = list(_running)
+    for proc in left:
+        end_server(proc)
 
 
 class LoggedProcess:
@@ -33,6 +58,17 @@ class LoggedProcess:
     proc: subprocess.Popen[bytes]
     log: Path
     output: str | None  # everything it printed, once stopped
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
 
     def printed(self) -> str:
         """What the server has printed so far (everything, once stopped)."""
@@ -64,6 +100,7 @@ class ServiceProcess(LoggedProcess):
                 argv, stdout=sink, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 env=env, process_group=0,  # stop() ends whatever the server started, too
             )  # fmt: skip
+        track(self.proc)
         self.output: str | None = None
         try:
             self.url = self._wait_until_ready(re.compile(listening))
@@ -98,6 +135,8 @@ class ServiceProcess(LoggedProcess):
 def end_server(proc: subprocess.Popen[bytes]) -> None:
     """SIGTERM, `STOP_SECONDS` to finish, then SIGKILL; then its whole process group (a
     gateway's embedded fake, were the gateway killed before it could stop it)."""
+    with _running_lock:
+        _running.discard(proc)
     if proc.poll() is None:
         proc.terminate()
     try:

@@ -10,13 +10,16 @@ from __future__ import annotations
 import json
 import os
 import sys
-from typing import Any
+import warnings
+from types import TracebackType
+from typing import Any, Self
 
 import httpx
 
 from ..settings import FakeSettings
 from .mock import MOCK_KEY
 from .processes import ServiceProcess
+from .stall import SegmindClockWarning, stalled_in_journal
 
 __all__ = ["FakeServer"]
 
@@ -31,7 +34,8 @@ def _env_value(value: Any) -> str:
 
 
 class FakeServer:
-    """`python -m fakeserver` with `settings` (FakeSettings fields); `stop()` ends it."""
+    """`python -m fakeserver` with `settings` (FakeSettings fields); `stop()` ends it, as
+    leaving `with FakeServer(...) as fake:` does."""
 
     def __init__(self, **settings: Any) -> None:
         given = {"clock": "virtual", "any_key": not settings.get("api_keys"), **settings}
@@ -86,7 +90,35 @@ class FakeServer:
     def reset(self) -> None:
         self.admin("POST", "reset")
 
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
     def stop(self) -> str:
-        """Stop the server; returns what it printed."""
+        """Stop the server; returns what it printed. Warns (`SegmindClockWarning`) if a
+        run was polled many times while the virtual clock stood still."""
+        stalled = self._stalled()
         self._http.close()
-        return self.process.stop()
+        printed = self.process.stop()
+        if stalled:
+            warnings.warn(stalled, SegmindClockWarning, stacklevel=2)
+        return printed
+
+    def _stalled(self) -> str | None:
+        if self.process.output is not None or self.settings.clock != "virtual":
+            return None  # stopped already, or a clock that moves by itself
+        try:
+            return stalled_in_journal(
+                self.journal("poll"),
+                self.now(),
+                lambda run: self.admin("GET", f"jobs/{run}")["state"],
+            )
+        except (httpx.HTTPError, RuntimeError, KeyError, ValueError):
+            return None  # a server that no longer answers has nothing to say

@@ -207,6 +207,12 @@ class GatewayProcess:
     def stop(self) -> None:
         terminate(self.process, grace=10.0)  # the gateway stops its fake on the way out
 
+    def __enter__(self) -> GatewayProcess:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
     def tail(self, lines: int = LOG_TAIL_LINES) -> str:
         try:
             text = self.log.read_text(errors="replace")

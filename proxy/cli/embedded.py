@@ -39,6 +39,14 @@ class EmbeddedFake:
     def stop(self) -> None:
         terminate(self.process, grace=5.0)
 
+    # A context manager too: leaving `with start_fake() as fake:` stops it, however the
+    # block ends.
+    def __enter__(self) -> EmbeddedFake:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
 
 def terminate(process: subprocess.Popen[bytes], grace: float) -> None:
     """SIGTERM, `grace` seconds to finish (a server drains its connections), then SIGKILL."""

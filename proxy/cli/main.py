@@ -56,6 +56,9 @@ def _parser() -> argparse.ArgumentParser:
                       "postgresql://user@host:port/dbname for several replicas")  # fmt: skip
     add("--config", help="a TOML file of settings")
     add("--clock", choices=["system", "virtual"])
+    add("--workers", type=int, default=1, metavar="N",
+        help="gateway processes sharing the port and the store (default 1), each under its "
+             "own instance id (the process's, plus /1, /2...)")  # fmt: skip
     add("--log-level")
     add("--instance-id", help="this process's name among gateways on the store "
                               "(default: host name and port)")  # fmt: skip

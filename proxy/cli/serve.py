@@ -24,6 +24,7 @@ from pydantic import SecretStr
 from proxy.cli.banner import print_demo
 from proxy.cli.common import load_settings
 from proxy.cli.embedded import EmbeddedFake, start_fake
+from proxy.cli.workers import serve_workers
 from proxy.core.config import ProxySettings
 from proxy.core.errors import GatewayError
 from proxy.db import StoreError
@@ -53,6 +54,13 @@ def run_serve(args: argparse.Namespace) -> int:
         upstream_url=args.upstream_url, clock=args.clock, log_level=args.log_level,
         instance_id=args.instance_id, workflow_modules=args.workflow_modules,
     )  # fmt: skip
+    workers = getattr(args, "workers", None)
+    workers = 1 if workers is None else workers
+    if workers < 1 or (workers > 1 and settings.clock == "virtual"):
+        print("--workers takes 1 or more, and more than 1 needs the system clock (a virtual "
+              "clock is moved through one process's admin API; each worker keeps its own)",
+              file=sys.stderr)  # fmt: skip
+        return 2
     with_fake = args.with_fake and settings.upstream_key is None and settings.upstream_url is None
     if settings.upstream_key is None and not with_fake:
         print(
@@ -119,18 +127,27 @@ def run_serve(args: argparse.Namespace) -> int:
                 admin_key = SecretStr(secrets.token_urlsafe(24))
                 settings = settings.model_copy(update={"admin_key": admin_key})
             print_demo(settings, fake=fake is not None, minted_admin=minted_admin)
-        print(f"gateway listening on http://{settings.host}:{settings.port}", flush=True)
-        config = uvicorn.Config(
-            create_app(settings), log_config=None, access_log=False,
-            **uvicorn_options(settings),  # head/body deadlines, connection caps
-        )  # fmt: skip
-        server = uvicorn.Server(config)
-        with _sigterm_as_exit():
-            server.run(sockets=[listener])
-        if not server.started:
-            return 3  # uvicorn has logged why (the gateway's start-up failed)
-    except KeyboardInterrupt:  # Ctrl-C: uvicorn has shut down gracefully already
-        return 130
+        where = f"http://{settings.host}:{settings.port}"
+        print(f"gateway listening on {where}" + (f" ({workers} workers)" if workers > 1 else ""),
+              flush=True)  # fmt: skip
+
+        def serve_one(settings: ProxySettings, listener: socket.socket) -> int:
+            config = uvicorn.Config(
+                create_app(settings), log_config=None, access_log=False,
+                **uvicorn_options(settings),  # head/body deadlines, connection caps
+            )  # fmt: skip
+            server = uvicorn.Server(config)
+            try:
+                with _sigterm_as_exit():
+                    server.run(sockets=[listener])
+            except KeyboardInterrupt:  # Ctrl-C: uvicorn has shut down gracefully already
+                return 130
+            # 3: uvicorn has logged why (the gateway's start-up failed)
+            return 0 if server.started else 3
+
+        if workers > 1:
+            return serve_workers(settings, listener, workers, serve_one)
+        return serve_one(settings, listener)
     finally:
         listener.close()
         if fake is not None:

@@ -25,7 +25,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from proxy.console import login, replicas, runs, teams, upstream, webhooks
+from proxy.console import investigate, login, replicas, runs, teams, upstream, webhooks
 from proxy.console.access import page
 from proxy.console.layout import BASE, Visit, redirect
 from proxy.console.security import HEADERS
@@ -34,7 +34,11 @@ __all__ = ["routes"]
 
 STATIC = {
     name: (Path(__file__).with_name("static").joinpath(name).read_bytes(), kind)
-    for name, kind in (("console.css", "text/css"), ("console.js", "text/javascript"))
+    for name, kind in (
+        ("console.css", "text/css"),
+        ("console.js", "text/javascript"),
+        ("favicon.svg", "image/svg+xml"),
+    )
 }
 
 
@@ -64,6 +68,9 @@ routes: list[BaseRoute] = [
     Route(f"{BASE}/teams/limits", teams.change_limits, methods=["POST"]),
     Route(f"{BASE}/keys/revoke", teams.revoke, methods=["POST"]),
     Route(f"{BASE}/runs", runs.runs, methods=["GET"]),
+    Route(f"{BASE}/runs/{{run_id}}", investigate.run_page, methods=["GET"]),
+    Route(f"{BASE}/requests/{{request_id}}", investigate.request_page, methods=["GET"]),
+    Route(f"{BASE}/search", investigate.search, methods=["GET"]),
     Route(f"{BASE}/webhooks", webhooks.webhooks, methods=["GET"]),
     Route(f"{BASE}/webhooks/resend", webhooks.resend, methods=["POST"]),
     Route(f"{BASE}/webhooks/recover", webhooks.recover, methods=["POST"]),

@@ -112,15 +112,24 @@ def document(
             a=f"{BASE}/logout",
             csrf=csrf_field(visit),
         )
+        find = fill(
+            '<form class="inline find" method="get" action="{a}" role="search">'
+            '<input type="search" name="q" placeholder="request, run or team" '
+            'aria-label="Search a request id, run id, Segmind id or team" maxlength="200" '
+            'data-test="nav-search"></form>',
+            a=f"{BASE}/search",
+        )
         nav = fill(
-            '<nav><span class="brand">Gateway console</span>{links}{logout}</nav>',
+            '<nav><span class="brand">Gateway console</span>{links}{find}{logout}</nav>',
             links=join(links),
+            find=find,
             logout=logout,
         )
     return fill(
         '<!doctype html><html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         "<title>{title} · gateway console</title>"
+        '<link rel="icon" href="{base}/static/favicon.svg" type="image/svg+xml">'
         '<link rel="stylesheet" href="{base}/static/console.css">'
         '<script src="{base}/static/console.js" defer></script></head>'
         '<body data-replace="{replace}">{nav}<main><h1>{title}</h1>{notices}{body}</main>'

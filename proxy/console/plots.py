@@ -36,6 +36,12 @@ def _nice_max(value: float) -> float:
     return float(next(m * power for m in (1, 2, 5, 10) if m * power >= value))
 
 
+def _integer_top(value: float) -> float:
+    """An axis top whose quarters are whole numbers (4 times 1, 2 or 5 times a power of
+    ten), for counts: no gridline at 0.5 of a run."""
+    return 4 * max(_nice_max(value / 4), 1.0)
+
+
 def budget_bar(used: float, budget: float | None, label: str, *, money: bool = True) -> Html:
     """A bar of `used` against `budget` (None: no budget, the bar shows spend only)."""
     width, height = 180, 16
@@ -64,8 +70,15 @@ def budget_bar(used: float, budget: float | None, label: str, *, money: bool = T
     )
 
 
-def _frame(title: str, top: float, x_labels: Sequence[tuple[float, str]], y_label: str) -> Html:
-    """Axes, gridlines at quarters of `top`, and the x labels at their positions."""
+def _frame(
+    title: str,
+    top: float,
+    x_labels: Sequence[tuple[float, str]],
+    y_label: str,
+    x_label: str = "",
+) -> Html:
+    """Axes with their titles (units included), gridlines at quarters of `top`, and the x
+    labels at their positions."""
     plot_h = HEIGHT - TOP - BOTTOM
     parts = [
         fill(
@@ -73,7 +86,13 @@ def _frame(title: str, top: float, x_labels: Sequence[tuple[float, str]], y_labe
             'dy="0.8em" text-anchor="middle">{label}</text>',
             y=TOP + plot_h / 2,
             label=y_label,
-        )
+        ),
+        fill(
+            '<text class="axis-title" x="{x}" y="{y}" text-anchor="middle">{label}</text>',
+            x=_number(LEFT + (WIDTH - LEFT - RIGHT) / 2),
+            y=HEIGHT - 4,
+            label=x_label,
+        ),
     ]
     for quarter in range(5):
         value = top * quarter / 4
@@ -119,15 +138,18 @@ def _y(value: float, top: float) -> float:
 
 
 def line_chart(
-    title: str, labels: Sequence[str], series: Mapping[str, Sequence[float]], y_label: str
+    title: str,
+    labels: Sequence[str],
+    series: Mapping[str, Sequence[float]],
+    y_label: str,
+    x_label: str = "",
 ) -> Html:
     """One line per series over the shared `labels` (e.g. dollars per team per day)."""
     count = len(labels)
     top = _nice_max(max((max(v, default=0.0) for v in series.values()), default=0.0))
     step = max(1, math.ceil(count / 8))
-    frame = _frame(
-        title, top, [(_x(i, count), t) for i, t in enumerate(labels) if i % step == 0], y_label
-    )
+    ticks = [(_x(i, count), t) for i, t in enumerate(labels) if i % step == 0]
+    frame = _frame(title, top, ticks, y_label, x_label)
     lines, legend = [], []
     for n, (name, values) in enumerate(series.items()):
         points = " ".join(
@@ -171,9 +193,11 @@ def histogram(
     curve_label: str = "",
     limit: float | None = None,
     limit_label: str = "",
+    x_label: str = "",
 ) -> Html:
     """Counts of `values` in the bins between `edges`; `curve` (a density) drawn over it
-    scaled to the counts, and `limit` as a horizontal line (e.g. a budget)."""
+    scaled to the counts, and `limit` as a horizontal line (e.g. a budget). The counts'
+    axis has whole-number ticks; a legend names the bars, the curve and the limit."""
     bins = len(edges) - 1
     counts = [0] * bins
     for value in values:
@@ -183,12 +207,12 @@ def histogram(
     expected: list[float] = []
     if curve is not None:
         expected = [curve((a + b) / 2) * (b - a) * len(values) for a, b in pairwise(edges)]
-    top = _nice_max(max([*counts, *expected, limit or 0.0, 1.0]))
+    top = _integer_top(max([*counts, *expected, limit or 0.0, 1.0]))
     step = max(1, math.ceil(bins / 8))
     span = (WIDTH - LEFT - RIGHT) / bins
     # Ticks at the bins' edges: a bin holds the values from its left edge up to the next.
     ticks = [(LEFT + span * i, _tick(edges[i])) for i in range(0, bins + 1, step)]
-    frame = _frame(title, top, ticks, y_label)
+    frame = _frame(title, top, ticks, y_label, x_label)
     bars = [
         fill(
             '<rect class="hist series-0" x="{x}" y="{y}" width="{w}" height="{h}">'
@@ -222,7 +246,17 @@ def histogram(
                 t=limit_label,
             )
         )
-    return fill("{frame}{bars}</svg>", frame=frame, bars=join(bars))
+    legend = [fill('<li><span class="swatch series-0"></span>{y}</li>', y=y_label)]
+    if expected:
+        legend.append(fill('<li><span class="swatch series-1"></span>{t}</li>', t=curve_label))
+    if limit is not None:
+        legend.append(fill('<li><span class="swatch limit"></span>{t}</li>', t=limit_label))
+    return fill(
+        '{frame}{bars}</svg><ul class="legend">{legend}</ul>',
+        frame=frame,
+        bars=join(bars),
+        legend=join(legend),
+    )
 
 
 def edges_for(values: Sequence[float], bins: int = 20, low: float = 0.0) -> list[float]:

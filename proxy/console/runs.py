@@ -5,13 +5,16 @@ durations against the distribution the poll schedule has learnt (`proxy/core/sch
 
 from __future__ import annotations
 
+from urllib.parse import urlencode
+
 from starlette.requests import Request
 from starlette.responses import Response
 
 from proxy.console.access import page
 from proxy.console.forecast import expected_finish, seen_at
+from proxy.console.investigate import request_link, run_link, when
 from proxy.console.layout import BASE, Visit, document, notice, respond
-from proxy.console.markup import Html, ago, dollars, fill, join, moment, seconds
+from proxy.console.markup import EMPTY, Html, ago, dollars, fill, join, seconds
 from proxy.console.plots import edges_for, histogram
 from proxy.core.schedule import DurationModel
 from proxy.db import CacheStatus, RequestView, RunView
@@ -36,9 +39,9 @@ def _in_flight_row(run: RunView, visit: Visit, model: DurationModel) -> Html:
         finish = (f"{ago(g.created_at + ends, visit.now)}; seen at the poll "
                   f"{ago(g.created_at + seen, visit.now)}")  # fmt: skip
     return fill(
-        "<tr><td><code>{id}</code></td><td>{team}</td><td>{status}</td><td>{age}</td>"
+        "<tr><td>{id}</td><td>{team}</td><td>{status}</td><td>{age}</td>"
         "<td>{poll}</td><td>{finish}</td><td>{requests}</td></tr>",
-        id=g.id[:12],
+        id=run_link(g.id),
         team=run.team_name,
         status=g.status,
         age=seconds(age),
@@ -53,12 +56,12 @@ def _recent_row(view: RequestView) -> Html:
     paid = r.cache_status is CacheStatus.MISS
     duration = None if g.finished_at is None else g.finished_at - g.created_at
     return fill(
-        '<tr class="{cache}"><td><code>{id}</code></td><td>{team}</td><td>{at}</td>'
+        '<tr class="{cache}"><td>{id}</td><td>{team}</td><td>{at}</td>'
         '<td><span class="tag {cache}">{cache}</span></td><td>{cost}</td><td>{outcome}</td>'
         "<td>{duration}</td></tr>",
-        id=r.id[:12],
+        id=request_link(r.id),
         team=view.team_name,
-        at=moment(r.created_at),
+        at=when(r.created_at),
         cache=r.cache_status.value,
         cost=dollars(g.cost) if paid else f"saved {dollars(g.cost)}",
         outcome=g.status,
@@ -93,22 +96,49 @@ def _durations_plot(durations: list[float], model: DurationModel) -> Html:
         f"Durations of the last {len(durations)} completed runs, and the learnt distribution",
         durations,
         edges,
-        "runs",
+        "runs (count)",
         curve=model.pdf,
+        x_label="seconds from send to finish",
         curve_label=f"learnt lognormal: median {seconds(model.median)}, log-sd {model.sigma:.2f}",
     )
+
+
+def _before(value: str | None) -> float | None:
+    """The `before` of a page of requests: Unix seconds; anything else is the first page."""
+    try:
+        return float(value) if value else None
+    except ValueError:
+        return None
+
+
+def _pages(recent: list[RequestView], team: str | None, before: float | None) -> Html:
+    """Links to the first page and to older requests (the list shows `RECENT` at a time)."""
+    if not recent and before is None:
+        return Html('<p class="empty">No request yet. Requests appear here as teams submit; '
+                    "search a request id in the bar above to open one.</p>")  # fmt: skip
+    kept = {"team": team} if team else {}
+    links = []
+    if before is not None:
+        href = f"{BASE}/runs?{urlencode(kept)}"
+        links.append(fill('<a href="{h}" data-test="newest">Newest</a>', h=href))
+    if len(recent) == RECENT:
+        older = urlencode({**kept, "before": repr(recent[-1].request.created_at)})
+        href = f"{BASE}/runs?{older}"
+        links.append(fill('<a href="{h}" data-test="older">Older requests</a>', h=href))
+    return fill('<p class="pages">{links}</p>', links=join(links, " · ")) if links else EMPTY
 
 
 @page
 async def runs(request: Request, visit: Visit) -> Response:
     store, model = visit.gateway.store, visit.gateway.duration_model()
     team = request.query_params.get("team") or None
+    before = _before(request.query_params.get("before"))
     notices = Html("")
     try:
-        recent = await store.recent_requests(RECENT, team)
+        recent = await store.requests_page(RECENT, team, before)
     except UnknownTeam:
         notices, team = notice("error", f"No team named {team}; showing all teams."), None
-        recent = await store.recent_requests(RECENT)
+        recent = await store.requests_page(RECENT, None, before)
     flying = await store.runs_in_flight()
     names = [t.name for t in await store.teams()]
     durations = await store.finished_durations(DURATIONS)
@@ -117,14 +147,15 @@ async def runs(request: Request, visit: Visit) -> Response:
         "<th>Status</th><th>Age</th><th>Next poll</th><th>Expected finish</th>"
         "<th>Requests</th></tr></thead><tbody>{flying}</tbody></table></section>"
         "<section><h2>Recent requests{of}</h2><table><thead><tr><th>Request</th><th>Team</th>"
-        "<th>At (UTC)</th><th>Cache</th><th>Cost</th><th>Outcome</th><th>Duration</th></tr>"
-        "</thead><tbody>{recent}</tbody></table></section>"
+        "<th>Submitted</th><th>Cache</th><th>Cost</th><th>Outcome</th><th>Duration</th></tr>"
+        "</thead><tbody>{recent}</tbody></table>{pages}</section>"
         "<section><h2>Run durations</h2><figure>{plot}</figure></section>",
         filter=_filter(names, team),
         n=len(flying),
         flying=join(_in_flight_row(r, visit, model) for r in flying),
         of=f" of {team}" if team else "",
         recent=join(_recent_row(v) for v in recent),
+        pages=_pages(recent, team, before),
         plot=_durations_plot(durations, model),
     )
     return respond(document("Runs", body, visit, active="runs", notices=notices))

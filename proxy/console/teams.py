@@ -115,7 +115,8 @@ def _spend_plot(rows: list[UsageRow], days: list[dt.date], teams: list[Team]) ->
         f"Spend per day per team, last {SPEND_DAYS} days (UTC)",
         [d[5:] for d in shown],
         series,
-        "dollars",
+        "dollars (USD)",
+        "day (UTC, month-day)",
     )
 
 

@@ -28,9 +28,10 @@ def _last_minute(calls: list[float], now: float, per_minute: int) -> Html:
         f"Calls granted per {BUCKET:.0f} s, the last minute (0: now)",
         ages,
         edges,
-        "calls",
+        "calls (count)",
         limit=per_minute * BUCKET / WINDOW,
         limit_label="the budget's even pace",
+        x_label="seconds ago",
     )
 
 
@@ -46,7 +47,8 @@ def _polls_per_run(visit: Visit, runs: list[tuple[float, int]]) -> Html:
         "Upstream polls per run, the latest completed runs",
         counted,
         [float(n) for n in range(int(max(counted)) + 2)],
-        "runs",
+        "runs (count)",
+        x_label="upstream polls the run took",
     )
     return fill(
         "<p>{mean} polls a run over the last {n} completed runs; the schedule plans {plan} "

@@ -8,6 +8,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from proxy.console.access import Form, action, page
+from proxy.console.investigate import request_link
 from proxy.console.layout import Visit, button, document, notice, respond
 from proxy.console.markup import EMPTY, Html, ago, fill, join, moment
 from proxy.console.operate import Refused, run
@@ -49,10 +50,12 @@ def _endpoint_row(visit: Visit, e: Endpoint) -> Html:
 
 def _message_row(visit: Visit, message: OutboxMessage, team: str) -> Html:
     return fill(
-        '<tr data-message="{id}"><td><code>{id}</code></td><td>{team}</td><td>{event}</td>'
+        '<tr data-message="{id}"><td><code>{id}</code><br>for {request}</td><td>{team}</td>'
+        "<td>{event}</td>"
         '<td>{at}</td><td class="state">{state}</td><td class="attempts">{attempts}</td>'
         '<td>{next}</td><td class="error">{error}</td><td>{resend}</td></tr>',
         id=message.id,
+        request=request_link(message.request_id),
         team=team,
         event=message.event,
         at=moment(message.created_at),
@@ -78,15 +81,30 @@ async def render(visit: Visit, notices: Html = EMPTY, status: int = 200) -> Resp
         "<section><h2>Endpoints</h2><table><thead><tr><th>Team</th><th>URL</th>"
         "<th>Messages</th><th>Attempts</th><th>Pending</th><th>Failed</th>"
         "<th>Next attempt</th><th>Last error</th></tr></thead><tbody>{endpoints}</tbody>"
-        "</table><p><small>Recover queues again the failed and disabled messages of the "
-        "last {days} days of that team.</small></p></section>"
+        "</table>{no_endpoints}<p><small>A <strong>Recover</strong> button appears beside a "
+        "team whose messages failed: it queues again that team's failed and disabled "
+        "messages of the last {days} days.</small></p></section>"
         "<section><h2>Latest messages</h2><table><thead><tr><th>Webhook id</th><th>Team</th>"
         "<th>Event</th><th>Created (UTC)</th><th>State</th><th>Attempts</th>"
         "<th>Next attempt</th><th>Last error</th><th></th></tr></thead>"
-        "<tbody>{messages}</tbody></table></section>",
+        "<tbody>{messages}</tbody></table>{no_messages}</section>",
         endpoints=join(_endpoint_row(visit, e) for e in endpoints),
+        no_endpoints=EMPTY
+        if endpoints
+        else Html(
+            '<p class="empty">No webhook endpoint yet. A team gets one by sending '
+            "<code>X-Webhook-Url</code> with a submit (or by a default URL set with "
+            "<code>python -m proxy admin set-webhook</code>); its deliveries show here.</p>"
+        ),
         days=RECOVER_DAYS,
         messages=join(_message_row(visit, m, team) for m, team in messages),
+        no_messages=EMPTY
+        if messages
+        else Html(
+            '<p class="empty">No webhook message yet: one is queued for each request with a '
+            "webhook URL when its run ends. To follow one request's deliveries, search its "
+            "id above.</p>"
+        ),
     )
     return respond(
         document(

@@ -45,6 +45,26 @@ alone costs about 21 polls a run where the naive 7-second loop makes 98, noticin
 6.4 s late on average; once the model has learnt the log-sd of 0.2 (first poll at 418 s,
 11.3 s apart at the median, 7.9 s at q(0.99)) it costs about 18.
 
+Following an upstream the prior does not describe
+--------------------------------------------------
+A gateway in front of a fake whose runs take 7 s (or a Segmind that got much faster) meets
+runs the prior says cannot be: under the prior alone its first poll comes at 363 s, long
+after every run ended, and each run found finished at its first poll teaches the model
+little. Two rules let it follow such an upstream with no setting:
+
+- Probing. Until the model is *proven* (its last `PROVEN_RUNS` observations all lie within
+  its own central 99.9%, and at most `FIRST_POLL_SHARE` of the last `FIRST_POLL_RUNS` runs
+  were found finished at their first poll, which says only that they ended by then), the
+  next poll comes no later than the run's elapsed time again (at least `min_interval`):
+  2, 4, 8, 16 s... also while QUEUED. A run is then noticed at most about its own duration
+  late, however wrong the model. On Segmind this costs the first `PROVEN_RUNS` runs of a
+  fresh gateway about 8 polls each, and nothing after. Off with notifications
+  (`probe=False`): they say when runs end.
+- The prior moves. When the last `PROVEN_RUNS` observations all lie outside the prior's
+  own central 99.9%, on the same side, the prior keeps its shape and weight but is centred
+  on them: its place was wrong, not its spread. Three 8 s runs give a model with a median
+  of 8 s at once, not after hundreds of runs.
+
 The simulation that measures this schedule against the naive loop (`simulate()`, its
 policies and the rate-limit backoff they use) lives with its bench, in
 `bench/simulation.py`: nothing of it runs in the gateway.
@@ -65,6 +85,7 @@ from typing import Any
 __all__ = [
     "PRIOR_MEDIAN",
     "PRIOR_SIGMA",
+    "PROVEN_RUNS",
     "DurationModel",
     "PollSchedule",
 ]
@@ -76,12 +97,20 @@ WINDOW = 500  # observations kept
 MIN_SIGMA = 0.05  # never trust the data to be narrower than this
 MAX_SIGMA = 3.0  # nor wider than this
 MAX_DURATION = 1e7  # seconds (about 4 months): anything longer is a bug upstream of here
+PROVEN_RUNS = 3  # observations that must agree with a model before probing stops
+# Runs found finished at their first poll, at most this share of the last `FIRST_POLL_RUNS`:
+# by design the first poll comes before all but ~1% of runs end, so many more mean the
+# model puts runs later than they are (its observations are then only upper bounds).
+FIRST_POLL_SHARE = 0.2
+FIRST_POLL_RUNS = 20
+CENTRAL = 0.999  # "agree": within the model's central 99.9%
 JSON_VERSION = 1
 
 _STD = NormalDist()
 _SQRT2 = math.sqrt(2.0)
 _Z_LOW = -5.0  # below this the chance of finishing is < 3e-7: the table starts here
 _Z_STEP = 0.02
+_Z_CENTRAL = _STD.inv_cdf((1.0 + CENTRAL) / 2)  # 3.29: half the central interval, in sds
 
 
 def _upper(z: float) -> float:
@@ -113,6 +142,7 @@ class DurationModel:
         prior_weight: float = PRIOR_WEIGHT,
         window: int = WINDOW,
         observations: Iterable[float] = (),
+        informative: Iterable[bool] | None = None,
     ) -> None:
         if not 0 < prior_median <= MAX_DURATION:
             raise ValueError(f"prior_median must be in (0, {MAX_DURATION:g}]; got {prior_median!r}")
@@ -129,10 +159,19 @@ class DurationModel:
         self.prior_weight = float(prior_weight)
         self.window = int(window)
         self._durations: deque[float] = deque(maxlen=self.window)
+        # Per observation: was the run seen going at least half its recorded duration in
+        # (so the observation says when it ended, not only that it had by the first poll)?
+        self._informative: deque[bool] = deque(maxlen=self.window)
         self.mu = math.log(self.prior_median)
         self.sigma = self.prior_sigma
+        # Whether the last observations agree with the fit: probing stops once they do.
+        self.proven = False
         for duration in observations:
             self._durations.append(self._rounded(self._checked(duration)))
+        given = list(informative) if informative is not None else []
+        self._informative.extend(given[-len(self._durations) :] if self._durations else [])
+        while len(self._informative) < len(self._durations):
+            self._informative.appendleft(True)  # stored before this was kept: trusted
         self._refit()
 
     # -- learning -----------------------------------------------------------------------
@@ -147,16 +186,33 @@ class DurationModel:
 
     def _refit(self) -> None:
         logs = [math.log(d) for d in self._durations]
-        prior_mu = math.log(self.prior_median)
+        prior_mu = self._prior_mu(logs[-PROVEN_RUNS:])
         weight = self.prior_weight + len(logs)
         if weight <= 0:  # no prior weight and no data: the prior's shape, by default
             self.mu, self.sigma = prior_mu, self.prior_sigma
-            return
-        mu = (self.prior_weight * prior_mu + sum(logs)) / weight
-        spread = self.prior_weight * (self.prior_sigma**2 + (prior_mu - mu) ** 2)
-        spread += sum((y - mu) ** 2 for y in logs)
-        self.mu = mu
-        self.sigma = min(max(math.sqrt(spread / weight), MIN_SIGMA), MAX_SIGMA)
+        else:
+            mu = (self.prior_weight * prior_mu + sum(logs)) / weight
+            spread = self.prior_weight * (self.prior_sigma**2 + (prior_mu - mu) ** 2)
+            spread += sum((y - mu) ** 2 for y in logs)
+            self.mu = mu
+            self.sigma = min(max(math.sqrt(spread / weight), MIN_SIGMA), MAX_SIGMA)
+        recent = list(self._informative)[-FIRST_POLL_RUNS:]
+        self.proven = (
+            len(logs) >= PROVEN_RUNS
+            and recent.count(False) <= FIRST_POLL_SHARE * len(recent)
+            and all(abs(y - self.mu) <= _Z_CENTRAL * self.sigma for y in logs[-PROVEN_RUNS:])
+        )
+
+    def _prior_mu(self, recent: list[float]) -> float:
+        """The prior's centre: the configured median, unless the last `PROVEN_RUNS` logs
+        all lie outside its central `CENTRAL` on one side; then their mean."""
+        prior_mu = math.log(self.prior_median)
+        if len(recent) < PROVEN_RUNS:
+            return prior_mu
+        bound = _Z_CENTRAL * self.prior_sigma
+        if all(y > prior_mu + bound for y in recent) or all(y < prior_mu - bound for y in recent):
+            return sum(recent) / len(recent)
+        return prior_mu
 
     def observe(self, finished_by: float, running_at: float | None = None) -> float:
         """Learn from one finished run; return the duration recorded.
@@ -172,6 +228,7 @@ class DurationModel:
         """
         finished_by = self._checked(finished_by)
         duration = finished_by
+        informative = running_at is None or running_at >= finished_by / 2
         if running_at is not None:
             low = min(max(float(running_at), 0.0), finished_by)
             p_low, p_high = self.cdf(low), self.cdf(finished_by)
@@ -180,6 +237,7 @@ class DurationModel:
             else:
                 duration = (low + finished_by) / 2
         self._durations.append(self._rounded(duration))
+        self._informative.append(informative)
         self._refit()
         return self._durations[-1]
 
@@ -246,6 +304,7 @@ class DurationModel:
             "prior_weight": self.prior_weight,
             "window": self.window,
             "observations": list(self._durations),
+            "informative": list(self._informative),
         }
 
     @classmethod
@@ -261,6 +320,7 @@ class DurationModel:
             prior_weight=float(data["prior_weight"]),
             window=int(data["window"]),
             observations=[float(d) for d in observations],
+            informative=[bool(i) for i in data.get("informative", [True] * len(observations))],
         )
 
     def __repr__(self) -> str:
@@ -324,6 +384,9 @@ class PollSchedule:
     tail_quantile: float = 0.999  # past the model's q(this): a flat `tail_interval`
     tail_interval: float = 30.0
     queued_interval: float = 60.0  # for a run last seen QUEUED
+    # Probe while the model is not proven. Off where something else says when runs end
+    # (the upstream's notifications): there runs are rarely seen going, and need not be.
+    probe: bool = True
 
     def __post_init__(self) -> None:
         if not 0 < self.min_interval <= self.max_interval:
@@ -370,10 +433,16 @@ class PollSchedule:
 
         `last_status` is what the last poll said (None: not polled yet). QUEUED means the
         run has not started, so its age says nothing: poll every `queued_interval`. Any
-        other status, known or not, follows the schedule.
+        other status, known or not, follows the schedule. While the model is not proven,
+        no later than `elapsed` from now (probing: see the module docstring).
         """
         if not math.isfinite(elapsed):
             return self.max_interval if elapsed > 0 else self.min_interval
         if last_status is not None and last_status.upper() == "QUEUED":
-            return self._clamp(self.queued_interval)
-        return self._clamp(self.next_poll_elapsed(elapsed, model) - max(elapsed, 0.0))
+            planned = self.queued_interval
+        else:
+            planned = self.next_poll_elapsed(elapsed, model) - max(elapsed, 0.0)
+        if self.probe and not model.proven:
+            # Probing: however wrong the model, a run is noticed about its duration late.
+            planned = min(planned, max(elapsed, self.min_interval))
+        return self._clamp(planned)

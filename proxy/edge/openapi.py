@@ -203,7 +203,11 @@ def _schemas(served: Sequence[Workflow]) -> dict[str, Any]:
             "type": "object",
             "required": ["status", "request_id", "poll_url", "message"],
             "properties": {
-                "status": {"type": "string", "enum": ["QUEUED"]},
+                "status": {
+                    "type": "string",
+                    "enum": ["QUEUED", "COMPLETED"],
+                    "description": "COMPLETED for a cache HIT (the result is ready to poll).",
+                },
                 "request_id": {"type": "string", "pattern": REQUEST_ID_PATTERN},
                 "poll_url": {"type": "string", "description": "The gateway's URL to poll."},
                 "message": {"type": "string"},

@@ -128,7 +128,10 @@ async def submit(request: Request) -> Response:
     }
     return JSONResponse(
         {
-            "status": "QUEUED",
+            # A HIT's result is ready: say so. Clients that read the submit answer's status
+            # at all (Segmind's SDK does not; ours and the page's script poll either way)
+            # then find COMPLETED at poll_url too.
+            "status": "COMPLETED" if status == "HIT" else "QUEUED",
             "request_id": request_id,
             "poll_url": f"{gateway.settings.base_url}/workflows/request/{request_id}",
             "message": messages[status],

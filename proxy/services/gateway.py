@@ -470,11 +470,15 @@ class Gateway:
 
 def _image_of(workflow_id: str, inputs: dict[str, Any]) -> str | None:
     """The URL of the run's image input, the one the preflight checks: the first `IMAGE`
-    input of its registered workflow (None: unregistered, or no image input)."""
+    input of its registered workflow (None: unregistered, no image input, or the workflow's
+    own default image, Segmind's sample on Segmind's storage, which the preflight has
+    nothing to learn from and an offline gateway cannot reach)."""
     workflow = workflows.get(workflow_id)
     name = workflow.image_input if workflow is not None else None
     image = inputs.get(name) if name is not None else None
-    return image if isinstance(image, str) else None
+    if workflow is None or not isinstance(image, str) or image == workflow.defaults[name or ""]:
+        return None
+    return image
 
 
 def poll_body(generation: Generation) -> dict[str, Any]:

@@ -99,6 +99,7 @@ class Poller:
             ),
             tail_interval=max(30.0 * scale, settings.poll_min_interval),
             queued_interval=max(60.0 * scale, settings.poll_min_interval),
+            probe=not self.hints,  # notifications say when runs end: no need to probe
         )
         self._tasks: dict[str, asyncio.Task[None]] = {}
         # The lease each run is polled under: every write of its state names it, and a
@@ -176,9 +177,8 @@ class Poller:
 
     async def _learn(self, generation: Generation, now: float) -> None:
         """Feed a finished run's duration to the model, and keep the model in the store."""
-        running_at = None
-        if generation.status not in ("SUBMITTING", "QUEUED"):
-            running_at = max(generation.updated_at - generation.created_at, 0.0)
+        # The last poll (QUEUED or running) saw it unfinished; never polled: about 0.
+        running_at = max(generation.updated_at - generation.created_at, 0.0)
         try:
             self.model.observe(max(now - generation.created_at, 1e-3), running_at)
         except ValueError:

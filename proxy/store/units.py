@@ -256,6 +256,7 @@ class Store:
     )
     claim_runs = _writes(leases.claim_runs)
     instances = _reads(Tx.instances)
+    migrations_applied = _reads(Tx.migrations_applied)
     lease = _reads(
         Tx.lease, "(instance, fencing token) of the run's poller; None once the run ended."
     )
@@ -351,6 +352,22 @@ class Store:
     async def finished_durations(self, limit: int = 500) -> list[float]:
         """Seconds from send to finish of the latest completed runs."""
         return [seconds for seconds, _ in await self.finished_polls(limit)]
+
+    request_view = _reads(Tx.request_view)
+    run_requests = _reads(Tx.run_requests)
+    run_by_id = _reads(Tx.run_by_id)
+
+    async def requests_page(
+        self, limit: int, team: str | None = None, before: float | None = None
+    ) -> list[RequestView]:
+        """Requests created before `before`, newest first, of team `team` (a name) or of
+        all: one page of the console's list; an unknown team raises."""
+
+        def unit(tx: Tx) -> list[RequestView]:
+            team_id = None if team is None else team_rules.team_named(tx, team).id
+            return tx.requests_before(limit, team_id, before)
+
+        return await self._read(unit)
 
     endpoints = _reads(Tx.endpoints)
     recent_messages = _reads(Tx.recent_messages)

@@ -256,7 +256,8 @@ def json_body(response: httpx.Response) -> Any:
 
 
 def assert_submit_answer(response: httpx.Response) -> dict[str, Any]:
-    """200 `{"status": "QUEUED", "request_id", "poll_url", ["message"]}`, the id in the URL."""
+    """200 `{"status": "QUEUED", "request_id", "poll_url", ["message"]}`, the id in the URL
+    (`"COMPLETED"` for the gateway's cache HIT)."""
     assert response.status_code == 200, _describe(response)
     body = json_body(response)
     assert isinstance(body, dict), _describe(response)
@@ -265,7 +266,9 @@ def assert_submit_answer(response: httpx.Response) -> dict[str, Any]:
         f"submit answer keys {sorted(keys)}; expected {sorted(SUBMIT_REQUIRED)} "
         f"and optionally {sorted(SUBMIT_OPTIONAL)}"
     )
-    assert body["status"] == QUEUED, body
+    # The gateway says COMPLETED for a cache HIT (the result is ready), and only then.
+    hit = response.headers.get("x-cache-status") == "HIT"
+    assert body["status"] == ("COMPLETED" if hit else QUEUED), body
     assert isinstance(body["request_id"], str), body
     assert REQUEST_ID.fullmatch(body["request_id"]), f"request id {body['request_id']!r}"
     if "message" in body:

@@ -20,6 +20,7 @@ __all__ = [
     "guide_blocks",
     "lay_out_harness_tests",
     "lay_out_their_tests",
+    "left_running",
     "run_their_tests",
 ]
 
@@ -28,8 +29,6 @@ GUIDE = DOCS / "cassettes.md"
 SECTION = "## Test your code offline with our cassettes"
 HARNESS_GUIDE = DOCS / "testing.md"
 HARNESS_SECTION = "# Testing your own code offline: mock, server or cassettes"
-#: The product page's script, verbatim, which the harness guide runs as `segmind_sample.py`.
-SAMPLE = Path(__file__).resolve().parents[1] / "data" / "product_page_sample.py.txt"
 #: The cassettes the guide's examples use, and so the only ones vendored.
 VENDORED = ("success.yaml", "gateway_webhook.yaml")
 #: Their conftest: any connection attempt fails the test that made it, so "offline" is
@@ -102,15 +101,15 @@ def lay_out_their_tests(root: Path, files: dict[str, str]) -> Path:
 
 
 def lay_out_harness_tests(root: Path) -> tuple[Path, int]:
-    """`root/tests/` with the harness guide's blocks as test files, the product page's
-    script beside them and a loopback-only guard; returns the folder and the tests' count."""
+    """`root/tests/` with the harness guide's blocks as test files and a loopback-only
+    guard (the product page's script comes from the installed package); returns the folder
+    and the tests' count."""
     tests = root / "tests"
     tests.mkdir(parents=True)
     blocks = guide_blocks(HARNESS_GUIDE, HARNESS_SECTION)
     for n, block in enumerate(blocks):
         (tests / f"test_harness_example_{n}.py").write_text(block)
     (tests / "conftest.py").write_text(LOOPBACK_GUARD)
-    shutil.copy(SAMPLE, tests / "segmind_sample.py")
     return tests, sum(block.count("\ndef test_") for block in blocks)
 
 
@@ -123,3 +122,17 @@ def run_their_tests(python: Path | str, tests: Path, cwd: Path) -> subprocess.Co
         [str(python), "-m", "pytest", "-W", "error", "-p", "no:cacheprovider", "-q", str(tests)],
         cwd=cwd, env=env, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
+
+
+def left_running(python: Path | str) -> list[str]:
+    """Command lines of live processes run by `python` (their venv's interpreter): after
+    their test run ends, a server it started and never stopped would be one of these."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if entry.name.isdigit() and argv and argv[0].decode(errors="replace") == str(python):
+            found.append(" ".join(a.decode(errors="replace") for a in argv))
+    return found

@@ -184,6 +184,7 @@ def test_gateway_extras_cache_status_rate_fields_and_its_own_ids(
 
         hit = submit({})
         assert answers[-1].headers["x-cache-status"] == "HIT"
+        assert hit["status"] == "COMPLETED", "a HIT's submit answer says the result is ready"
         hit_poll = session.http.get(hit["poll_url"])
         answers.append(hit_poll)
         assert assert_poll_answer(hit_poll) == done, "a HIT reads the finished run at once"

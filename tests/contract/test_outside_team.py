@@ -25,6 +25,7 @@ from tests.contract.outside import (
     guide_blocks,
     lay_out_harness_tests,
     lay_out_their_tests,
+    left_running,
     run_their_tests,
 )
 
@@ -116,3 +117,5 @@ def test_another_team_runs_the_harness_guide_with_only_the_testing_extra(
     assert done.returncode == 0, printed
     assert f"{expected} passed in" in done.stdout, printed
     assert "warning" not in printed.lower(), printed
+    # Every server their fixtures started (the fake, the gateway and its fake) is gone.
+    assert left_running(their_python) == []

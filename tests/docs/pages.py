@@ -8,7 +8,7 @@ import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["ROOT", "Block", "anchors", "blocks", "commands", "links", "pages"]
+__all__ = ["ROOT", "Block", "Prose", "anchors", "blocks", "commands", "links", "pages", "prose"]
 
 ROOT = Path(__file__).resolve().parents[2]
 FENCE = re.compile(r"^```(\S*)\s*$")
@@ -99,4 +99,55 @@ def links(path: Path) -> list[str]:
         elif outside:
             prose = re.sub(r"`[^`]*`", "", line)
             found += [m[1] or m[2] for m in LINK.finditer(prose)]
+    return found
+
+
+BULLET = re.compile(r"^\s*(?:[-*+]|\d+[.)])\s+")
+
+
+@dataclass(frozen=True)
+class Prose:
+    page: str
+    line: int  # where the paragraph or bullet starts, 1-based
+    kind: str  # "paragraph" or "bullet"
+    text: str
+
+    @property
+    def words(self) -> int:
+        return len(self.text.split())
+
+    def __str__(self) -> str:
+        start = " ".join(self.text.split()[:8])
+        return f"{self.page}:{self.line} ({self.kind}, {self.words} words: {start}...)"
+
+
+def prose(path: Path) -> list[Prose]:
+    """The paragraphs and bullets of a page, outside code blocks, headings and tables: a
+    bullet runs until the next bullet, a blank line or another block; a paragraph until a
+    blank line or a block."""
+    found: list[Prose] = []
+    outside, kind, start, lines = True, "", 0, []  # type: ignore[var-annotated]
+
+    def close() -> None:
+        nonlocal kind, lines
+        if lines:
+            found.append(Prose(_relative(path), start, kind, " ".join(lines)))
+        kind, lines = "", []
+
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        if FENCE.match(line):
+            close()
+            outside = not outside
+        elif not outside:
+            continue
+        elif not line.strip() or HEADING.match(line) or line.lstrip().startswith("|"):
+            close()
+        elif BULLET.match(line):
+            close()
+            kind, start, lines = "bullet", number, [BULLET.sub("", line)]
+        else:
+            if not lines:
+                kind, start = "paragraph", number
+            lines.append(line.strip())
+    close()
     return found

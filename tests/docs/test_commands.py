@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -32,7 +33,8 @@ from tests.stack import ADMIN_KEY
 
 # A server line, and the port the page's later lines reach it on unless it names one.
 SERVERS = {"make run": 8000, "python -m proxy serve": 8000, "python -m fakeserver": 8001}
-ASSIGNMENT = re.compile(r"^([A-Z][A-Z0-9_]*)=(\S*)(\s+#.*)?$")
+ASSIGNMENT = re.compile(r"^(?:export\s+)?([A-Z][A-Z0-9_]*)=(\S*)(\s+#.*)?$")
+VARIABLE = re.compile(r"\$(\w+)|\$\{(\w+)\}")
 # Commands another test runs: (the file that runs it, what that file must hold).
 ELSEWHERE = {
     "make test": (".ci/run", "\nmake test"),
@@ -88,6 +90,14 @@ class Reader:
             )
         return command
 
+    def expand(self, word: str) -> str:
+        def value(found: re.Match[str]) -> str:
+            name = found[1] or found[2]
+            assert name in self.env, f"the page uses ${name} before setting it"
+            return self.env[name]
+
+        return VARIABLE.sub(value, word)
+
     def learn(self, output: str) -> None:
         self.seen.append(output)
         try:
@@ -119,7 +129,8 @@ class Reader:
         self.learn(done.stdout)
 
     def serve(self, server: str, command: str) -> None:
-        words = command.split("#", 1)[0].split()
+        # As the reader's shell would: quotes removed, their variables expanded.
+        words = [self.expand(word) for word in shlex.split(command, comments=True)]
         page_port = SERVERS[server]
         if "--port" in words:
             at = words.index("--port") + 1
@@ -190,9 +201,13 @@ def test_the_readme(tmp_path: Path) -> None:
         eventually(lambda: httpx.get(poll, headers=team).json()["status"] == "COMPLETED",
                    what="the tour's run, once the clocks moved past it")  # fmt: skip
         (tour,) = [b for b in _page("README.md") if b.language == "python"]
-        source = tour.text.replace("127.0.0.1:8000", f"127.0.0.1:{port}")
+        # The block sets its own key, as a reader pastes it: only the value is theirs.
+        assert 'TEAM_KEY = "sgw_..."' in tour.text, tour.text
+        source = tour.text.replace("127.0.0.1:8000", f"127.0.0.1:{port}").replace(
+            '"sgw_..."', repr(person.values["sgw_..."])
+        )
         done = subprocess.run(
-            [sys.executable, "-c", f"TEAM_KEY = {person.values['sgw_...']!r}\n{source}"],
+            [sys.executable, "-c", source],
             capture_output=True, text=True, timeout=120, cwd=person.folder,
         )  # fmt: skip
         assert done.returncode == 0, done.stderr
@@ -211,8 +226,26 @@ def test_the_operations_page(tmp_path: Path, postgres_url: str) -> None:
     hook = {"https://hooks.example.com/budget": "http://127.0.0.1:9/budget"}
     with reader(tmp_path, **hook) as person:
         person.env.update(DB=postgres_url, PROXY_WEBHOOK_ALLOW_NETWORKS='["127.0.0.0/8"]')
+        person.captures["sgw_..."] = r'"api_key": "(sgw_[^"]+)"'
         assert _run_page(person, "docs/operations.md") >= 2
         assert any("team 'design' created" in out for out in person.seen)
+        _one_machine_run_completes(person)
+
+
+def _one_machine_run_completes(person: Reader) -> None:
+    """The "On one machine, with the fake" section: the run the page submitted to one
+    replica completes, read from the other, in real time (the fake's runs last about 7 s),
+    with no setting the page does not show: the replicas learnt the fast upstream alone."""
+    assert person.values["STATUS"] == "QUEUED"
+    poll = f"http://127.0.0.1:{person.ports[8003]}/workflows/request/{person.values['REQUEST_ID']}"
+    team = {"x-api-key": person.values["sgw_..."]}
+    # Before replicas probed a new upstream, their first poll came 363 s in: this waited
+    # for minutes and failed.
+    eventually(lambda: httpx.get(poll, headers=team).json()["status"] == "COMPLETED",
+               60, "the one-machine run, about 10 s after its submit")  # fmt: skip
+    fake = f"http://127.0.0.1:{person.ports[8001]}"
+    polls = httpx.get(f"{fake}/__admin/journal", params={"route": "poll"}).json()["entries"]
+    assert 1 <= len(polls) <= 8, polls  # probing: 2, 4, 8, 16 s in, not a poll a second
 
 
 def test_the_fake_page(tmp_path: Path) -> None:

@@ -2,7 +2,9 @@
 real gateway and the fake (uvicorn processes on virtual clocks, `tests/stack.py`) and a
 real webhook receiver (`tests/receiver.py`). Log in, watch a team's spend bar move after
 a run, create a team and read its key once, revoke a key and see it refused, resend a
-webhook, log out and find nothing behind the back button.
+webhook, investigate a request (search its id, read its page and its webhook attempts,
+follow it to its run and on to the request that joined it, and read it 360 px wide), log
+out and find nothing behind the back button.
 
 With CONSOLE_SCREENSHOTS=DIR set, the pages are saved there as PNGs on the way (the
 README's are made so). Outside CI the test skips when chromium or Playwright is missing;
@@ -163,6 +165,39 @@ def test_an_operator_runs_the_gateway_from_the_console(
     assert "queued to be sent again" in page.locator(".notice.ok").inner_text()
     eventually(lambda: len(receiver.received) == 2, what="the resent webhook arrives")
     assert receiver.received[1].id == webhook_id
+
+    # "Team studio says its video never arrived": search the request id it was given, read
+    # its page, follow it to its run, and back to the other request that run answered.
+    request_id, joined_id = first.json()["request_id"], joined.json()["request_id"]
+    page.fill('[data-test="nav-search"]', request_id)
+    page.press('[data-test="nav-search"]', "Enter")
+    page.wait_for_url(f"{base}/requests/{request_id}")
+    facts = page.locator("dl.facts").inner_text()
+    assert "studio" in facts
+    assert "MISS" in facts
+    assert "COMPLETED" in facts
+    hook = page.locator(f'[data-test="webhook-{webhook_id}"]')
+    assert hook.locator("h3").inner_text().endswith("job.completed, delivered")
+    answers = hook.locator("tbody tr").all_inner_texts()
+    assert len(answers) == 2, answers  # the delivery and the resend, each answered 2xx
+    assert all("\t20" in row for row in answers), answers
+    assert page.locator("section", has_text="Outputs").locator("a").count() == 4
+    shot(page, "request")
+    page.click('[data-test="run-link"]')
+    page.wait_for_url(re.compile(rf"{re.escape(base)}/runs/[0-9a-f]+$"))
+    assert page.locator("h2", has_text="Requests it answered (2)").count() == 1
+    assert "COMPLETED" in page.locator("dl.facts").inner_text()
+    shot(page, "run")
+    page.click(f'a[href="/admin/ui/requests/{joined_id}"]')
+    page.wait_for_url(f"{base}/requests/{joined_id}")
+    assert "JOIN" in page.locator("dl.facts").inner_text()
+    assert "No webhook for this request" in page.content()
+    # On a phone (360 px wide): the page fits, nothing to scroll sideways.
+    narrow = context.new_page()
+    narrow.set_viewport_size({"width": 360, "height": 740})
+    narrow.goto(f"{base}/requests/{request_id}")
+    assert narrow.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    narrow.close()
 
     for name in ("replicas", "upstream"):
         page.goto(f"{base}/{name}")

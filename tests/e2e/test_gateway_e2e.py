@@ -18,6 +18,7 @@ import pytest
 from segmind import SegmindClient
 
 from client import Client
+from fakeserver.testing import PRODUCT_PAGE_SCRIPT
 from tests.receiver import eventually
 from tests.stack import (
     ADMIN_KEY,
@@ -28,7 +29,7 @@ from tests.stack import (
     start_gateway,
 )
 
-SAMPLE = Path(__file__).resolve().parents[1] / "data" / "product_page_sample.py.txt"
+SAMPLE = PRODUCT_PAGE_SCRIPT
 
 
 @pytest.fixture

@@ -14,7 +14,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.servers import ServerProcess, start_server
+from proxy.cli.embedded import READY_SECONDS as EMBEDDED_READY_SECONDS
+from tests.servers import ServerProcess, ready_seconds, start_server
 
 RULE = "-" * 72
 
@@ -89,3 +90,11 @@ def test_the_printed_console_address_and_admin_key_log_in(run_gateway: ServerPro
     teams = httpx.get(f"{console[1]}/teams", cookies=logged_in.cookies)
     assert teams.status_code == 200
     assert 'data-team="demo"' in teams.text
+
+
+def test_a_gateway_with_its_fake_gets_longer_to_start_than_its_fake_gets() -> None:
+    # Were both deadlines equal, a slow start of the embedded fake would end as our timeout
+    # (a flake) rather than as the gateway's own message about its fake.
+    argv = [sys.executable, "-m", "proxy", "serve", "--with-fake"]
+    assert ready_seconds(argv) > EMBEDDED_READY_SECONDS
+    assert ready_seconds(argv) - EMBEDDED_READY_SECONDS >= ready_seconds(argv[:-1])

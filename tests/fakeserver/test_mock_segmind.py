@@ -9,7 +9,6 @@ import json
 import runpy
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
 import httpcore
@@ -18,10 +17,17 @@ import pytest
 import requests
 import requests.adapters
 
-from fakeserver.testing import SegmindMock, active_mock, mock_segmind
+from fakeserver.testing import (
+    PRODUCT_PAGE_SCRIPT,
+    SegmindClockWarning,
+    SegmindMock,
+    active_mock,
+    mock_segmind,
+    stall,
+)
 from tests.servers import ServerProcess
 
-SAMPLE = Path(__file__).resolve().parents[1] / "data" / "product_page_sample.py.txt"
+SAMPLE = PRODUCT_PAGE_SCRIPT
 URL = "https://api.segmind.com/workflows/68628fe34727e611dfa219b4-v4"
 KEY = {"x-api-key": "test-key"}
 
@@ -37,10 +43,10 @@ def patched_now() -> dict[str, object]:
     }
 
 
-def test_the_product_page_script_completes_unchanged_in_process(
+def test_the_product_page_script_completes_unchanged_under_the_default_mock(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    with mock_segmind(advance_on_sleep=True) as segmind:
+    with mock_segmind() as segmind:  # sleeps move the clock unless told otherwise
         started = segmind.now()
         runpy.run_path(str(SAMPLE), run_name="__main__")
     out = capsys.readouterr().out
@@ -210,3 +216,42 @@ async def test_as_a_decorator_of_an_async_test() -> None:
     async with httpx.AsyncClient() as http:
         assert (await http.post(URL, json={}, headers=KEY)).status_code == 200
     assert active_mock().counts() == {"submit": 1}
+
+
+def test_polls_while_the_clock_stands_still_warn_naming_the_fix() -> None:
+    with mock_segmind(advance_on_sleep=False) as segmind:
+        queued = requests.post(URL, json={}, headers=KEY, timeout=10).json()
+        for _ in range(stall.STALL_POLLS - 1):  # warnings are errors here: none yet
+            requests.get(queued["poll_url"], headers=KEY, timeout=10)
+        with pytest.warns(SegmindClockWarning, match=r"advance_on_sleep=True.*advance\(") as seen:
+            requests.get(queued["poll_url"], headers=KEY, timeout=10)
+        assert f"polled {stall.STALL_POLLS} times" in str(seen[0].message)
+        for _ in range(stall.STALL_POLLS):  # once per run, not once per poll
+            requests.get(queued["poll_url"], headers=KEY, timeout=10)
+        segmind.advance(1800)  # once the clock moves, the same loop finishes
+        assert requests.get(queued["poll_url"], headers=KEY, timeout=10).json()["status"] in (
+            "COMPLETED",
+            "FAILED",
+        )
+
+
+def test_two_polls_far_apart_in_real_time_at_one_fake_time_warn(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The product page's script with real sleeps: its second poll comes 7 s later.
+    monkeypatch.setattr(stall, "STALL_SECONDS", 0.05)
+    with mock_segmind(advance_on_sleep=False), httpx.Client(headers=KEY) as http:
+        poll_url = http.post(URL, json={}).json()["poll_url"]
+        http.get(poll_url)
+        threading.Event().wait(0.1)
+        with pytest.warns(SegmindClockWarning, match="stood still"):
+            http.get(poll_url)
+
+
+def test_polls_that_see_the_clock_move_do_not_warn() -> None:
+    with mock_segmind() as segmind, httpx.Client(headers=KEY) as http:
+        poll_url = http.post(URL, json={}).json()["poll_url"]
+        for _ in range(3 * stall.STALL_POLLS):
+            http.get(poll_url)
+            time.sleep(1)  # moves the fake's clock: no warning (warnings are errors here)
+        assert segmind.counts()["poll"] == 3 * stall.STALL_POLLS

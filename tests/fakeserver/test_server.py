@@ -6,14 +6,14 @@ import json
 import subprocess
 import sys
 from collections.abc import Callable
-from pathlib import Path
 
 import httpx
 import pytest
 
+from fakeserver.testing import PRODUCT_PAGE_SCRIPT
 from tests.servers import ServerProcess
 
-SAMPLE = Path(__file__).resolve().parents[1] / "data" / "product_page_sample.py.txt"
+SAMPLE = PRODUCT_PAGE_SCRIPT
 SUBMIT = "/workflows/68628fe34727e611dfa219b4-v4"
 KEY = "test-key-live"
 

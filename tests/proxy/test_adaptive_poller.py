@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from proxy.core.schedule import DurationModel
+from proxy.core.schedule import PRIOR_MEDIAN, PROVEN_RUNS, DurationModel
 from proxy.services.poller import MODEL_KEY
 from tests.proxy.harness import Harness
 
@@ -90,11 +90,20 @@ async def test_what_the_poller_learns_is_kept_across_a_restart(make_harness: Mak
     assert len(harness.gateway.poller.model.observations) == 3
 
 
-async def test_the_first_poll_waits_for_the_early_part_of_a_run(make_harness: MakeHarness) -> None:
+async def test_the_first_poll_probes_until_runs_prove_the_model_then_waits(
+    make_harness: MakeHarness,
+) -> None:
     harness = await make_harness(poll_schedule="adaptive")
     key = harness.team("early", **NO_LIMITS)
     await harness.submit(key, {"Scene_3": "A quiet street"})
     first = harness.clock.next_deadline
     assert first is not None
-    # Not 7 s after the submit: the prior puts the first poll hundreds of seconds in.
-    assert 200 < first - harness.clock.now() < 673.9
+    # A fresh gateway has seen no run of this upstream: it probes, at the shortest interval,
+    # so an upstream far faster than Segmind (a fake) is not left unpolled for minutes.
+    assert first - harness.clock.now() == pytest.approx(harness.gateway.settings.poll_min_interval)
+    # Once runs have agreed with the model (kept in the store), the prior puts the first
+    # poll hundreds of seconds in.
+    proven = DurationModel(observations=[PRIOR_MEDIAN] * PROVEN_RUNS)
+    await harness.gateway.store.kv_set(MODEL_KEY, json.dumps(proven.to_json()))
+    await harness.restart()
+    assert 200 < harness.gateway.poller.first_delay() < PRIOR_MEDIAN

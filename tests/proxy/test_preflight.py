@@ -14,6 +14,8 @@ from typing import Any
 
 import pytest
 
+import workflows
+from client import CHARACTER_VIDEO_WORKFLOW_ID
 from proxy.core.config import PRICE
 from proxy.services.preflight import PROBE_BYTES, image_kind
 from tests.proxy.conftest import MakeHarness
@@ -293,3 +295,16 @@ async def test_off_the_image_is_not_fetched(make_harness: MakeHarness, images: I
     answer = await harness.submit(key, with_image(images.url("/gone.png")))
     assert answer.status_code == 200, answer.text
     assert images.hits["/gone.png"] == 0
+
+
+async def test_the_workflows_own_default_image_is_not_fetched(make_harness: MakeHarness) -> None:
+    # Segmind's sample, on Segmind's storage: out of reach offline (this machine resolves no
+    # public name), and nothing to learn from when it is not. `{}` and the spelled-out
+    # default are both admitted with no fetch.
+    harness = await checking(make_harness)
+    key = harness.team("alpha")
+    default = workflows.get(CHARACTER_VIDEO_WORKFLOW_ID).defaults["Character_Image"]  # type: ignore[union-attr]
+    assert (await harness.submit(key, {})).status_code == 200
+    answer = await harness.submit(key, with_image(default, "Another scene"))
+    assert answer.status_code == 200, answer.text
+    assert upstream_submits(harness) == 2

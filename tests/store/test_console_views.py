@@ -91,3 +91,38 @@ async def test_the_upstream_pause_and_named_kv_rows(store: Store) -> None:
     assert await store.kv_named("console.session.") == []
     with pytest.raises(ValueError, match="wildcards"):
         await store.kv_named("console_")
+
+
+async def test_lookups_by_id_and_pages_of_requests(store: Store) -> None:
+    alpha, beta = await _team(store, "alpha"), await _team(store, "beta")
+    paid = await store.admit(_ask(alpha, "same"), NOW)
+    joined = await store.admit(_ask(alpha, "same"), NOW + 1)
+    other = await store.admit(_ask(beta, "other"), NOW + 2)
+    fence = Fence("gateway-a", paid.token or 0)
+    await store.mark_submitted(paid.generation.id, "up-1", NOW + 5, NOW + 10, fence)
+    await store.record_status(paid.generation.id, "PROCESSING", NOW + 300, fence=fence,
+                              next_poll_at=NOW + 400, polled=True)  # fmt: skip
+
+    # Any team's request by its id, with its team and its run.
+    found = await store.request_view(joined.request.id)
+    assert found is not None
+    assert (found.team_name, found.generation.id) == ("alpha", paid.generation.id)
+    assert await store.request_view("f" * 32) is None
+    # A run by its own id or by Segmind's, with its upstream polls.
+    by_id, by_upstream = await store.run_by_id(paid.generation.id), await store.run_by_id("up-1")
+    assert by_id is not None
+    assert by_upstream is not None
+    assert by_id[0].id == by_upstream[0].id == paid.generation.id
+    assert by_id[1] == 1
+    assert await store.run_by_id("nothing") is None
+    assert [v.request.id for v in await store.run_requests(paid.generation.id)] == [
+        paid.request.id, joined.request.id,
+    ]  # fmt: skip
+    # Pages back in time, of all teams or of one.
+    first = await store.requests_page(2)
+    assert [v.request.id for v in first] == [other.request.id, joined.request.id]
+    older = await store.requests_page(2, None, first[-1].request.created_at)
+    assert [v.request.id for v in older] == [paid.request.id]
+    assert [v.request.id for v in await store.requests_page(5, "beta")] == [other.request.id]
+    with pytest.raises(UnknownTeam):
+        await store.requests_page(5, "nobody")

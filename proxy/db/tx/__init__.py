@@ -21,6 +21,7 @@ from proxy.db.tx.base import Connection, Cursor
 from proxy.db.tx.budget import BudgetTx
 from proxy.db.tx.leases import LeasesTx
 from proxy.db.tx.locks import LocksTx
+from proxy.db.tx.lookup import LookupTx
 from proxy.db.tx.meta import MetaTx
 from proxy.db.tx.outbox import RESPONSE_EXCERPT, OutboxTx
 from proxy.db.tx.outputs import OutputsTx
@@ -41,6 +42,7 @@ class Tx(
     RunsTx,
     LeasesTx,
     ViewsTx,
+    LookupTx,
     BudgetTx,
     OutboxTx,
     OutputsTx,

@@ -23,6 +23,11 @@ class MetaTx(_Base):
         self._run("UPDATE meta SET value = value + 1 WHERE name = 'auth_version'")
         self.notify("auth")
 
+    def migrations_applied(self) -> list[tuple[int, float]]:
+        """(version, applied_at) of every schema migration the store has, oldest first."""
+        rows = self._all("SELECT version, applied_at FROM schema_migrations ORDER BY version")
+        return [(int(v), float(at)) for v, at in rows]
+
     def kv(self, name: str) -> str | None:
         row = self._one("SELECT value FROM kv WHERE name = ?", (name,))
         return None if row is None else str(row[0])
