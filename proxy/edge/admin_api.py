@@ -16,13 +16,16 @@ from proxy.core.config import MIN_SECRET_LENGTH, MINT_COMMAND
 from proxy.core.errors import BadInput, GatewayError, Unauthenticated
 from proxy.core.keys import matches_a_secret
 from proxy.edge.auth import operator_credential
-from proxy.edge.bodies import parse_body
+from proxy.edge.bodies import parse_body, read_body
 from proxy.edge.responses import report_response
 from proxy.services.gateway import Gateway
 from proxy.services.operations import OPERATIONS, Operator
 from proxy.services.reports import parse_query
 
-__all__ = ["routes"]
+__all__ = ["MAX_ADMIN_BODY_BYTES", "routes"]
+
+#: An admin body is a team's name and limits, or a webhook URL: a few hundred bytes.
+MAX_ADMIN_BODY_BYTES = 16_384
 
 
 def _gateway(request: Request) -> Gateway:
@@ -43,7 +46,10 @@ def _gateway(request: Request) -> Gateway:
 
 
 async def _object(request: Request) -> dict[str, Any]:
-    body = parse_body(await request.body())
+    """The JSON object an admin request sends: read only once the admin key is known good
+    (an unauthenticated body is never read), and at most `MAX_ADMIN_BODY_BYTES` of it."""
+    _gateway(request)
+    body = parse_body(await read_body(request, MAX_ADMIN_BODY_BYTES))
     if not isinstance(body, dict):
         raise BadInput("the admin request body must be a JSON object")
     return body
