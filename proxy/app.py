@@ -24,7 +24,7 @@ from proxy.core.config import ProxySettings
 from proxy.core.logs import configure_logging
 from proxy.core.tracing import ENDPOINT_VARIABLE, Tracing
 from proxy.edge import admin_api, events, openapi, probes, routes
-from proxy.edge.middleware import ObservabilityMiddleware
+from proxy.edge.middleware import NulGuard, ObservabilityMiddleware
 from proxy.edge.responses import EXCEPTION_HANDLERS
 from proxy.services.gateway import Gateway
 from proxy.store import open_store
@@ -118,7 +118,9 @@ def create_app(
                 ObservabilityMiddleware,
                 metrics=gateway.metrics,
                 log_polls=settings.log_polls,
+                secrets=[s.get_secret_value() for s in [settings.upstream_events_secret] if s],
             ),
+            Middleware(NulGuard),
         ],
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,
