@@ -90,7 +90,10 @@ def create_app(
     times the process's heartbeat (default: real time, whatever `clock` is). `tracing`:
     the spans' destination (default: as the environment says, usually off)."""
     settings = settings or ProxySettings()
-    secrets = [settings.upstream_key.get_secret_value()] if settings.upstream_key else []
+    # Scrubbed from every log line: the company key, and the events secret (a path).
+    secrets = [
+        s.get_secret_value() for s in (settings.upstream_key, settings.upstream_events_secret) if s
+    ]
     configure_logging(settings.log_level, secrets=secrets)
     gateway = Gateway(
         settings,
