@@ -173,11 +173,13 @@ async def test_set_limits_changes_only_what_is_given(db: Path) -> None:
     assert limits.max_concurrent == 4
 
 
-@pytest.mark.parametrize("name", ["two words", "a/b", "x" * 65, ""])
+@pytest.mark.parametrize(
+    "name", ["two words", "a/b", "x" * 65, "", "d\u0435sign", "..", ".hidden", "caf\u00e9"]
+)
 async def test_a_bad_team_name_exits_2_and_says_why(db: Path, name: str) -> None:
     done = await cli(db, "create-team", name)
     assert done.returncode == 2, done.stdout
-    assert done.stderr.startswith("proxy: team names are 1 to 64 letters")
+    assert done.stderr.startswith("proxy: team names are 1 to 64 characters: ASCII letters")
     assert "Traceback" not in done.stderr
     assert "no teams yet" in (await cli(db, "list-teams")).stdout
 
