@@ -26,6 +26,7 @@ __all__ = ["MAX_ADMIN_BODY_BYTES", "routes"]
 
 #: An admin body is a team's name and limits, or a webhook URL: a few hundred bytes.
 MAX_ADMIN_BODY_BYTES = 16_384
+LATEST = 221_845_392_000  # 9000-01-01 UTC: the virtual clock goes no further
 
 
 def _gateway(request: Request) -> Gateway:
@@ -130,6 +131,11 @@ async def advance_clock(request: Request) -> Response:
     seconds = body.get("seconds")
     if not isinstance(seconds, int | float) or isinstance(seconds, bool) or seconds < 0:
         raise BadInput('advance needs {"seconds": <a number of 0 or more>}')
+    if seconds > LATEST - gateway.clock.now():  # int against float: 10**400 never overflows
+        raise BadInput(
+            "that advance would take the clock past the year 9000; "
+            "no date after 9999 can be written: advance less"
+        )
     gateway.clock.advance(float(seconds))
     await gateway.settle()
     return JSONResponse({"now": gateway.clock.now()})
