@@ -15,7 +15,7 @@ from starlette.routing import Route
 from proxy.core.config import MIN_SECRET_LENGTH, MINT_COMMAND
 from proxy.core.errors import BadInput, GatewayError, Unauthenticated
 from proxy.core.keys import matches_a_secret
-from proxy.edge.auth import operator_credential
+from proxy.edge.auth import key_attempts, operator_credential
 from proxy.edge.bodies import parse_body, read_body
 from proxy.edge.responses import report_response
 from proxy.services.gateway import Gateway
@@ -39,7 +39,11 @@ def _gateway(request: Request) -> Gateway:
             "or use `python -m proxy admin ...` on the gateway's host",
             status_code=403,
         )
+    attempts, client = key_attempts(request)
+    now = gateway.wall_clock.now()
+    attempts.check(client, now)
     if not matches_a_secret(operator_credential(request.headers), admin_key):
+        attempts.failed(client, now)
         raise Unauthenticated(
             "the admin API needs the admin key in X-Admin-Key (or Authorization: Bearer)"
         )

@@ -17,7 +17,7 @@ from proxy.core.config import MIN_SECRET_LENGTH, MINT_COMMAND, ProxySettings
 from proxy.core.errors import GatewayError, Unauthenticated
 from proxy.core.keys import matches_a_secret
 from proxy.db import StoreError
-from proxy.edge.auth import operator_credential
+from proxy.edge.auth import key_attempts, operator_credential
 from proxy.edge.routes import gateway_of
 from proxy.services.metrics import Metrics
 
@@ -39,7 +39,15 @@ async def readyz(request: Request) -> Response:
 
 async def metrics(request: Request) -> Response:
     gateway = gateway_of(request)
-    authorize_scrape(gateway.settings, request.headers)  # before any read of the store
+    # Before any read of the store; a wrong key counts as one against the admin key.
+    attempts, client = key_attempts(request)
+    now = gateway.wall_clock.now()
+    attempts.check(client, now)
+    try:
+        authorize_scrape(gateway.settings, request.headers)
+    except Unauthenticated:
+        attempts.failed(client, now)
+        raise
     await gateway.refresh_budget_gauges()
     return metrics_response(gateway.metrics)
 
