@@ -58,8 +58,10 @@ async def login(request: Request) -> Response:
     except LimitExceeded as exc:
         wait = f"Too many wrong keys from this address; try again in {exc.retry_after} s."
         return _form(notice("error", wait), 429)
-    if not matches_a_secret(form.get("admin_key", "").strip(), gateway.settings.admin_key):
-        attempts.failed(client, now)
+    given = form.get("admin_key", "").strip()
+    if not matches_a_secret(given, gateway.settings.admin_key):
+        if given:  # a guess; an empty form guesses nothing
+            attempts.failed(client, now)
         return _form(notice("error", "That is not the admin key."), 401)
     session_id = await sessions.open()
     answer = redirect(f"{BASE}/teams")

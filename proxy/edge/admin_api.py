@@ -42,8 +42,10 @@ def _gateway(request: Request) -> Gateway:
     attempts, client = key_attempts(request)
     now = gateway.wall_clock.now()
     attempts.check(client, now)
-    if not matches_a_secret(operator_credential(request.headers), admin_key):
-        attempts.failed(client, now)
+    given = operator_credential(request.headers)
+    if not matches_a_secret(given, admin_key):
+        if given:  # a guess; a request with no key at all guesses nothing
+            attempts.failed(client, now)
         raise Unauthenticated(
             "the admin API needs the admin key in X-Admin-Key (or Authorization: Bearer)"
         )

@@ -76,7 +76,8 @@ class KeyAttempts:
     and /metrics, the console's login form): at most FAILED_KEYS_PER_MINUTE a minute, then
     that client is refused (429) before its key is even compared, the right one too.
 
-    Only failures count, and only against the client that made them: the right key from
+    Only wrong keys count (a request with no key guesses nothing), and only against the
+    client that made them: the right key from
     another client always opens. The client is the connection's peer, or the address a
     proxy named in X-Forwarded-For if, and only if, that peer is one of the
     `forwarded_allow_ips` (uvicorn resolves it before the app runs); a client of the

@@ -21,6 +21,7 @@ BENCH = Path(__file__).resolve().parents[2] / "bench"
         "gateway.py",
         "webhook_receivers.py",
         "slowloris.py",
+        "operator_abuse.py",
         # Stores side by side (issue 11): two SQLite files stand in for the pair here.
         "gateway.py --db sqlite --db sqlite --replicas 2",
     ],

@@ -91,6 +91,8 @@ async def test_only_failures_count_and_a_minute_later_the_client_may_try_again(
 ) -> None:
     harness, wall = await gateway(make_harness)
     async with client(harness, "198.51.100.7") as operator:
+        for _ in range(50):  # no key at all guesses nothing, and is not counted
+            assert (await operator.get("/admin/teams")).status_code == 401
         for _ in range(50):  # right keys, as often as the operator likes
             assert (
                 await operator.get("/admin/teams", headers={"x-admin-key": ADMIN_KEY})
