@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
+from proxy.db import StorageUnavailable
 from tests.postgres import postgres_database
 from tests.proxy.harness import Harness, start_harness, stop_harness
 from tests.proxy.test_webhooks import RUN, Receiver, outbox, submit
@@ -78,3 +79,32 @@ async def test_a_nul_in_a_path_or_query_is_a_400(make_on: MakeOn, path: str) -> 
     )
     assert answer.status_code == 400, answer.text
     assert "NUL" in answer.json()["error"]
+
+
+async def test_an_attempt_the_store_refuses_is_recorded_without_its_answer_not_looped(
+    make_on: MakeOn, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Whatever else a store may refuse in a receiver's words, the attempt is recorded
+    without them (and logged), never left to be sent again at every lease's end."""
+    receiver = Receiver()
+    harness = await make_on(webhook_transport=httpx.ASGITransport(app=receiver.app))
+    receiver.clock = harness.clock.now
+    store = harness.gateway.store
+    record = store.record_attempt
+
+    async def refusing(*args: Any, **kwargs: Any) -> None:
+        if "poison" in (kwargs.get("response") or ""):
+            raise StorageUnavailable()  # as a backend reports a row it could not write
+        await record(*args, **kwargs)
+
+    monkeypatch.setattr(store, "record_attempt", refusing)
+    key = harness.team("alpha")
+    request_id = await submit(harness, key, receiver.script("/hook", (200, {}, "poison")))
+    await harness.advance(RUN)
+    message, attempts = await outbox(harness, request_id)
+    assert message.state == "delivered"
+    assert [(a.status_code, a.response) for a in attempts] == [(200, None)]
+    assert "could not be recorded" in caplog.text
+    for _ in range(10):
+        await harness.advance(60)
+    assert len(receiver.to("/hook")) == 1
