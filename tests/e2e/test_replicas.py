@@ -386,6 +386,12 @@ def test_the_console_works_through_nginx_in_a_browser(
     # spreads the guesses, and each replica counts what reaches it.
     assert guesses.count(401) >= 10, guesses
     assert set(guesses) <= {401, 429}, guesses
+    # The events secret's path, in the spellings that reach it, never in nginx's log.
+    guess = "events-secret-guess-0123456789"
+    for path in ("/upstream/events/", "//upstream/events/", "/Upstream/./events/",
+                 "/upstream%2Fevents/", "/upstream/%2E/events/"):  # fmt: skip
+        url = httpx.URL(deployment.public_url).copy_with(raw_path=(path + guess).encode())
+        assert deployment.http.post(url, json={}).status_code in (400, 404)
     page = browser.new_context().new_page()
     page.goto(f"{base}/teams")
     assert page.url == f"{base}/login"  # the redirect stays on nginx's address
@@ -403,6 +409,10 @@ def test_the_console_works_through_nginx_in_a_browser(
     page.goto(f"{base}/teams")
     page.click('[data-test="logout"]')
     page.wait_for_url(f"{base}/login")
+    logged = deployment.access_log.read_text()
+    assert "/admin/ui/login" in logged
+    assert guess not in logged
+    assert logged.count("<secret>") == 5
 
 
 def test_the_readme_shows_the_configuration_nginx_config_prints() -> None:
