@@ -55,12 +55,13 @@ http {
     # The upstream events endpoint's last path part is a secret (any spelling of the
     # path, %2F and %2E included): the log shows `<secret>` in its place.
     map $$request_uri $$logged_uri {
-        "~*^(?<kept>.*?upstream(?:/|%2f)+(?:(?:\\.|%2e){1,2}(?:/|%2f)+)*events(?:/|%2f)+)" "$${kept}<secret>";
+        "~*^(?<p>.*?upstream(/|%2f)+((\\.|%2e){1,2}(/|%2f)+)*events(/|%2f)+)" "$${p}<secret>";
         default $$request_uri;
     }
     # $$upstream_addr names the replica(s) that served each request, in order of tries.
-    log_format gateway '$$remote_addr [$$time_local] "$$request_method $$logged_uri $$server_protocol" '
-                       '$$status upstream=$$upstream_addr upstream_status=$$upstream_status '
+    log_format gateway '$$remote_addr [$$time_local] '
+                       '"$$request_method $$logged_uri $$server_protocol" $$status '
+                       'upstream=$$upstream_addr upstream_status=$$upstream_status '
                        '$$request_time';
     access_log $access_log gateway;
 
