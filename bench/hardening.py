@@ -11,7 +11,11 @@ processes on loopback:
 - `upstream_budget.py`: upstream calls in the busiest 60 s under sustained demand, as a
   ratio to `upstream_requests_per_minute` (goal: at most 1.0), and upstream 429s (goal: 0);
 - `slowloris.py`: the share of 300 half-open connections closed within 30 s (goal: at
-  least 90%), and a normal client's latency during the attack against idle.
+  least 90%), and a normal client's latency during the attack against idle;
+- `operator_abuse.py`: the gateway's peak RSS under 10 concurrent 150 MB admin bodies with
+  no key, beside its idle RSS (goal: under idle + 50 MB), and the limits on wrong admin
+  keys: how many of 412 wrong keys from one client were answered 401 (goal: 10), and the
+  right key from another client meanwhile, beside its idle latency (goal: answered).
 
 Nothing here is a test: the figures are printed, never asserted.
 """
@@ -24,6 +28,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+import operator_abuse
 import slowloris
 import upstream_budget
 import webhook_receivers
@@ -81,10 +86,37 @@ def _slowloris(f: dict[str, Any]) -> list[Row]:
     ]
 
 
+def _operators(f: dict[str, Any]) -> list[Row]:
+    ratio = f["busy_right_key_ms"] / f["idle_right_key_ms"]
+    return [
+        (
+            f"gateway peak RSS, {f['clients']} x {f['body_mb']} MB admin bodies, no key",
+            f"{f['peak_rss_mb']:.0f} MB (+{f['peak_over_idle_mb']:.0f} MB over idle "
+            f"{f['idle_rss_mb']:.0f} MB)",
+            "< +50 MB",
+            bool(f["goal_memory_met"]),
+        ),
+        (
+            "wrong admin keys from one client answered 401",
+            f"{f['wrong_keys_401']} of {f['wrong_keys_sent']} (the rest 429)",
+            "<= 10",
+            f["wrong_keys_401"] <= 10,
+        ),
+        (
+            "right key from another client meanwhile",
+            f"{f['other_client_right_key_status']} / login {f['other_client_login_status']}, "
+            f"{ratio:.2f}x idle latency",
+            "200 / 303",
+            bool(f["goal_limits_met"]),
+        ),
+    ]
+
+
 BENCHES: list[tuple[str, Callable[[bool], dict[str, Any]], Callable[..., list[Row]]]] = [
     ("webhook_receivers", webhook_receivers.measure, _webhooks),
     ("upstream_budget", upstream_budget.measure, _budget),
     ("slowloris", slowloris.measure, _slowloris),
+    ("operator_abuse", operator_abuse.measure, _operators),
 ]
 
 

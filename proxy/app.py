@@ -25,7 +25,7 @@ from proxy.core.logs import configure_logging
 from proxy.core.tracing import ENDPOINT_VARIABLE, Tracing
 from proxy.edge import admin_api, events, openapi, probes, routes
 from proxy.edge import outputs as output_routes
-from proxy.edge.middleware import ObservabilityMiddleware
+from proxy.edge.middleware import NulGuard, ObservabilityMiddleware
 from proxy.edge.responses import EXCEPTION_HANDLERS
 from proxy.objects import ObjectStore, open_object_store
 from proxy.services.gateway import Gateway
@@ -110,7 +110,10 @@ def create_app(
     times the process's heartbeat (default: real time, whatever `clock` is). `tracing`:
     the spans' destination (default: as the environment says, usually off)."""
     settings = settings or ProxySettings()
-    secrets = [settings.upstream_key.get_secret_value()] if settings.upstream_key else []
+    # Scrubbed from every log line: the company key, and the events secret (a path).
+    secrets = [
+        s.get_secret_value() for s in (settings.upstream_key, settings.upstream_events_secret) if s
+    ]
     configure_logging(settings.log_level, secrets=secrets)
     store = open_store(settings.db, wait=True)  # started before its database: waits
     gateway = Gateway(
@@ -141,7 +144,9 @@ def create_app(
                 ObservabilityMiddleware,
                 metrics=gateway.metrics,
                 log_polls=settings.log_polls,
+                secrets=[s.get_secret_value() for s in [settings.upstream_events_secret] if s],
             ),
+            Middleware(NulGuard),
         ],
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,

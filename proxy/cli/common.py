@@ -36,9 +36,22 @@ def existing_store(db: str) -> Store:
         raise GatewayError(
             f"no gateway store at {location(db)} ({reason}); admin commands work on the store "
             "the gateway serves: pass it with --db (a path or a postgresql:// URL, or "
-            f"PROXY_DB), or make a new one with `python -m proxy migrate --db {db}` "
+            f"PROXY_DB), or make a new one with {_migrate_command(db)} "
             "(`python -m proxy serve` makes it too)"
         ) from None
+
+
+def _migrate_command(db: str) -> str:
+    """The command that makes the store at `db`, never with its password in it: the
+    operator has the URL already, and a terminal's scrollback or a CI log keeps it."""
+    shown = location(db)
+    if shown == db or _sqlite_like(db):
+        return f"`python -m proxy migrate --db {shown}`"
+    return f"`python -m proxy migrate --db {shown}` (your password in place of ***)"
+
+
+def _sqlite_like(db: str) -> bool:
+    return "://" not in db or db.lower().startswith("sqlite:")
 
 
 async def store_note(store: Store, db: str, created: bool = False) -> str:

@@ -57,6 +57,7 @@ from proxy.core.config import ProxySettings
 from proxy.db import StoreError
 from proxy.services.accounts import create_team
 from proxy.store import open_store
+from proxy.store.backends import location
 
 __all__ = ["add_arguments", "run_demo"]
 
@@ -365,12 +366,14 @@ def run_demo(args: argparse.Namespace, out: IO[str] | None = None) -> int:
                 finally:
                     store.close()
             except StoreError as exc:
-                raise DemoError(f"cannot use {db} as the gateway's store ({exc})") from exc
+                raise DemoError(
+                    f"cannot use {location(str(db))} as the gateway's store ({exc})"
+                ) from exc
             assert team.webhook_secret is not None  # a new team always gets one
             port = args.port or _free_port()
             say(
                 f"gateway on http://{HOST}:{port} with the fake Segmind beside it, time scale "
-                f"{args.time_scale:g}; store {db}{'' if args.db else ' (temporary)'}"
+                f"{args.time_scale:g}; store {location(str(db))}{'' if args.db else ' (temporary)'}"
             )
             say(f"team {name!r} created, with a webhook secret")
             gateway = GatewayProcess(port, db, args.time_scale, Path(tmp) / "gateway.log")

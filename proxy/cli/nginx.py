@@ -14,6 +14,10 @@ The retry policy is the point of this file. nginx passes a request to the next r
   A replica that took a submit and then died leaves the client a 503 with `Retry-After`,
   never a second paid run; the client's `Idempotency-Key` makes its own retry safe.
 
+nginx passes on the client's `Host` (the console's same-origin check compares it with the
+browser's `Origin`), and `X-Forwarded-For` and `X-Forwarded-Proto`, which the replicas
+believe only from the addresses in their `forwarded_allow_ips`.
+
 When no replica can take a request (all down, or the one that had a submit broke off),
 nginx answers `503 {"error": ...}` with `Retry-After: 1`, in the gateway's error shape.
 A replica's own answers, 502 and 503 included, pass through untouched.
@@ -48,8 +52,15 @@ events {
 }
 
 http {
+    # The upstream events endpoint's last path part is a secret (any spelling of the
+    # path, %2F and %2E included): the log shows `<secret>` in its place.
+    map $$request_uri $$logged_uri {
+        "~*^(?<p>.*?upstream(/|%2f)+((\\.|%2e){1,2}(/|%2f)+)*events(/|%2f)+)" "$${p}<secret>";
+        default $$request_uri;
+    }
     # $$upstream_addr names the replica(s) that served each request, in order of tries.
-    log_format gateway '$$remote_addr [$$time_local] "$$request" $$status '
+    log_format gateway '$$remote_addr [$$time_local] '
+                       '"$$request_method $$logged_uri $$server_protocol" $$status '
                        'upstream=$$upstream_addr upstream_status=$$upstream_status '
                        '$$request_time';
     access_log $access_log gateway;
@@ -63,6 +74,12 @@ $servers
 
         location / {
             proxy_pass http://segmind_gateway;
+            # The address the browser or client used (port included): without it a replica
+            # sees `Host: segmind_gateway`, and the console refuses every form as foreign.
+            proxy_set_header Host $$http_host;
+            # Believed by the replicas from this nginx only: start them with
+            # PROXY_FORWARDED_ALLOW_IPS naming its address (the client is then the one
+            # nginx saw, whatever X-Forwarded-For the client sent itself).
             proxy_set_header X-Forwarded-For $$proxy_add_x_forwarded_for;
             proxy_set_header X-Forwarded-Proto $$scheme;
             # A submit can take the upstream's timeout (30 s) to answer.

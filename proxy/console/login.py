@@ -1,6 +1,7 @@
 """Logging in and out of the console. The login form posts the admin key once; the answer
 sets the session cookie (HttpOnly, SameSite=Strict, Path=/admin/ui, Secure over https)
-and never carries the key back. Attempts are throttled per client address."""
+and never carries the key back. Wrong keys are limited per client, together with those
+presented to the admin API and /metrics (`proxy/edge/auth.py`, `KeyAttempts`)."""
 
 from __future__ import annotations
 
@@ -10,18 +11,13 @@ from starlette.responses import Response
 from proxy.console.access import Form, action, form_of, gateway_of, off, refused, sessions_of
 from proxy.console.layout import BASE, Visit, document, notice, redirect, respond
 from proxy.console.markup import EMPTY, Html, fill
-from proxy.console.security import LoginThrottle, is_https, same_origin
+from proxy.console.security import is_https, same_origin
 from proxy.console.session import COOKIE, SESSION_SECONDS
+from proxy.core.errors import LimitExceeded
 from proxy.core.keys import matches_a_secret
+from proxy.edge.auth import key_attempts
 
 __all__ = ["login", "login_form", "logout"]
-
-
-def _throttle(request: Request) -> LoginThrottle:
-    throttle: LoginThrottle | None = getattr(request.app.state, "console_logins", None)
-    if throttle is None:
-        throttle = request.app.state.console_logins = LoginThrottle()
-    return throttle
 
 
 def _form(message: Html = EMPTY, status: int = 200) -> Response:
@@ -53,12 +49,19 @@ async def login(request: Request) -> Response:
         return off()
     if not same_origin(request):
         return refused("Refused: log in from the console's own login page.", 403)
-    address = request.client.host if request.client else "-"
-    wait = _throttle(request).take(address, gateway.wall_clock.now())
-    if wait:
-        return _form(notice("error", f"Too many attempts; try again in {wait:.0f} s."), 429)
-    form = await form_of(request) or {}
-    if not matches_a_secret(form.get("admin_key", "").strip(), gateway.settings.admin_key):
+    attempts, client = key_attempts(request)
+    try:
+        attempts.check(client, gateway.wall_clock.now())
+        form = await form_of(request) or {}
+        now = gateway.wall_clock.now()
+        attempts.check(client, now)  # again: others may have failed while the form came
+    except LimitExceeded as exc:
+        wait = f"Too many wrong keys from this address; try again in {exc.retry_after} s."
+        return _form(notice("error", wait), 429)
+    given = form.get("admin_key", "").strip()
+    if not matches_a_secret(given, gateway.settings.admin_key):
+        if given:  # a guess; an empty form guesses nothing
+            attempts.failed(client, now)
         return _form(notice("error", "That is not the admin key."), 401)
     session_id = await sessions.open()
     answer = redirect(f"{BASE}/teams")

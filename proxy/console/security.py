@@ -1,9 +1,9 @@
 """What keeps the console's pages to the operator who logged in: the headers every answer
-carries (no framing, no caching, no inline script or style), the same-origin check of
-every POST, and the per-address throttle of login attempts.
+carries (no framing, no caching, no inline script or style) and the same-origin check of
+every POST. (Wrong keys at the login are limited with all others: `proxy/edge/auth.py`.)
 
 Never trusts a request's own word that it is same-origin beyond what a browser sets and
-a page cannot forge (Origin, Sec-Fetch-Site); never keeps more addresses than it can hold.
+a page cannot forge (Origin, Sec-Fetch-Site).
 """
 
 from __future__ import annotations
@@ -12,9 +12,7 @@ from urllib.parse import urlsplit
 
 from starlette.requests import Request
 
-from proxy.core.quotas import MemoryRateLimiter
-
-__all__ = ["HEADERS", "LoginThrottle", "is_https", "same_origin"]
+__all__ = ["HEADERS", "is_https", "same_origin"]
 
 HEADERS = {
     # Pages load only the package's own CSS and JS; plots are inline SVG (no script).
@@ -31,8 +29,6 @@ HEADERS = {
     "Pragma": "no-cache",
     "Cross-Origin-Opener-Policy": "same-origin",
 }
-LOGIN_ATTEMPTS_PER_MINUTE = 10
-MAX_ADDRESSES = 10_000  # addresses remembered; past it the throttle starts afresh
 
 
 def is_https(request: Request) -> bool:
@@ -52,18 +48,3 @@ def same_origin(request: Request) -> bool:
         return site == "same-origin"  # an old browser sends neither: refused
     host = request.headers.get("host", "")
     return origin != "null" and urlsplit(origin).netloc.lower() == host.lower()
-
-
-class LoginThrottle:
-    """At most LOGIN_ATTEMPTS_PER_MINUTE login attempts a minute from one address."""
-
-    def __init__(self, per_minute: int = LOGIN_ATTEMPTS_PER_MINUTE) -> None:
-        self.per_minute = per_minute
-        self._limiter = MemoryRateLimiter()
-
-    def take(self, address: str, now: float) -> float:
-        """0.0 if the attempt may go ahead, else the seconds to wait."""
-        if len(self._limiter) > MAX_ADDRESSES:
-            self._limiter = MemoryRateLimiter()
-        decision = self._limiter.take(address, self.per_minute, now)
-        return 0.0 if decision.allowed else max(decision.retry_after, 1.0)

@@ -124,7 +124,7 @@ def _create_form(visit: Visit) -> Html:
     return fill(
         '<form class="create" method="post" action="{a}">{csrf}'
         '<label>Team name<input name="name" required maxlength="64" '
-        'pattern="[A-Za-z0-9._\\-]+"></label>'
+        'pattern="[A-Za-z0-9][A-Za-z0-9._\\-]*"></label>'
         '<label>Daily budget ($)<input name="daily_budget" inputmode="decimal" '
         'placeholder="default"></label>'
         '<label>Monthly budget ($)<input name="monthly_budget" inputmode="decimal" '

@@ -222,6 +222,12 @@ class ProxySettings(BaseSettings):
         default_factory=list,
         description='networks outputs may be copied from though not public, e.g. ["127.0.0.0/8"]',
     )
+    forwarded_allow_ips: list[str] = Field(
+        default_factory=list,
+        description='addresses of the proxies in front (nginx), e.g. ["127.0.0.1"]: only '
+        "from these are X-Forwarded-For and X-Forwarded-Proto believed (uvicorn's "
+        "forwarded_allow_ips); empty: none, the connection's peer is the client",
+    )
     clock: Literal["system", "virtual"] = "system"
     instance_id: str | None = Field(
         None,

@@ -65,5 +65,8 @@ class Backend(Protocol):
 
 
 def describe(url: str) -> str:
-    """The store's URL as logs and errors may show it: no password."""
-    return re.sub(r"://([^:/@]*):[^@/]*@", r"://\1:***@", url)
+    """The store's URL as logs and errors may show it: no password, whether in the
+    authority (up to its last `@`: a password may hold `/` or `@` unencoded) or in the
+    query (`?password=...`)."""
+    url = re.sub(r"://([^:/@]*):.*@", r"://\1:***@", url, flags=re.DOTALL)
+    return re.sub(r"(?i)([?&]password=)[^&#]*", r"\1***", url)

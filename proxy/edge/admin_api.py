@@ -15,14 +15,18 @@ from starlette.routing import Route
 from proxy.core.config import MIN_SECRET_LENGTH, MINT_COMMAND
 from proxy.core.errors import BadInput, GatewayError, Unauthenticated
 from proxy.core.keys import matches_a_secret
-from proxy.edge.auth import operator_credential
-from proxy.edge.bodies import parse_body
+from proxy.edge.auth import key_attempts, operator_credential
+from proxy.edge.bodies import parse_body, read_body
 from proxy.edge.responses import report_response
 from proxy.services.gateway import Gateway
 from proxy.services.operations import OPERATIONS, Operator
 from proxy.services.reports import parse_query
 
-__all__ = ["routes"]
+__all__ = ["MAX_ADMIN_BODY_BYTES", "routes"]
+
+#: An admin body is a team's name and limits, or a webhook URL: a few hundred bytes.
+MAX_ADMIN_BODY_BYTES = 16_384
+LATEST = 221_845_392_000  # 9000-01-01 UTC: the virtual clock goes no further
 
 
 def _gateway(request: Request) -> Gateway:
@@ -35,7 +39,13 @@ def _gateway(request: Request) -> Gateway:
             "or use `python -m proxy admin ...` on the gateway's host",
             status_code=403,
         )
-    if not matches_a_secret(operator_credential(request.headers), admin_key):
+    attempts, client = key_attempts(request)
+    now = gateway.wall_clock.now()
+    attempts.check(client, now)
+    given = operator_credential(request.headers)
+    if not matches_a_secret(given, admin_key):
+        if given:  # a guess; a request with no key at all guesses nothing
+            attempts.failed(client, now)
         raise Unauthenticated(
             "the admin API needs the admin key in X-Admin-Key (or Authorization: Bearer)"
         )
@@ -43,7 +53,10 @@ def _gateway(request: Request) -> Gateway:
 
 
 async def _object(request: Request) -> dict[str, Any]:
-    body = parse_body(await request.body())
+    """The JSON object an admin request sends: read only once the admin key is known good
+    (an unauthenticated body is never read), and at most `MAX_ADMIN_BODY_BYTES` of it."""
+    _gateway(request)
+    body = parse_body(await read_body(request, MAX_ADMIN_BODY_BYTES))
     if not isinstance(body, dict):
         raise BadInput("the admin request body must be a JSON object")
     return body
@@ -124,6 +137,11 @@ async def advance_clock(request: Request) -> Response:
     seconds = body.get("seconds")
     if not isinstance(seconds, int | float) or isinstance(seconds, bool) or seconds < 0:
         raise BadInput('advance needs {"seconds": <a number of 0 or more>}')
+    if seconds > LATEST - gateway.clock.now():  # int against float: 10**400 never overflows
+        raise BadInput(
+            "that advance would take the clock past the year 9000; "
+            "no date after 9999 can be written: advance less"
+        )
     gateway.clock.advance(float(seconds))
     await gateway.settle()
     return JSONResponse({"now": gateway.clock.now()})

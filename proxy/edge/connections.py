@@ -471,7 +471,16 @@ def connection_limits(settings: ProxySettings) -> ConnectionLimits:
 
 
 def uvicorn_options(settings: ProxySettings) -> dict[str, Any]:
-    """Keyword arguments for `uvicorn.run` or `uvicorn.Config`: the guarded protocol, and
-    no WebSocket upgrades (the gateway has no WebSocket route; an upgraded connection would
-    leave these limits for a protocol without them)."""
-    return {"http": guarded_protocol(connection_limits(settings)), "ws": "none"}
+    """Keyword arguments for `uvicorn.run` or `uvicorn.Config`: the guarded protocol, no
+    WebSocket upgrades (the gateway has no WebSocket route; an upgraded connection would
+    leave these limits for a protocol without them), and forwarded headers believed only
+    from `forwarded_allow_ips`."""
+    trusted = settings.forwarded_allow_ips
+    return {
+        "http": guarded_protocol(connection_limits(settings)),
+        "ws": "none",
+        # uvicorn's own default trusts X-Forwarded-For from 127.0.0.1, so any local client
+        # could name itself anyone; the gateway believes only the proxies it is told of.
+        "proxy_headers": bool(trusted),
+        "forwarded_allow_ips": list(trusted) or None,
+    }

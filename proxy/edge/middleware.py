@@ -1,23 +1,46 @@
 """Plain ASGI layers for the hot path (no BaseHTTPMiddleware): a request id on every
-answer and log line, and one metrics sample and access-log line per request."""
+answer and log line, one metrics sample and access-log line per request, and the refusal
+of a NUL in a path or query (no id, name or date holds one; PostgreSQL cannot compare
+text with one, which made a lookup a 503 that invites retries forever).
+
+Never logs the upstream events secret: not in its own path, nor in a near miss of it."""
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import re
 import time
+from collections.abc import Sequence
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from proxy.core.logs import bind_request_id
 from proxy.services.metrics import Metrics
 
-__all__ = ["TEAM_KEY", "ObservabilityMiddleware", "route_of"]
+__all__ = ["TEAM_KEY", "NulGuard", "ObservabilityMiddleware", "logged_path", "route_of"]
 
 log = logging.getLogger("proxy.access")
 TEAM_KEY = "proxy.team"  # handlers put the team's name here once they know it
 # Paths whose last part is a secret (`events.py`), right or wrong: a near miss would tell.
 EVENTS_PATH = "/upstream/events/"
+# Spellings a router or a proxy may take for the events path (`//upstream/events/`,
+# `/Upstream/events/`, `/upstream/./events/`): whatever follows them is not logged either.
+_EVENTS_LIKE = re.compile(r"(upstream/+(?:\.{1,2}/+)*events/+).*", re.IGNORECASE | re.DOTALL)
+_NUL_REFUSED = json.dumps(
+    {"error": "the path or query holds a NUL character (%00), which no id, name or date "
+              "of the gateway contains; remove it"}
+).encode()  # fmt: skip
+
+
+def logged_path(path: str, secrets: Sequence[str] = ()) -> str:
+    """`path` as the access log shows it: the events secret, or anything in its place
+    after a spelling of the events path, is `<secret>`."""
+    for secret in secrets:
+        if secret:
+            path = path.replace(secret, "<secret>")
+    return _EVENTS_LIKE.sub(lambda m: m.group(1) + "<secret>", path)
 
 
 def route_of(method: str, path: str) -> str:
@@ -33,9 +56,16 @@ def route_of(method: str, path: str) -> str:
 
 
 class ObservabilityMiddleware:
-    def __init__(self, app: ASGIApp, metrics: Metrics, log_polls: bool = False) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        metrics: Metrics,
+        log_polls: bool = False,
+        secrets: Sequence[str] = (),
+    ) -> None:
         self.app = app
         self.metrics = metrics
+        self.secrets = tuple(secrets)  # masked wherever they appear in a logged path
         # Successful polls are most of the traffic and say nothing new (the metrics count
         # them); logging each would cost more than answering it.
         self.log_polls = log_polls
@@ -70,11 +100,8 @@ class ObservabilityMiddleware:
                 if not quiet:
                     self._log(scope, route, status, team, seconds)
 
-    @staticmethod
-    def _log(scope: Scope, route: str, status: int, team: str | None, seconds: float) -> None:
-        path = scope["path"]
-        if path.startswith(EVENTS_PATH):
-            path = EVENTS_PATH + "<secret>"
+    def _log(self, scope: Scope, route: str, status: int, team: str | None, seconds: float) -> None:
+        path = logged_path(scope["path"], self.secrets)
         log.info(
             "%s %s %s",
             scope["method"],
@@ -82,3 +109,25 @@ class ObservabilityMiddleware:
             status,
             extra={"route": route, "status": status, "team": team, "ms": round(seconds * 1000, 2)},
         )
+
+
+class NulGuard:
+    """Answers 400 to a request whose path or query holds a NUL, before any route runs."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and (
+            "\x00" in scope["path"]
+            or b"%00" in scope.get("query_string", b"")
+            or b"\x00" in scope.get("query_string", b"")
+        ):
+            headers = [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(_NUL_REFUSED)).encode()),
+            ]
+            await send({"type": "http.response.start", "status": 400, "headers": headers})
+            await send({"type": "http.response.body", "body": _NUL_REFUSED})
+            return
+        await self.app(scope, receive, send)

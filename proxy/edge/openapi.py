@@ -249,6 +249,16 @@ def _schemas(served: Sequence[Workflow]) -> dict[str, Any]:
             },
             "additionalProperties": False,
         },
+        "KeyLimitError": {
+            "type": "object",
+            "required": ["error", "limit", "retry_after"],
+            "properties": {
+                "error": {"type": "string", "minLength": 1},
+                "limit": {"type": "string", "enum": ["failed_admin_keys_per_minute"]},
+                "retry_after": {"type": "integer", "minimum": 1},
+            },
+            "additionalProperties": False,
+        },
     }
 
 
@@ -611,6 +621,12 @@ def build_document(served: Sequence[Workflow] = (CHARACTER_VIDEO,)) -> dict[str,
                         "403": _answer(
                             "Off: the gateway has neither a metrics token nor an admin key.",
                             _ref("Error"),
+                        ),
+                        "429": _answer(
+                            "Ten wrong keys a minute from this client (any way the admin key "
+                            "is presented): wait Retry-After.",
+                            _ref("KeyLimitError"),
+                            retry_after=True,
                         ),
                     },
                 }

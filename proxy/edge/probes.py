@@ -16,7 +16,7 @@ from starlette.routing import Route
 from proxy.core.config import MIN_SECRET_LENGTH, MINT_COMMAND, ProxySettings
 from proxy.core.errors import GatewayError, Unauthenticated
 from proxy.core.keys import matches_a_secret
-from proxy.edge.auth import operator_credential
+from proxy.edge.auth import key_attempts, operator_credential
 from proxy.edge.routes import gateway_of
 from proxy.services.metrics import Metrics
 
@@ -43,7 +43,16 @@ async def readyz(request: Request) -> Response:
 
 async def metrics(request: Request) -> Response:
     gateway = gateway_of(request)
-    authorize_scrape(gateway.settings, request.headers)  # before any read of the store
+    # Before any read of the store; a wrong key counts as one against the admin key.
+    attempts, client = key_attempts(request)
+    now = gateway.wall_clock.now()
+    attempts.check(client, now)
+    try:
+        authorize_scrape(gateway.settings, request.headers)
+    except Unauthenticated:
+        if operator_credential(request.headers):  # a guess; no key at all guesses nothing
+            attempts.failed(client, now)
+        raise
     await gateway.refresh_budget_gauges()
     return metrics_response(gateway.metrics)
 

@@ -59,8 +59,14 @@ def _options(request: Request) -> SubmitOptions:
     headers = request.headers
     webhook = headers.get("x-webhook-url")
     if webhook is not None:
-        parts = urlsplit(webhook.strip())
-        if parts.scheme not in ("http", "https") or not parts.hostname:
+        try:  # urlsplit refuses a bracketed host that is no IPv6 address (`http://[x]/`)
+            parts = urlsplit(webhook.strip())
+            host = parts.hostname
+        except ValueError as exc:
+            raise BadInput(
+                f"X-Webhook-Url is not a valid URL ({exc}); got {webhook[:100]!r}"
+            ) from None
+        if parts.scheme not in ("http", "https") or not host:
             raise BadInput(f"X-Webhook-Url must be an http(s) URL; got {webhook[:100]!r}")
         if parts.username or parts.password:
             raise BadInput("X-Webhook-Url must not carry credentials; sign-in is by signature")

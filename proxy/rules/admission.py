@@ -30,7 +30,7 @@ from proxy.rules import alerts
 from proxy.rules.errors import IdempotencyMismatch, LimitReached
 from proxy.rules.outbox import enqueue
 
-__all__ = ["AdmissionRequest", "admit", "peek"]
+__all__ = ["AdmissionRequest", "admit", "count_submit", "peek"]
 
 
 @dataclass(frozen=True)
@@ -51,6 +51,10 @@ class AdmissionRequest:
     idempotency_ttl: float = 86400.0
     expected_run_seconds: float = 673.9
     instance: str | None = None  # the gateway process that will poll a new run (its lease)
+    # Counted against the submit rate already (`count_submit`, before an image preflight):
+    # admission then takes no second turn, and answers with this decision.
+    submit_counted: bool = False
+    counted_rate: RateDecision | None = None
 
 
 def admit(tx: Tx, ask: AdmissionRequest, now: float) -> Admission:
@@ -61,9 +65,12 @@ def admit(tx: Tx, ask: AdmissionRequest, now: float) -> Admission:
         replay = _replay(tx, ask, now)
         if replay is not None:
             return replay
-    rate = _rate(tx, team, now)
-    if rate is not None:
-        tx.set_rate_tat(team.id, "submits", rate.tat)
+    if ask.submit_counted:
+        rate = ask.counted_rate
+    else:
+        rate = _rate(tx, team, now)
+        if rate is not None:
+            tx.set_rate_tat(team.id, "submits", rate.tat)
     generation, status = (None, CacheStatus.MISS) if ask.no_cache else _shared(tx, ask, now)
     token = None
     if generation is None:
@@ -104,6 +111,17 @@ def admit(tx: Tx, ask: AdmissionRequest, now: float) -> Admission:
             team.id, ask.idempotency_key, ask.fingerprint, request.id, now + ask.idempotency_ttl
         )
     return Admission(request, generation, replayed=False, rate=rate, token=token)
+
+
+def count_submit(tx: Tx, team: Team, now: float) -> RateDecision | None:
+    """Count one submit against the team's rate now (refused past it): what a submit does
+    before work that costs whether or not the run is then admitted (an image preflight
+    fetches an address the team named, so its refusals are submits too)."""
+    tx.lock_team(team.id)
+    rate = _rate(tx, team, now)
+    if rate is not None:
+        tx.set_rate_tat(team.id, "submits", rate.tat)
+    return rate
 
 
 def peek(tx: Tx, ask: AdmissionRequest, now: float) -> CacheStatus | None:

@@ -3,7 +3,10 @@ secret, and a team as operators see it. A new key is returned once and never sto
 
 from __future__ import annotations
 
+import re
+import unicodedata
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from proxy.core.config import TeamLimits
@@ -18,7 +21,10 @@ __all__ = [
     "create_team",
     "describe_team",
     "rotate_secret",
+    "team_name_problem",
 ]
+
+TEAM_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 
 
 @dataclass(frozen=True)
@@ -29,10 +35,37 @@ class NewKey:
     webhook_secret: str | None = None  # with a new team: shown once too
 
 
+def team_name_problem(name: str, taken: Iterable[str] = ()) -> str | None:
+    """Why `name` cannot be a new team's name, or None. Names are ASCII letters, digits,
+    '-', '_' and '.', starting with a letter or digit: a name is in URLs, metrics labels
+    and log lines, where a Cyrillic `\u0435` passes for `design`'s `e` and `..` is a path
+    step; and no two names may differ only in case. Existing teams keep their names (a
+    lookup is by the exact name), so one made before this rule is still managed."""
+    if TEAM_NAME.fullmatch(name) is None:
+        odd = next((c for c in name if not (c.isascii() and (c.isalnum() or c in "-_."))), None)
+        what = ""
+        if odd is not None:
+            label = unicodedata.name(odd, f"U+{ord(odd):04X}")
+            what = f" ({odd!r} at {name.index(odd) + 1} is {label})"
+        elif name and not name[0].isalnum():
+            what = " (it must start with a letter or digit)"
+        return (
+            f"team names are 1 to 64 characters: ASCII letters, digits, '-', '_' or '.', "
+            f"starting with a letter or digit; got {name!r}{what}"
+        )
+    same = next((t for t in taken if t.casefold() == name.casefold()), None)
+    if same is not None:
+        return f"a team named {same!r} exists; names differing only in case are refused"
+    return None
+
+
 async def create_team(store: Store, name: str, limits: TeamLimits, now: float) -> NewKey:
     name = name.strip()
-    if not name or len(name) > 64 or not all(c.isalnum() or c in "-_." for c in name):
-        raise ValueError(f"team names are 1 to 64 letters, digits, '-', '_' or '.'; got {name!r}")
+    problem = team_name_problem(name)
+    if problem is None:
+        problem = team_name_problem(name, [t.name for t in await store.teams() if t.name != name])
+    if problem is not None:
+        raise ValueError(problem)
     secret, key = new_secret(), new_team_key()
     team = Team(uuid.uuid4().hex, name, now, limits, secret)
     await store.create_team(team, (hash_key(key), key_prefix(key)))

@@ -44,7 +44,7 @@ from proxy.core.config import ProxySettings
 from proxy.core.ssrf import AddressPolicy, GuardedTransport, WebhookUrlError
 from proxy.core.tracing import Tracing
 from proxy.core.webhooks import Verdict, classify, host_of, next_delay, sign
-from proxy.db import OutboxMessage
+from proxy.db import OutboxMessage, StoreError
 from proxy.store import Store
 
 __all__ = ["ANSWER_BYTES", "Deliverer", "host_share", "team_share"]
@@ -371,16 +371,24 @@ class Deliverer:
                 state = "failed"
             else:
                 state, next_at = "pending", now + delay
-        await self.store.record_attempt(
-            message.id,
-            now,
-            status_code=status,
-            latency_ms=latency,
-            response=outcome.answer,
-            error=error,
-            state=state,
-            next_attempt_at=next_at,
-        )
+        record = functools.partial(
+            self.store.record_attempt, message.id, now, status_code=status,
+            latency_ms=latency, state=state, next_attempt_at=next_at,
+        )  # fmt: skip
+        try:
+            await record(response=outcome.answer, error=error)
+        except StoreError as exc:
+            # A row the store refuses for what it holds (text from outside) would leave
+            # the message claimed, unrecorded, and sent again at every lease's end: the
+            # attempt is recorded once more without the receiver's words. If the store is
+            # down, that fails too, and the message is due again when it is back.
+            log.error(
+                "webhook attempt could not be recorded; recording it without its answer",
+                extra={"webhook_id": message.id, "request_id": message.request_id,
+                       "reason": type(exc).__name__},
+            )  # fmt: skip
+            unstored = "the attempt's answer and error could not be stored"
+            await record(response=None, error=None if error is None else unstored)
         log.info(
             "webhook attempt",
             extra={"webhook_id": message.id, "request_id": message.request_id,

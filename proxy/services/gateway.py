@@ -8,6 +8,7 @@ share one generation, and only a MISS ever reaches the upstream.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import json
 import logging
@@ -220,9 +221,11 @@ class Gateway:
         )
         image = _image_of(workflow_id, inputs)
         preflight = self.preflight
+        # Verdicts are scoped as results are: a team cannot time another's image checks.
+        verdicts = "" if self.settings.cache_scope == "shared" else team.id
         if image is None:
             image, preflight = "", None  # a workflow with no image input
-        elif preflight is not None and preflight.known_good(image):
+        elif preflight is not None and preflight.known_good(image, verdicts):
             preflight = None  # checked a moment ago: no need to ask whether it is paid
         if options.webhook_url is not None or preflight is not None:
             # Cheap refusals first: a team over its limits costs no DNS lookup and no image
@@ -232,8 +235,12 @@ class Gateway:
             if options.webhook_url is not None:
                 await self._check_webhook(options.webhook_url)
             if preflight is not None and would_be is CacheStatus.MISS:
-                # Only a paid run needs it: a HIT or a JOIN reuses a run already made.
-                await preflight.check(image)
+                # Only a paid run needs it: a HIT or a JOIN reuses a run already made. It
+                # fetches an address the team chose, so it is a submit, counted before the
+                # fetch whatever its verdict: the team's submit limit bounds its fetches.
+                rate = await self.store.count_submit(team, self.clock.now())
+                ask = dataclasses.replace(ask, submit_counted=True, counted_rate=rate)
+                await preflight.check(image, verdicts)
         # Admission runs as its own task too: the store's writer thread commits it even if
         # the caller is cancelled while waiting, and a paid run that was admitted must then
         # still be started (and its slot released when it ends), never orphaned.

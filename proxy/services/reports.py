@@ -78,8 +78,14 @@ def period(since: str | None, until: str | None, now: float) -> tuple[dt.date, d
     """The days asked for (YYYY-MM-DD, UTC); by default the DEFAULT_DAYS days up to the
     day of `now`, or from `since` to that day."""
     last = day_of(until, "to") if until else dt.datetime.fromtimestamp(now, dt.UTC).date()
-    first = day_of(since, "from") if since else last - dt.timedelta(days=DEFAULT_DAYS - 1)
-    return first, last
+    if since:
+        return day_of(since, "from"), last
+    if last.toordinal() < DEFAULT_DAYS:  # its default first day would be before year 1
+        raise BadInput(
+            f"to={last.isoformat()} leaves no room for the default {DEFAULT_DAYS} days before "
+            "it; give from= too, or a later day"
+        )
+    return last - dt.timedelta(days=DEFAULT_DAYS - 1), last
 
 
 def report(

@@ -216,6 +216,7 @@ class Store:
             return await self._write(lambda tx: admission.admit(tx, ask, now))
 
     peek_admission = _reads(admission.peek)
+    count_submit = _writes(admission.count_submit)
 
     # -- runs -----------------------------------------------------------------------------
 

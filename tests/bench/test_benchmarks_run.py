@@ -23,6 +23,7 @@ BENCH = Path(__file__).resolve().parents[2] / "bench"
         "slowloris.py",
         # Kept outputs (issue 22): money, serving against nginx, copying against curl.
         "outputs.py",
+        "operator_abuse.py",
         # Stores side by side (issue 11): two SQLite files stand in for the pair here.
         "gateway.py --db sqlite --db sqlite --replicas 2",
     ],

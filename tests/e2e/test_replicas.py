@@ -31,7 +31,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
@@ -40,11 +40,15 @@ from client import verify_webhook
 from proxy.cli.nginx import RETRY_AFTER, UNAVAILABLE, render
 from proxy.core.config import PRICE
 from proxy.core.webhooks import message_id
+from tests.e2e.test_console_browser import _chromium
 from tests.processes import stop_group
 from tests.receiver import Receiver, eventually
 from tests.servers import ServerProcess, launch, start_server
 from tests.several_machines import Step, block, step
 from tests.stack import ADMIN_KEY, UPSTREAM_KEY, WORKFLOW
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser
 
 pytestmark = pytest.mark.skipif(
     shutil.which("nginx") is None and not os.environ.get("CI"),
@@ -122,6 +126,7 @@ class Deployment:
             "PUBLIC_URL": self.public_url,
             "LISTEN": f"127.0.0.1:{self.listen}",
             "PWD": str(self.root / "balancer"),
+            "BALANCER_HOST": "127.0.0.1",  # nginx's connections to the replicas come from it
             **{f"REPLICA_{r.number}": r.address for r in self.replicas},
         }
         if replica is not None:
@@ -349,6 +354,65 @@ def test_requests_spread_over_the_replicas(deployment: Deployment) -> None:
         assert answer.status_code == 503
         assert answer.headers["retry-after"] == str(RETRY_AFTER)
         assert answer.json() == json.loads(UNAVAILABLE)
+
+
+@pytest.fixture
+def browser() -> Iterator[Browser]:
+    executable = _chromium()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as driver:
+        launched = driver.chromium.launch(executable_path=executable, headless=True)
+        yield launched
+        launched.close()
+
+
+def test_the_console_works_through_nginx_in_a_browser(
+    deployment: Deployment, browser: Browser
+) -> None:
+    """nginx passes the browser's Host on: without it the replicas saw `Host:
+    segmind_gateway` and refused every form ("log in from the console's own login page").
+    The replicas believe nginx's X-Forwarded-For (`forwarded_allow_ips`), so a client's
+    wrong keys count against that client, never against the operator in the browser."""
+    base = f"{deployment.public_url}/admin/ui"
+    guesses = [  # another client's wrong keys, through the same nginx: its own count
+        deployment.http.get(
+            f"{deployment.public_url}/admin/teams",
+            headers={"x-admin-key": f"guess-{n:04d}", "x-forwarded-for": "198.51.100.9"},
+        ).status_code
+        for n in range(12)
+    ]
+    # Ten wrong keys a minute per client, across the replicas' own counts at most: nginx
+    # spreads the guesses, and each replica counts what reaches it.
+    assert guesses.count(401) >= 10, guesses
+    assert set(guesses) <= {401, 429}, guesses
+    # The events secret's path, in the spellings that reach it, never in nginx's log.
+    guess = "events-secret-guess-0123456789"
+    for path in ("/upstream/events/", "//upstream/events/", "/Upstream/./events/",
+                 "/upstream%2Fevents/", "/upstream/%2E/events/"):  # fmt: skip
+        url = httpx.URL(deployment.public_url).copy_with(raw_path=(path + guess).encode())
+        assert deployment.http.post(url, json={}).status_code in (400, 404)
+    page = browser.new_context().new_page()
+    page.goto(f"{base}/teams")
+    assert page.url == f"{base}/login"  # the redirect stays on nginx's address
+    page.fill('input[name="admin_key"]', ADMIN_KEY)
+    page.click('[data-test="login"]')
+    page.wait_for_url(f"{base}/teams")
+    page.fill('form.create input[name="name"]', "through-nginx")
+    page.fill('form.create input[name="daily_budget"]', "5")
+    page.click('[data-test="create-team"]')
+    key = page.locator('[data-test="api key"]').inner_text().strip()
+    credits = deployment.http.get(
+        f"{deployment.public_url}/v1/get-user-credits", headers={"x-api-key": key}
+    )
+    assert credits.status_code == 200, credits.text
+    page.goto(f"{base}/teams")
+    page.click('[data-test="logout"]')
+    page.wait_for_url(f"{base}/login")
+    logged = deployment.access_log.read_text()
+    assert "/admin/ui/login" in logged
+    assert guess not in logged
+    assert logged.count("<secret>") == 5
 
 
 def test_the_readme_shows_the_configuration_nginx_config_prints() -> None:

@@ -225,7 +225,7 @@ def admission_for(
 
 
 async def start_harness(
-    db: Path,
+    db: Path | str,
     fake: dict[str, Any] | None = None,
     *,
     webhook_transport: httpx.AsyncBaseTransport | None = None,

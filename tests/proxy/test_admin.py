@@ -20,7 +20,7 @@ from proxy.core.config import ProxySettings
 from proxy.core.keys import hash_key, key_prefix
 from proxy.services.gateway import Gateway
 from proxy.store import open_store
-from tests.proxy.harness import UPSTREAM_KEY, WORKFLOW, Harness
+from tests.proxy.harness import GATEWAY_URL, UPSTREAM_KEY, WORKFLOW, Harness
 
 pytestmark = pytest.mark.anyio
 
@@ -173,11 +173,13 @@ async def test_set_limits_changes_only_what_is_given(db: Path) -> None:
     assert limits.max_concurrent == 4
 
 
-@pytest.mark.parametrize("name", ["two words", "a/b", "x" * 65, ""])
+@pytest.mark.parametrize(
+    "name", ["two words", "a/b", "x" * 65, "", "d\u0435sign", "..", ".hidden", "caf\u00e9"]
+)
 async def test_a_bad_team_name_exits_2_and_says_why(db: Path, name: str) -> None:
     done = await cli(db, "create-team", name)
     assert done.returncode == 2, done.stdout
-    assert done.stderr.startswith("proxy: team names are 1 to 64 letters")
+    assert done.stderr.startswith("proxy: team names are 1 to 64 characters: ASCII letters")
     assert "Traceback" not in done.stderr
     assert "no teams yet" in (await cli(db, "list-teams")).stdout
 
@@ -258,13 +260,17 @@ async def test_the_admin_api_refuses_a_wrong_admin_key(
 ) -> None:
     harness = await make_harness(admin_key=ADMIN_KEY)
     team_key = harness.team("insider")
-    for sent in ({} if given is None else admin(given), {"x-api-key": team_key}, admin(team_key)):
-        for method, path, body in ROUTES:
-            answer = await harness.http.request(method, path, json=body, headers=sent)
-            assert answer.status_code == 401, (path, answer.text)
-            assert "X-Admin-Key" in answer.json()["error"]
-            if given:
-                assert given not in answer.text
+    sending = ({} if given is None else admin(given), {"x-api-key": team_key}, admin(team_key))
+    for n, sent in enumerate(sending):
+        # A client of its own each: one client's wrong keys are limited to 10 a minute.
+        transport = httpx.ASGITransport(app=harness.app, client=(f"192.0.2.{n + 1}", 4000))
+        async with httpx.AsyncClient(transport=transport, base_url=GATEWAY_URL) as http:
+            for method, path, body in ROUTES:
+                answer = await http.request(method, path, json=body, headers=sent)
+                assert answer.status_code == 401, (path, answer.text)
+                assert "X-Admin-Key" in answer.json()["error"]
+                if given:
+                    assert given not in answer.text
     assert [t.name for t in await harness.gateway.store.teams()] == ["insider"]
 
 

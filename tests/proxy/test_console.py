@@ -112,7 +112,7 @@ async def test_login_attempts_are_throttled_per_address(console: Harness) -> Non
                                         headers=SAME_ORIGIN)  # fmt: skip
     assert throttled.status_code == 429
     assert "set-cookie" not in throttled.headers
-    assert "Too many attempts" in throttled.text
+    assert "Too many wrong keys" in throttled.text
 
 
 async def test_every_answer_carries_the_security_headers(console: Harness) -> None:

@@ -477,3 +477,22 @@ async def test_a_team_and_its_first_key_are_made_together_or_not_at_all(store: S
             Team(uuid.uuid4().hex, "second", NOW, TeamLimits(), None), ("same-hash", "prefix-b")
         )
     assert [team.name for team in await store.teams()] == ["first"]
+
+
+async def test_a_counted_submit_takes_one_turn_of_the_rate_and_admission_no_second(
+    store: Store,
+) -> None:
+    """An image preflight counts its submit first (`count_submit`), refused or not; the
+    admission that follows answers with that decision and takes no second turn."""
+    team = await _team(store, submits_per_minute=2)
+    rate = await store.count_submit(team, NOW)
+    assert rate is not None
+    assert rate.remaining == 1
+    counted = _ask(team, submit_counted=True, counted_rate=rate)
+    admitted = await store.admit(counted, NOW)
+    assert admitted.rate == rate
+    await store.count_submit(team, NOW)  # the second of two
+    with pytest.raises(LimitReached):
+        await store.count_submit(team, NOW)
+    with pytest.raises(LimitReached):
+        await store.admit(_ask(team), NOW)

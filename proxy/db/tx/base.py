@@ -17,7 +17,14 @@ __all__ = [
     "REQUEST_COLUMNS",
     "Connection",
     "Cursor",
+    "storable",
 ]
+
+# PostgreSQL's text cannot hold NUL ("text fields cannot contain NUL"); SQLite's can. Text
+# from outside (a receiver's answer, an upstream error, a request id) may carry one, so
+# both backends store it as U+FFFD, the character that stands for one that could not be
+# kept: a write never fails on it, and both backends read back the same text.
+NUL, STANDS_FOR_NUL = "\x00", "\ufffd"
 
 GENERATION_COLUMNS = (
     "id, scope_key, workflow_id, owner_team_id, upstream_id, status, terminal, output, error, "
@@ -45,6 +52,13 @@ class Connection(Protocol):
     """The part of a DB-API connection the store uses (sqlite3 and psycopg both fit)."""
 
     def execute(self, sql: str, parameters: Sequence[Any] = ..., /) -> Cursor: ...
+
+
+def storable(value: Any) -> Any:
+    """`value` as both backends can store it: NUL in text becomes U+FFFD."""
+    if isinstance(value, str) and NUL in value:
+        return value.replace(NUL, STANDS_FOR_NUL)
+    return value
 
 
 def _qualified(alias: str, columns: str) -> str:
@@ -78,7 +92,7 @@ class _Base:
         self.notices: set[str] = set()  # what other processes should learn on commit
 
     def _run(self, sql: str, args: Sequence[Any] = ()) -> Cursor:
-        return self.db.execute(self.dialect.sql(sql), tuple(args))
+        return self.db.execute(self.dialect.sql(sql), tuple(map(storable, args)))
 
     def _one(self, sql: str, args: Sequence[Any] = ()) -> Any:
         return self._run(sql, args).fetchone()
