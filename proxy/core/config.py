@@ -44,6 +44,9 @@ class TeamLimits(BaseModel):
     max_concurrent: int | None = Field(10, ge=0)
     daily_budget: float | None = Field(100.0, ge=0)
     monthly_budget: float | None = Field(1000.0, ge=0)
+    # The team's share of the company's upstream slots while others wait too (the fair
+    # queue, proxy/core/fairqueue.py): a team of weight 2 gets twice a team of weight 1's.
+    weight: float = Field(1.0, gt=0, le=1000)
 
 
 class ProxySettings(BaseSettings):

@@ -307,6 +307,28 @@ def _poll_counts(db: Connection, dialect: Dialect) -> None:
     db.execute("ALTER TABLE generations ADD COLUMN polls INTEGER NOT NULL DEFAULT 0")
 
 
+def _fair_queue(db: Connection, dialect: Dialect) -> None:
+    """The fair queue of paid submits across teams (`proxy/core/fairqueue.py`): each
+    team's virtual finish tag, the queue's virtual time on the budget row, and each run's
+    urgency (RFC 9218, 0 most urgent, 3 by default), which orders its own team's runs."""
+    db.execute("ALTER TABLE generations ADD COLUMN priority INTEGER NOT NULL DEFAULT 3")
+    db.execute(
+        dialect.ddl(
+            "ALTER TABLE upstream_budget ADD COLUMN virtual_time {double} NOT NULL DEFAULT 0"
+        )
+    )
+    db.execute(
+        dialect.ddl(
+            "CREATE TABLE IF NOT EXISTS fair_shares "
+            "(team_id TEXT PRIMARY KEY, finish {double} NOT NULL)"
+        )
+    )
+    db.execute(
+        "CREATE INDEX IF NOT EXISTS generations_waiting_team "
+        "ON generations(owner_team_id, priority, created_at) WHERE status = 'WAITING'"
+    )
+
+
 MIGRATIONS = (
     Migration(1, "teams, keys, generations, requests, cache, budgets, outbox, leases", _base),
     Migration(2, "lease fencing tokens; webhook hosts; upstream window count", _fencing_and_hosts),
@@ -314,6 +336,7 @@ MIGRATIONS = (
     Migration(4, "a team's webhook URL, for budget alerts", _team_webhooks),
     Migration(5, "upstream notifications: early polls; runs by upstream id", _upstream_hints),
     Migration(6, "each run's count of upstream polls", _poll_counts),
+    Migration(7, "the fair queue: teams' finish tags, virtual time, urgency", _fair_queue),
 )
 
 

@@ -242,6 +242,9 @@ class Store:
     take_upstream = _writes(budget.take)
     claim_send = _writes(budget.claim_send)
     unclaim_send = _writes(budget.unclaim_send)
+    queue_place = _reads(
+        budget.queue_place, "Where a held run stands in the fair queue (None: not WAITING)."
+    )
     pause_upstream = _writes(budget.pause)
     waiting_runs = _reads(
         Tx.waiting_count,
