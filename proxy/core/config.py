@@ -48,6 +48,13 @@ class TeamLimits(BaseModel):
     # queue, proxy/core/fairqueue.py): a team of weight 2 gets twice a team of weight 1's.
     weight: float = Field(1.0, gt=0, le=1000)
 
+    @field_validator("weight", mode="before")
+    @classmethod
+    def _no_weight_is_the_default(cls, value: object) -> object:
+        # Every other limit's None is "no limit"; a share cannot be unlimited, so a team
+        # set with every limit off (all None) keeps the ordinary share.
+        return 1.0 if value is None else value
+
 
 class ProxySettings(BaseSettings):
     model_config = SettingsConfigDict(

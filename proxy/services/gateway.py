@@ -24,6 +24,7 @@ from proxy.core.cache import canonical_inputs, generation_key, scoped_key
 from proxy.core.clock import Clock, SystemClock
 from proxy.core.config import ProxySettings
 from proxy.core.errors import BadInput, LimitExceeded, NotFound
+from proxy.core.fairqueue import DEFAULT_URGENCY
 from proxy.core.quotas import MemoryRateLimiter, RateDecision
 from proxy.core.schedule import DurationModel
 from proxy.core.ssrf import AddressPolicy, WebhookUrlError, check_url_syntax, resolve_and_check
@@ -52,6 +53,7 @@ class SubmitOptions:
     no_cache: bool = False
     webhook_url: str | None = None
     idempotency_key: str | None = None
+    priority: int = DEFAULT_URGENCY  # RFC 9218 urgency: orders the team's own waiting runs
 
 
 @dataclass(frozen=True)
@@ -167,6 +169,7 @@ class Gateway:
             idempotency_ttl=self.settings.idempotency_ttl,
             expected_run_seconds=self.settings.expected_run_seconds,
             instance=self.instance,
+            priority=options.priority,
         )
         image = _image_of(workflow_id, inputs)
         preflight = self.preflight
@@ -264,6 +267,25 @@ class Gateway:
             )
         return rate
 
+    async def queue_place(self, generation: Generation) -> dict[str, float] | None:
+        """Where a run held for an upstream slot stands in the fair queue, as answers say
+        it: its position (1: next) and when it should be sent (seconds from now, and the
+        time on the gateway's clock); None if it is not held, or the store cannot say."""
+        if generation.status != "WAITING":
+            return None
+        try:
+            place = await self.budget.place(generation.id)
+        except StoreError:
+            return None  # a courtesy: the answer itself stands without it
+        if place is None:
+            return None
+        now = self.clock.now()
+        return {
+            "position": place.position,
+            "estimated_send_at": round(place.send_at, 3),
+            "estimated_send_in": round(max(place.send_at - now, 0.0), 3),
+        }
+
     async def poll(self, team: Team, request_id: str) -> PollAnswer:
         rate = self.take_read(team)
         now = self.clock.now()
@@ -283,7 +305,11 @@ class Gateway:
         expires = generation.created_at + self.settings.result_ttl
         if generation.terminal:
             self._refuse_expired(request_id, expires, now)
-        body = encode(poll_body(generation))
+        document = poll_body(generation)
+        queue = await self.queue_place(generation)
+        if queue is not None:
+            document["queue"] = queue  # an extra field: Segmind's shape is kept otherwise
+        body = encode(document)
         if generation.terminal:
             # A terminal state never changes, so its answer can be kept and reused without
             # asking the store again; bounded, oldest first out.

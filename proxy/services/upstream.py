@@ -23,6 +23,7 @@ from proxy.core.errors import BadInput, GatewayError, UnconfirmedSubmit, Upstrea
 from proxy.core.logs import Redactor
 from proxy.core.tracing import Tracing
 from proxy.rules import Fence
+from proxy.rules.budget import QueuePlace
 from proxy.store import Store
 
 __all__ = ["Upstream", "UpstreamBudget", "UpstreamGone"]
@@ -59,6 +60,10 @@ class UpstreamBudget:
         """The slot to send a WAITING run now (0.0, and it is SUBMITTING), or seconds to
         wait (it stays WAITING); negative: it is not WAITING any more."""
         return await self.store.claim_send(generation_id, self.clock.now(), self.per_minute, fence)
+
+    async def place(self, generation_id: str) -> QueuePlace | None:
+        """Where a held run stands in the fair queue; None once it is not WAITING."""
+        return await self.store.queue_place(generation_id, self.clock.now(), self.per_minute)
 
     async def unclaim_send(self, generation_id: str) -> None:
         await self.store.unclaim_send(generation_id, self.clock.now())
