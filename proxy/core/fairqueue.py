@@ -23,6 +23,7 @@ from dataclasses import dataclass
 __all__ = ["DEFAULT_URGENCY", "MAX_URGENCY", "Backlog", "after_send", "place", "send_order"]
 
 EPS = 1e-9  # tags are sums of 1/weight: equal within this are equal
+RETURN_EDGE = 1e-6  # how far before the virtual time a returning team starts (> EPS)
 DEFAULT_URGENCY = 3  # RFC 9218: a request that says nothing
 MAX_URGENCY = 7  # RFC 9218: urgencies are 0 (most urgent) to 7
 
@@ -37,8 +38,11 @@ class Backlog:
     finish: float = 0.0
 
     def start(self, virtual_time: float) -> float:
-        """The start tag of this team's next run."""
-        return max(self.finish, virtual_time)
+        """The start tag of this team's next run. A team behind the virtual time (new, or
+        back from idle) starts a hair before it: ahead of a team whose next run starts
+        exactly there, as in-order SFQ would have it (its virtual time is the start tag
+        of the run last served, one place behind the next)."""
+        return self.finish if self.finish >= virtual_time else virtual_time - RETURN_EDGE
 
 
 def place(backlogs: list[Backlog], team_id: str, rank: int, virtual_time: float) -> int:
@@ -66,12 +70,22 @@ def _runs_before(reach: float, waiting: int, *, wins_ties: bool) -> int:
 
 def after_send(backlogs: list[Backlog], team_id: str, virtual_time: float) -> tuple[float, float]:
     """(the team's new finish tag, the queue's new virtual time) once one run of `team_id`
-    is sent; `backlogs` as before the send. The virtual time moves only up to the lowest
-    start tag of the teams waiting, so a send a little out of turn (another process's run
-    that had room in the window) never pushes a waiting team's runs back."""
+    is sent; `backlogs` as before the send.
+
+    The virtual time moves to the lowest start tag of the teams still waiting after the
+    send: the run that in-order SFQ serves next. Sends within one burst of free slots come
+    in any order (several processes take them at once), and this makes the result the
+    same whatever that order. It never passes a waiting team's start tag, so no waiting
+    team's runs are pushed back; with nobody left waiting, it is the sent run's start."""
     mine = next(b for b in backlogs if b.team_id == team_id)
-    lowest = min(b.start(virtual_time) for b in backlogs if b.waiting > 0)
-    return mine.start(virtual_time) + 1.0 / mine.weight, max(virtual_time, lowest)
+    start = mine.start(virtual_time)
+    finish = start + 1.0 / mine.weight
+    waiting = [
+        finish if b.team_id == team_id else b.start(virtual_time)
+        for b in backlogs
+        if b.waiting - (b.team_id == team_id) > 0
+    ]
+    return finish, max(virtual_time, min(waiting) if waiting else start)
 
 
 def send_order(backlogs: list[Backlog], virtual_time: float, count: int) -> list[str]:

@@ -327,6 +327,11 @@ def _fair_queue(db: Connection, dialect: Dialect) -> None:
         "CREATE INDEX IF NOT EXISTS generations_waiting_team "
         "ON generations(owner_team_id, priority, created_at) WHERE status = 'WAITING'"
     )
+    # The balance watch's spend since a reading, and in the last hour (rules/balance.py).
+    db.execute(
+        "CREATE INDEX IF NOT EXISTS generations_sent ON generations(created_at) "
+        "WHERE upstream_id IS NOT NULL"
+    )
 
 
 MIGRATIONS = (
@@ -336,7 +341,9 @@ MIGRATIONS = (
     Migration(4, "a team's webhook URL, for budget alerts", _team_webhooks),
     Migration(5, "upstream notifications: early polls; runs by upstream id", _upstream_hints),
     Migration(6, "each run's count of upstream polls", _poll_counts),
-    Migration(7, "the fair queue: teams' finish tags, virtual time, urgency", _fair_queue),
+    Migration(
+        7, "the fair queue: finish tags, virtual time, urgency; runs by send time", _fair_queue
+    ),
 )
 
 

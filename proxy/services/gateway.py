@@ -31,6 +31,8 @@ from proxy.core.ssrf import AddressPolicy, WebhookUrlError, check_url_syntax, re
 from proxy.core.tracing import Tracing
 from proxy.db import Admission, CacheStatus, Generation, RequestRecord, StoreError, Team
 from proxy.rules import AdmissionRequest
+from proxy.rules.balance import Balance
+from proxy.services.balance import BalanceWatch, OutOfCredits
 from proxy.services.deliverer import Deliverer
 from proxy.services.heartbeat import Heartbeat
 from proxy.services.metrics import Metrics
@@ -104,6 +106,7 @@ class Gateway:
             self.instance,
             on_terminal=self._finished,
         )
+        self.balance = BalanceWatch(self.store, self.upstream, self.clock, settings, self.metrics)
         self.heartbeat = Heartbeat(
             self.store, self.wall_clock, self.instance, settings.lease_seconds
         )
@@ -127,12 +130,14 @@ class Gateway:
         self.heartbeat.start(self._adopt)
         self._update_in_flight()
         self.deliverer.start()
+        self.balance.start()
 
     async def stop(self) -> None:
         if self._admitting:
             await asyncio.gather(*self._admitting, return_exceptions=True)
         if self._submits:
             await asyncio.gather(*self._submits, return_exceptions=True)
+        await self.balance.close()
         await self.poller.close()
         await self.heartbeat.close()
         await self.deliverer.close()
@@ -171,6 +176,7 @@ class Gateway:
             instance=self.instance,
             priority=options.priority,
         )
+        await self._check_balance(ask)
         image = _image_of(workflow_id, inputs)
         preflight = self.preflight
         if image is None:
@@ -195,6 +201,15 @@ class Gateway:
         task.add_done_callback(self._admitting.discard)
         task.add_done_callback(lambda t: t.cancelled() or t.exception())
         return await asyncio.shield(task)
+
+    async def _check_balance(self, ask: AdmissionRequest) -> None:
+        """Refuse (406) a paid run the company's Segmind balance cannot cover; a HIT, a
+        JOIN or a replay costs nothing upstream and is still answered."""
+        try:
+            await self.balance.check()
+        except OutOfCredits:
+            if await self.store.peek_admission(ask, self.clock.now()) is CacheStatus.MISS:
+                raise
 
     async def _check_webhook(self, url: str) -> None:
         """Refuse, before any cost, a webhook URL that is not public (SSRF); it is checked
@@ -345,6 +360,10 @@ class Gateway:
     def runs_followed(self) -> int:
         """Runs this process is polling now."""
         return self.poller.tracked
+
+    async def upstream_balance(self) -> Balance | None:
+        """The company's Segmind balance as last read, with the spend since."""
+        return await self.balance.current()
 
     async def refresh_budget_gauges(self) -> None:
         """Read the teams' budget use into the metrics (before a scrape); with the store

@@ -107,6 +107,9 @@ class Upstream:
         self._redactor = Redactor([key] if key else [])
         self.budget = budget
         self._on_call = on_call or (lambda kind, status: None)
+        # Told when Segmind answers 406 (the account is out of credits): the balance
+        # watch reads the balance again at once.
+        self.on_no_credits: Callable[[], None] = lambda: None
 
     async def aclose(self) -> None:
         await self._submitter.aclose()
@@ -169,9 +172,23 @@ class Upstream:
         self._on_call("poll", "200")
         return self._scrubbed(status)
 
+    async def credits(self) -> client.Credits:
+        """The company account's balance, read through the budget like a poll."""
+        await self.budget.acquire("poll")
+        with self._tracing.span("upstream.credits"):
+            try:
+                found = await self._poller.credits()
+            except client.SegmindError as exc:
+                await self._failed("credits", exc)
+                raise
+        self._on_call("credits", "200")
+        return found
+
     async def _failed(self, action: str, exc: client.SegmindError) -> None:
         """Count a failed call; after a 429, pause every caller of the upstream for as long."""
         self._on_call(action, _status_label(exc))
+        if isinstance(exc, client.InsufficientCredits):
+            self.on_no_credits()
         if isinstance(exc, client.RateLimited):
             await self.budget.pause(exc.retry_after or 60.0)
 

@@ -122,3 +122,13 @@ class BudgetTx(_Base):
 
     def set_priority(self, generation_id: str, priority: int) -> None:
         self._run("UPDATE generations SET priority = ? WHERE id = ?", (priority, generation_id))
+
+    def sent_cost_since(self, since: float) -> float:
+        """Dollars of the runs sent upstream at or after `since` (a sent run's created_at
+        is when it was sent), whoever sent them."""
+        row = self._one(
+            "SELECT COALESCE(SUM(cost), 0) FROM generations "
+            "WHERE upstream_id IS NOT NULL AND created_at >= ?",
+            (since,),
+        )
+        return float(row[0])
