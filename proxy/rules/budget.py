@@ -79,21 +79,46 @@ class _Window:
             tx.set_call_count(self.calls, self.forgotten_at)
 
 
-def take(tx: Tx, kind: str, now: float, per_minute: int) -> float:
+def take(tx: Tx, kind: str, now: float, per_minute: int, generation_id: str | None = None) -> float:
     """Spend one upstream call of `kind` ("submit" or "poll") now, or say how many
-    seconds to wait before asking again (0.0: go)."""
+    seconds to wait before asking again (0.0: go). A poll naming its run
+    (`generation_id`) goes by need where the window is short (see `_polls_ahead`)."""
     held_runs = False
+    ahead = 0
     if kind != "submit":
         # A poll's record lost in a database crash costs at most a call over the budget
         # (met by the upstream's 429 and the pause); a submit's is kept (claim_send).
         tx.relax_durability()
         # Read before the budget's lock, which every process's every call waits for.
         held_runs = tx.any_waiting()
+        if generation_id is not None and not held_runs:
+            ahead = _polls_ahead(tx, generation_id, now)
     window = _Window.locked(tx)
     try:
+        if ahead:
+            # Polls more in need go first where slots are short: this one goes now only
+            # if the window has room for it and for every one of them.
+            wait = _wait(tx, now, per_minute, window, need=ahead + 1)
+            if wait > 0:
+                return max(wait, WINDOW / per_minute)
         return _take(tx, kind, now, per_minute, window, held_runs)
     finally:
         window.save(tx)
+
+
+def _polls_ahead(tx: Tx, generation_id: str, now: float) -> int:
+    """How many overdue polls go before this run's: within its team, the runs whose next
+    poll is more overdue (earliest deadline first); across teams, a weighted round from
+    the teams' most overdue runs (`fairqueue.place` with no history), so no team's runs
+    take more than their weighted share of poll slots while others' polls wait."""
+    found = tx.overdue_rank(generation_id, now)
+    if found is None:
+        return 0
+    team_id, rank = found
+    backlogs = tx.overdue_polls(now)
+    if not any(b.team_id == team_id for b in backlogs):
+        return rank
+    return fairqueue.place(backlogs, team_id, rank, 0.0)
 
 
 def _take(

@@ -406,7 +406,7 @@ class Poller:
             )
             return
         try:
-            status = await self.upstream.status(generation.upstream_id, self._sleep)
+            status = await self.upstream.status(generation.upstream_id, self._sleep, generation.id)
         except client.NotFound:
             await self._finish(
                 generation,

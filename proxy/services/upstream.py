@@ -68,10 +68,15 @@ class UpstreamBudget:
     async def unclaim_send(self, generation_id: str) -> None:
         await self.store.unclaim_send(generation_id, self.clock.now())
 
-    async def acquire(self, kind: str, sleep: Sleep | None = None) -> None:
+    async def acquire(
+        self, kind: str, sleep: Sleep | None = None, generation_id: str | None = None
+    ) -> None:
+        """Wait for a slot for one call of `kind`; a poll naming its run goes by need."""
         sleep = sleep or self.clock.sleep
         while True:
-            wait = await self.store.take_upstream(kind, self.clock.now(), self.per_minute)
+            wait = await self.store.take_upstream(
+                kind, self.clock.now(), self.per_minute, generation_id
+            )
             if wait <= 0:
                 return
             await sleep(wait)
@@ -156,8 +161,10 @@ class Upstream:
             return handle.request_id
         raise AssertionError("unreachable: the last try returns or raises")
 
-    async def status(self, upstream_id: str, sleep: Sleep | None = None) -> client.JobStatus:
-        await self.budget.acquire("poll", sleep)
+    async def status(
+        self, upstream_id: str, sleep: Sleep | None = None, generation_id: str | None = None
+    ) -> client.JobStatus:
+        await self.budget.acquire("poll", sleep, generation_id)
         with self._tracing.span(
             "upstream.poll",
             attributes={"upstream.request_id": upstream_id},

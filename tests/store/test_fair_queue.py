@@ -169,3 +169,27 @@ async def test_a_team_back_from_idle_goes_next_and_urgency_orders_its_own_runs(
     assert place is not None
     assert place.position == 2
     assert place.send_at == pytest.approx(NOW + 3 + STEP)
+
+
+async def test_polls_go_by_need_and_by_team_share_where_slots_are_short(store: Store) -> None:
+    busy, other = await _team(store, "busy", 1), await _team(store, "other", 1)
+    runs = await _admit(store, busy, 4, NOW)
+    (single,) = await _admit(store, other, 1, NOW)
+    # All five in flight upstream; their next polls were due at these times.
+    due = {runs[0]: NOW + 30, runs[1]: NOW + 10, runs[2]: NOW + 20, runs[3]: NOW + 40}
+    due[single] = NOW + 35
+    for g, at in due.items():
+        await store.mark_submitted(g, f"up-{g}", NOW, at)
+    later = NOW + 50  # every poll is overdue
+    for i in range(PER_MINUTE - 2):  # the window has two slots left
+        assert await store.take_upstream("poll", NOW + i, PER_MINUTE) == 0
+    # Not the busy team's third most overdue, nor its least: they wait.
+    assert await store.take_upstream("poll", later, PER_MINUTE, runs[0]) > 0
+    assert await store.take_upstream("poll", later, PER_MINUTE, runs[3]) > 0
+    # The other team's one run has its share though four of the busy team's are more due.
+    assert await store.take_upstream("poll", later, PER_MINUTE, single) == 0
+    # Polled: the poller writes what it heard and when to poll next.
+    await store.record_status(single, "PROCESSING", later, next_poll_at=later + 60, polled=True)
+    # The most overdue of the busy team goes; the window is then full.
+    assert await store.take_upstream("poll", later, PER_MINUTE, runs[1]) == 0
+    assert await store.take_upstream("poll", later, PER_MINUTE, runs[2]) > 0

@@ -132,3 +132,36 @@ class BudgetTx(_Base):
             (since,),
         )
         return float(row[0])
+
+    def overdue_polls(self, now: float) -> list[Backlog]:
+        """Every team with runs in flight upstream whose next poll is due: how many, and
+        its weight (no finish tag: poll order keeps no history)."""
+        rows = self._all(
+            "SELECT g.owner_team_id, COUNT(*), t.limits FROM generations g "
+            "LEFT JOIN teams t ON t.id = g.owner_team_id WHERE g.terminal = 0 "
+            "AND g.upstream_id IS NOT NULL AND g.next_poll_at <= ? "
+            "GROUP BY g.owner_team_id, t.limits ORDER BY g.owner_team_id",
+            (now,),
+        )
+        return [
+            Backlog(
+                str(team_id),
+                int(n),
+                TeamLimits.model_validate_json(limits).weight if limits else 1.0,
+            )
+            for team_id, n, limits in rows
+        ]
+
+    def overdue_rank(self, generation_id: str, now: float) -> tuple[str, int] | None:
+        """(team, how many of its team's due runs are more overdue) of a run whose poll
+        is due, or None."""
+        row = self._one(
+            "SELECT g.owner_team_id, (SELECT COUNT(*) FROM generations w "
+            "WHERE w.terminal = 0 AND w.upstream_id IS NOT NULL "
+            "AND w.owner_team_id = g.owner_team_id AND (w.next_poll_at < g.next_poll_at "
+            "OR (w.next_poll_at = g.next_poll_at AND w.id < g.id))) "
+            "FROM generations g WHERE g.id = ? AND g.terminal = 0 "
+            "AND g.upstream_id IS NOT NULL AND g.next_poll_at <= ?",
+            (generation_id, now),
+        )
+        return None if row is None else (str(row[0]), int(row[1]))
