@@ -10,9 +10,11 @@ from typing import Any
 
 import pytest
 
+from proxy.core.clock import VirtualClock
 from proxy.rules.budget import MARGIN, WINDOW
 from tests.proxy.conftest import MakeHarness
 from tests.proxy.harness import Harness
+from tests.proxy.test_console import ADMIN_KEY, UI, log_in
 
 pytestmark = pytest.mark.anyio
 
@@ -37,7 +39,9 @@ def _sent(harness: Harness) -> list[str]:
 async def test_urgency_overtakes_its_own_teams_runs_and_never_another_teams(
     make_harness: MakeHarness,
 ) -> None:
-    harness = await make_harness(upstream_requests_per_minute=1)
+    harness = await make_harness(
+        upstream_requests_per_minute=1, admin_key=ADMIN_KEY, wall_clock=VirtualClock(1e6)
+    )
     alpha, beta = harness.team("alpha"), harness.team("beta")
     first = await _submit(harness, alpha, "a0")
     assert "x-queue-position" not in first["headers"]  # sent at once: no queue to stand in
@@ -56,6 +60,10 @@ async def test_urgency_overtakes_its_own_teams_runs_and_never_another_teams(
     polled = (await harness.poll(alpha, held["request_id"])).json()
     assert polled["status"] == "QUEUED"
     assert polled["queue"]["position"] == 3
+    # The console's runs page says the same of each held run.
+    page = (await (await log_in(harness)).get(f"{UI}/runs")).text
+    for place in (1, 2, 3):
+        assert f"place {place} in the fair queue" in page
     for _ in range(3):
         await harness.advance(WINDOW + MARGIN)
     assert _sent(harness) == ["a0", "b1", "a2", "a1"]
