@@ -202,7 +202,9 @@ def queue_place(tx: Tx, generation_id: str, now: float, per_minute: int) -> Queu
         return None
     ahead = queue[2]
     calls = tx.calls_between(now - WINDOW - MARGIN, now)
-    return QueuePlace(ahead + 1, now + _send_in(calls, now, per_minute, ahead + 1))
+    paused_until = tx.budget_times()[0]  # after an upstream 429 nobody calls before it
+    send_at = max(now + _send_in(calls, now, per_minute, ahead + 1), paused_until)
+    return QueuePlace(ahead + 1, send_at)
 
 
 def _send_in(calls: list[float], now: float, per_minute: int, place: int) -> float:
