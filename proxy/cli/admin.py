@@ -26,6 +26,7 @@ LIMIT_FLAGS = (
     ("max_concurrent", int, "unfinished paid runs at once"),
     ("daily_budget", float, "dollars a UTC day"),
     ("monthly_budget", float, "dollars a UTC month"),
+    ("weight", float, "share of the company's upstream slots while other teams wait (default 1)"),
 )
 
 

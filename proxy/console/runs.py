@@ -24,12 +24,19 @@ __all__ = ["runs"]
 
 RECENT = 100
 DURATIONS = 500
+QUEUE_SHOWN = 100  # held runs whose place in the fair queue the page works out
 
 
-def _in_flight_row(run: RunView, visit: Visit, model: DurationModel) -> Html:
+def _in_flight_row(
+    run: RunView, visit: Visit, model: DurationModel, queue: dict[str, float] | None = None
+) -> Html:
     g = run.generation
     age = visit.now - g.created_at
-    if g.status == "WAITING":
+    if g.status == "WAITING" and queue is not None:
+        place, send_at = int(queue["position"]), queue["estimated_send_at"]
+        finish = (f"waiting for a slot in the upstream budget: place {place} in the fair "
+                  f"queue, sent {ago(send_at, visit.now)}")  # fmt: skip
+    elif g.status == "WAITING":
         finish = "waiting for a slot in the upstream budget"
     elif g.status in ("SUBMITTING", "QUEUED"):
         finish = f"{seconds(model.median)} after it starts (median)"
@@ -140,6 +147,9 @@ async def runs(request: Request, visit: Visit) -> Response:
         notices, team = notice("error", f"No team named {team}; showing all teams."), None
         recent = await store.requests_page(RECENT, None, before)
     flying = await store.runs_in_flight()
+    # Where each held run stands in the fair queue (the first QUEUE_SHOWN held: one read each).
+    held = [r.generation for r in flying if r.generation.status == "WAITING"][:QUEUE_SHOWN]
+    places = {g.id: await visit.gateway.queue_place(g) for g in held}
     names = [t.name for t in await store.teams()]
     durations = await store.finished_durations(DURATIONS)
     body = fill(
@@ -152,7 +162,7 @@ async def runs(request: Request, visit: Visit) -> Response:
         "<section><h2>Run durations</h2><figure>{plot}</figure></section>",
         filter=_filter(names, team),
         n=len(flying),
-        flying=join(_in_flight_row(r, visit, model) for r in flying),
+        flying=join(_in_flight_row(r, visit, model, places.get(r.generation.id)) for r in flying),
         of=f" of {team}" if team else "",
         recent=join(_recent_row(v) for v in recent),
         pages=_pages(recent, team, before),

@@ -24,6 +24,7 @@ __all__ = ["add_key", "change_limits", "create", "revoke", "teams"]
 
 SPEND_DAYS = 14
 LIMIT_NAMES = tuple(TeamLimits.model_fields)
+NULLABLE_LIMITS = tuple(name for name in LIMIT_NAMES if name != "weight")
 
 
 def _keys(visit: Visit, keys: list[TeamKey]) -> Html:
@@ -232,7 +233,11 @@ async def change_limits(request: Request, visit: Visit, form: Form) -> Response:
             visit,
             "set-limits",
             team=team,
-            limits=_limit_values(form, LIMIT_NAMES, blank_is_none=True),
+            limits={
+                **_limit_values(form, NULLABLE_LIMITS, blank_is_none=True),
+                # A weight is never "none": a blank one leaves it as it is.
+                **_limit_values(form, ("weight",), blank_is_none=False),
+            },
         )
     except Refused as exc:
         return await render(visit, notice("error", exc.message), 400)

@@ -1,7 +1,8 @@
 """The upstream page: the company's calls to Segmind in the last minute against its
 budget (`upstream_requests_per_minute`, shared by every replica), the pause every process
 honours after a 429, this process's calls by kind and answer, polls per run, and the
-outputs the gateway keeps of what Segmind made (files, bytes, oldest use, failed copies)."""
+outputs the gateway keeps of what Segmind made (files, bytes, oldest use, failed copies), and
+the company's Segmind balance with its spend rate and the hours it lasts."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from proxy.console.forecast import scheduled_polls
 from proxy.console.layout import Visit, document, respond
 from proxy.console.markup import Html, ago, fill, join
 from proxy.console.plots import budget_bar, histogram
+from proxy.rules.balance import Balance
 from proxy.rules.budget import WINDOW
 
 __all__ = ["upstream"]
@@ -61,6 +63,27 @@ def _polls_per_run(visit: Visit, runs: list[tuple[float, int]]) -> Html:
     )
 
 
+def _balance(visit: Visit, found: Balance | None) -> Html:
+    """The company's Segmind balance as last read, the spend since, and how long it lasts."""
+    if found is None:
+        return Html(
+            '<section><h2>Segmind balance</h2><p data-test="balance">Not read yet: the '
+            "gateway reads it every few minutes, and after a 406.</p></section>"
+        )
+    hours = found.hours_left
+    return fill(
+        '<section><h2>Segmind balance</h2><p data-test="balance"><strong>{left}</strong> '
+        "credits left: {read} read {at}, less {spent} of runs sent since. Spend rate: "
+        '{rate} an hour; <span data-test="hours-left">{hours}</span>.</p></section>',
+        left=f"{found.estimate:.2f}",
+        read=f"{found.credits:.2f}",
+        at=ago(found.read_at, visit.now),
+        spent=f"{found.spent_since:.2f}",
+        rate=f"{found.spend_per_hour:.2f}",
+        hours="no spend in the last hour" if hours is None else f"{hours:.1f} hours left",
+    )
+
+
 @page
 async def upstream(request: Request, visit: Visit) -> Response:
     gateway = visit.gateway
@@ -71,12 +94,14 @@ async def upstream(request: Request, visit: Visit) -> Response:
     pauses = sum(count for _, status, count in answers if status == "429")
     polls = sum(count for kind, _, count in answers if kind == "poll")
     plot = _polls_per_run(visit, await gateway.store.finished_polls(200))
+    balance = _balance(visit, await gateway.upstream_balance())
     paused = (
         f"paused {ago(paused_until, visit.now)} (after a 429)"
         if paused_until > visit.now
         else "not paused"
     )
     body = fill(
+        "{balance}"
         '<section><h2>Company budget</h2><p class="budget">{bar}</p>'
         "<p>Calls to Segmind in the last minute, every replica: <strong>{n}</strong> of "
         "{per_minute}. Upstream: {paused}.{submits}</p><figure>{minute}</figure></section>"
@@ -97,6 +122,7 @@ async def upstream(request: Request, visit: Visit) -> Response:
             for k, s, c in answers
         ),
         plot=plot,
+        balance=balance,
     )
     body = Html(body + await _kept_outputs(visit))
     return respond(document("Upstream", body, visit, active="upstream"))

@@ -6,6 +6,7 @@ The upstream key is read from `SEGMIND_API_KEY` (or `PROXY_UPSTREAM_KEY`) and he
 
 from __future__ import annotations
 
+import base64
 import os
 import socket
 from typing import Any, Literal
@@ -40,6 +41,16 @@ SECRET_VARIABLES = {
 }
 
 
+def _is_webhook_secret(value: str) -> bool:
+    """whsec_ and base64 of 24 bytes or more, as Standard Webhooks signs with."""
+    if not value.startswith("whsec_"):
+        return False
+    try:
+        return len(base64.b64decode(value.removeprefix("whsec_"), validate=True)) >= 24
+    except ValueError:
+        return False
+
+
 class TeamLimits(BaseModel):
     """A team's quotas; None means no limit."""
 
@@ -48,6 +59,16 @@ class TeamLimits(BaseModel):
     max_concurrent: int | None = Field(10, ge=0)
     daily_budget: float | None = Field(100.0, ge=0)
     monthly_budget: float | None = Field(1000.0, ge=0)
+    # The team's share of the company's upstream slots while others wait too (the fair
+    # queue, proxy/core/fairqueue.py): a team of weight 2 gets twice a team of weight 1's.
+    weight: float = Field(1.0, gt=0, le=1000)
+
+    @field_validator("weight", mode="before")
+    @classmethod
+    def _no_weight_is_the_default(cls, value: object) -> object:
+        # Every other limit's None is "no limit"; a share cannot be unlimited, so a team
+        # set with every limit off (all None) keeps the ordinary share.
+        return 1.0 if value is None else value
 
 
 class ProxySettings(BaseSettings):
@@ -228,6 +249,27 @@ class ProxySettings(BaseSettings):
         "from these are X-Forwarded-For and X-Forwarded-Proto believed (uvicorn's "
         "forwarded_allow_ips); empty: none, the connection's peer is the client",
     )
+    credits_check_interval: float = Field(
+        300.0,
+        gt=0,
+        description="seconds between readings of the company's Segmind balance (also read "
+        "after an upstream 406); each reading takes one slot of the upstream budget",
+    )
+    credits_alert_runs: int = Field(
+        50,
+        ge=0,
+        description="send account.credits_low when the Segmind balance falls under this many "
+        "runs' worth (0: never)",
+    )
+    company_webhook_url: str | None = Field(
+        None,
+        description="where the company's own events go (account.credits_low), signed with "
+        "company_webhook_secret; unset: none are sent",
+    )
+    company_webhook_secret: SecretStr | None = Field(
+        None,
+        description="the Standard Webhooks secret (whsec_...) that signs the company's events",
+    )
     clock: Literal["system", "virtual"] = "system"
     instance_id: str | None = Field(
         None,
@@ -286,6 +328,22 @@ class ProxySettings(BaseSettings):
                 "Segmind API key"
             )
         return value
+
+    @model_validator(mode="after")
+    def _company_events_are_signed(self) -> ProxySettings:
+        # An unsigned event about the company's money is one anybody could forge.
+        secret = self.company_webhook_secret
+        if self.company_webhook_url and not secret:
+            raise ValueError(
+                "company_webhook_url is set without company_webhook_secret: set "
+                "PROXY_COMPANY_WEBHOOK_SECRET to a Standard Webhooks secret (whsec_ and base64, "
+                "e.g. from `python -c 'import proxy.core.webhooks as w; print(w.new_secret())'`)"
+            )
+        if secret is not None and not _is_webhook_secret(secret.get_secret_value()):
+            raise ValueError(
+                "company_webhook_secret must be whsec_ followed by base64 of 24 bytes or more"
+            )
+        return self
 
     @model_validator(mode="after")
     def _results_outlive_the_cache(self) -> ProxySettings:

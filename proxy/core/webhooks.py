@@ -33,11 +33,13 @@ from proxy.core.ssrf import WebhookUrlError, check_url_syntax
 
 __all__ = [
     "BUDGET_EVENT",
+    "CREDITS_EVENT",
     "MAX_BODY_BYTES",
     "RETRY_SCHEDULE",
     "Verdict",
     "build_body",
     "build_budget_body",
+    "build_credits_body",
     "classify",
     "host_of",
     "message_id",
@@ -50,6 +52,7 @@ RETRY_SCHEDULE: tuple[float, ...] = (0, 5, 300, 1800, 7200, 18000, 36000, 36000)
 JITTER = 0.2
 MAX_BODY_BYTES = 20_000
 BUDGET_EVENT = "budget.threshold"
+CREDITS_EVENT = "account.credits_low"
 MAX_RETRY_AFTER = 3600.0  # a receiver's Retry-After is honoured up to an hour
 
 
@@ -129,6 +132,23 @@ def build_budget_body(
         "budget": budget,
     }
     return _encode(BUDGET_EVENT, data, now)
+
+
+def build_credits_body(
+    *, about: str, credits: float, read_at: float, price: float, alert_runs: int, now: float
+) -> bytes:
+    """An `account.credits_low` event: the company's Segmind balance (credits and free
+    credits), read at `read_at`, is under `alert_runs` runs of `price`. `request_id` names
+    the reading (`credits:<time>`): every event has one, and receivers key on it."""
+    data = {
+        "request_id": about,
+        "credits": round(credits, 4),
+        "read_at": _iso(read_at),
+        "runs_left": int(credits // price) if price > 0 else None,
+        "alert_runs": alert_runs,
+        "price": price,
+    }
+    return _encode(CREDITS_EVENT, data, now)
 
 
 def _encode(event: str, data: dict[str, Any], now: float) -> bytes:

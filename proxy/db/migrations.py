@@ -341,6 +341,33 @@ def _kept_outputs(db: Connection, dialect: Dialect) -> None:
     _statements(db, dialect, KEPT_OUTPUTS)
 
 
+def _fair_queue(db: Connection, dialect: Dialect) -> None:
+    """The fair queue of paid submits across teams (`proxy/core/fairqueue.py`): each
+    team's virtual finish tag, the queue's virtual time on the budget row, and each run's
+    urgency (RFC 9218, 0 most urgent, 3 by default), which orders its own team's runs."""
+    db.execute("ALTER TABLE generations ADD COLUMN priority INTEGER NOT NULL DEFAULT 3")
+    db.execute(
+        dialect.ddl(
+            "ALTER TABLE upstream_budget ADD COLUMN virtual_time {double} NOT NULL DEFAULT 0"
+        )
+    )
+    db.execute(
+        dialect.ddl(
+            "CREATE TABLE IF NOT EXISTS fair_shares "
+            "(team_id TEXT PRIMARY KEY, finish {double} NOT NULL)"
+        )
+    )
+    db.execute(
+        "CREATE INDEX IF NOT EXISTS generations_waiting_team "
+        "ON generations(owner_team_id, priority, created_at) WHERE status = 'WAITING'"
+    )
+    # The balance watch's spend since a reading, and in the last hour (rules/balance.py).
+    db.execute(
+        "CREATE INDEX IF NOT EXISTS generations_sent ON generations(created_at) "
+        "WHERE upstream_id IS NOT NULL"
+    )
+
+
 MIGRATIONS = (
     Migration(1, "teams, keys, generations, requests, cache, budgets, outbox, leases", _base),
     Migration(2, "lease fencing tokens; webhook hosts; upstream window count", _fencing_and_hosts),
@@ -349,6 +376,9 @@ MIGRATIONS = (
     Migration(5, "upstream notifications: early polls; runs by upstream id", _upstream_hints),
     Migration(6, "each run's count of upstream polls", _poll_counts),
     Migration(7, "kept outputs: runs' copies, stored objects, which runs use them", _kept_outputs),
+    Migration(
+        8, "the fair queue: finish tags, virtual time, urgency; runs by send time", _fair_queue
+    ),
 )
 
 

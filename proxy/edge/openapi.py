@@ -151,14 +151,24 @@ def _poll_schema() -> dict[str, Any]:
     return {
         "type": "object",
         "required": ["status"],
-        "properties": {"status": text, "output": text, "error_message": text, "error": text},
+        "properties": {
+            "status": text,
+            "output": text,
+            "error_message": text,
+            "error": text,
+            "queue": _ref("QueuePlace"),
+        },
         "additionalProperties": False,
         "anyOf": [
             {
                 "title": "Queued",
-                "description": "Admitted, submitting or queued upstream.",
+                "description": (
+                    "Admitted, submitting or queued upstream. `queue` (the gateway's only "
+                    "extra field) while the run is held for a slot of the company's upstream "
+                    "budget."
+                ),
                 "properties": {"status": {"type": "string", "enum": ["QUEUED"]}},
-                "maxProperties": 1,
+                "maxProperties": 2,
             },
             {
                 "title": "Running",
@@ -211,6 +221,25 @@ def _schemas(served: Sequence[Workflow]) -> dict[str, Any]:
                 "request_id": {"type": "string", "pattern": REQUEST_ID_PATTERN},
                 "poll_url": {"type": "string", "description": "The gateway's URL to poll."},
                 "message": {"type": "string"},
+                "queue": _ref("QueuePlace"),
+            },
+            "additionalProperties": False,
+        },
+        "QueuePlace": {
+            "type": "object",
+            "description": (
+                "Where a run held for a slot of the company's upstream budget stands in the "
+                "fair queue across teams. The estimate assumes no more urgent run arrives "
+                "and polls take no slot: a guide, not a promise."
+            ),
+            "required": ["position", "estimated_send_at", "estimated_send_in"],
+            "properties": {
+                "position": {"type": "integer", "minimum": 1, "description": "1: sent next."},
+                "estimated_send_at": {
+                    "type": "number",
+                    "description": "Unix time the run should be sent to Segmind.",
+                },
+                "estimated_send_in": {"type": "number", "minimum": 0, "description": "Seconds."},
             },
             "additionalProperties": False,
         },
@@ -287,6 +316,15 @@ def _components_headers() -> dict[str, Any]:
             "`true` when the answer replays an earlier request with this Idempotency-Key.",
             enum=["true"],
         ),
+        "X-Queue-Position": header(
+            "On a run held for a slot of the company's upstream budget: its place in the "
+            "fair queue across teams (1: sent next).",
+            pattern="^[1-9][0-9]*$",
+        ),
+        "X-Queue-Send-After": header(
+            "With X-Queue-Position: whole seconds until the run should be sent (an estimate).",
+            pattern="^[0-9]+$",
+        ),
     }
 
 
@@ -333,6 +371,13 @@ def _submit(served: Sequence[Workflow]) -> dict[str, Any]:
                 maxLength=MAX_IDEMPOTENCY_KEY,
             ),
             _header_param(
+                "Priority",
+                "RFC 9218: `u=N`, an urgency from 0 (most urgent) to 7, default 3, orders "
+                "the team's own runs held for an upstream slot; it never takes another "
+                "team's share. Other parameters (`i`) are ignored; a bad `u` is a 400.",
+                pattern="^.*$",
+            ),
+            _header_param(
                 "Cache-Control",
                 "`no-cache` (or `no-store`) starts a new paid run instead of reusing a "
                 "finished or running one. Other directives are ignored.",
@@ -348,6 +393,8 @@ def _submit(served: Sequence[Workflow]) -> dict[str, Any]:
                     "RateLimit",
                     "RateLimit-Policy",
                     "Idempotent-Replayed",
+                    "X-Queue-Position",
+                    "X-Queue-Send-After",
                 ),
                 "links": {
                     "GetRequestStatus": {

@@ -10,6 +10,7 @@ asks the gateway's services (`proxy/services/gateway.py`) and formats; no rule l
 
 from __future__ import annotations
 
+import math
 from urllib.parse import urlsplit
 
 from starlette.requests import Request
@@ -17,6 +18,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from proxy.core.errors import BadInput, GatewayError, LimitExceeded
+from proxy.core.fairqueue import DEFAULT_URGENCY, MAX_URGENCY
 from proxy.core.quotas import RateDecision, gcra_state, ratelimit_headers
 from proxy.db import StoreError, Team
 from proxy.edge.auth import authenticate
@@ -77,7 +79,33 @@ def _options(request: Request) -> SubmitOptions:
         d.strip().lower() in ("no-cache", "no-store")
         for d in headers.get("cache-control", "").split(",")
     )
-    return SubmitOptions(no_cache, webhook.strip() if webhook else None, idempotency_key)
+    return SubmitOptions(
+        no_cache,
+        webhook.strip() if webhook else None,
+        idempotency_key,
+        priority=_urgency(headers.get("priority")),
+    )
+
+
+def _urgency(value: str | None) -> int:
+    """The `u` of an RFC 9218 `Priority` field (`u=0, i`): 0 most urgent to 7, 3 when
+    absent. It orders the team's own waiting runs only. Parameters it does not know (`i`,
+    extensions) are ignored, as the RFC asks; a `u` out of range or not a digit is refused,
+    since the caller plainly meant to set it."""
+    if value is None:
+        return DEFAULT_URGENCY
+    for item in value.split(","):
+        name, _, given = item.strip().partition("=")
+        if name.strip() != "u":
+            continue
+        given = given.strip()
+        if not (given.isdigit() and len(given) == 1 and int(given) <= MAX_URGENCY):
+            raise BadInput(
+                f"Priority: u must be an urgency from 0 (most urgent) to {MAX_URGENCY}, "
+                f"e.g. 'Priority: u=1'; got {given[:20]!r}"
+            )
+        return int(given)
+    return DEFAULT_URGENCY
 
 
 async def _submit_state(gateway: Gateway, team: Team) -> RateDecision | None:
@@ -132,18 +160,21 @@ async def submit(request: Request) -> Response:
         "JOIN": "Joined an identical run already in progress (no cost). Poll poll_url.",
         "MISS": "The request is queued. Poll poll_url, or wait for the webhook.",
     }
-    return JSONResponse(
-        {
-            # A HIT's result is ready: say so. Clients that read the submit answer's status
-            # at all (Segmind's SDK does not; ours and the page's script poll either way)
-            # then find COMPLETED at poll_url too.
-            "status": "COMPLETED" if status == "HIT" else "QUEUED",
-            "request_id": request_id,
-            "poll_url": f"{gateway.settings.base_url}/workflows/request/{request_id}",
-            "message": messages[status],
-        },
-        headers=headers,
-    )
+    answer: dict[str, object] = {
+        # A HIT's result is ready: say so. Clients that read the submit answer's status at
+        # all (Segmind's SDK does not; ours and the page's script poll either way) then find
+        # COMPLETED at poll_url too.
+        "status": "COMPLETED" if status == "HIT" else "QUEUED",
+        "request_id": request_id,
+        "poll_url": f"{gateway.settings.base_url}/workflows/request/{request_id}",
+        "message": messages[status],
+    }
+    queue = await gateway.queue_place(admission.generation)
+    if queue is not None:  # held for a slot of the company's upstream budget
+        answer["queue"] = queue
+        headers["X-Queue-Position"] = str(int(queue["position"]))
+        headers["X-Queue-Send-After"] = str(math.ceil(queue["estimated_send_in"]))
+    return JSONResponse(answer, headers=headers)
 
 
 async def poll(request: Request) -> Response:

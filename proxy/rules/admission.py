@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from proxy.core.fairqueue import DEFAULT_URGENCY
 from proxy.core.quotas import (
     RateDecision,
     budget_periods,
@@ -55,6 +56,8 @@ class AdmissionRequest:
     # admission then takes no second turn, and answers with this decision.
     submit_counted: bool = False
     counted_rate: RateDecision | None = None
+    # RFC 9218 urgency (0 most urgent): orders a new run among its own team's waiting ones.
+    priority: int = DEFAULT_URGENCY
 
 
 def admit(tx: Tx, ask: AdmissionRequest, now: float) -> Admission:
@@ -90,6 +93,8 @@ def admit(tx: Tx, ask: AdmissionRequest, now: float) -> Admission:
             ask.price,
             (day, month),
         )
+        if ask.priority != DEFAULT_URGENCY:
+            tx.set_priority(generation.id, ask.priority)
         if ask.instance is not None:
             # Leased in the unit of work that creates it: no other process can take (and
             # fail) a run this one is still submitting.

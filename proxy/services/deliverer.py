@@ -45,6 +45,7 @@ from proxy.core.ssrf import AddressPolicy, GuardedTransport, WebhookUrlError
 from proxy.core.tracing import Tracing
 from proxy.core.webhooks import Verdict, classify, host_of, next_delay, sign
 from proxy.db import OutboxMessage, StoreError
+from proxy.rules.balance import COMPANY
 from proxy.store import Store
 
 __all__ = ["ANSWER_BYTES", "Deliverer", "host_share", "team_share"]
@@ -286,13 +287,20 @@ class Deliverer:
 
     # -- one attempt --------------------------------------------------------------------
 
+    async def _secrets(self, team_id: str, now: float) -> list[str]:
+        """A team's secrets; the company's for the company's own events (its balance)."""
+        if team_id == COMPANY:
+            secret = self.settings.company_webhook_secret
+            return [] if secret is None else [secret.get_secret_value()]
+        return await self.store.team_secrets(team_id, now)
+
     async def _deliver(self, message: OutboxMessage) -> None:
         async with self._slots:
             if self.rewrite is not None:
                 # Kept outputs: the body names the gateway's URLs, signed afresh per attempt.
                 message = dataclasses.replace(message, body=await self.rewrite(message))
             now = self.clock.now()
-            secrets = await self.store.team_secrets(message.team_id, now)
+            secrets = await self._secrets(message.team_id, now)
             headers = sign(secrets, message.id, now, message.body)
             started = time.perf_counter()
             with self.tracing.span(

@@ -25,6 +25,7 @@ from proxy.core.cache import canonical_inputs, generation_key, scoped_key
 from proxy.core.clock import Clock, SystemClock
 from proxy.core.config import ProxySettings
 from proxy.core.errors import BadInput, LimitExceeded, NotFound
+from proxy.core.fairqueue import DEFAULT_URGENCY
 from proxy.core.quotas import MemoryRateLimiter, RateDecision
 from proxy.core.schedule import DurationModel
 from proxy.core.ssrf import AddressPolicy, WebhookUrlError, check_url_syntax, resolve_and_check
@@ -40,6 +41,8 @@ from proxy.db import (
 )
 from proxy.objects import ObjectStore
 from proxy.rules import AdmissionRequest
+from proxy.rules.balance import Balance
+from proxy.services.balance import BalanceWatch, OutOfCredits
 from proxy.services.deliverer import Deliverer
 from proxy.services.heartbeat import Heartbeat
 from proxy.services.metrics import Metrics
@@ -64,6 +67,7 @@ class SubmitOptions:
     no_cache: bool = False
     webhook_url: str | None = None
     idempotency_key: str | None = None
+    priority: int = DEFAULT_URGENCY  # RFC 9218 urgency: orders the team's own waiting runs
 
 
 @dataclass(frozen=True)
@@ -124,6 +128,7 @@ class Gateway:
             wall=self.wall_clock,
             outputs=self.outputs,
         )
+        self.balance = BalanceWatch(self.store, self.upstream, self.clock, settings, self.metrics)
         self.heartbeat = Heartbeat(
             self.store, self.wall_clock, self.instance, settings.lease_seconds
         )
@@ -152,6 +157,7 @@ class Gateway:
             self._taking_back = asyncio.get_running_loop().create_task(self._take_back_later())
         self.heartbeat.start(self._adopt)
         self.deliverer.start()
+        self.balance.start()
 
     async def _take_back(self) -> None:
         """Say this process is alive and take back the runs it held before a restart."""
@@ -180,6 +186,7 @@ class Gateway:
             await asyncio.gather(*self._admitting, return_exceptions=True)
         if self._submits:
             await asyncio.gather(*self._submits, return_exceptions=True)
+        await self.balance.close()
         await self.poller.close()
         await self.heartbeat.close()
         await self.deliverer.close()
@@ -218,7 +225,9 @@ class Gateway:
             idempotency_ttl=self.settings.idempotency_ttl,
             expected_run_seconds=self.settings.expected_run_seconds,
             instance=self.instance,
+            priority=options.priority,
         )
+        await self._check_balance(ask)
         image = _image_of(workflow_id, inputs)
         preflight = self.preflight
         # Verdicts are scoped as results are: a team cannot time another's image checks.
@@ -249,6 +258,15 @@ class Gateway:
         task.add_done_callback(self._admitting.discard)
         task.add_done_callback(lambda t: t.cancelled() or t.exception())
         return await asyncio.shield(task)
+
+    async def _check_balance(self, ask: AdmissionRequest) -> None:
+        """Refuse (406) a paid run the company's Segmind balance cannot cover; a HIT, a
+        JOIN or a replay costs nothing upstream and is still answered."""
+        try:
+            await self.balance.check()
+        except OutOfCredits:
+            if await self.store.peek_admission(ask, self.clock.now()) is CacheStatus.MISS:
+                raise
 
     async def _check_webhook(self, url: str) -> None:
         """Refuse, before any cost, a webhook URL that is not public (SSRF); it is checked
@@ -335,6 +353,25 @@ class Gateway:
             )
         return rate
 
+    async def queue_place(self, generation: Generation) -> dict[str, float] | None:
+        """Where a run held for an upstream slot stands in the fair queue, as answers say
+        it: its position (1: next) and when it should be sent (seconds from now, and the
+        time on the gateway's clock); None if it is not held, or the store cannot say."""
+        if generation.status != "WAITING":
+            return None
+        try:
+            place = await self.budget.place(generation.id)
+        except StoreError:
+            return None  # a courtesy: the answer itself stands without it
+        if place is None:
+            return None
+        now = self.clock.now()
+        return {
+            "position": place.position,
+            "estimated_send_at": round(place.send_at, 3),
+            "estimated_send_in": round(max(place.send_at - now, 0.0), 3),
+        }
+
     async def poll(self, team: Team, request_id: str) -> PollAnswer:
         rate = self.take_read(team)
         now = self.clock.now()
@@ -359,7 +396,11 @@ class Gateway:
         expires = generation.created_at + self.settings.result_ttl
         if generation.terminal:
             self._refuse_expired(request_id, expires, now)
-        body = encode({**poll_body(generation), **extra})
+        document = {**poll_body(generation), **extra}
+        queue = await self.queue_place(generation)
+        if queue is not None:
+            document["queue"] = queue  # an extra field: Segmind's shape is kept otherwise
+        body = encode(document)
         if generation.terminal and not extra:
             # A terminal state never changes, so its answer can be kept and reused without
             # asking the store again; bounded, oldest first out.
@@ -408,6 +449,10 @@ class Gateway:
     def runs_followed(self) -> int:
         """Runs this process is polling now."""
         return self.poller.tracked
+
+    async def upstream_balance(self) -> Balance | None:
+        """The company's Segmind balance as last read, with the spend since."""
+        return await self.balance.current()
 
     async def refresh_budget_gauges(self) -> None:
         """Read the teams' budget use into the metrics (before a scrape); with the store

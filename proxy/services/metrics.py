@@ -141,6 +141,17 @@ class Metrics:
             "Output files the gateway keeps (identical bytes counted once).",
             registry=self.registry,
         )
+        self._credits = Gauge(
+            f"{PREFIX}_upstream_credits",
+            "The company's Segmind balance (credits and free credits): the last reading "
+            "less the runs sent since.",
+            registry=self.registry,
+        )
+        self._credits_hours = Gauge(
+            f"{PREFIX}_upstream_credits_hours_left",
+            "Hours the Segmind balance lasts at the last hour's spend (+Inf: no spend).",
+            registry=self.registry,
+        )
         self._request_children: dict[tuple[str, int | str, str | None], tuple[Any, Any]] = {}
         self._request_seconds = Histogram(
             f"{PREFIX}_request_seconds",
@@ -197,6 +208,10 @@ class Metrics:
             else:  # a budget removed since the last scrape: no ratio to show any more
                 with suppress(KeyError):
                     self._budget_used.remove(_team(use.team), period)
+
+    def set_balance(self, credits: float, hours_left: float | None) -> None:
+        self._credits.set(credits)
+        self._credits_hours.set(float("inf") if hours_left is None else hours_left)
 
     def set_in_flight(self, n: int) -> None:
         self._in_flight.set(n)

@@ -474,7 +474,7 @@ class Poller:
             )
             return
         try:
-            status = await self.upstream.status(generation.upstream_id, self._sleep)
+            status = await self.upstream.status(generation.upstream_id, self._sleep, generation.id)
         except client.NotFound as exc:
             age = self.clock.now() - generation.created_at
             if age < settings.result_ttl:

@@ -23,6 +23,7 @@ from proxy.core.errors import BadInput, GatewayError, UnconfirmedSubmit, Upstrea
 from proxy.core.logs import Redactor
 from proxy.core.tracing import Tracing
 from proxy.rules import Fence
+from proxy.rules.budget import QueuePlace
 from proxy.store import Store
 
 __all__ = ["Upstream", "UpstreamBudget", "UpstreamGone"]
@@ -60,13 +61,22 @@ class UpstreamBudget:
         wait (it stays WAITING); negative: it is not WAITING any more."""
         return await self.store.claim_send(generation_id, self.clock.now(), self.per_minute, fence)
 
+    async def place(self, generation_id: str) -> QueuePlace | None:
+        """Where a held run stands in the fair queue; None once it is not WAITING."""
+        return await self.store.queue_place(generation_id, self.clock.now(), self.per_minute)
+
     async def unclaim_send(self, generation_id: str) -> None:
         await self.store.unclaim_send(generation_id, self.clock.now())
 
-    async def acquire(self, kind: str, sleep: Sleep | None = None) -> None:
+    async def acquire(
+        self, kind: str, sleep: Sleep | None = None, generation_id: str | None = None
+    ) -> None:
+        """Wait for a slot for one call of `kind`; a poll naming its run goes by need."""
         sleep = sleep or self.clock.sleep
         while True:
-            wait = await self.store.take_upstream(kind, self.clock.now(), self.per_minute)
+            wait = await self.store.take_upstream(
+                kind, self.clock.now(), self.per_minute, generation_id
+            )
             if wait <= 0:
                 return
             await sleep(wait)
@@ -102,6 +112,9 @@ class Upstream:
         self._redactor = Redactor([key] if key else [])
         self.budget = budget
         self._on_call = on_call or (lambda kind, status: None)
+        # Told when Segmind answers 406 (the account is out of credits): the balance
+        # watch reads the balance again at once.
+        self.on_no_credits: Callable[[], None] = lambda: None
 
     async def aclose(self) -> None:
         await self._submitter.aclose()
@@ -148,8 +161,10 @@ class Upstream:
             return handle.request_id
         raise AssertionError("unreachable: the last try returns or raises")
 
-    async def status(self, upstream_id: str, sleep: Sleep | None = None) -> client.JobStatus:
-        await self.budget.acquire("poll", sleep)
+    async def status(
+        self, upstream_id: str, sleep: Sleep | None = None, generation_id: str | None = None
+    ) -> client.JobStatus:
+        await self.budget.acquire("poll", sleep, generation_id)
         with self._tracing.span(
             "upstream.poll",
             attributes={"upstream.request_id": upstream_id},
@@ -164,9 +179,23 @@ class Upstream:
         self._on_call("poll", "200")
         return self._scrubbed(status)
 
+    async def credits(self) -> client.Credits:
+        """The company account's balance, read through the budget like a poll."""
+        await self.budget.acquire("poll")
+        with self._tracing.span("upstream.credits"):
+            try:
+                found = await self._poller.credits()
+            except client.SegmindError as exc:
+                await self._failed("credits", exc)
+                raise
+        self._on_call("credits", "200")
+        return found
+
     async def _failed(self, action: str, exc: client.SegmindError) -> None:
         """Count a failed call; after a 429, pause every caller of the upstream for as long."""
         self._on_call(action, _status_label(exc))
+        if isinstance(exc, client.InsufficientCredits):
+            self.on_no_credits()
         if isinstance(exc, client.RateLimited):
             await self.budget.pause(exc.retry_after or 60.0)
 

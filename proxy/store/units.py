@@ -21,7 +21,7 @@ from proxy.db.backend import Backend, Listener
 from proxy.db.errors import StorageUnavailable
 from proxy.db.records import Admission, Attempt, OutboxMessage, RequestView, Team
 from proxy.db.tx import Tx
-from proxy.rules import admission, alerts, budget, leases, outbox, outputs, runs
+from proxy.rules import admission, alerts, balance, budget, leases, outbox, outputs, runs
 from proxy.rules import teams as team_rules  # aliased: `Store.teams` is a method
 from proxy.rules import usage as usage_rules  # aliased: `Store.usage` is a method
 from proxy.rules.admission import AdmissionRequest
@@ -271,6 +271,11 @@ class Store:
     take_upstream = _writes(budget.take)
     claim_send = _writes(budget.claim_send)
     unclaim_send = _writes(budget.unclaim_send)
+    record_balance = _writes(balance.record_reading)
+    upstream_balance = _reads(balance.balance)
+    queue_place = _reads(
+        budget.queue_place, "Where a held run stands in the fair queue (None: not WAITING)."
+    )
     pause_upstream = _writes(budget.pause)
     waiting_runs = _reads(
         Tx.waiting_count,

@@ -159,7 +159,7 @@ async def test_revoking_a_prefix_that_matches_nothing_is_an_error(db: Path) -> N
 async def test_set_limits_changes_only_what_is_given(db: Path) -> None:
     await cli(db, "create-team", "tunable", "--daily-budget", "40", "--max-concurrent", "4")
     changed = await cli(db, "set-limits", "tunable", "--submits-per-minute", "3",
-                        "--monthly-budget", "99.5")  # fmt: skip
+                        "--monthly-budget", "99.5", "--weight", "2")  # fmt: skip
     assert changed.returncode == 0, changed.stderr
     assert "submits_per_minute=3" in changed.stdout
     store = open_store(str(db), create=False)
@@ -171,6 +171,7 @@ async def test_set_limits_changes_only_what_is_given(db: Path) -> None:
     assert limits.monthly_budget == 99.5
     assert limits.daily_budget == 40.0
     assert limits.max_concurrent == 4
+    assert limits.weight == 2.0  # its share of the upstream slots while others wait
 
 
 @pytest.mark.parametrize(

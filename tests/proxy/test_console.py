@@ -229,10 +229,12 @@ async def test_teams_are_made_changed_and_shown_with_their_spend(console: Harnes
     changed = await post(console, "teams/limits", {
         "team": "newsroom", "csrf": token, "daily_budget": "30", "monthly_budget": "",
         "submits_per_minute": "5", "polls_per_minute": "600", "max_concurrent": "2",
+        "weight": "2.5",
     })  # fmt: skip
     assert changed.status_code == 200, changed.text
     team = await console.gateway.store.team("newsroom")
     assert (team.limits.daily_budget, team.limits.monthly_budget) == (30.0, None)
+    assert team.limits.weight == 2.5  # its share of the upstream slots (the fair queue)
     wrong = await post(console, "teams/limits", {"team": "newsroom", "csrf": token,
                                                  "max_concurrent": "many"})  # fmt: skip
     assert wrong.status_code == 400

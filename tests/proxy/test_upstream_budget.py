@@ -150,8 +150,12 @@ async def test_a_submit_over_the_budget_is_held_not_held_hostage(
     assert len(harness.upstream_calls("submit")) == 2
     assert (await statuses(harness, "alpha", ids))[2:] == ["WAITING", "WAITING"]
     assert await harness.gateway.store.waiting_runs() == 2
-    for rid in ids[2:]:
-        assert (await harness.poll(key, rid)).json() == {"status": "QUEUED"}
+    for place, rid in enumerate(ids[2:], start=1):
+        # Segmind's shape, and one extra field: where the run stands in the fair queue.
+        polled = (await harness.poll(key, rid)).json()
+        assert polled["status"] == "QUEUED"
+        assert set(polled) == {"status", "queue"}
+        assert polled["queue"]["position"] == place
     done = [await harness.advance_until_done(key, rid, step=10.0) for rid in ids]
     assert [d["status"] for d in done] == ["COMPLETED"] * 4
     # Sent in admission order, and paid once each.

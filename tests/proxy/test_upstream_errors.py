@@ -119,7 +119,11 @@ async def test_an_upstream_429_on_submit_is_held_and_sent_after_retry_after(
     assert answer.status_code == 200, answer.text
     assert answer.headers["x-cache-status"] == "MISS"
     request_id = answer.json()["request_id"]
-    assert (await harness.poll(key, request_id)).json() == {"status": "QUEUED"}
+    polled = (await harness.poll(key, request_id)).json()
+    assert polled["status"] == "QUEUED"
+    # Held, first in the fair queue, and not sent before Segmind's Retry-After.
+    assert polled["queue"]["position"] == 1
+    assert polled["queue"]["estimated_send_in"] == pytest.approx(3.0)
     await harness.advance(2)  # sooner than Segmind asked: no second try yet
     assert len(upstream_submits(harness)) == 1
     await harness.advance(8)

@@ -1,9 +1,12 @@
 """The company's upstream budget: its one row (pause and submit times, the calls
-counted in the window), the calls granted, and the runs waiting for a slot.
+counted in the window, the fair queue's virtual time), the calls granted, the runs
+waiting for a slot and the teams' places in the fair queue (`fair_shares`).
 """
 
 from __future__ import annotations
 
+from proxy.core.config import TeamLimits
+from proxy.core.fairqueue import Backlog
 from proxy.db.tx.base import _Base
 
 __all__ = ["BudgetTx"]
@@ -68,13 +71,97 @@ class BudgetTx(_Base):
     def any_waiting(self) -> bool:
         return self._one("SELECT 1 FROM generations WHERE status = 'WAITING' LIMIT 1") is not None
 
-    def waiting_ahead(self, generation_id: str, up_to: int) -> int:
-        """How many runs admitted before this one still wait to be sent (at most `up_to`)."""
-        row = self._one(
-            "SELECT COUNT(*) FROM (SELECT 1 FROM generations w, generations g "
-            "WHERE g.id = ? AND w.status = 'WAITING' "
-            "AND (w.created_at < g.created_at OR (w.created_at = g.created_at "
-            "AND w.{order} < g.{order})) LIMIT ?) ahead",
-            (generation_id, up_to),
+    def virtual_time(self) -> float:
+        """The fair queue's virtual time (read under the budget row's lock, taken before)."""
+        row = self._one("SELECT virtual_time FROM upstream_budget WHERE name = ?", (BUDGET_ROW,))
+        return float(row[0])
+
+    def backlogs(self) -> list[Backlog]:
+        """Every team with runs waiting: how many, its weight and its finish tag."""
+        rows = self._all(
+            "SELECT w.owner_team_id, w.n, t.limits, f.finish FROM "
+            "(SELECT owner_team_id, COUNT(*) AS n FROM generations WHERE status = 'WAITING' "
+            "GROUP BY owner_team_id) w LEFT JOIN teams t ON t.id = w.owner_team_id "
+            "LEFT JOIN fair_shares f ON f.team_id = w.owner_team_id ORDER BY w.owner_team_id",
         )
-        return int(row[0])
+        return [
+            Backlog(
+                str(team_id),
+                int(n),
+                TeamLimits.model_validate_json(limits).weight if limits else 1.0,
+                0.0 if finish is None else float(finish),
+            )
+            for team_id, n, limits, finish in rows
+        ]
+
+    def waiting_rank(self, generation_id: str) -> tuple[str, int] | None:
+        """(team, how many of its team's waiting runs go before it: more urgent, or as
+        urgent and admitted earlier) of a run, or None if it is not WAITING."""
+        row = self._one(
+            "SELECT g.owner_team_id, (SELECT COUNT(*) FROM generations w "
+            "WHERE w.status = 'WAITING' AND w.owner_team_id = g.owner_team_id "
+            "AND (w.priority < g.priority OR (w.priority = g.priority "
+            "AND (w.created_at < g.created_at OR (w.created_at = g.created_at "
+            "AND w.{order} < g.{order}))))) FROM generations g "
+            "WHERE g.id = ? AND g.status = 'WAITING'",
+            (generation_id,),
+        )
+        return None if row is None else (str(row[0]), int(row[1]))
+
+    def set_fair_share(self, team_id: str, finish: float, virtual_time: float) -> None:
+        """A run of `team_id` was sent: its team's finish tag and the queue's virtual time."""
+        self._run(
+            "INSERT INTO fair_shares (team_id, finish) VALUES (?, ?) "
+            "ON CONFLICT (team_id) DO UPDATE SET finish = excluded.finish",
+            (team_id, finish),
+        )
+        self._run(
+            "UPDATE upstream_budget SET virtual_time = ? WHERE name = ?",
+            (virtual_time, BUDGET_ROW),
+        )
+
+    def set_priority(self, generation_id: str, priority: int) -> None:
+        self._run("UPDATE generations SET priority = ? WHERE id = ?", (priority, generation_id))
+
+    def sent_cost_since(self, since: float) -> float:
+        """Dollars of the runs sent upstream at or after `since` (a sent run's created_at
+        is when it was sent), whoever sent them."""
+        row = self._one(
+            "SELECT COALESCE(SUM(cost), 0) FROM generations "
+            "WHERE upstream_id IS NOT NULL AND created_at >= ?",
+            (since,),
+        )
+        return float(row[0])
+
+    def overdue_polls(self, now: float) -> list[Backlog]:
+        """Every team with runs in flight upstream whose next poll is due: how many, and
+        its weight (no finish tag: poll order keeps no history)."""
+        rows = self._all(
+            "SELECT g.owner_team_id, COUNT(*), t.limits FROM generations g "
+            "LEFT JOIN teams t ON t.id = g.owner_team_id WHERE g.terminal = 0 "
+            "AND g.upstream_id IS NOT NULL AND g.next_poll_at <= ? "
+            "GROUP BY g.owner_team_id, t.limits ORDER BY g.owner_team_id",
+            (now,),
+        )
+        return [
+            Backlog(
+                str(team_id),
+                int(n),
+                TeamLimits.model_validate_json(limits).weight if limits else 1.0,
+            )
+            for team_id, n, limits in rows
+        ]
+
+    def overdue_rank(self, generation_id: str, now: float) -> tuple[str, int] | None:
+        """(team, how many of its team's due runs are more overdue) of a run whose poll
+        is due, or None."""
+        row = self._one(
+            "SELECT g.owner_team_id, (SELECT COUNT(*) FROM generations w "
+            "WHERE w.terminal = 0 AND w.upstream_id IS NOT NULL "
+            "AND w.owner_team_id = g.owner_team_id AND (w.next_poll_at < g.next_poll_at "
+            "OR (w.next_poll_at = g.next_poll_at AND w.id < g.id))) "
+            "FROM generations g WHERE g.id = ? AND g.terminal = 0 "
+            "AND g.upstream_id IS NOT NULL AND g.next_poll_at <= ?",
+            (generation_id, now),
+        )
+        return None if row is None else (str(row[0]), int(row[1]))
