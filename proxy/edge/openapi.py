@@ -610,6 +610,76 @@ def _upstream_events() -> dict[str, Any]:
     }
 
 
+def _kept_output() -> dict[str, Any]:
+    """A kept output at the signed URL an answer or a webhook handed out (no header needed:
+    a `<video src>` or a plain `curl -O`); HEAD answers the same without the body."""
+    text = {"type": "string"}
+    return {
+        "operationId": "getKeptOutput",
+        "summary": "A video the gateway keeps, at the signed URL it handed out",
+        "security": [],
+        "parameters": [
+            {
+                "name": "team",
+                "in": "path",
+                "required": True,
+                "schema": text,
+                "description": "As in the URL handed out (opaque).",
+            },
+            {
+                "name": "name",
+                "in": "path",
+                "required": True,
+                "schema": text,
+                "description": "The file's SHA-256 and extension, as in the URL handed out.",
+            },
+            {
+                "name": "expires",
+                "in": "query",
+                "required": True,
+                "schema": {"type": "integer"},
+                "description": "Unix time the signature stops working.",
+            },
+            {
+                "name": "signature",
+                "in": "query",
+                "required": True,
+                "schema": text,
+                "description": "HMAC over the file, the team and `expires`.",
+            },
+            {
+                "name": "Range",
+                "in": "header",
+                "required": False,
+                "schema": text,
+                "description": "One range, `bytes=START-END`: answered 206.",
+            },
+        ],
+        "responses": {
+            "200": _answer(
+                "The file.", {"type": "string", "format": "binary"}, media_type="video/mp4"
+            ),
+            "206": _answer(
+                "The range asked for.",
+                {"type": "string", "format": "binary"},
+                media_type="video/mp4",
+            ),
+            "304": {"description": "Unchanged since the `If-None-Match` ETag."},
+            "307": {"description": "S3 outputs with `outputs_serve = redirect`: a presigned URL."},
+            "403": _answer("The signature is wrong or has expired.", _ref("Error")),
+            "404": _answer(
+                "No such output (deleted by retention), or none are kept.", _ref("Error")
+            ),
+            "416": _answer("The range is outside the file.", _ref("Error")),
+            "503": _answer(
+                "The store or the output store is unavailable: retry.",
+                _ref("Error"),
+                retry_after=False,
+            ),
+        },
+    }
+
+
 def _public(operation_id: str, summary: str, responses: dict[str, Any]) -> dict[str, Any]:
     return {"operationId": operation_id, "summary": summary, "security": [], "responses": responses}
 
@@ -637,6 +707,7 @@ def build_document(served: Sequence[Workflow] = (CHARACTER_VIDEO,)) -> dict[str,
             "/workflows/request/{request_id}": {"get": _poll()},
             "/v1/get-user-credits": {"get": _credits()},
             "/v1/usage": {"get": _team_usage()},
+            "/v1/outputs/{team}/{name}": {"get": _kept_output()},
             "/healthz": {
                 "get": _public("health", "The process is up", {"200": _answer("Up.", status)})
             },

@@ -381,7 +381,12 @@ def test_a_method_a_path_does_not_take_is_refused_with_allow(
     )
     for path, item in document["paths"].items():
         concrete = path.format(
-            workflow_id=WORKFLOW, request_id="0" * 32, digest="0", name="x", secret="s" * 16
+            workflow_id=WORKFLOW,
+            request_id="0" * 32,
+            digest="0",
+            name="x",
+            secret="s" * 16,
+            team="t",
         )
         answer = httpx.request("DELETE", f"{url}{concrete}")
         assert answer.status_code == 405, path
