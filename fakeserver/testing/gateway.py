@@ -14,12 +14,11 @@ import shutil
 import sys
 import tempfile
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 import httpx
 
-from .processes import ServiceProcess
+from .processes import ServiceProcess, StopsOnExit
 from .server import FakeServer
 
 __all__ = ["Gateway", "GatewayClock"]
@@ -28,7 +27,7 @@ LISTENING = r"gateway listening on (http://\S+)"
 TEAM = "tests"
 
 
-class Gateway:
+class Gateway(StopsOnExit):
     """A gateway on a store of its own, upstream `fake`; `api_key` is team `team`'s key.
     A context manager: leaving `with Gateway(fake) as gateway:` stops it (not its fake)."""
 
@@ -86,17 +85,6 @@ class Gateway:
         moved = self._http.post("/admin/clock/advance", json={"seconds": seconds})
         if moved.status_code != 200:
             raise RuntimeError(f"advancing the gateway's clock: {moved.status_code} {moved.text}")
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def stop(self) -> str:
         """Stop the gateway (not its fake) and remove its store; returns what it printed."""

@@ -52,12 +52,11 @@ def _stop_left_running() -> None:
         end_server(proc)
 
 
-class LoggedProcess:
-    """A server process (leading its own group) whose output goes to the file `log`."""
+class StopsOnExit:
+    """A handle on what it started, stopped when its `with` block ends, on failure too."""
 
-    proc: subprocess.Popen[bytes]
-    log: Path
-    output: str | None  # everything it printed, once stopped
+    def stop(self) -> object:
+        raise NotImplementedError
 
     def __enter__(self) -> Self:
         return self
@@ -69,6 +68,14 @@ class LoggedProcess:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+class LoggedProcess(StopsOnExit):
+    """A server process (leading its own group) whose output goes to the file `log`."""
+
+    proc: subprocess.Popen[bytes]
+    log: Path
+    output: str | None  # everything it printed, once stopped
 
     def printed(self) -> str:
         """What the server has printed so far (everything, once stopped)."""

@@ -11,14 +11,13 @@ import json
 import os
 import sys
 import warnings
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 import httpx
 
 from ..settings import FakeSettings
 from .mock import MOCK_KEY
-from .processes import ServiceProcess
+from .processes import ServiceProcess, StopsOnExit
 from .stall import SegmindClockWarning, stalled_in_journal
 
 __all__ = ["FakeServer"]
@@ -33,7 +32,7 @@ def _env_value(value: Any) -> str:
     return json.dumps(value)
 
 
-class FakeServer:
+class FakeServer(StopsOnExit):
     """`python -m fakeserver` with `settings` (FakeSettings fields); `stop()` ends it, as
     leaving `with FakeServer(...) as fake:` does."""
 
@@ -89,17 +88,6 @@ class FakeServer:
 
     def reset(self) -> None:
         self.admin("POST", "reset")
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def stop(self) -> str:
         """Stop the server; returns what it printed. Warns (`SegmindClockWarning`) if a
