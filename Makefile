@@ -32,9 +32,13 @@ fake: $(STAMP)
 
 # Coverage counts the servers and CLIs the suite starts too (pyproject: patch = subprocess),
 # and fails under the floor there; `$(BIN)/coverage html` shows it line by line afterwards.
+# The suite's time is mostly waiting (servers starting, sockets, browsers), not CPU: test
+# files run on JOBS workers at once (pytest-xdist), each file's tests on one worker, so a
+# module's servers start once.
+JOBS ?= 4
 test: lint
 	$(BIN)/coverage erase
-	$(BIN)/coverage run -m pytest
+	$(BIN)/coverage run -m pytest -n $(JOBS) --dist loadfile
 	$(BIN)/coverage combine --quiet
 	$(BIN)/coverage report
 
