@@ -121,9 +121,13 @@ def test_client_and_gateway_give_one_canonical_form(tiny: workflows.Workflow) ->
 
 
 def test_the_preflight_checks_each_workflows_image_input(tiny: workflows.Workflow) -> None:
-    assert _image_of(tiny.id, tiny.defaults) == tiny.defaults["Photo"]
+    mine = "https://example.com/me.png"
+    assert _image_of(tiny.id, {**tiny.defaults, "Photo": mine}) == mine
     character = workflows.CHARACTER_VIDEO.defaults
-    assert _image_of(CHARACTER_VIDEO_WORKFLOW_ID, character) == character["Character_Image"]
+    assert _image_of(CHARACTER_VIDEO_WORKFLOW_ID, {**character, "Character_Image": mine}) == mine
+    # A workflow's own default image (its sample, on Segmind's storage) is never fetched.
+    assert _image_of(tiny.id, tiny.defaults) is None
+    assert _image_of(CHARACTER_VIDEO_WORKFLOW_ID, character) is None
     # A workflow served but not registered: its inputs are not known, nothing is fetched.
     assert _image_of("unregistered-v1", {"Character_Image": "https://example.com/a.jpg"}) is None
 

@@ -68,12 +68,7 @@ def admit(tx: Tx, ask: AdmissionRequest, now: float) -> Admission:
         replay = _replay(tx, ask, now)
         if replay is not None:
             return replay
-    if ask.submit_counted:
-        rate = ask.counted_rate
-    else:
-        rate = _rate(tx, team, now)
-        if rate is not None:
-            tx.set_rate_tat(team.id, "submits", rate.tat)
+    rate = ask.counted_rate if ask.submit_counted else _take_submit(tx, team, now)
     generation, status = (None, CacheStatus.MISS) if ask.no_cache else _shared(tx, ask, now)
     token = None
     if generation is None:
@@ -123,6 +118,11 @@ def count_submit(tx: Tx, team: Team, now: float) -> RateDecision | None:
     before work that costs whether or not the run is then admitted (an image preflight
     fetches an address the team named, so its refusals are submits too)."""
     tx.lock_team(team.id)
+    return _take_submit(tx, team, now)
+
+
+def _take_submit(tx: Tx, team: Team, now: float) -> RateDecision | None:
+    """One submit against the team's rate (refused past it), under its lock."""
     rate = _rate(tx, team, now)
     if rate is not None:
         tx.set_rate_tat(team.id, "submits", rate.tat)

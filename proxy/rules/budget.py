@@ -48,6 +48,7 @@ __all__ = [
 
 WINDOW = 60.0  # seconds: "requests per minute"
 MARGIN = 1.0  # seconds a call is counted beyond the window (see the module's doc)
+SPAN = WINDOW + MARGIN  # how long a call counts here
 FORGET_EVERY = 1.0  # seconds between deletions of calls out of the window, while it has room
 
 
@@ -201,7 +202,7 @@ def queue_place(tx: Tx, generation_id: str, now: float, per_minute: int) -> Queu
     if queue is None:
         return None
     ahead = queue[2]
-    calls = tx.calls_between(now - WINDOW - MARGIN, now)
+    calls = tx.calls_between(now - SPAN, now)
     paused_until = tx.budget_times()[0]  # after an upstream 429 nobody calls before it
     send_at = max(now + _send_in(calls, now, per_minute, ahead + 1), paused_until)
     return QueuePlace(ahead + 1, send_at)
@@ -210,7 +211,7 @@ def queue_place(tx: Tx, generation_id: str, now: float, per_minute: int) -> Queu
 def _send_in(calls: list[float], now: float, per_minute: int, place: int) -> float:
     """Seconds until the window has had room for `place` more calls, the calls now in it
     at `calls` (oldest first), and every later call made the moment it had room."""
-    span = WINDOW + MARGIN
+    span = SPAN
     times = list(calls)
     at = now
     for _ in range(place):
@@ -233,7 +234,7 @@ def pause(tx: Tx, until: float) -> None:
 
 def _wait(tx: Tx, now: float, per_minute: int, window: _Window, need: int = 1) -> float:
     """Seconds until the window has room for `need` more calls (0.0: room now)."""
-    span = WINDOW + MARGIN
+    span = SPAN
     # Forget the calls that can never count again: whenever the count says the window is
     # too full (it must then be exact), else at most every FORGET_EVERY seconds, which
     # keeps the table to about a window's calls without a deletion at every call.
