@@ -50,10 +50,15 @@ from tests.stack import ADMIN_KEY, UPSTREAM_KEY, WORKFLOW
 if TYPE_CHECKING:
     from playwright.sync_api import Browser
 
-pytestmark = pytest.mark.skipif(
-    shutil.which("nginx") is None and not os.environ.get("CI"),
-    reason="nginx is not installed (.ci/run installs it; `apt-get install nginx-light`)",
-)
+pytestmark = [
+    pytest.mark.skipif(
+        shutil.which("nginx") is None and not os.environ.get("CI"),
+        reason="nginx is not installed (.ci/run installs it; `apt-get install nginx-light`)",
+    ),
+    # Three replicas, nginx and a browser start for each test: beside the suite's other
+    # workers that takes longer than the suite's 120 s hang guard allows. Still a guard.
+    pytest.mark.timeout(300),
+]
 
 ADMIN = {"x-admin-key": ADMIN_KEY}
 LEASE_SECONDS = "2"  # real seconds before a dead replica's runs are taken over
