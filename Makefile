@@ -34,11 +34,12 @@ fake: $(STAMP)
 # and fails under the floor there; `$(BIN)/coverage html` shows it line by line afterwards.
 # The suite's time is mostly waiting (servers starting, sockets, browsers), not CPU: test
 # files run on JOBS workers at once (pytest-xdist), each file's tests on one worker, so a
-# module's servers start once.
+# module's servers start once. Tests marked `serial` (timing under load) run alone after.
 JOBS ?= 4
 test: lint
 	$(BIN)/coverage erase
-	$(BIN)/coverage run -m pytest -n $(JOBS) --dist loadfile
+	$(BIN)/coverage run -m pytest -n $(JOBS) --dist loadfile -m "not serial"
+	$(BIN)/coverage run -m pytest -m serial
 	$(BIN)/coverage combine --quiet
 	$(BIN)/coverage report
 
