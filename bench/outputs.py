@@ -11,7 +11,8 @@ Three parts, each printed side by side in one run:
   per distinct request;
 - serving: 50 concurrent clients fetching 20 MB outputs in 5 MB ranges from the gateway
   (real processes: the fake with `--asset-bytes`, a gateway keeping outputs in a folder),
-  against nginx serving the same files from the same folder: MB/s and p99, and the ratio
+  against nginx serving the same files from the same folder: MB/s and p99, the median of
+  5 rounds taken in turn (so the machine's noise falls on both alike), and the ratio
   (goal: >= 0.8x nginx);
 - copying: seconds for the gateway to mirror a run's 4 x 20 MB outputs from the fake,
   against `curl` fetching the same four files at once, and the gateway's peak RSS while
@@ -228,10 +229,11 @@ def fetch_all(urls: list[str], clients: int, size: int, part: int) -> dict[str, 
     procs = []
     began = time.perf_counter()
     for n in range(clients):
-        argv = ["curl", "-sS", "-w", "%{http_code} %{size_download} %{time_total}\\n"]
+        argv = ["curl"]
         for start in range(0, size, part):
             if start:
-                argv.append("--next")
+                argv.append("--next")  # which resets every option: each range names its own
+            argv += ["-sS", "-w", "%{http_code} %{size_download} %{time_total}\\n"]
             argv += ["-r", f"{start}-{start + part - 1}", "-o", "/dev/null", urls[n % len(urls)]]
         procs.append(subprocess.Popen(argv, stdout=subprocess.PIPE, text=True))
     lines = [line for proc in procs for line in proc.communicate()[0].splitlines()]
@@ -248,6 +250,43 @@ def fetch_all(urls: list[str], clients: int, size: int, part: int) -> dict[str, 
         "mb_s": total / elapsed / 1e6,
         "p99_ms": latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000,
     }
+
+
+def serving(
+    urls: list[str], workdir: Path, clients: int, size: int, part: int, rounds: int
+) -> None:
+    """The gateway and nginx in turn, `rounds` times (the machine's noise falls on both
+    alike), and the median of each side's rounds."""
+    print(f"serving: {clients} clients, each one {size / 1e6:g} MB output in "
+          f"{part / 1e6:g} MB ranges; median of {rounds} alternating rounds")  # fmt: skip
+    if not shutil.which("nginx"):
+        ours = [fetch_all(urls, clients, size, part) for _ in range(rounds)]
+        print(
+            f"  gateway  {_median(ours, 'mb_s'):8.1f} MB/s  p99 {_median(ours, 'p99_ms'):8.1f} ms"
+        )
+        print("  nginx not installed: no comparison; goal: gateway >= 0.8x nginx")
+        return
+    balancer, base = nginx(workdir / "kept", workdir)
+    names = [u.split("/v1/outputs/")[1].split("/")[1].split(".")[0] for u in urls]
+    plain = [f"{base}/{n[:2]}/{n}" for n in names]
+    ours, theirs = [], []
+    try:
+        for _ in range(rounds):
+            ours.append(fetch_all(urls, clients, size, part))
+            theirs.append(fetch_all(plain, clients, size, part))
+    finally:
+        balancer.terminate()
+        balancer.wait(10)
+    for label, got in (("gateway", ours), ("nginx", theirs)):
+        print(f"  {label:8} {_median(got, 'mb_s'):8.1f} MB/s  p99 {_median(got, 'p99_ms'):8.1f} ms")
+    each = " ".join(f"{a['mb_s'] / b['mb_s']:.2f}" for a, b in zip(ours, theirs, strict=True))
+    ratio = _median(ours, "mb_s") / _median(theirs, "mb_s")
+    print(f"  goal: gateway >= 0.8x nginx; got {ratio:.2f}x (rounds: {each})")
+
+
+def _median(rounds: list[dict[str, float]], key: str) -> float:
+    values = sorted(r[key] for r in rounds)
+    return values[len(values) // 2]
 
 
 def free_port() -> int:
@@ -315,24 +354,7 @@ def main() -> None:
                   f"{copied['peak_mib']:.0f} MiB (+{copied['peak_mib'] - copied['idle_mib']:.0f} "
                   "MiB; goal < +50 MiB)")  # fmt: skip
 
-            urls = copied["urls"]
-            ours = fetch_all(urls, clients, size, part)
-            balancer = None
-            if shutil.which("nginx"):
-                balancer, base = nginx(workdir / "kept", workdir)
-                names = [u.split("/v1/outputs/")[1].split("/")[1].split(".")[0] for u in urls]
-                plain = [f"{base}/{n[:2]}/{n}" for n in names]
-                theirs = fetch_all(plain, clients, size, part)
-            print(f"serving: {clients} clients, each one {size / 1e6:g} MB output in "
-                  f"{part / 1e6:g} MB ranges")  # fmt: skip
-            print(f"  gateway  {ours['mb_s']:8.1f} MB/s  p99 {ours['p99_ms']:8.1f} ms")
-            if balancer is not None:
-                print(f"  nginx    {theirs['mb_s']:8.1f} MB/s  p99 {theirs['p99_ms']:8.1f} ms")
-                print(f"  goal: gateway >= 0.8x nginx; got {ours['mb_s'] / theirs['mb_s']:.2f}x")
-                balancer.terminate()
-                balancer.wait(10)
-            else:
-                print("  nginx not installed: no comparison; goal: gateway >= 0.8x nginx")
+            serving(copied["urls"], workdir, clients, size, part, rounds=1 if args.quick else 5)
         finally:
             gateway.stop()
             fake.stop()

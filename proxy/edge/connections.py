@@ -45,6 +45,8 @@ from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Receive, Scope, Send
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from proxy.edge.zerocopy import offer_zerocopy
+
 if TYPE_CHECKING:
     from proxy.core.config import ProxySettings
 
@@ -86,10 +88,11 @@ class ConnectionGuard:
     _quiet_app: Any = None
 
     def quiet(self, app: Any) -> Any:
-        """`app`, ending quietly when its client is gone (see `_quiet_when_gone`); made
-        once per app, not per connection."""
+        """`app`, ending quietly when its client is gone (see `_quiet_when_gone`) and
+        offered zero-copy file bodies (proxy/edge/zerocopy.py); made once per app, not
+        per connection."""
         if self._app is not app:
-            self._app, self._quiet_app = app, _quiet_when_gone(app)
+            self._app, self._quiet_app = app, _quiet_when_gone(offer_zerocopy(app))
         return self._quiet_app
 
     def note(self, kind: str, now: float, message: str) -> None:

@@ -5,38 +5,32 @@ deleted by retention a 404.
 
 `Range` (one range) is answered 206, `If-None-Match` 304; `ETag`, `Content-Length`,
 `Accept-Ranges` and the output's `Content-Type` are always sent. A folder's file is served
-by Starlette's `FileResponse` (sendfile where the server can); an S3 object is streamed
+by `sendfile(2)` where the server offers it (proxy/edge/zerocopy.py); an S3 object is streamed
 through, or answered with a presigned redirect (`outputs_serve = "redirect"`).
 """
 
 from __future__ import annotations
 
+import os
 import re
+import stat
 from typing import Final
 
 from starlette.requests import Request
-from starlette.responses import FileResponse, RedirectResponse, Response, StreamingResponse
+from starlette.responses import RedirectResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from proxy.core.errors import GatewayError, NotFound
 from proxy.core.outputs import check_signature
 from proxy.db import StoreError
 from proxy.edge.routes import gateway_of
+from proxy.edge.zerocopy import FileResponse
 from proxy.objects import ObjectStoreError, key_of
 from proxy.objects.interface import etag_of
 
 __all__ = ["ROUTES"]
 
 RANGE = re.compile(r"bytes=(\d*)-(\d*)")
-FILE_CHUNK: Final = 1024 * 1024
-
-
-class _FileResponse(FileResponse):
-    # Each chunk is read in a worker thread: 1 MiB rather than Starlette's 64 KiB cuts the
-    # thread hops per 20 MB video from ~300 to 20 (bench/outputs.py: serving).
-    chunk_size = FILE_CHUNK
-
-
 CACHE_CONTROL: Final = "private, max-age=3600"
 
 
@@ -103,9 +97,13 @@ async def output(request: Request) -> Response:
     objects = outputs.objects
     path = objects.local_path(key)
     if path is not None:
-        if not path.is_file():
+        try:
+            found = os.stat(path)
+        except OSError:
+            found = None
+        if found is None or not stat.S_ISREG(found.st_mode):
             raise NotFound("this output's file is missing from the output folder")
-        return _FileResponse(path, media_type=content_type, headers=headers)
+        return FileResponse(path, media_type=content_type, headers=headers, stat_result=found)
     if gateway.settings.outputs_serve == "redirect":
         try:
             url = await objects.presign(key, 300, content_type)
