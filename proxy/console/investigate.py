@@ -79,15 +79,35 @@ def _cost(view: RequestView) -> str:
     )
 
 
-def _videos(generation: Generation) -> Html:
-    """The outputs of a COMPLETED run, as links; what else a run has, said plainly."""
+# A signature for the page's viewer, not for a team's code: it need outlive the visit only.
+CONSOLE_URL_TTL = 3600.0
+
+
+async def _videos(visit: Visit, generation: Generation, team_id: str | None) -> Html:
+    """The outputs of a COMPLETED run, as links: the gateway's copies, signed for the team
+    that asked (as its poll would answer), where it keeps them; else Segmind's URLs, and
+    why. What else a run has, said plainly."""
     if generation.status != "COMPLETED":
         return Html(f"<p>No outputs: the run is {generation.status}.</p>")
-    urls = _output_urls(generation.output)
+    output, said = generation.output, EMPTY
+    outputs = visit.gateway.outputs
+    if outputs is not None and team_id is not None:
+        state = await outputs.state_of(generation.id)
+        output, extra = outputs.render(team_id, output, state, CONSOLE_URL_TTL)
+        if extra.get("outputs_kept"):
+            said = Html("<p>Kept by the gateway: these links are signed for an hour.</p>")
+        elif extra:
+            said = fill(
+                "<p>Not kept by the gateway ({note}): these are Segmind's URLs, which it "
+                "deletes 7 days after the run.</p>",
+                note=str(extra.get("outputs_note") or "no reason recorded"),
+            )
+    urls = _output_urls(output)
     if not urls:
         return Html("<p>The run completed but its answer names no output URL.</p>")
     return fill(
-        "<ul>{items}</ul>",
+        "{said}<ul>{items}</ul>",
+        said=said,
         items=join(
             fill('<li>{name}: <a href="{url}" rel="noreferrer">{url}</a></li>', name=n, url=u)
             for n, u in urls
@@ -210,7 +230,7 @@ async def request_page(request: Request, visit: Visit) -> Response:
         search=_search_form(),
         facts=facts,
         hooks=hooks,
-        videos=_videos(g),
+        videos=await _videos(visit, g, r.team_id),
     )
     return respond(document(f"Request {r.id[:12]}", body, visit, active="runs"))
 
@@ -268,6 +288,6 @@ async def run_page(request: Request, visit: Visit) -> Response:
         facts=facts,
         n=len(requests),
         rows=join(_request_row(v) for v in requests),
-        videos=_videos(g),
+        videos=await _videos(visit, g, next((v.request.team_id for v in requests), None)),
     )
     return respond(document(f"Run {g.id[:12]}", body, visit, active="runs"))

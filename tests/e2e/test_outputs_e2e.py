@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import html
 import json
 import os
+import re
 import signal
 import subprocess
 import threading
@@ -46,6 +48,17 @@ def stack(tmp_path: Path) -> Iterator[Stack]:
         env=outputs_env(tmp_path),
     ) as built:  # fmt: skip
         yield built
+
+
+def console_page(stack: Stack, path: str) -> str:
+    """A console page as an operator sees it, logged in with the admin key."""
+    with httpx.Client(base_url=stack.gateway.url) as http:
+        origin = {"origin": stack.gateway.url, "sec-fetch-site": "same-origin"}
+        login = http.post("/admin/ui/login", data={"admin_key": ADMIN_KEY}, headers=origin)
+        assert login.status_code == 303, login.text
+        page = http.get(path)
+        assert page.status_code == 200, page.text
+        return page.text
 
 
 def advance(stack: Stack, seconds: float, *, fake: bool = True) -> None:
@@ -136,6 +149,14 @@ def test_kept_outputs_outlive_segmind_and_make_a_lasting_cache(
     assert hooked["outputs_kept"] is True
     assert all(httpx.get(u).status_code == 200 for u in hooked["videos"].values())
 
+    # The console's request page links the gateway's copies too, and says so.
+    page = console_page(stack, f"/admin/ui/requests/{request_id}")
+    assert "Kept by the gateway" in page
+    linked = re.findall(r'<a href="([^"]+/v1/outputs/[^"]+)"', page)
+    assert len(linked) == 4
+    assert all(httpx.get(html.unescape(u)).status_code == 200 for u in linked)
+    assert not any(u in page for u in fake_urls(stack))
+
     # Tampered with, or handed to another team: 403. Another team's key: nothing.
     tampered = urls[0].replace("signature=", "signature=x")
     assert httpx.get(tampered).status_code == 403
@@ -200,6 +221,9 @@ def test_outputs_that_cannot_be_kept_complete_with_segminds_urls_saying_why(
         assert hooked["outputs_kept"] is False
         assert hooked["outputs_note"] == done["outputs_note"]
         assert not list((tmp_path / "kept").rglob("*.mp4"))
+        page = console_page(stack, f"/admin/ui/requests/{request_id}")
+        assert "Not kept by the gateway (" in page
+        assert "over output_max_bytes" in page
 
 
 # -- two replicas on PostgreSQL sharing one bucket (moto's S3 server) ---------------------
