@@ -33,6 +33,11 @@ log = logging.getLogger("proxy.upstream")
 Sleep = Callable[[float], Awaitable[None]]
 
 SUBMIT_CONNECT_TRIES = 3  # tries of a submit whose connection never opened
+SUBMIT_CONNECT_PAUSE = 0.5  # seconds before the second try, doubling
+# A refused connection is a blip worth trying again; one refused within this many seconds
+# of another call's is an outage: the submit then answers at once (nothing was sent) rather
+# than hold its caller through the pauses (1.5 s) for an upstream that is down.
+REFUSED_WINDOW = 10.0
 
 
 class UpstreamGone(GatewayError):
@@ -115,6 +120,8 @@ class Upstream:
         # Told when Segmind answers 406 (the account is out of credits): the balance
         # watch reads the balance again at once.
         self.on_no_credits: Callable[[], None] = lambda: None
+        # The last submit (a token per call) whose connection never opened, and when.
+        self._refused: tuple[object, float] | None = None
 
     async def aclose(self) -> None:
         await self._submitter.aclose()
@@ -139,6 +146,7 @@ class Upstream:
     async def _submit(
         self, workflow_id: str, inputs: dict[str, Any], generation_id: str
     ) -> str | None:
+        call = object()
         for attempt in range(SUBMIT_CONNECT_TRIES):
             try:
                 handle = await self._submitter.submit(
@@ -148,9 +156,9 @@ class Upstream:
                 await self._failed("submit", exc)
                 return None
             except client.TransportError as exc:
-                if exc.nothing_sent and attempt + 1 < SUBMIT_CONNECT_TRIES:
+                if exc.nothing_sent and self._blip(call) and attempt + 1 < SUBMIT_CONNECT_TRIES:
                     # The connection never opened, so no run can have started: try again.
-                    await self._clock.sleep(2.0**attempt)
+                    await self._clock.sleep(SUBMIT_CONNECT_PAUSE * 2.0**attempt)
                     continue
                 await self._failed("submit", exc)
                 raise self._translate(exc, "submit") from exc
@@ -158,8 +166,17 @@ class Upstream:
                 await self._failed("submit", exc)
                 raise self._translate(exc, "submit") from exc
             self._on_call("submit", "200")
+            self._refused = None
             return handle.request_id
         raise AssertionError("unreachable: the last try returns or raises")
+
+    def _blip(self, call: object) -> bool:
+        """Note that `call` (one submit, across its tries) was refused a connection; whether
+        that may be a blip: no other call was refused within REFUSED_WINDOW. If one was,
+        the upstream is down, and waiting to try again only holds the caller."""
+        now = self._clock.now()
+        last, self._refused = self._refused, (call, now)
+        return last is None or last[0] is call or now - last[1] > REFUSED_WINDOW
 
     async def status(
         self, upstream_id: str, sleep: Sleep | None = None, generation_id: str | None = None

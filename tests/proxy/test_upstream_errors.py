@@ -9,6 +9,7 @@ default) for one that may have, and its concurrency slot comes back either way.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -16,6 +17,7 @@ import httpx
 import pytest
 
 from proxy.core.config import PRICE
+from proxy.services.upstream import REFUSED_WINDOW, SUBMIT_CONNECT_TRIES
 from tests.proxy.conftest import MakeHarness
 from tests.proxy.harness import UPSTREAM_KEY, WORKFLOW, Harness
 
@@ -161,6 +163,30 @@ async def test_a_refused_connection_is_retried_since_nothing_was_sent(harness: H
     assert answer.headers["x-cache-status"] == "MISS"
     assert [e["status"] for e in upstream_submits(harness)] == [200]
     assert harness.upstream_transport.refuse_connections == 0
+
+
+async def test_refusals_seen_by_two_calls_are_an_outage_answered_at_once(
+    harness: Harness,
+) -> None:
+    # One submit refused is tried again (a blip); once another call was refused too, the
+    # upstream is down and the retry pauses would only hold each caller: one try, answered.
+    key = harness.team("alpha")
+    transport = harness.upstream_transport
+    transport.refuse_connections = 100
+    first = await harness.drive(harness.submit(key, KNIGHT), step=0.5)
+    assert "nothing was charged" in error_of(first, 502)
+    assert transport.refuse_connections == 100 - SUBMIT_CONNECT_TRIES
+    # Not driven: it must answer without sleeping on the gateway's clock at all.
+    second = await asyncio.wait_for(harness.submit(key, {"Scene_1": "A second run"}), 30)
+    assert "nothing was charged" in error_of(second, 502)
+    assert transport.refuse_connections == 100 - SUBMIT_CONNECT_TRIES - 1
+    # Quiet for longer than the window: a refusal is a blip again, and the retry succeeds.
+    await harness.advance(REFUSED_WINDOW + 1)
+    transport.refuse_connections = 1
+    third = await harness.drive(harness.submit(key, {"Scene_1": "A third run"}), step=0.5)
+    assert third.status_code == 200, third.text
+    assert upstream_submits(harness)[-1]["status"] == 200
+    await assert_nothing_charged_and_slot_free(harness, key, charged=PRICE)
 
 
 async def test_a_submit_whose_answer_timed_out_is_not_retried(
