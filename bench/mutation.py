@@ -440,7 +440,7 @@ MUTANTS: tuple[Mutant, ...] = (
         "retry-sent-submit",
         "retry",
         "proxy/services/upstream.py",
-        "if exc.nothing_sent and attempt + 1 < SUBMIT_CONNECT_TRIES:",
+        "if exc.nothing_sent and self._blip(call) and attempt + 1 < SUBMIT_CONNECT_TRIES:",
         "if attempt + 1 < SUBMIT_CONNECT_TRIES:",
         "a submit that may have started a run is sent again (paid twice)",
     ),
