@@ -99,12 +99,16 @@ async def _sendfile(transport: asyncio.Transport, file_fd: int, offset: int, cou
     """Send `count` bytes of `file_fd` from `offset` on the transport's socket; return how
     many went (fewer when the client went or stalled, or the file ended early)."""
     loop = asyncio.get_running_loop()
-    if not await _drained(loop, transport):
-        return 0
     sock = transport.get_extra_info("socket")
     fd = os.dup(sock.fileno())
     sent = 0
     try:
+        # What uvicorn wrote (the head) leaves the transport's buffer first, so the file's
+        # bytes follow it on the socket: the transport flushes when the socket has room.
+        while transport.get_write_buffer_size() and not transport.is_closing():
+            if not await _writable(loop, fd):
+                return 0
+            await asyncio.sleep(0)  # the transport's own flush runs on the same wake-up
         while sent < count and not transport.is_closing():
             try:
                 part = min(count - sent, SEND_CHUNK)
@@ -123,17 +127,6 @@ async def _sendfile(transport: asyncio.Transport, file_fd: int, offset: int, cou
     finally:
         os.close(fd)
     return sent
-
-
-async def _drained(loop: asyncio.AbstractEventLoop, transport: asyncio.Transport) -> bool:
-    """Wait until what uvicorn wrote (the head) has left the transport's buffer, so the
-    file's bytes follow it on the socket; False if the client stalled or went."""
-    deadline = loop.time() + STALL_SECONDS
-    while transport.get_write_buffer_size():
-        if transport.is_closing() or loop.time() > deadline:
-            return False
-        await asyncio.sleep(0.001)
-    return not transport.is_closing()
 
 
 async def _writable(loop: asyncio.AbstractEventLoop, fd: int) -> bool:
