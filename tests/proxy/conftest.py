@@ -1,12 +1,13 @@
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.proxy.harness import Harness, start_harness, stop_harness
+from tests.servers import start_server
 
 MakeHarness = Callable[..., Awaitable[Harness]]
 
@@ -28,3 +29,13 @@ async def make_harness(tmp_path: Path) -> AsyncIterator[MakeHarness]:
 @pytest.fixture
 async def harness(make_harness: MakeHarness) -> Harness:
     return await make_harness()
+
+
+@pytest.fixture(scope="module")
+def asset_host() -> Iterator[str]:
+    """A real asset host on loopback that misbehaves on demand (tests/hostile_assets.py)."""
+    server = start_server("tests.hostile_assets")
+    try:
+        yield server.url
+    finally:
+        server.stop()

@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,20 +18,10 @@ from proxy.core.clock import VirtualClock
 from proxy.core.config import ProxySettings
 from proxy.objects.folder import FolderStore
 from proxy.services.mirror import RETRY_PAUSE, Mirror, MirrorReport
-from tests.servers import ServerProcess, start_server
 
 pytestmark = pytest.mark.anyio
 
 LIMIT = 5_000_000
-
-
-@pytest.fixture(scope="module")
-def host() -> Iterator[str]:
-    server: ServerProcess = start_server("tests.hostile_assets")
-    try:
-        yield server.url
-    finally:
-        server.stop()
 
 
 def document(*urls: str, kind: str = "video") -> str:
@@ -68,10 +57,10 @@ async def until(condition: Any) -> None:
     raise AssertionError("the copy never got there")
 
 
-async def test_good_files_are_kept_whole_checked_and_once(tmp_path: Path, host: str) -> None:
+async def test_good_files_are_kept_whole_checked_and_once(tmp_path: Path, asset_host: str) -> None:
     clock = VirtualClock()
     mirror = mirror_for(tmp_path, clock)
-    urls = [f"{host}/good/{n}.mp4" for n in (1, 2, 3, 4)] + [f"{host}/good/1.mp4"]
+    urls = [f"{asset_host}/good/{n}.mp4" for n in (1, 2, 3, 4)] + [f"{asset_host}/good/1.mp4"]
     report = await mirror.keep(document(*urls))
     await mirror.aclose()
     assert report.complete, report.problem
@@ -111,21 +100,23 @@ async def refused(tmp_path: Path, url: str, kind: str = "video") -> MirrorReport
     ],
 )
 async def test_a_hostile_or_broken_file_is_refused_saying_why(
-    tmp_path: Path, host: str, path: str, reason: str
+    tmp_path: Path, asset_host: str, path: str, reason: str
 ) -> None:
-    report = await refused(tmp_path, f"{host}{path}")
+    report = await refused(tmp_path, f"{asset_host}{path}")
     assert reason in (report.problem or "")
 
 
-async def test_a_video_where_an_image_was_declared_is_refused(tmp_path: Path, host: str) -> None:
-    report = await refused(tmp_path, f"{host}/good/1.mp4", kind="image")
+async def test_a_video_where_an_image_was_declared_is_refused(
+    tmp_path: Path, asset_host: str
+) -> None:
+    report = await refused(tmp_path, f"{asset_host}/good/1.mp4", kind="image")
     assert "not a image as declared" in (report.problem or "")
 
 
-async def test_a_host_off_the_allowlist_is_never_fetched(tmp_path: Path, host: str) -> None:
+async def test_a_host_off_the_allowlist_is_never_fetched(tmp_path: Path, asset_host: str) -> None:
     mirror = mirror_for(tmp_path, VirtualClock())
     mirror.settings = mirror.settings.model_copy(update={"output_allow_hosts": ["segmind.com"]})
-    report = await mirror.keep(document(f"{host}/good/1.mp4"))
+    report = await mirror.keep(document(f"{asset_host}/good/1.mp4"))
     await mirror.aclose()
     assert "leads to host 127.0.0.1, which is not in output_allow_hosts" in (report.problem or "")
 
@@ -135,10 +126,10 @@ async def test_an_internal_address_is_refused_before_any_connection(tmp_path: Pa
     assert "10.0.0.8" in (report.problem or "")
 
 
-async def test_a_trickle_is_cut_at_the_files_deadline(tmp_path: Path, host: str) -> None:
+async def test_a_trickle_is_cut_at_the_files_deadline(tmp_path: Path, asset_host: str) -> None:
     clock = VirtualClock()
     mirror = mirror_for(tmp_path, clock, mirror_file_timeout=60.0)
-    task = asyncio.ensure_future(mirror.keep(document(f"{host}/trickle.mp4")))
+    task = asyncio.ensure_future(mirror.keep(document(f"{asset_host}/trickle.mp4")))
     await until(lambda: clock.sleepers >= 1)
     await asyncio.sleep(0.3)  # a few drips arrive
     clock.advance(60.0)
@@ -148,10 +139,10 @@ async def test_a_trickle_is_cut_at_the_files_deadline(tmp_path: Path, host: str)
     assert kept_files(tmp_path) == []
 
 
-async def test_a_passing_failure_is_tried_again(tmp_path: Path, host: str) -> None:
+async def test_a_passing_failure_is_tried_again(tmp_path: Path, asset_host: str) -> None:
     clock = VirtualClock()
     mirror = mirror_for(tmp_path, clock, mirror_attempts=2)
-    task = asyncio.ensure_future(mirror.keep(document(f"{host}/flaky/2.mp4")))
+    task = asyncio.ensure_future(mirror.keep(document(f"{asset_host}/flaky/2.mp4")))
     # The first try got a 503: the copy pauses before the second (the file's deadline,
     # the only other sleeper, is minutes away).
     await until(lambda: clock.next_deadline == clock.now() + RETRY_PAUSE)
@@ -162,12 +153,14 @@ async def test_a_passing_failure_is_tried_again(tmp_path: Path, host: str) -> No
     assert report.kept[0].size == len((ASSETS / "scene_2.mp4").read_bytes())
 
 
-async def test_an_endless_body_costs_at_most_one_limit_of_memory(tmp_path: Path, host: str) -> None:
+async def test_an_endless_body_costs_at_most_one_limit_of_memory(
+    tmp_path: Path, asset_host: str
+) -> None:
     import tracemalloc
 
     tracemalloc.start()
     try:
-        await refused(tmp_path, f"{host}/endless.mp4")
+        await refused(tmp_path, f"{asset_host}/endless.mp4")
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import sys
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -22,20 +22,10 @@ from proxy.objects.folder import FolderStore
 from proxy.rules import AdmissionRequest, Fence
 from proxy.services.outputs import RETRY_EVERY, OutputService
 from proxy.store import Store, open_store
-from tests.servers import ServerProcess, start_server
 
 pytestmark = pytest.mark.anyio
 
 DAY = 86400.0
-
-
-@pytest.fixture(scope="module")
-def host() -> Iterator[str]:
-    server: ServerProcess = start_server("tests.hostile_assets")
-    try:
-        yield server.url
-    finally:
-        server.stop()
 
 
 @pytest.fixture
@@ -87,12 +77,12 @@ def document(url: str) -> str:
 
 
 async def test_a_failed_copy_is_tried_again_and_then_lasts(
-    tmp_path: Path, store: Store, host: str
+    tmp_path: Path, store: Store, asset_host: str
 ) -> None:
     clock = VirtualClock()
     outputs = await service(tmp_path, store, clock)
     # The host answers 503 the first time: with one attempt, the copy fails.
-    run, ask = await completed_run(store, clock, document(f"{host}/flaky/3.mp4"), outputs)
+    run, ask = await completed_run(store, clock, document(f"{asset_host}/flaky/3.mp4"), outputs)
     state = await store.kept_outputs(run)
     assert state is not None
     assert state.kept == []
@@ -103,7 +93,7 @@ async def test_a_failed_copy_is_tried_again_and_then_lasts(
     state = await store.kept_outputs(run)
     assert state is not None
     assert len(state.kept) == 1
-    output, extra = outputs.render("team", document(f"{host}/flaky/3.mp4"), state)
+    output, extra = outputs.render("team", document(f"{asset_host}/flaky/3.mp4"), state)
     assert extra == {"outputs_kept": True}
     assert "/v1/outputs/team/" in (output or "")
     assert (await store.outputs_summary()).failures == 0
@@ -115,11 +105,11 @@ async def test_a_failed_copy_is_tried_again_and_then_lasts(
 
 
 async def test_retention_deletes_the_bytes_with_the_records(
-    tmp_path: Path, store: Store, host: str
+    tmp_path: Path, store: Store, asset_host: str
 ) -> None:
     clock = VirtualClock()
     outputs = await service(tmp_path, store, clock)
-    await completed_run(store, clock, document(f"{host}/good/2.mp4"), outputs)
+    await completed_run(store, clock, document(f"{asset_host}/good/2.mp4"), outputs)
     files = [p for p in (tmp_path / "outputs").rglob("*") if p.is_file()]
     assert len(files) == 1
     clock.advance(31 * DAY)
@@ -129,11 +119,13 @@ async def test_retention_deletes_the_bytes_with_the_records(
     await outputs.aclose()
 
 
-async def test_admin_outputs_says_what_is_kept(tmp_path: Path, store: Store, host: str) -> None:
+async def test_admin_outputs_says_what_is_kept(
+    tmp_path: Path, store: Store, asset_host: str
+) -> None:
     clock = VirtualClock()
     outputs = await service(tmp_path, store, clock)
-    await completed_run(store, clock, document(f"{host}/good/1.mp4"), outputs)
-    await completed_run(store, clock, document(f"{host}/page.mp4"), outputs)
+    await completed_run(store, clock, document(f"{asset_host}/good/1.mp4"), outputs)
+    await completed_run(store, clock, document(f"{asset_host}/page.mp4"), outputs)
     await outputs.aclose()
     done = await anyio.run_process(
         [sys.executable, "-m", "proxy", "admin", "outputs", "--db", str(tmp_path / "g.sqlite"),
