@@ -42,21 +42,18 @@ def when(at: float | None) -> Html:
 
 
 def request_link(request_id: str) -> Html:
-    return fill(
-        '<a href="{base}/requests/{id}" data-test="request-link"><code>{short}</code></a>',
-        base=BASE,
-        id=request_id,
-        short=request_id[:12],
-    )
+    return _link("requests", "request-link", request_id)
 
 
 def run_link(generation_id: str) -> Html:
+    return _link("runs", "run-link", generation_id)
+
+
+def _link(pages: str, test: str, id_: str) -> Html:
     return fill(
-        '<a href="{base}/runs/{id}" data-test="run-link"><code>{short}</code></a>',
-        base=BASE,
-        id=generation_id,
-        short=generation_id[:12],
-    )
+        '<a href="{base}/{pages}/{id}" data-test="{test}"><code>{short}</code></a>',
+        base=BASE, pages=pages, id=id_, test=test, short=id_[:12],
+    )  # fmt: skip
 
 
 def _code(text: str) -> Html:
