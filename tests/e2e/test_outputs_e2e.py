@@ -90,6 +90,17 @@ def poll(stack: Stack, key: str, request_id: str) -> dict[str, Any]:
     return body
 
 
+def completed(stack: Stack, prompt: str, receiver: Receiver) -> tuple[str, dict[str, Any]]:
+    """A run submitted with a webhook and followed (virtual clock) to COMPLETED: its
+    request id and the completed poll answer."""
+    headers = {"X-Webhook-Url": receiver.url}
+    request_id = submit(stack, stack.team_key, {"Scene_1": prompt}, **headers).json()["request_id"]
+    advance(stack, 1900)
+    done = poll(stack, stack.team_key, request_id)
+    assert done["status"] == "COMPLETED"
+    return request_id, done
+
+
 def urls_of(answer: dict[str, Any]) -> list[str]:
     return [entry["value"]["data"] for entry in json.loads(answer["output"])]
 
@@ -116,13 +127,7 @@ def curl(url: str, target: Path, *headers: str) -> tuple[int, bytes]:
 def test_kept_outputs_outlive_segmind_and_make_a_lasting_cache(
     stack: Stack, tmp_path: Path, receiver: Receiver
 ) -> None:
-    request_id = submit(
-        stack, stack.team_key, {"Scene_1": "A lighthouse at dawn"},
-        **{"X-Webhook-Url": receiver.url},
-    ).json()["request_id"]  # fmt: skip
-    advance(stack, 1900)
-    done = poll(stack, stack.team_key, request_id)
-    assert done["status"] == "COMPLETED"
+    request_id, done = completed(stack, "A lighthouse at dawn", receiver)
     assert done["outputs_kept"] is True
     urls = urls_of(done)
     assert len(urls) == 4
@@ -205,13 +210,7 @@ def test_outputs_that_cannot_be_kept_complete_with_segminds_urls_saying_why(
     # (tests/proxy/test_mirror.py); here, through the processes, files over the limit.
     env = {**outputs_env(tmp_path), "PROXY_OUTPUT_MAX_BYTES": "1000"}
     with running_stack(tmp_path / "gateway.sqlite", "e2e", env=env) as stack:
-        request_id = submit(
-            stack, stack.team_key, {"Scene_1": "Too large to keep"},
-            **{"X-Webhook-Url": receiver.url},
-        ).json()["request_id"]  # fmt: skip
-        advance(stack, 1900)
-        done = poll(stack, stack.team_key, request_id)
-        assert done["status"] == "COMPLETED"
+        request_id, done = completed(stack, "Too large to keep", receiver)
         assert done["outputs_kept"] is False
         assert "bytes, over output_max_bytes (1,000)" in done["outputs_note"]
         assert urls_of(done) == fake_urls(stack)
